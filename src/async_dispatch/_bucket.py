@@ -1,0 +1,128 @@
+"""A fair token bucket that every caller of one API key can share.
+
+The bookkeeping is GCRA (the "generic cell rate algorithm"): instead of a token count that
+must be refilled, it keeps one number, the *theoretical arrival time* `tat` of the next
+request if requests came at exactly `rate`. A request at time `now` conforms when
+``now >= tat - (burst - 1) / rate``; taking it moves `tat` on by ``1 / rate``. This is the
+same limit as a bucket of `burst` tokens refilled at `rate`, in O(1) without timers.
+
+Waiters queue FIFO. Only the head of the queue sleeps on the clock, and it sleeps for
+exactly as long as the bucket needs; everyone behind it waits on an event that the head
+sets as it leaves. There is no polling loop: a wait costs one timer and one wake-up, plus
+one more if a `pause()` lands while the head sleeps.
+
+`pause(seconds)` is how a 429 is shared: every acquirer, queued or future, waits until
+the pause is over, and the bucket restarts empty so the queue drains at `rate` instead of
+stampeding. Time comes from `anyio.current_time()`, so trio's virtual clock drives it in
+tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import anyio
+
+from ._errors import UsageError
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """Allow at most ``rate * t + burst`` acquisitions in any window of `t` seconds.
+
+    Share one instance between a `DispatchClient`, any number of `Poller`s and your own
+    code to keep one API key within its limit. Must be used from one event loop.
+    """
+
+    __slots__ = ("_burst", "_interval", "_paused_until", "_tat", "_tolerance", "_waiters")
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise UsageError(f"rate must be a finite number > 0, got {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise UsageError(f"burst must be an integer >= 1, got {burst!r}")
+        self._interval = 1.0 / rate
+        self._burst = burst
+        self._tolerance = (burst - 1) * self._interval
+        self._tat = -math.inf
+        self._paused_until = -math.inf
+        self._waiters: deque[anyio.Event] = deque()
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(rate={self.rate:g}, burst={self._burst})"
+
+    @property
+    def rate(self) -> float:
+        """Acquisitions per second, sustained."""
+        return 1.0 / self._interval
+
+    @property
+    def burst(self) -> int:
+        """How many acquisitions may happen at once after a quiet spell."""
+        return self._burst
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued in `acquire()` right now."""
+        return len(self._waiters)
+
+    def pause(self, seconds: float) -> None:
+        """Make every acquirer wait `seconds` from now (a 429's `Retry-After`).
+
+        Pauses do not stack: the later end wins. When the pause ends the bucket is empty,
+        so acquisitions resume at `rate`, not in a burst.
+        """
+        if not seconds > 0:
+            return
+        until = anyio.current_time() + min(seconds, 86_400.0)
+        if until > self._paused_until:
+            self._paused_until = until
+            self._tat = max(self._tat, until + self._tolerance)
+
+    def paused_for(self) -> float:
+        """Seconds left of the current pause, 0.0 when not paused."""
+        return max(0.0, self._paused_until - anyio.current_time())
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is free right now and nobody is queued; never waits."""
+        if self._waiters:
+            return False
+        now = anyio.current_time()
+        if now < self._ready_at():
+            return False
+        self._take(now)
+        return True
+
+    async def acquire(self) -> None:
+        """Wait for a token, in FIFO order with every other caller.
+
+        Cancellation is safe: a cancelled caller leaves the queue without taking a token,
+        and wakes the next one if it was at the head.
+        """
+        if self.try_acquire():
+            return
+        turn = anyio.Event()
+        self._waiters.append(turn)
+        try:
+            if self._waiters[0] is not turn:
+                await turn.wait()
+            # A loop, not one sleep: a pause() may land while the head sleeps.
+            while (delay := self._ready_at() - anyio.current_time()) > 0:  # noqa: ASYNC110
+                await anyio.sleep(delay)
+            self._take(anyio.current_time())
+        finally:
+            self._leave(turn)
+
+    def _ready_at(self) -> float:
+        return max(self._tat - self._tolerance, self._paused_until)
+
+    def _take(self, now: float) -> None:
+        self._tat = max(self._tat, now) + self._interval
+
+    def _leave(self, turn: anyio.Event) -> None:
+        was_head = self._waiters[0] is turn
+        self._waiters.remove(turn)
+        if was_head and self._waiters:
+            self._waiters[0].set()

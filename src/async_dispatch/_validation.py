@@ -1,0 +1,69 @@
+"""Checks on what callers hand us, done before anything reaches the network."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import httpx
+
+from ._errors import InvalidRequestIdError, UsageError
+
+__all__ = ["check_base_url", "check_request_id", "is_loopback_host"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:-]{1,256}")
+_MAX_SHOWN = 40
+
+
+def check_request_id(request_id: object) -> str:
+    """Return `request_id` if it is safe to put in a URL path segment, else raise.
+
+    Allowed: 1 to 256 characters from the URL-unreserved set plus ``:``, and not ``.`` or
+    ``..`` (which would climb the path). Real ids look like ``req_abc123def456``.
+    """
+    if not isinstance(request_id, str):
+        raise InvalidRequestIdError(f"request id must be a string, got {type(request_id).__name__}")
+    if not _REQUEST_ID.fullmatch(request_id) or request_id in (".", ".."):
+        shown = request_id if len(request_id) <= _MAX_SHOWN else request_id[:_MAX_SHOWN] + "..."
+        raise InvalidRequestIdError(
+            f"invalid request id {shown!r}: expected 1-256 characters of letters, digits "
+            "and ._~:- (ids come from submit(), e.g. 'req_abc123def456')"
+        )
+    return request_id
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and addresses in 127.0.0.0/8 or ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str, *, allow_insecure: bool) -> str:
+    """Validate the service's base URL and return it without a trailing slash.
+
+    Plain `http://` would send the API key in clear text, so it is refused for any host
+    but loopback unless the caller opts in with `allow_insecure=True`.
+    """
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UsageError(f"base_url is not a valid URL: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"base_url must be an absolute http(s) URL such as "
+            f"'https://api.narada.ai/fast/v2', got scheme {url.scheme!r}"
+        )
+    if url.userinfo:
+        raise UsageError("base_url must not contain credentials; pass api_key instead")
+    if url.query or url.fragment:
+        raise UsageError("base_url must not contain a query string or fragment")
+    if url.scheme == "http" and not allow_insecure and not is_loopback_host(url.host):
+        raise UsageError(
+            f"refusing plain http:// to {url.host!r}: the API key would travel unencrypted. "
+            "Use https://, or pass allow_insecure=True if you really mean it"
+        )
+    return str(url).rstrip("/")

@@ -1,0 +1,175 @@
+"""The wire format: JSON bodies in, models out (and submit bodies the other way).
+
+Parsing is strict about what the contract requires (`status`, `createdAt`) and tolerant
+about everything else: unknown fields are ignored, optional fields of the wrong type are
+dropped rather than fatal, and timestamps are accepted in the common ISO-8601 variants.
+Anything that cannot become a `TaskStatus` raises `InvalidResponseError`, never another
+exception: callers can rely on exactly those two outcomes for arbitrary bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ._errors import InvalidResponseError
+from ._models import Status, TaskStatus, Usage
+
+__all__ = ["excerpt", "parse_status_body", "parse_status_payload", "parse_timestamp"]
+
+_EXCERPT_LIMIT = 200
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def excerpt(body: bytes | str, limit: int = _EXCERPT_LIMIT) -> str:
+    """A short single-line excerpt of a body, safe to put in an error message or a log.
+
+    HTML tags are dropped (a proxy's error page reduces to its text), control characters
+    and runs of whitespace collapse to one space, and the result is cut at `limit`.
+    """
+    text = body if isinstance(body, str) else body[: limit * 8].decode("utf-8", "replace")
+    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an ISO-8601 timestamp into an aware datetime.
+
+    Accepts the documented form (`2024-12-19T00:00:00.000000+00:00`) and the variants a
+    service or proxy may produce: `Z`, fractions of 1 to 9 digits, `+0000`, `+00`, and no
+    offset at all (taken as UTC, the only sensible reading for a service clock).
+    Raises ValueError otherwise. Written by hand because `datetime.fromisoformat` only
+    learned most of these in Python 3.11.
+    """
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not an ISO-8601 timestamp: {excerpt(value, 40)!r}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    tz = timezone.utc
+    if offset and offset not in ("Z", "z"):
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"bad UTC offset in timestamp: {offset!r}")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros, tz
+    )
+
+
+def parse_status_body(request_id: str, body: bytes, *, status_code: int = 200) -> TaskStatus:
+    """Parse the body of a status response; `InvalidResponseError` if it is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        looks_html = body.lstrip()[:1] == b"<"
+        what = "an HTML page" if looks_html else "not valid JSON"
+        raise InvalidResponseError(
+            f"status of {request_id!r}: the service answered HTTP {status_code} with {what} "
+            "(a proxy or the service is misbehaving; usually transient)",
+            status_code=status_code,
+            body_excerpt=excerpt(body),
+        ) from exc
+    try:
+        return parse_status_payload(request_id, data)
+    except InvalidResponseError as exc:
+        exc.status_code = status_code
+        exc.body_excerpt = excerpt(body)
+        raise
+
+
+def parse_status_payload(request_id: str, data: object) -> TaskStatus:
+    """Build a `TaskStatus` from decoded JSON (a status response or a webhook payload)."""
+    if not isinstance(data, Mapping):
+        raise _invalid(request_id, f"expected a JSON object, got {type(data).__name__}")
+    raw_status = data.get("status")
+    if not isinstance(raw_status, str) or not raw_status:
+        raise _invalid(request_id, "field 'status' is missing or not a non-empty string")
+    created_at = _timestamp(request_id, data, "createdAt", required=True)
+    assert created_at is not None
+    response = data.get("response")
+    if response is not None and not isinstance(response, Mapping):
+        raise _invalid(request_id, f"field 'response' is a {type(response).__name__}")
+    return TaskStatus(
+        request_id=request_id,
+        status=Status.from_wire(raw_status),
+        raw_status=raw_status,
+        created_at=created_at,
+        completed_at=_timestamp(request_id, data, "completedAt", required=False),
+        text=_text_of(response),
+        response=response,
+        structured_output=_structured_output_of(response),
+        usage=_usage_of(data.get("usage")),
+        browser_window_id=_optional_str(data.get("browserWindowId")),
+        hitl_input_metadata=_optional_mapping(data.get("hitlInputMetadata")),
+    )
+
+
+def _invalid(request_id: str, problem: str) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"status of {request_id!r} is not as documented: {problem}", status_code=None
+    )
+
+
+def _timestamp(
+    request_id: str, data: Mapping[str, Any], key: str, *, required: bool
+) -> datetime | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(request_id, f"field {key!r} is missing or not a string")
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:  # also out-of-range dates from datetime()
+        raise _invalid(request_id, f"field {key!r}: {exc}") from exc
+
+
+def _text_of(response: Mapping[str, Any] | None) -> str | None:
+    return _optional_str(response.get("text")) if response is not None else None
+
+
+def _structured_output_of(response: Mapping[str, Any] | None) -> Any:
+    output = response.get("output") if response is not None else None
+    if isinstance(output, Mapping) and output.get("type") == "structured":
+        return output.get("content")
+    return None
+
+
+def _usage_of(value: object) -> Usage | None:
+    if not isinstance(value, Mapping):
+        return None
+    actions = value.get("actions")
+    return Usage(
+        actions=actions if isinstance(actions, int) and not isinstance(actions, bool) else None,
+        credits=_optional_float(value.get("credits")),
+    )
+
+
+def _optional_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _optional_mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None

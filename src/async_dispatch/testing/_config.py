@@ -1,0 +1,227 @@
+"""What one simulator run looks like: frozen values, so a run is its config plus its seed.
+
+Print the config (and ``Simulator.seed``) of a failing run and you can replay it exactly.
+Durations of tasks are in *simulated* seconds and pass through ``time_scale``; every other
+time here (slow answers, webhook backoff, rate limits) is in real clock seconds, because
+those model the network and the server, not the work.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Literal
+
+import attrs
+from attrs.validators import and_, ge, gt, in_, le
+
+__all__ = [
+    "Durations",
+    "Faults",
+    "OutcomeMix",
+    "OutcomeName",
+    "RateLimit",
+    "SimulatorConfig",
+    "Webhooks",
+]
+
+OutcomeName = Literal["success", "error", "input-required", "never"]
+"""How a task ends: ``never`` stays pending forever (for deadline demos)."""
+
+_probability = and_(ge(0.0), le(1.0))
+
+
+@attrs.frozen
+class Durations:
+    """How long tasks run, in simulated seconds: lognormal around ``median``, clamped.
+
+    Real task times are skewed (most finish near a typical time, a few take far longer); a
+    lognormal says that with two numbers, and the clamp keeps a test's worst case bounded.
+    ``sigma=0`` makes every task take exactly ``median``.
+    """
+
+    median: float = attrs.field(default=1.0, validator=ge(0.0))
+    sigma: float = attrs.field(default=0.5, validator=ge(0.0))
+    minimum: float = attrs.field(default=0.0, validator=ge(0.0))
+    maximum: float = attrs.field(default=60.0, validator=ge(0.0))
+
+    @classmethod
+    def fixed(cls, seconds: float) -> Durations:
+        """Every task takes exactly ``seconds``."""
+        return cls(median=seconds, sigma=0.0, minimum=0.0, maximum=seconds)
+
+    def draw(self, rng: random.Random) -> float:
+        value = rng.lognormvariate(math.log(self.median), self.sigma) if self.median > 0 else 0.0
+        return min(max(value, self.minimum), self.maximum)
+
+
+@attrs.frozen
+class OutcomeMix:
+    """Relative weights of how tasks end; they need not sum to one."""
+
+    success: float = attrs.field(default=0.8, validator=ge(0.0))
+    error: float = attrs.field(default=0.1, validator=ge(0.0))
+    input_required: float = attrs.field(default=0.1, validator=ge(0.0))
+    never: float = attrs.field(default=0.0, validator=ge(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.success + self.error + self.input_required + self.never <= 0:
+            raise ValueError("OutcomeMix needs at least one positive weight")
+
+    @classmethod
+    def only(cls, outcome: OutcomeName) -> OutcomeMix:
+        """Every task ends the same way."""
+        weights = dict.fromkeys(("success", "error", "input_required", "never"), 0.0)
+        weights[outcome.replace("-", "_")] = 1.0
+        return cls(**weights)
+
+    def draw(self, rng: random.Random) -> OutcomeName:
+        weights: tuple[tuple[OutcomeName, float], ...] = (
+            ("success", self.success),
+            ("error", self.error),
+            ("input-required", self.input_required),
+            ("never", self.never),
+        )
+        r = rng.random() * sum(weight for _, weight in weights)
+        for name, weight in weights:
+            if r < weight:
+                return name
+            r -= weight
+        # Only rounding gets here: answer the last outcome that can happen at all.
+        return next(name for name, weight in reversed(weights) if weight > 0)
+
+    def draw_final(self, rng: random.Random) -> Literal["success", "error"]:
+        """How a task ends once its input was given: success or error, by their weights."""
+        total = self.success + self.error
+        if total == 0:
+            return "success"
+        return "success" if rng.random() * total < self.success else "error"
+
+
+@attrs.frozen
+class RateLimit:
+    """A per-key token bucket on the server: ``rate`` requests a second, bursts of ``burst``.
+
+    Over the limit, the answer is 429 with ``Retry-After`` in whole seconds (the common
+    form) or as an HTTP-date (the other form the RFC allows, which clients often mishandle).
+    """
+
+    rate: float = attrs.field(validator=gt(0.0))
+    burst: int = attrs.field(default=1, validator=ge(1))
+    retry_after: Literal["seconds", "http-date"] = attrs.field(
+        default="seconds", validator=in_(("seconds", "http-date"))
+    )
+
+
+@attrs.frozen
+class Faults:
+    """Per-request probabilities of the ways a real service (or its proxy) misbehaves.
+
+    At most one fault hits a request, so the probabilities must sum to at most one. On a
+    submit the fault strikes after the task was created: that is the "uncertain submit" a
+    client must not blindly retry.
+    """
+
+    server_error: float = attrs.field(default=0.0, validator=_probability)
+    """A JSON 500/502/503/504, the code picked at random from ``server_error_codes``."""
+    html_error: float = attrs.field(default=0.0, validator=_probability)
+    """A 502 HTML page, as a proxy in front of the service sends it."""
+    html_ok: float = attrs.field(default=0.0, validator=_probability)
+    """A 200 HTML page (a captive portal or a misconfigured proxy)."""
+    truncated_json: float = attrs.field(default=0.0, validator=_probability)
+    """The normal answer with its JSON body cut in half (Content-Length matches the cut)."""
+    drop: float = attrs.field(default=0.0, validator=_probability)
+    """The connection closes halfway through the body: a transport error for the client."""
+    slow: float = attrs.field(default=0.0, validator=_probability)
+    """The normal answer after ``slow_delay`` seconds."""
+    unknown_status: float = attrs.field(default=0.0, validator=_probability)
+    """A status answer whose ``status`` is a value the contract does not list (``paused``)."""
+    slow_delay: float = attrs.field(default=2.0, validator=ge(0.0))
+    server_error_codes: tuple[int, ...] = attrs.field(
+        default=(500, 502, 503, 504), converter=tuple
+    )
+    on_status: bool = True
+    """Whether status reads (``GET``) suffer these faults."""
+    on_submit: bool = False
+    """Whether submits (``POST``) suffer them too."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.total > 1.0 + 1e-9:
+            raise ValueError(f"fault probabilities sum to {self.total:.3f}, more than 1")
+        if not self.server_error_codes:
+            raise ValueError("server_error_codes must not be empty")
+
+    @property
+    def total(self) -> float:
+        return (
+            self.server_error
+            + self.html_error
+            + self.html_ok
+            + self.truncated_json
+            + self.drop
+            + self.slow
+            + self.unknown_status
+        )
+
+
+@attrs.frozen
+class Webhooks:
+    """How the simulator delivers ``callbackUrl`` webhooks: at least once, sometimes not.
+
+    Failed deliveries (non-2xx or transport error) are retried up to ``max_attempts`` in
+    all, waiting ``backoff`` seconds and doubling. ``drop`` of deliveries are silently never
+    sent and ``duplicate`` are sent twice, so receivers can prove they cope.
+    """
+
+    notify_input_required: bool = False
+    """Also deliver when a task starts waiting for input, once per input request."""
+    drop: float = attrs.field(default=0.0, validator=_probability)
+    duplicate: float = attrs.field(default=0.0, validator=_probability)
+    max_attempts: int = attrs.field(default=4, validator=ge(1))
+    backoff: float = attrs.field(default=0.5, validator=ge(0.0))
+    timeout: float = attrs.field(default=5.0, validator=gt(0.0))
+    concurrency: int = attrs.field(default=8, validator=ge(1))
+
+
+def _keys(value: object) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset((value,))
+    if not isinstance(value, (set, frozenset, list, tuple)):
+        raise TypeError("api keys must be a string or a collection of strings")
+    return frozenset(str(item) for item in value)
+
+
+@attrs.frozen
+class SimulatorConfig:
+    """Everything that describes one simulator run.
+
+    ``seed`` fixes every random choice (task ids, outcomes, durations, faults, webhook
+    drops), so the same seed and the same sequence of requests replay the same run. With
+    ``seed=None`` a seed is drawn and shown as ``Simulator.seed``.
+    """
+
+    api_keys: frozenset[str] = attrs.field(default=frozenset({"sim-key"}), converter=_keys)
+    """Keys that may submit and read tasks; any other key gets 401."""
+    forbidden_keys: frozenset[str] = attrs.field(default=frozenset(), converter=_keys)
+    """Keys the service knows but that lack access: 403."""
+    durations: Durations = Durations()
+    outcomes: OutcomeMix = OutcomeMix()
+    input_wait: float = attrs.field(default=1.0, validator=ge(0.0))
+    """Simulated seconds each input request stays open before the task runs on."""
+    input_requests: int = attrs.field(default=1, validator=ge(1))
+    """How many input requests an ``input-required`` task makes, each with its own id."""
+    time_scale: float = attrs.field(default=1.0, validator=gt(0.0))
+    """Clock seconds per simulated second: 0.01 runs a 60 s task in 0.6 s."""
+    rate_limit: RateLimit | None = None
+    faults: Faults = Faults()
+    webhooks: Webhooks = Webhooks()
+    seed: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.api_keys:
+            raise ValueError("api_keys must hold at least one key")
+
+    @property
+    def default_key(self) -> str:
+        """The key test clients use unless told otherwise: the smallest, for determinism."""
+        return min(self.api_keys)

@@ -1,0 +1,166 @@
+"""Checking a submit body the way the service does: strict on known fields, open to others.
+
+The wire contract lets clients pass extra fields through untouched, so unknown keys are
+accepted; a known key with the wrong type is a 422, shaped like a FastAPI validation error
+(``{"detail": [{"type", "loc", "msg"}]}``) because that is what such services send. A
+``null`` known field counts as absent. One extra field is read: ``simulate``, which lets a
+test pick how its task ends.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, get_args
+
+import attrs
+
+from ._config import OutcomeName
+
+__all__ = ["Callback", "Simulate", "Submission", "ValidationIssue", "parse_submission"]
+
+ValidationIssue = dict[str, Any]
+
+_EXECUTION_MODES = ("client", "cloud", "cloud_browser")
+_OUTCOMES: tuple[str, ...] = get_args(OutcomeName)
+_FINAL_OUTCOMES = ("success", "error")
+
+
+@attrs.frozen
+class Callback:
+    """Where and how to deliver this task's webhook."""
+
+    url: str
+    secret: str | None
+    headers: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen
+class Simulate:
+    """A submit's ``simulate`` field: overrides of the run's random draw for one task."""
+
+    outcome: OutcomeName | None = None
+    duration: float | None = None
+    input_wait: float | None = None
+    input_requests: int | None = None
+    final_outcome: Literal["success", "error"] | None = None
+
+
+@attrs.frozen
+class Submission:
+    """The parts of a valid submit body the simulator acts on."""
+
+    prompt: str
+    browser_window_id: str | None = None
+    response_format: dict[str, Any] | None = None
+    callback: Callback | None = None
+    simulate: Simulate | None = None
+
+
+def _issue(loc: tuple[str, ...], msg: str, kind: str) -> ValidationIssue:
+    return {"type": kind, "loc": ["body", *loc], "msg": msg}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_submission(raw: bytes) -> Submission | list[ValidationIssue]:
+    """The submission in ``raw``, or the list of everything wrong with it."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return [_issue((), "the body is not valid JSON", "json_invalid")]
+    if not isinstance(body, dict):
+        return [_issue((), "the body must be a JSON object", "model_attributes_type")]
+
+    issues: list[ValidationIssue] = []
+    prompt = body.get("prompt")
+    if prompt is None:
+        issues.append(_issue(("prompt",), "Field required", "missing"))
+    elif not isinstance(prompt, str) or not prompt.strip():
+        issues.append(_issue(("prompt",), "must be a non-empty string", "string_type"))
+
+    for name in ("browserWindowId", "previousRequestId", "timeZone", "callbackSecret"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            issues.append(_issue((name,), "must be a string", "string_type"))
+    for name in ("clearChat", "saveScreenshots"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            issues.append(_issue((name,), "must be a boolean", "bool_type"))
+
+    mode = body.get("executionMode")
+    if mode is not None and mode not in _EXECUTION_MODES:
+        issues.append(_issue(("executionMode",), f"must be one of {_EXECUTION_MODES}", "enum"))
+
+    response_format = body.get("responseFormat")
+    if response_format is not None and not isinstance(response_format, dict):
+        issues.append(_issue(("responseFormat",), "must be an object", "dict_type"))
+
+    url = body.get("callbackUrl")
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        issues.append(_issue(("callbackUrl",), "must be an http(s) URL", "url_type"))
+
+    headers = body.get("callbackHeaders")
+    if headers is not None and not (
+        isinstance(headers, dict)
+        and all(isinstance(value, str) for value in headers.values())
+    ):
+        issues.append(
+            _issue(("callbackHeaders",), "must be an object of string values", "dict_type")
+        )
+
+    simulate = _parse_simulate(body.get("simulate"), issues)
+    if issues:
+        return issues
+
+    assert isinstance(prompt, str)
+    callback = None
+    if isinstance(url, str):
+        callback = Callback(
+            url=url,
+            secret=body.get("callbackSecret"),
+            headers=tuple((headers or {}).items()),
+        )
+    return Submission(
+        prompt=prompt,
+        browser_window_id=body.get("browserWindowId"),
+        response_format=response_format,
+        callback=callback,
+        simulate=simulate,
+    )
+
+
+def _parse_simulate(value: object, issues: list[ValidationIssue]) -> Simulate | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        issues.append(_issue(("simulate",), "must be an object", "dict_type"))
+        return None
+    before = len(issues)
+    outcome = value.get("outcome")
+    if outcome is not None and outcome not in _OUTCOMES:
+        issues.append(_issue(("simulate", "outcome"), f"must be one of {_OUTCOMES}", "enum"))
+    final = value.get("finalOutcome")
+    if final is not None and final not in _FINAL_OUTCOMES:
+        issues.append(
+            _issue(("simulate", "finalOutcome"), f"must be one of {_FINAL_OUTCOMES}", "enum")
+        )
+    for name in ("duration", "inputWait"):
+        seconds = value.get(name)
+        if seconds is not None and not (_is_number(seconds) and seconds >= 0):
+            issues.append(_issue(("simulate", name), "must be a number >= 0", "float_type"))
+    count = value.get("inputRequests")
+    if count is not None and not (
+        isinstance(count, int) and not isinstance(count, bool) and count >= 1
+    ):
+        issues.append(_issue(("simulate", "inputRequests"), "must be an integer >= 1", "int_type"))
+    if len(issues) > before:
+        return None
+    return Simulate(
+        outcome=outcome,
+        duration=None if value.get("duration") is None else float(value["duration"]),
+        input_wait=None if value.get("inputWait") is None else float(value["inputWait"]),
+        input_requests=count,
+        final_outcome=final,
+    )
