@@ -35,7 +35,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 soak: $(STAMP)
-	$(BIN)/pytest -m soak -p no:randomly
+	$(BIN)/pytest -m soak
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -149,6 +149,12 @@ class DispatchClient:
     def __repr__(self) -> str:
         return f"DispatchClient(base_url={self.base_url!r})"
 
+    @property
+    def is_open(self) -> bool:
+        """True when requests can be made: inside ``async with``, or with your own
+        `http_client` (which this client never closes)."""
+        return self._http is not None
+
     async def __aenter__(self) -> DispatchClient:
         if self._entered:
             raise RuntimeError("DispatchClient is already open; enter it only once")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from typing import Literal
 
 import attrs
@@ -113,6 +114,10 @@ class RateLimit:
     )
 
 
+def _codes(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Faults:
     """Per-request probabilities of the ways a real service (or its proxy) misbehaves.
@@ -138,7 +143,7 @@ class Faults:
     """A status answer whose ``status`` is a value the contract does not list (``paused``)."""
     slow_delay: float = attrs.field(default=2.0, validator=ge(0.0))
     server_error_codes: tuple[int, ...] = attrs.field(
-        default=(500, 502, 503, 504), converter=tuple
+        default=(500, 502, 503, 504), converter=_codes
     )
     on_status: bool = True
     """Whether status reads (``GET``) suffer these faults."""
@@ -183,12 +188,11 @@ class Webhooks:
     concurrency: int = attrs.field(default=8, validator=ge(1))
 
 
-def _keys(value: object) -> frozenset[str]:
+def _keys(value: str | Iterable[str]) -> frozenset[str]:
+    """One key or any collection of keys."""
     if isinstance(value, str):
         return frozenset((value,))
-    if not isinstance(value, (set, frozenset, list, tuple)):
-        raise TypeError("api keys must be a string or a collection of strings")
-    return frozenset(str(item) for item in value)
+    return frozenset(value)
 
 
 @attrs.frozen

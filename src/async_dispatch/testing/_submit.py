@@ -103,8 +103,7 @@ def parse_submission(raw: bytes) -> Submission | list[ValidationIssue]:
 
     headers = body.get("callbackHeaders")
     if headers is not None and not (
-        isinstance(headers, dict)
-        and all(isinstance(value, str) for value in headers.values())
+        isinstance(headers, dict) and all(isinstance(value, str) for value in headers.values())
     ):
         issues.append(
             _issue(("callbackHeaders",), "must be an object of string values", "dict_type")
