@@ -1,0 +1,290 @@
+"""The ``async-dispatch`` command, driven in process against the simulator.
+
+`run()` is the CLI as a coroutine: these tests hand it the simulator's in-process transport
+and read what it printed, so every exit code, JSON document and error line is checked on
+both backends without sockets (except where the socket is the point: unreachable host).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+
+from async_dispatch._cli import ExitCode, main, run
+from async_dispatch.testing import Durations, Simulator, simulator
+
+KEY = "sim-key"
+QUICK = ["--interval", "0.02", "--max-interval", "0.05", "--rate", "200"]
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines()]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def cli(
+    *argv: str,
+    sim: Simulator | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str = "",
+    tty: bool = False,
+) -> Result:
+    out: io.StringIO = _Terminal() if tty else io.StringIO()
+    err = io.StringIO()
+    environ = {"DISPATCH_API_KEY": KEY, "DISPATCH_BASE_URL": "http://127.0.0.1"}
+    environ.update(env or {})
+    if sim is not None:
+        transport = sim.transport()
+    code = await run(
+        list(argv),
+        stdout=out,
+        stderr=err,
+        stdin=io.StringIO(stdin),
+        environ=environ,
+        transport=transport,
+    )
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with simulator(seed=11, durations=Durations.fixed(0.05)) as running:
+        yield running
+
+
+async def _submit(sim: Simulator, outcome: str) -> str:
+    extra = json.dumps({"simulate": {"outcome": outcome}})
+    result = await cli("submit", "/Operator go", "--extra", extra, sim=sim)
+    assert result.code == ExitCode.OK, result.err
+    return result.out.strip()
+
+
+@pytest.mark.anyio
+async def test_submit_prints_the_id_and_status_reads_it(sim: Simulator) -> None:
+    request_id = await _submit(sim, "success")
+    assert request_id.startswith("req_")
+    assert request_id in sim.app.tasks
+
+    result = await cli("status", request_id, "--json", sim=sim)
+    assert result.code == ExitCode.OK
+    document = json.loads(result.out)
+    assert document["request_id"] == request_id
+    assert document["status"] in ("pending", "success")
+
+    plain = await cli("status", request_id, sim=sim)
+    assert f"request_id: {request_id}" in plain.out.splitlines()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("outcome", "code"), [("success", 0), ("error", 1)])
+async def test_submit_wait_json_is_one_document_and_the_exit_code_follows_the_task(
+    sim: Simulator, outcome: str, code: int
+) -> None:
+    extra = json.dumps({"simulate": {"outcome": outcome}})
+    result = await cli("submit", "go", "--wait", "--json", "--extra", extra, *QUICK, sim=sim)
+    assert result.code == code, result.err
+    document = json.loads(result.out)  # exactly one JSON document
+    assert document["kind"] == outcome
+    assert document["status"]["status"] == outcome
+    assert document["request_id"] in sim.app.tasks
+
+
+@pytest.mark.anyio
+async def test_submit_wait_reports_input_requests_on_stderr(sim: Simulator) -> None:
+    simulate = {"outcome": "input-required", "inputWait": 0.1, "finalOutcome": "success"}
+    extra = json.dumps({"simulate": simulate})
+    result = await cli("submit", "go", "--wait", "--extra", extra, *QUICK, sim=sim)
+    assert result.code == ExitCode.OK, result.err
+    assert "input required" in result.err
+    assert "status: success" in result.out.splitlines()
+
+
+@pytest.mark.anyio
+async def test_wait_tracks_mixed_outcomes_as_json_lines(sim: Simulator) -> None:
+    ok = await _submit(sim, "success")
+    failed = await _submit(sim, "error")
+    stuck = await _submit(sim, "never")
+    result = await cli(
+        "wait", ok, failed, stuck, "req_unknown", "--json", "--deadline", "0.5", *QUICK, sim=sim
+    )
+    assert result.code == ExitCode.TASK_FAILED
+    kinds = {line["request_id"]: line["kind"] for line in result.json_lines()}
+    assert kinds == {ok: "success", failed: "error", stuck: "timed-out", "req_unknown": "failed"}
+
+
+@pytest.mark.anyio
+async def test_wait_reads_ids_from_stdin_and_exits_0_when_all_succeed(sim: Simulator) -> None:
+    ids = [await _submit(sim, "success") for _ in range(3)]
+    stdin = "\n".join([ids[0], "", "# a comment", ids[1], ids[2], ids[0]]) + "\n"
+    result = await cli("wait", "-", *QUICK, sim=sim, stdin=stdin)
+    assert result.code == ExitCode.OK, result.err
+    lines = result.out.splitlines()
+    assert sorted(line.split("\t")[0] for line in lines[:-1]) == sorted(ids)
+    assert lines[-1] == "3 tasks: success 3"
+
+
+@pytest.mark.anyio
+async def test_wait_on_a_terminal_draws_a_table(sim: Simulator) -> None:
+    ok = await _submit(sim, "success")
+    failed = await _submit(sim, "error")
+    result = await cli("wait", ok, failed, *QUICK, sim=sim, tty=True)
+    assert result.code == ExitCode.TASK_FAILED
+    assert ok in result.out
+    assert failed in result.out
+    assert "2 tasks: success 1, error 1" in result.out
+
+
+@pytest.mark.anyio
+async def test_wait_with_empty_stdin_is_a_usage_error(sim: Simulator) -> None:
+    result = await cli("wait", "-", sim=sim, stdin="\n")
+    assert result.code == ExitCode.USAGE
+    assert result.err.startswith("async-dispatch: error: no request ids")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "command", [["status", "req_x"], ["submit", "go", *QUICK], ["wait", "req_x", *QUICK]]
+)
+async def test_a_wrong_key_is_one_line_exit_3_and_never_printed(
+    sim: Simulator, command: list[str]
+) -> None:
+    secret = "wrong-key-0123456789"
+    result = await cli(*command, sim=sim, env={"DISPATCH_API_KEY": secret})
+    assert result.code == ExitCode.AUTH
+    assert result.err.count("\n") == 1
+    assert "401" in result.err
+    assert "Traceback" not in result.err
+    assert secret not in result.out + result.err
+
+
+@pytest.mark.anyio
+async def test_a_missing_key_says_how_to_give_one(sim: Simulator) -> None:
+    result = await cli("status", "req_x", sim=sim, env={"DISPATCH_API_KEY": " "})
+    assert result.code == ExitCode.USAGE
+    assert result.err == (
+        "async-dispatch: error: no API key: pass --api-key or set DISPATCH_API_KEY\n"
+    )
+
+
+@pytest.mark.anyio
+async def test_the_api_key_flag_wins_over_the_environment(sim: Simulator) -> None:
+    result = await cli("status", "req_x", "--api-key", KEY, sim=sim, env={"DISPATCH_API_KEY": "x"})
+    assert result.code == ExitCode.NOT_FOUND  # authenticated, then 404
+
+
+@pytest.mark.anyio
+async def test_an_unknown_id_is_exit_4(sim: Simulator) -> None:
+    result = await cli("status", "req_000000000000", sim=sim)
+    assert result.code == ExitCode.NOT_FOUND
+    assert "does not know this request id" in result.err
+    assert result.out == ""
+
+
+@pytest.mark.anyio
+async def test_a_malformed_id_is_a_usage_error(sim: Simulator) -> None:
+    result = await cli("status", "../etc", sim=sim)
+    assert result.code == ExitCode.USAGE
+    assert "invalid request id" in result.err
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_host_is_exit_5() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago and is closed now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await cli(
+        "status", "req_x", "--retries", "0", env={"DISPATCH_BASE_URL": f"http://127.0.0.1:{port}"}
+    )
+    assert result.code == ExitCode.UNREACHABLE
+    assert result.err.startswith("async-dispatch: error: GET /remote-dispatch/responses/req_x")
+    assert result.err.count("\n") == 1
+
+
+@pytest.mark.anyio
+async def test_plain_http_to_a_remote_host_is_refused() -> None:
+    result = await cli("status", "req_x", env={"DISPATCH_BASE_URL": "http://example.com"})
+    assert result.code == ExitCode.USAGE
+    assert "refusing plain http://" in result.err
+
+
+def _answer(status: int, body: bytes, **headers: str) -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda request: httpx.Response(status, content=body, headers=headers)
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("transport", "code"),
+    [
+        (_answer(403, b'{"detail": "no"}'), ExitCode.AUTH),
+        (_answer(429, b"{}", **{"retry-after": "0"}), ExitCode.RATE_LIMITED),
+        (_answer(200, b"<html>portal</html>"), ExitCode.INVALID_RESPONSE),
+        (_answer(503, b'{"error": "down"}'), ExitCode.SERVER_ERROR),
+        (_answer(422, b'{"detail": "bad"}'), ExitCode.BAD_REQUEST),
+    ],
+)
+async def test_each_class_of_failure_has_its_exit_code(
+    transport: httpx.MockTransport, code: ExitCode
+) -> None:
+    result = await cli("status", "req_x", "--retries", "0", transport=transport)
+    assert result.code == code
+    assert result.err.count("\n") == 1
+
+
+@pytest.mark.anyio
+async def test_a_submit_that_may_have_landed_is_exit_10() -> None:
+    result = await cli("submit", "go", transport=_answer(502, b"bad gateway"))
+    assert result.code == ExitCode.SUBMIT_UNCERTAIN
+    assert "may have been created" in result.err
+
+
+@pytest.mark.anyio
+async def test_a_key_echoed_by_the_service_is_redacted() -> None:
+    body = json.dumps(
+        {
+            "status": "success",
+            "response": {"text": f"your key is {KEY}"},
+            "createdAt": "2024-12-19T00:00:00.000000+00:00",
+            "completedAt": "2024-12-19T00:01:00.000000+00:00",
+        }
+    ).encode()
+    for extra in ([], ["--json"]):
+        result = await cli("status", "req_x", *extra, transport=_answer(200, body))
+        assert result.code == ExitCode.OK
+        assert KEY not in result.out
+        assert "your key is ***" in result.out
+
+
+@pytest.mark.anyio
+async def test_bad_extra_json_is_a_usage_error(sim: Simulator) -> None:
+    result = await cli("submit", "go", "--extra", "[1]", sim=sim)
+    assert result.code == ExitCode.USAGE
+    assert "--extra must be a JSON object" in result.err
+
+
+def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["wait"]) == ExitCode.USAGE
+    assert "usage: async-dispatch wait" in capsys.readouterr().err
+    assert main(["wait", "req_x", "--rate", "0"]) == ExitCode.USAGE
+    assert "must be a number > 0" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "Exit codes: 0 ok, 1 task failed" in capsys.readouterr().out
