@@ -138,7 +138,6 @@ class DispatchClient:
         self.max_body_size = max_body_size
         self.trace = trace
         self._timeout = httpx.Timeout(timeout)
-        self._headers = {"x-api-key": self._key.reveal(), "accept": "application/json"}
         self._submit_url = f"{self.base_url}/remote-dispatch"
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"
         self._http = http_client
@@ -257,6 +256,13 @@ class DispatchClient:
     async def _submit_once(self, content: bytes) -> str:
         try:
             status_code, headers, body = await self._send("POST", self._submit_url, content=content)
+        except InvalidResponseError as exc:
+            if exc.status_code is not None and 400 <= exc.status_code < 500:
+                raise
+            raise SubmitUncertainError(
+                f"submit was answered but the answer could not be read ({exc}); the task may "
+                "have been created. Check before resubmitting: a resubmit can run the task twice"
+            ) from exc
         except TransportError as exc:
             if isinstance(exc.__cause__, _NOT_SENT):
                 raise
@@ -269,7 +275,7 @@ class DispatchClient:
             raise SubmitUncertainError(
                 f"submit answered HTTP {status_code}; the task may have been created. Check "
                 f"before resubmitting: a resubmit can run the task twice. Service said: "
-                f"{self._redact(excerpt(body))!r}"
+                f"{self._excerpt(body)!r}"
             )
         self._raise_for_status(status_code, headers, body, request_id=None)
         return self._request_id_from(status_code, body)
@@ -283,14 +289,15 @@ class DispatchClient:
         if not isinstance(request_id, str) or not request_id:
             raise SubmitUncertainError(
                 f"submit answered HTTP {status_code} without a requestId; the task was "
-                f"probably created but cannot be tracked. Body: {self._redact(excerpt(body))!r}"
+                f"probably created but cannot be tracked. Body: {self._excerpt(body)!r}"
             )
         try:
             return check_request_id(request_id)
         except DispatchError as exc:
             raise SubmitUncertainError(
-                f"submit answered HTTP {status_code} with an unusable requestId: {exc}"
-            ) from exc
+                f"submit answered HTTP {status_code} with an unusable requestId: "
+                f"{self._redact(str(exc))}"
+            ) from None
 
     # -- status -------------------------------------------------------------------------
 
@@ -323,11 +330,16 @@ class DispatchClient:
         retry and spend rate-limit tokens centrally. Most callers want `get_status()`.
         `request_id` must already be valid (see `get_status()`).
         """
+        request_id = check_request_id(request_id)
         status_code, headers, body = await self._send("GET", self._status_url + request_id)
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if self.trace:
             logger.debug("status_read", request_id=request_id, status_code=status_code)
-        return parse_status_body(request_id, body, status_code=status_code)
+        try:
+            return parse_status_body(request_id, body, status_code=status_code)
+        except InvalidResponseError as exc:
+            exc.body_excerpt = self._excerpt(body)
+            raise
 
     async def wait(
         self,
@@ -371,11 +383,12 @@ class DispatchClient:
             raise RuntimeError(
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
-        headers = self._headers
-        if content is not None:
-            headers = {**headers, "content-type": "application/json"}
         request = http.build_request(
-            method, url, headers=headers, content=content, timeout=self._timeout
+            method,
+            url,
+            headers=self._request_headers(json_body=content is not None),
+            content=content,
+            timeout=self._timeout,
         )
         try:
             response = await http.send(request, stream=True)
@@ -420,7 +433,7 @@ class DispatchClient:
     ) -> None:
         if 200 <= status_code < 300:
             return
-        said = self._redact(excerpt(body))
+        said = self._excerpt(body)
         where = f" for {request_id!r}" if request_id else ""
         kwargs: dict[str, Any] = {
             "status_code": status_code,
@@ -490,6 +503,18 @@ class DispatchClient:
                 error=type(exc).__name__,
             )
         await anyio.sleep(delay)
+
+    def _request_headers(self, *, json_body: bool) -> dict[str, str]:
+        """Built per request so that the key never sits in an attribute or a local."""
+        headers = {"x-api-key": self._key.reveal(), "accept": "application/json"}
+        if json_body:
+            headers["content-type"] = "application/json"
+        return headers
+
+    def _excerpt(self, body: bytes) -> str:
+        """A safe excerpt of a body: the key is removed *before* cutting, so no fragment
+        of it can survive at the cut."""
+        return excerpt(body.replace(self._key.reveal().encode(), b"***"))
 
     def _redact(self, text: str) -> str:
         """Remove the key from text the service echoed back, before it reaches a message."""

@@ -50,8 +50,13 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
-        exponent = min(retry - 1, 64)  # beyond this the cap has long been reached
-        ceiling = min(self.max_delay, self.initial_delay * self.multiplier**exponent)
+        ceiling = 0.0
+        if self.initial_delay > 0:
+            try:
+                growth = self.multiplier ** max(retry - 1, 0)
+            except OverflowError:  # a float power past 1e308 raises instead of giving inf
+                growth = math.inf
+            ceiling = min(self.max_delay, self.initial_delay * growth)
         return (rng or random).uniform(0.0, ceiling)
 
 

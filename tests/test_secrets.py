@@ -1,0 +1,173 @@
+"""The API key never shows: not in a log line (tracing on, debug level), not in a repr, not
+in any exception the client raises, even when the service echoes the key back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+
+from _foundation_helpers import (
+    KEY,
+    PENDING,
+    SUCCESS,
+    Answer,
+    fail,
+    reply,
+    service,
+    texts_of,
+)
+from async_dispatch import (
+    DispatchClient,
+    DispatchError,
+    RetryPolicy,
+    UsageError,
+    parse_status_body,
+)
+
+pytestmark = pytest.mark.anyio
+
+ECHO = f"invalid key {KEY} for this resource"
+Call = Callable[[DispatchClient], Awaitable[object]]
+
+
+def get_status(client: DispatchClient) -> Awaitable[object]:
+    return client.get_status("req_1")
+
+
+def submit(client: DispatchClient) -> Awaitable[object]:
+    return client.submit("/Operator find jobs", callback_secret="shh")
+
+
+def wait(client: DispatchClient) -> Awaitable[object]:
+    return client.wait("req_1", timeout=0.05, interval=0.01)
+
+
+#: Each scenario: what the service answers, and what the caller does.
+SCENARIOS: dict[str, tuple[list[Answer], Call]] = {
+    "400": ([reply(400, content=ECHO.encode())], get_status),
+    "401": ([reply(401, {"error": ECHO})], get_status),
+    "403": ([reply(403, {"detail": ECHO})], get_status),
+    "404": ([reply(404, {"detail": ECHO})], get_status),
+    "422": ([reply(422, {"detail": [{"msg": ECHO}]})], get_status),
+    "429": ([reply(429, {"error": ECHO}, headers={"Retry-After": "0"})], get_status),
+    "500": ([reply(500, content=f"<h1>{ECHO}</h1>".encode())], get_status),
+    "503": ([reply(503, content=ECHO.encode())], get_status),
+    "connect-error": ([fail(httpx.ConnectError, ECHO)], get_status),
+    "read-timeout": ([fail(httpx.ReadTimeout, ECHO)], get_status),
+    "protocol-error": ([fail(httpx.RemoteProtocolError, ECHO)], get_status),
+    "bad-json": ([reply(200, content=b"{nope")], get_status),
+    "deadline": ([reply(200, PENDING)], wait),
+    "submit-400": ([reply(400, {"error": ECHO})], submit),
+    "submit-429": ([reply(429, content=ECHO.encode())], submit),
+    "submit-502": ([reply(502, content=ECHO.encode())], submit),
+    "submit-read-timeout": ([fail(httpx.ReadTimeout, ECHO)], submit),
+    "submit-connect-error": ([fail(httpx.ConnectError, ECHO)], submit),
+    "submit-no-id": ([reply(202, {"message": ECHO})], submit),
+    "submit-bad-id": ([reply(202, {"requestId": f"{KEY}/x"})], submit),
+}
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every structlog event, debug level included, for the duration of a test."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as events:
+            yield events
+    finally:
+        structlog.configure(wrapper_class=wrapper)
+
+
+def own_errors(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the errors of this library a traceback would show with it (httpx's errors
+    are not ours to word)."""
+    seen: BaseException | None = exc
+    while isinstance(seen, DispatchError):
+        yield seen
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+
+
+def assert_no_key(texts: list[str]) -> None:
+    leaks = [text for text in texts if KEY in text]
+    assert leaks == []
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_the_key_is_in_no_error_and_no_log_line(
+    name: str, logs: list[MutableMapping[str, Any]]
+) -> None:
+    answers, call = SCENARIOS[name]
+    fake = service(*answers)
+    async with fake.client(trace=True) as client:
+        with pytest.raises(DispatchError) as caught:
+            await call(client)
+    assert fake.requests, "the scenario never reached the fake service"
+    assert all(request.headers["x-api-key"] == KEY for request in fake.requests)
+    for error in own_errors(caught.value):
+        assert_no_key(texts_of(error))
+    assert_no_key([repr(event) for event in logs])
+
+
+async def test_tracing_logs_every_request_and_retry_without_the_key(
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    fake = service(reply(503, content=ECHO.encode()), reply(200, SUCCESS))
+    async with fake.client(trace=True) as client:
+        await client.get_status("req_1")
+    assert [event["event"] for event in logs] == ["retrying", "status_read"]
+    assert logs[0]["request_id"] == "req_1"
+    assert logs[0]["log_level"] == "debug"
+    assert_no_key([repr(event) for event in logs])
+
+
+async def test_the_key_is_redacted_from_what_the_service_echoes() -> None:
+    fake = service(reply(400, content=ECHO.encode()))
+    async with fake.client() as client:
+        with pytest.raises(DispatchError) as caught:
+            await client.get_status("req_1")
+    assert "invalid key *** for this resource" in str(caught.value)
+
+
+async def test_reprs_do_not_show_the_key() -> None:
+    fake = service(reply(200, SUCCESS))
+    async with fake.client(retry=RetryPolicy(attempts=2)) as client:
+        status = await client.get_status("req_1")
+        assert_no_key([repr(client), str(client), repr(status), repr(client.retry)])
+
+
+def test_a_refused_key_is_not_repeated() -> None:
+    with pytest.raises(UsageError) as caught:
+        DispatchClient(api_key=f"{KEY}\n")
+    assert_no_key(texts_of(caught.value))
+
+
+def test_a_refused_url_does_not_show_the_key() -> None:
+    with pytest.raises(UsageError) as caught:
+        DispatchClient(api_key=KEY, base_url="http://example.com")
+    assert_no_key(texts_of(caught.value))
+
+
+def test_the_clients_attributes_do_not_show_the_key() -> None:
+    client = DispatchClient(api_key=KEY)
+    assert_no_key([repr(vars(client))])
+
+
+async def test_an_unparseable_2xx_echoing_the_key_is_redacted() -> None:
+    fake = service(reply(200, content=f"<html>{ECHO}</html>".encode()))
+    async with fake.client() as client:
+        with pytest.raises(DispatchError) as caught:
+            await client.get_status("req_1")
+    assert_no_key(texts_of(caught.value))
+
+
+def test_parse_errors_only_show_an_excerpt() -> None:
+    body = b"<html>" + b"x" * 100_000 + b"</html>"
+    with pytest.raises(DispatchError) as caught:
+        parse_status_body("req_1", body)
+    assert all(len(text) < 1000 for text in texts_of(caught.value))
