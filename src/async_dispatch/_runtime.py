@@ -1,0 +1,186 @@
+"""`DispatchRuntime`: what a web app keeps open for its whole life to dispatch tasks.
+
+A web service that dispatches tasks needs the same four things whatever its framework: an
+open `DispatchClient`, a long-lived `Poller` in hybrid mode (webhooks first, a slow poll
+as the safety net), a `WebhookReceiver` feeding that poller, and one consumer draining the
+poller's outcomes so they reach the application. This object owns all four under one
+``async with``, so the FastAPI lifespan and the aiohttp cleanup context are three lines
+each, and leaving the block (app shutdown) cancels and awaits everything.
+
+The runtime is built before the app starts (its objects do no I/O until opened), so a
+framework can hold it in app state that is frozen once the app runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Final
+
+import anyio
+
+from ._client import DispatchClient
+from ._errors import DispatchError
+from ._log import logger
+from ._outcome import Outcome
+from ._poller import Poller
+from ._webhooks import DEFAULT_MAX_WEBHOOK_BODY, WebhookReceiver, generate_secret
+
+__all__ = ["DispatchRuntime", "OutcomeHandler"]
+
+#: Called with every outcome, in order. May be sync or async; keep it quick: outcomes
+#: wait behind it. Exceptions are logged and do not stop the runtime.
+OutcomeHandler = Callable[[Outcome], "Awaitable[None] | None"]
+
+_DEFAULT_KEEP: Final = 10_000
+
+
+class DispatchRuntime:
+    """A client, a hybrid poller, a webhook receiver and an outcome consumer, owned together.
+
+    Args:
+        client: An unopened `DispatchClient`; the runtime opens and closes it. Defaults
+            to one configured from ``$DISPATCH_API_KEY`` and ``$DISPATCH_BASE_URL``.
+        callback_url: The public URL of this app's webhook route. None means polling
+            only (the webhook route then answers 404 to everything).
+        callback_secret: Sent as ``callbackSecret`` and checked on every webhook. A
+            strong one is generated when not given: only this process needs to know it.
+        header_name, header_value: An extra header the service must send back (via
+            ``callbackHeaders``), e.g. ``"authorization"``, ``"Bearer <token>"``.
+        on_outcome: Called with every outcome (see `OutcomeHandler`).
+        keep: How many latest outcomes to keep for `outcome()`, oldest dropped first.
+        max_body_size: Webhook bodies above this get 413.
+        poller_options: Passed to `Poller` (rate, burst, deadline, safety_interval...).
+    """
+
+    def __init__(
+        self,
+        client: DispatchClient | None = None,
+        *,
+        callback_url: str | None,
+        callback_secret: str | None = None,
+        header_name: str | None = None,
+        header_value: str | None = None,
+        on_outcome: OutcomeHandler | None = None,
+        keep: int = _DEFAULT_KEEP,
+        max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
+        **poller_options: Any,
+    ) -> None:
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep!r}")
+        secret = callback_secret if callback_secret is not None else generate_secret()
+        self.client = client if client is not None else DispatchClient()
+        self.callback_url = callback_url
+        self.poller = Poller(
+            self.client,
+            callback_url=callback_url,
+            callback_secret=secret if callback_url is not None else None,
+            **poller_options,
+        )
+        self.receiver = WebhookReceiver(
+            self.poller,
+            secret=secret,
+            header_name=header_name,
+            header_value=header_value,
+            max_body_size=max_body_size,
+        )
+        self.on_outcome = on_outcome
+        self.keep = keep
+        #: Set when the service refused the key: the poller stopped, nothing will finish.
+        self.error: DispatchError | None = None
+        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._entered = False
+
+    def __repr__(self) -> str:
+        mode = "hybrid" if self.callback_url else "polling"
+        state = "running" if self.running else "stopped"
+        return f"<DispatchRuntime {mode} {state} poller={self.poller!r}>"
+
+    @property
+    def running(self) -> bool:
+        return self._stack is not None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> DispatchRuntime:
+        if self._entered:
+            raise RuntimeError("a DispatchRuntime can be opened only once")
+        self._entered = True
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.client)
+            await stack.enter_async_context(self.poller)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)  # runs first on the way out
+            task_group.start_soon(self._consume, name="async_dispatch.runtime-consumer")
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None, "DispatchRuntime was not opened"
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    # -- using it -----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        prompt: str,
+        *,
+        deadline: float | None = None,
+        context: Any = None,
+        **options: Any,
+    ) -> str:
+        """`Poller.submit()`, adding the header token to ``callbackHeaders`` if configured."""
+        headers = self.receiver.callback_headers
+        if headers is not None and self.callback_url is not None:
+            merged = {**headers, **(options.get("callback_headers") or {})}
+            options["callback_headers"] = merged
+        return await self.poller.submit(prompt, deadline=deadline, context=context, **options)
+
+    def outcome(self, request_id: str) -> Outcome | None:
+        """The latest outcome seen for `request_id` (among the last `keep`), or None."""
+        return self._outcomes.get(request_id)
+
+    @property
+    def outcomes(self) -> Mapping[str, Outcome]:
+        """The last `keep` outcomes by request id, oldest first (a read-only view)."""
+        return MappingProxyType(self._outcomes)
+
+    # -- the consumer -------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        try:
+            async for outcome in self.poller.results(forever=True):
+                self._remember(outcome)
+                if self.on_outcome is not None:
+                    await self._call_handler(outcome)
+        except DispatchError as exc:  # the key was refused: every task is concerned
+            self.error = exc
+            logger.error("dispatch_stopped", error=type(exc).__name__)
+
+    async def _call_handler(self, outcome: Outcome) -> None:
+        assert self.on_outcome is not None
+        try:
+            result = self.on_outcome(outcome)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a bug in the handler must not stop the other outcomes
+            logger.exception("outcome_handler_failed", request_id=outcome.request_id)
+
+    def _remember(self, outcome: Outcome) -> None:
+        if not self.keep:
+            return
+        kept = self._outcomes
+        kept.pop(outcome.request_id, None)
+        kept[outcome.request_id] = outcome
+        while len(kept) > self.keep:
+            kept.popitem(last=False)

@@ -1,0 +1,239 @@
+"""`WebhookReceiver`: turn one incoming webhook into an HTTP answer, with no framework.
+
+Web frameworks differ in how they read a body and write a response, but what a webhook
+endpoint must *decide* is the same everywhere, and it is where the security lives. So the
+decision is made here, on plain bytes and headers, and the framework adapters only copy
+the answer out. That keeps every rule testable without a server:
+
+1. size, before anything is parsed (413);
+2. the optional header token sent through ``callbackHeaders`` (401);
+3. JSON object (400);
+4. ``callbackSecret`` (401), compared in constant time on bytes;
+5. ``requestId`` and the status fields, via `Poller.deliver()` (400);
+6. known id (404). A duplicate is a 200: the service delivers at least once, and a
+   non-2xx would only make it send the same payload again.
+
+`WebhookReceiver.handle()` never raises: a framework that sees an exception answers 500
+and the service retries a payload that will never be accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+import attrs
+
+from ._errors import InvalidResponseError
+from ._log import logger
+from ._poller import DeliveryResult
+
+__all__ = [
+    "DEFAULT_MAX_WEBHOOK_BODY",
+    "Deliverer",
+    "WebhookReceiver",
+    "WebhookResult",
+    "generate_secret",
+]
+
+#: Status payloads are a few kilobytes; 1 MiB leaves room for large structured outputs.
+DEFAULT_MAX_WEBHOOK_BODY: Final = 1024 * 1024
+_MAX_LOGGED_ID: Final = 64
+
+
+def generate_secret(nbytes: int = 32) -> str:
+    """A fresh random secret for ``callbackSecret`` or a header token (URL-safe text).
+
+    32 bytes (256 bits) by default: far beyond guessing, short enough for a header.
+    """
+    if nbytes < 16:
+        raise ValueError(f"a webhook secret needs at least 16 random bytes, got {nbytes}")
+    return secrets.token_urlsafe(nbytes)
+
+
+class Deliverer(Protocol):
+    """What the receiver feeds payloads into: a `Poller`, or anything shaped like it."""
+
+    def deliver(self, payload: Mapping[str, Any]) -> DeliveryResult: ...
+
+
+@attrs.frozen(kw_only=True)
+class WebhookResult:
+    """The answer to one webhook: what to send back, and why (for logs and tests)."""
+
+    status_code: int
+    #: A short machine-readable word: ``accepted``, ``duplicate``, ``too_large``,
+    #: ``bad_json``, ``bad_payload``, ``bad_secret``, ``bad_token``, ``unknown_request``,
+    #: ``unavailable``, ``internal_error``.
+    reason: str
+    #: The id the payload named, once the payload was authenticated; else None.
+    request_id: str | None = None
+    #: What the poller did with the payload, when it got that far.
+    delivery: DeliveryResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx: the sender should not retry."""
+        return 200 <= self.status_code < 300
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON body to send back. Says little on purpose: senders only need the code."""
+        return {"ok": self.ok, "reason": self.reason}
+
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+_TOO_LARGE = WebhookResult(status_code=413, reason="too_large")
+
+
+class WebhookReceiver:
+    """Checks and delivers webhooks from the Remote Dispatch service to a poller.
+
+    Args:
+        poller: Where accepted payloads go (`Poller.deliver`).
+        secret: The ``callbackSecret`` given at submit time; payloads must echo it.
+        header_name, header_value: A header the service must send (set it through
+            ``callbackHeaders``), e.g. ``"authorization"`` and ``"Bearer <token>"``.
+        max_body_size: Larger bodies get 413 without being parsed.
+        allow_unauthenticated: Accept payloads with neither a secret nor a header token
+            configured. Off by default: anyone who can reach the URL could forge results.
+    """
+
+    def __init__(
+        self,
+        poller: Deliverer,
+        *,
+        secret: str | None = None,
+        header_name: str | None = None,
+        header_value: str | None = None,
+        max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
+        allow_unauthenticated: bool = False,
+    ) -> None:
+        if (header_name is None) != (header_value is None):
+            raise ValueError("give both header_name and header_value, or neither")
+        if secret is not None and not secret:
+            raise ValueError("secret must be non-empty (or None for no secret check)")
+        if header_value is not None and not header_value:
+            raise ValueError("header_value must be non-empty")
+        if secret is None and header_name is None and not allow_unauthenticated:
+            raise ValueError(
+                "a webhook receiver needs a secret or a header token; pass "
+                "allow_unauthenticated=True only if the URL is unreachable to others"
+            )
+        if isinstance(max_body_size, bool) or max_body_size < 1:
+            raise ValueError(f"max_body_size must be >= 1, got {max_body_size!r}")
+        self.poller = poller
+        self.max_body_size = max_body_size
+        self.header_name = header_name.lower() if header_name is not None else None
+        self._secret = _bytes(secret) if secret is not None else None
+        self._token = _bytes(header_value) if header_value is not None else None
+
+    def __repr__(self) -> str:
+        checks = [name for name, on in (("secret", self._secret), ("header", self._token)) if on]
+        return f"<WebhookReceiver checks={checks} max_body_size={self.max_body_size}>"
+
+    @property
+    def callback_headers(self) -> dict[str, str] | None:
+        """What to pass as ``callback_headers`` at submit time for the header check."""
+        if self.header_name is None or self._token is None:
+            return None
+        return {self.header_name: self._token.decode()}
+
+    def check_declared_size(self, content_length: str | None) -> WebhookResult | None:
+        """A 413 if a ``Content-Length`` header already says the body is too large.
+
+        Adapters call this before reading the body, so a huge upload is refused unread.
+        """
+        declared = (content_length or "").strip()
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            return self._reject(_TOO_LARGE)
+        return None
+
+    def too_large(self) -> WebhookResult:
+        """The 413 answer, for adapters that stop reading a body past `max_body_size`."""
+        return self._reject(_TOO_LARGE)
+
+    def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
+        """Decide the answer to one webhook delivery. Never raises."""
+        try:
+            return self._handle(body, headers)
+        except Exception as exc:  # the framework must get an answer, not a traceback
+            # No exc_info: rendered tracebacks may show locals, and the payload's are secret.
+            logger.error("webhook_error", error=type(exc).__name__)
+            return WebhookResult(status_code=500, reason="internal_error")
+
+    def _handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
+        if len(body) > self.max_body_size:
+            return self._reject(_TOO_LARGE)
+        if self._token is not None:
+            assert self.header_name is not None
+            received = _header(headers, self.header_name)
+            if received is None or not hmac.compare_digest(_bytes(received), self._token):
+                return self._reject(WebhookResult(status_code=401, reason="bad_token"))
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return self._reject(WebhookResult(status_code=400, reason="bad_json"))
+        if not isinstance(payload, dict):
+            return self._reject(WebhookResult(status_code=400, reason="bad_payload"))
+        if self._secret is not None:
+            given = payload.get("callbackSecret")
+            if not isinstance(given, str) or not hmac.compare_digest(_bytes(given), self._secret):
+                return self._reject(WebhookResult(status_code=401, reason="bad_secret"))
+        raw_id = payload.get("requestId")
+        request_id = raw_id[:_MAX_LOGGED_ID] if isinstance(raw_id, str) else None
+        try:
+            delivery = self.poller.deliver(payload)
+        except InvalidResponseError:
+            return self._reject(
+                WebhookResult(status_code=400, reason="bad_payload", request_id=request_id)
+            )
+        except RuntimeError:  # the poller is closed (shutting down) or not open yet
+            return self._reject(
+                WebhookResult(status_code=503, reason="unavailable", request_id=request_id)
+            )
+        if delivery is DeliveryResult.UNKNOWN:
+            return self._reject(
+                WebhookResult(
+                    status_code=404,
+                    reason="unknown_request",
+                    request_id=request_id,
+                    delivery=delivery,
+                )
+            )
+        reason = "accepted" if delivery is DeliveryResult.ACCEPTED else "duplicate"
+        return WebhookResult(
+            status_code=200, reason=reason, request_id=request_id, delivery=delivery
+        )
+
+    @staticmethod
+    def _reject(result: WebhookResult) -> WebhookResult:
+        """One warning per rejection: the reason and code, never the secret or the body."""
+        logger.warning(
+            "webhook_rejected",
+            reason=result.reason,
+            status_code=result.status_code,
+            request_id=result.request_id,
+        )
+        return result
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8 that cannot fail: JSON may carry lone surrogates (``"\\ud800"``)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup that works for plain dicts and frameworks' header maps."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None

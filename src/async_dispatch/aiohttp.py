@@ -1,0 +1,112 @@
+"""aiohttp integration: a cleanup context that owns the runtime, typed app keys, a handler.
+
+Requires the ``aiohttp`` extra; aiohttp runs on asyncio only. ::
+
+    from async_dispatch.aiohttp import RUNTIME_KEY, setup_dispatch
+    from async_dispatch.webhooks import DispatchRuntime
+
+    app = web.Application()
+    setup_dispatch(app, DispatchRuntime(callback_url="https://my.app/webhooks/dispatch"))
+
+    async def create_job(request: web.Request) -> web.Response:
+        request_id = await request.app[RUNTIME_KEY].submit(await request.text())
+        return web.json_response({"request_id": request_id})
+
+`setup_dispatch` does three things you can also do by hand: store the (not yet opened)
+runtime under `RUNTIME_KEY`, append `dispatch_context(runtime)` to ``app.cleanup_ctx`` so
+it is open from startup to cleanup, and add the webhook route. The runtime is stored
+before the app starts because aiohttp freezes app state at startup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from aiohttp import web
+
+from ._poller import Poller
+from ._runtime import DispatchRuntime
+from ._webhooks import WebhookResult
+
+__all__ = [
+    "DEFAULT_WEBHOOK_PATH",
+    "RUNTIME_KEY",
+    "dispatch_context",
+    "get_poller",
+    "get_runtime",
+    "setup_dispatch",
+    "webhook_handler",
+]
+
+DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
+RUNTIME_KEY: Final = web.AppKey("async_dispatch.runtime", DispatchRuntime)
+_UNAVAILABLE: Final = WebhookResult(status_code=503, reason="unavailable")
+
+
+def dispatch_context(
+    runtime: DispatchRuntime,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry: the runtime is open from app startup to cleanup."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with runtime:
+            yield
+
+    return context
+
+
+def setup_dispatch(
+    app: web.Application,
+    runtime: DispatchRuntime,
+    *,
+    path: str | None = DEFAULT_WEBHOOK_PATH,
+) -> None:
+    """Store `runtime` in `app`, run it with the app, and route webhooks at `path`.
+
+    Pass ``path=None`` to add the route yourself (with `webhook_handler`).
+    """
+    app[RUNTIME_KEY] = runtime
+    app.cleanup_ctx.append(dispatch_context(runtime))
+    if path is not None:
+        app.router.add_post(path, webhook_handler)
+
+
+def get_runtime(request: web.Request) -> DispatchRuntime:
+    """The app's `DispatchRuntime` (see `setup_dispatch`)."""
+    return request.app[RUNTIME_KEY]
+
+
+def get_poller(request: web.Request) -> Poller:
+    """The app's runtime's `Poller`."""
+    return request.app[RUNTIME_KEY].poller
+
+
+async def webhook_handler(request: web.Request) -> web.Response:
+    """The webhook ``POST`` handler. Reads at most the receiver's ``max_body_size``."""
+    result = await _handle(request)
+    return web.Response(
+        body=result.body_bytes(),
+        status=result.status_code,
+        content_type="application/json",
+    )
+
+
+async def _handle(request: web.Request) -> WebhookResult:
+    runtime = request.app.get(RUNTIME_KEY)
+    if runtime is None or not runtime.running:
+        return _UNAVAILABLE
+    receiver = runtime.receiver
+    refused = receiver.check_declared_size(request.headers.get("content-length"))
+    if refused is not None:
+        return refused
+    # One byte over the limit is enough to know the body is too large.
+    body = await request.content.read(receiver.max_body_size + 1)
+    while len(body) <= receiver.max_body_size and not request.content.at_eof():
+        more = await request.content.read(receiver.max_body_size + 1 - len(body))
+        if not more:
+            break
+        body += more
+    if len(body) > receiver.max_body_size:
+        return receiver.too_large()
+    return receiver.handle(body, request.headers)

@@ -1,0 +1,229 @@
+"""The example apps, served for real on loopback, against the simulator over TCP.
+
+Each example runs under its real server (uvicorn for FastAPI, aiohttp's own for aiohttp)
+on a port of its own; the simulator runs under uvicorn on another and delivers webhooks to
+the app over TCP (on our own TCP_NODELAY sockets: see `bound_socket`). Both servers are
+asyncio programs, so these tests run on asyncio only; the FastAPI integration is covered
+on trio, in process, by test_fastapi.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from aiohttp import web
+
+from _webhooks_helpers import (
+    bound_socket,
+    load_example,
+    other_tasks,
+    serve_asgi,
+    wait_until,
+)
+from async_dispatch import DispatchClient
+from async_dispatch.testing import (
+    Durations,
+    OutcomeMix,
+    Simulator,
+    SimulatorConfig,
+    SimulatorStats,
+    Webhooks,
+)
+
+FRAMEWORKS = ["fastapi", "aiohttp"]
+SECRET = "example-secret-" + "q" * 30
+CREATED = "2024-12-19T00:00:00.000000+00:00"
+
+
+@pytest.fixture(
+    params=[
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=pytest.mark.skip(reason="uvicorn and aiohttp servers run on asyncio only"),
+        ),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Served:
+    """A running example app: its URL, an HTTP client to it, and the simulator's stats."""
+
+    def __init__(self, url: str, http: httpx.AsyncClient, stats: SimulatorStats) -> None:
+        self.url = url
+        self.http = http
+        self.stats = stats
+
+    async def post_batch(self, prompts: list[str]) -> str:
+        response = await self.http.post("/batches", json={"prompts": prompts})
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["size"] == len(prompts)
+        return str(body["batch_id"])
+
+    async def batch(self, batch_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/batches/{batch_id}")
+        assert response.status_code == 200
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def wait_complete(self, batch_id: str, timeout: float = 8.0) -> dict[str, Any]:
+        with anyio.fail_after(timeout):
+            while not (batch := await self.batch(batch_id))["complete"]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        return batch
+
+    async def poller_stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = (await self.http.get("/healthz")).json()["poller"]
+        return data
+
+
+@contextlib.asynccontextmanager
+async def serve_app(framework: str, sock: socket.socket, app: Any) -> AsyncIterator[None]:
+    if framework == "fastapi":
+        async with serve_asgi(app, sock):
+            yield
+        return
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running_example(
+    framework: str,
+    *,
+    webhooks: Webhooks,
+    safety_interval: float = 30.0,
+) -> AsyncIterator[Served]:
+    """The simulator over TCP, then the example app over TCP, wired to each other."""
+    config = SimulatorConfig(
+        seed=11,
+        durations=Durations.fixed(0.1),
+        outcomes=OutcomeMix.only("success"),
+        webhooks=webhooks,
+    )
+    module = load_example(f"{framework}_app")
+    with bound_socket() as (sim_sock, sim_port):
+        async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
+            before = other_tasks()
+            with bound_socket() as (sock, port):
+                url = f"http://127.0.0.1:{port}"
+                settings = module.Settings(
+                    callback_url=f"{url}{module.WEBHOOK_PATH}",
+                    callback_secret=SECRET,
+                    safety_interval=safety_interval,
+                )
+                client = DispatchClient(api_key="sim-key", base_url=f"http://127.0.0.1:{sim_port}")
+                app = module.create_app(settings, client=client)
+                async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
+                    yield Served(url, http, sim.stats)
+            # Shut down: the app's poller, consumer and client are gone, no task left behind.
+            await wait_until(lambda: other_tasks() <= before, timeout=3)
+            assert client._http is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_results_arrive_by_webhook_and_duplicates_change_nothing(framework: str) -> None:
+    hooks = Webhooks(duplicate=1.0)
+    async with running_example(framework, webhooks=hooks) as app:
+        batch_id = await app.post_batch([f"/Operator task {n}" for n in range(5)])
+        batch = await app.wait_complete(batch_id, timeout=5)
+        assert batch["counts"] == {"success": 5}
+        assert [r["polls"] for r in batch["results"]] == [0] * 5  # pushed, never polled
+        assert all(r["text"] for r in batch["results"])
+        await wait_until(lambda: app.stats.webhooks_delivered == 10)
+        stats = await app.poller_stats()
+        assert app.stats.requests["status"] == 0
+        assert app.stats.webhooks_failed == 0  # every duplicate got a 2xx
+        assert stats["deliveries"] == 5
+        assert stats["duplicate_deliveries"] == 5
+        assert stats["outcomes"]["success"] == 5  # one outcome per task, not two
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_dropped_webhooks_are_caught_by_the_safety_poll(framework: str) -> None:
+    hooks = Webhooks(drop=0.5)
+    async with running_example(framework, webhooks=hooks, safety_interval=0.35) as app:
+        batch_id = await app.post_batch([f"/Operator task {n}" for n in range(6)])
+        batch = await app.wait_complete(batch_id)
+        assert batch["counts"] == {"success": 6}
+        dropped = app.stats.webhooks_dropped
+        assert 0 < dropped < 6  # seeded: some of each
+        polled = sum(1 for r in batch["results"] if r["polls"] > 0)
+        pushed = sum(1 for r in batch["results"] if r["polls"] == 0)
+        assert polled >= dropped
+        assert pushed >= 1
+        assert app.stats.requests["status"] >= dropped
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_forged_and_malformed_requests_are_refused(framework: str) -> None:
+    hooks = Webhooks(drop=1.0)  # only our own deliveries reach the app
+    async with running_example(framework, webhooks=hooks) as app:
+        batch_id = await app.post_batch(["/Operator real task"])
+        request_id = (await app.batch(batch_id))["results"][0]["request_id"]
+        forged = {
+            "requestId": request_id,
+            "status": "success",
+            "response": {"text": "forged result"},
+            "createdAt": CREATED,
+            "completedAt": CREATED,
+        }
+        hook = "/webhooks/dispatch"
+        for secret in ("wrong", None, SECRET[:-1]):
+            response = await app.http.post(hook, json={**forged, "callbackSecret": secret})
+            assert response.status_code == 401
+            assert response.json() == {"ok": False, "reason": "bad_secret"}
+        assert (await app.http.post(hook, content=b"{not json")).status_code == 400
+        assert (await app.http.post(hook, content=b"x" * (2 << 20))).status_code == 413
+        unknown = {**forged, "requestId": "req_nobody", "callbackSecret": SECRET}
+        assert (await app.http.post(hook, json=unknown)).status_code == 404
+        result = (await app.batch(batch_id))["results"][0]
+        assert result["state"] == "pending"  # nothing forged got through
+        # The genuine secret is accepted once; the repeat is a harmless duplicate.
+        genuine = {**forged, "callbackSecret": SECRET, "response": {"text": "real"}}
+        first = await app.http.post(hook, json=genuine)
+        second = await app.http.post(hook, json=genuine)
+        assert (first.status_code, first.json()["reason"]) == (200, "accepted")
+        assert (second.status_code, second.json()["reason"]) == (200, "duplicate")
+        result = (await app.batch(batch_id))["results"][0]
+        assert (result["state"], result["text"]) == ("success", "real")
+        # And the app's own API refuses what it cannot take.
+        bodies: list[dict[str, Any]] = [
+            {"prompts": []},
+            {"prompts": [""]},
+            {"prompts": ["x"] * 101},
+            {"prompts": "not a list"},
+            {},
+        ]
+        for body in bodies:
+            assert (await app.http.post("/batches", json=body)).status_code == 422
+        assert (await app.http.get("/batches/nope")).status_code == 404
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_CALLBACK_URL", "https://my.app/webhooks/dispatch")
+    monkeypatch.setenv("DISPATCH_CALLBACK_SECRET", SECRET)
+    monkeypatch.setenv("DISPATCH_SAFETY_INTERVAL", "45")
+    for framework in FRAMEWORKS:
+        settings = load_example(f"{framework}_app").Settings.from_env()
+        assert settings.callback_url == "https://my.app/webhooks/dispatch"
+        assert settings.callback_secret == SECRET
+        assert settings.safety_interval == 45.0
+        assert SECRET not in repr(settings)

@@ -1,0 +1,184 @@
+"""`async_dispatch.fastapi`, in process on both backends (the served app: test_examples)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+import trio.testing
+from fastapi import FastAPI
+
+from _webhooks_helpers import wait_until
+from async_dispatch import OutcomeKind
+from async_dispatch.fastapi import (
+    PollerDep,
+    RuntimeDep,
+    dispatch_lifespan,
+    get_runtime,
+    webhook_router,
+)
+from async_dispatch.testing import Durations, OutcomeMix, Simulator, SimulatorConfig
+from async_dispatch.webhooks import DispatchRuntime
+
+SECRET = "fastapi-secret-" + "z" * 30
+HOOK = "/hooks/dispatch"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Both backends; trio on a virtual clock, so its waits cost no real time."""
+    if request.param == "trio":
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return "asyncio"
+
+
+def build_app(runtime: DispatchRuntime) -> FastAPI:
+    app = FastAPI(lifespan=dispatch_lifespan(runtime))
+    app.include_router(webhook_router(HOOK))
+
+    @app.post("/submit")
+    async def submit(prompt: str, dispatch: RuntimeDep) -> dict[str, str]:
+        return {"request_id": await dispatch.submit(prompt)}
+
+    @app.get("/submitted")
+    async def submitted(poller: PollerDep) -> dict[str, int]:
+        return {"submitted": poller.stats.submits_sent}
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def app_and_simulator(**runtime_options: Any) -> AsyncIterator[tuple[FastAPI, Simulator]]:
+    """The app, with the simulator delivering webhooks into it in process."""
+    box: list[FastAPI] = []
+
+    async def to_app(scope: Any, receive: Any, send: Any) -> None:
+        await box[0](scope, receive, send)
+
+    config = SimulatorConfig(
+        seed=3, durations=Durations.fixed(0.1), outcomes=OutcomeMix.only("success")
+    )
+    transport = httpx.ASGITransport(app=to_app)
+    async with (
+        httpx.AsyncClient(transport=transport) as hooks,
+        Simulator(config, webhook_client=hooks) as sim,
+    ):
+        runtime = DispatchRuntime(
+            sim.client(),
+            callback_url=f"http://app.test{HOOK}",
+            callback_secret=SECRET,
+            **runtime_options,
+        )
+        box.append(build_app(runtime))
+        yield box[0], sim
+
+
+async def post_in_chunks(app: FastAPI, path: str, chunks: list[bytes]) -> tuple[int, bytes, int]:
+    """POST without Content-Length, body in chunks, straight through ASGI.
+
+    Returns the status, the body and how many chunks the app never asked for.
+    """
+    pending = list(chunks)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        chunk = pending.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app.test"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("app.test", 80),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body, len(pending)
+
+
+def http(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test")
+
+
+@pytest.mark.anyio
+async def test_lifespan_dependencies_and_webhook_route() -> None:
+    async with app_and_simulator(safety_interval=30) as (app, sim), http(app) as client:
+        async with app.router.lifespan_context(app):
+            runtime = app.state.async_dispatch
+            assert isinstance(runtime, DispatchRuntime)
+            assert "running" in repr(runtime)
+            response = await client.post("/submit", params={"prompt": "hello"})
+            request_id = response.json()["request_id"]
+            assert (await client.get("/submitted")).json() == {"submitted": 1}
+            await wait_until(lambda: runtime.outcome(request_id) is not None)
+            outcome = runtime.outcome(request_id)
+            assert outcome is not None
+            assert (outcome.kind, outcome.polls) == (OutcomeKind.SUCCESS, 0)
+            assert sim.stats.webhooks_delivered == 1
+            assert sim.stats.requests["status"] == 0
+        # Shut down: state cleared, everything closed, webhooks refused with a retryable 503.
+        assert not runtime.running
+        assert not hasattr(app.state, "async_dispatch")
+        late = await client.post(HOOK, content=b"{}")
+        assert (late.status_code, late.json()) == (503, {"ok": False, "reason": "unavailable"})
+
+
+@pytest.mark.anyio
+async def test_webhook_route_answers_what_the_receiver_decides() -> None:
+    async with (
+        app_and_simulator(max_body_size=200) as (app, _),
+        http(app) as client,
+        app.router.lifespan_context(app),
+    ):
+        forged = {"requestId": "req_x", "status": "success", "callbackSecret": "guess"}
+        response = await client.post(HOOK, json=forged)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {"ok": False, "reason": "bad_secret"}
+        assert (await client.post(HOOK, content=b"{")).status_code == 400
+        unknown = {**forged, "callbackSecret": SECRET, "createdAt": "2024-12-19T00:00:00Z"}
+        assert (await client.post(HOOK, json=unknown)).status_code == 404
+        # Too large, whether declared up front or only found while streaming.
+        assert (await client.post(HOOK, content=b"x" * 201)).status_code == 413
+
+        status, body, unread = await post_in_chunks(app, HOOK, [b"y" * 50] * 10)
+        assert (status, json.loads(body)["reason"]) == (413, "too_large")
+        assert unread == 5  # stopped reading at the limit
+
+
+@pytest.mark.anyio
+async def test_dependency_without_lifespan_says_what_to_do() -> None:
+    async with app_and_simulator() as (app, _):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
+            with pytest.raises(RuntimeError, match="dispatch_lifespan"):
+                await client.get("/submitted")
+
+
+def test_get_runtime_is_a_plain_function_of_the_request() -> None:
+    # FastAPI's dependency injection needs nothing but the request: no module globals.
+    app = FastAPI()
+    marker = object.__new__(DispatchRuntime)
+    app.state.async_dispatch = marker
+
+    class FakeRequest:
+        def __init__(self) -> None:
+            self.app = app
+
+    assert get_runtime(FakeRequest()) is marker  # type: ignore[arg-type]

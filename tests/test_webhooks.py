@@ -1,0 +1,394 @@
+"""The framework-free webhook core: `WebhookReceiver` and `DispatchRuntime`."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+import trio.testing
+
+from _webhooks_helpers import RecordingDeliverer, wait_until
+from async_dispatch import DeliveryResult, Outcome, OutcomeKind, Poller
+from async_dispatch.testing import (
+    Durations,
+    OutcomeMix,
+    Simulator,
+    SimulatorConfig,
+    Webhooks,
+    simulator,
+)
+from async_dispatch.webhooks import (
+    DEFAULT_MAX_WEBHOOK_BODY,
+    DispatchRuntime,
+    WebhookReceiver,
+    WebhookResult,
+    generate_secret,
+)
+
+SECRET = "s3cret-" + "x" * 40
+TOKEN = "Bearer tok-" + "y" * 30
+CREATED = "2024-12-19T00:00:00.000000+00:00"
+
+
+def payload(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "requestId": "req_abc123def456",
+        "status": "success",
+        "response": {"text": "done"},
+        "createdAt": CREATED,
+        "completedAt": CREATED,
+        "callbackSecret": SECRET,
+    }
+    body.update(overrides)
+    return body
+
+
+def encode(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+def receiver(answer: DeliveryResult = DeliveryResult.ACCEPTED, **kwargs: Any) -> WebhookReceiver:
+    kwargs.setdefault("secret", SECRET)
+    return WebhookReceiver(RecordingDeliverer(answer), **kwargs)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Both backends; trio on a virtual clock, so its waits cost no real time."""
+    if request.param == "trio":
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return "asyncio"
+
+
+# -- WebhookReceiver -------------------------------------------------------------------------
+
+
+def test_accepted_payload_is_delivered_whole() -> None:
+    deliverer = RecordingDeliverer()
+    result = WebhookReceiver(deliverer, secret=SECRET).handle(encode(payload()), {})
+    assert result == WebhookResult(
+        status_code=200,
+        reason="accepted",
+        request_id="req_abc123def456",
+        delivery=DeliveryResult.ACCEPTED,
+    )
+    assert result.ok
+    assert json.loads(result.body_bytes()) == {"ok": True, "reason": "accepted"}
+    assert deliverer.payloads == [payload()]
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "reason"),
+    [
+        (DeliveryResult.DUPLICATE, 200, "duplicate"),  # at-least-once: never make it resend
+        (DeliveryResult.UNKNOWN, 404, "unknown_request"),
+    ],
+)
+def test_what_the_poller_said_decides_the_code(
+    answer: DeliveryResult, code: int, reason: str
+) -> None:
+    result = receiver(answer).handle(encode(payload()), {})
+    assert (result.status_code, result.reason, result.delivery) == (code, reason, answer)
+
+
+def test_body_over_the_limit_is_413_before_parsing() -> None:
+    deliverer = RecordingDeliverer()
+    recv = WebhookReceiver(deliverer, secret=SECRET, max_body_size=100)
+    assert recv.handle(b"{" * 101, {}).status_code == 413  # would be a 400 if parsed
+    assert recv.handle(b" " * 90 + b"[]", {}).status_code == 400  # at the limit: parsed
+    assert deliverer.payloads == []
+
+
+def test_declared_size_is_checked_before_reading() -> None:
+    recv = receiver(max_body_size=100)
+    assert recv.check_declared_size("101") == WebhookResult(status_code=413, reason="too_large")
+    assert recv.check_declared_size("100") is None
+    assert recv.check_declared_size(None) is None
+    assert recv.check_declared_size("nonsense") is None
+    assert recv.too_large().status_code == 413
+    assert WebhookReceiver(RecordingDeliverer(), secret=SECRET).max_body_size == (
+        DEFAULT_MAX_WEBHOOK_BODY
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b"[" * 100_000, "bad_json"),  # deep nesting: RecursionError, not a crash
+        (b"[1, 2]", "bad_payload"),
+        (b'"text"', "bad_payload"),
+    ],
+)
+def test_bad_bodies_are_400(body: bytes, reason: str) -> None:
+    deliverer = RecordingDeliverer()
+    result = WebhookReceiver(deliverer, secret=SECRET, max_body_size=10**6).handle(body, {})
+    assert (result.status_code, result.reason) == (400, reason)
+    assert deliverer.payloads == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, "", "wrong", SECRET[:-1], SECRET + "x", 12345, ["list"], "\ud800"],
+)
+def test_wrong_or_missing_secret_is_401_and_not_delivered(secret: object) -> None:
+    deliverer = RecordingDeliverer()
+    body = payload(callbackSecret=secret) if secret is not None else payload()
+    if secret is None:
+        del body["callbackSecret"]
+    result = WebhookReceiver(deliverer, secret=SECRET).handle(encode(body), {})
+    assert (result.status_code, result.reason, result.request_id) == (401, "bad_secret", None)
+    assert deliverer.payloads == []
+
+
+def test_secret_is_compared_in_constant_time_on_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, object]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    recv = receiver(header_name="Authorization", header_value=TOKEN)
+    assert recv.handle(encode(payload()), {"authorization": TOKEN}).status_code == 200
+    assert calls == [(TOKEN.encode(), TOKEN.encode()), (SECRET.encode(), SECRET.encode())]
+    calls.clear()
+    assert recv.handle(encode(payload(callbackSecret="nope")), {"authorization": TOKEN}).ok is False
+    assert calls[-1] == (b"nope", SECRET.encode())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN + " "}, {"x-other": TOKEN}],
+)
+def test_wrong_or_missing_header_token_is_401(headers: dict[str, str]) -> None:
+    deliverer = RecordingDeliverer()
+    recv = WebhookReceiver(
+        deliverer, secret=SECRET, header_name="Authorization", header_value=TOKEN
+    )
+    result = recv.handle(encode(payload()), headers)
+    assert (result.status_code, result.reason) == (401, "bad_token")
+    assert deliverer.payloads == []
+
+
+def test_header_token_alone_is_enough_and_lookup_ignores_case() -> None:
+    recv = WebhookReceiver(RecordingDeliverer(), header_name="X-Hook-Token", header_value="t" * 20)
+    assert recv.callback_headers == {"x-hook-token": "t" * 20}
+    for name in ("x-hook-token", "X-HOOK-TOKEN", "X-Hook-Token"):
+        body = encode(payload(callbackSecret=None))
+        assert recv.handle(body, {name: "t" * 20}).status_code == 200
+
+
+def test_token_is_checked_before_the_body_is_parsed() -> None:
+    recv = receiver(header_name="authorization", header_value=TOKEN)
+    assert recv.handle(b"garbage", {}).reason == "bad_token"
+
+
+@pytest.mark.anyio
+async def test_real_poller_answers_404_200_and_400() -> None:
+    async with simulator(seed=1) as sim, sim.client() as client, Poller(client) as poller:
+        recv = WebhookReceiver(poller, secret=SECRET)
+        poller.track("req_abc123def456")
+        assert recv.handle(encode(payload(requestId="req_other")), {}).status_code == 404
+        assert recv.handle(encode(payload(createdAt=None)), {}).status_code == 400
+        assert recv.handle(encode(payload(requestId=None)), {}).reason == "bad_payload"
+        assert recv.handle(encode(payload()), {}).reason == "accepted"
+        assert recv.handle(encode(payload()), {}).reason == "duplicate"
+        outcomes = [outcome async for outcome in poller]
+        assert [(o.kind, o.polls) for o in outcomes] == [(OutcomeKind.SUCCESS, 0)]
+    # Closed poller: the app is shutting down, the service should retry later.
+    assert recv.handle(encode(payload()), {}).status_code == 503
+
+
+def test_receiver_never_raises() -> None:
+    class Broken:
+        def deliver(self, payload: Any) -> DeliveryResult:
+            raise ZeroDivisionError
+
+    result = WebhookReceiver(Broken(), secret=SECRET).handle(encode(payload()), {})
+    assert (result.status_code, result.reason) == (500, "internal_error")
+
+
+def test_each_rejection_logs_one_warning_without_secrets() -> None:
+    recv = receiver(header_name="authorization", header_value=TOKEN)
+    cases: list[tuple[Callable[[], WebhookResult], str]] = [
+        (lambda: recv.handle(encode(payload()), {}), "bad_token"),
+        (lambda: recv.handle(b"{bad", {"authorization": TOKEN}), "bad_json"),
+        (
+            lambda: recv.handle(encode(payload(callbackSecret="guess")), {"authorization": TOKEN}),
+            "bad_secret",
+        ),
+        (lambda: recv.check_declared_size("999999999") or recv.too_large(), "too_large"),
+    ]
+    for call, reason in cases:
+        with structlog.testing.capture_logs() as logs:
+            call()
+        assert len(logs) == 1
+        assert logs[0]["event"] == "webhook_rejected"
+        assert logs[0]["log_level"] == "warning"
+        assert logs[0]["reason"] == reason
+        shown = repr(logs)
+        for hidden in (SECRET, TOKEN, "guess"):
+            assert hidden not in shown
+    with structlog.testing.capture_logs() as logs:
+        assert recv.handle(encode(payload()), {"authorization": TOKEN}).ok
+    assert logs == []
+
+
+def test_configuration_errors() -> None:
+    deliverer = RecordingDeliverer()
+    with pytest.raises(ValueError, match="secret or a header token"):
+        WebhookReceiver(deliverer)
+    with pytest.raises(ValueError, match="both"):
+        WebhookReceiver(deliverer, secret=SECRET, header_name="authorization")
+    with pytest.raises(ValueError, match="non-empty"):
+        WebhookReceiver(deliverer, secret="")
+    with pytest.raises(ValueError, match="max_body_size"):
+        WebhookReceiver(deliverer, secret=SECRET, max_body_size=0)
+    open_receiver = WebhookReceiver(deliverer, allow_unauthenticated=True)
+    assert open_receiver.handle(encode(payload()), {}).ok
+    assert SECRET not in repr(receiver())
+
+
+def test_generate_secret_is_strong_and_fresh() -> None:
+    secrets = {generate_secret() for _ in range(50)}
+    assert len(secrets) == 50
+    assert all(len(s) >= 43 and s.isascii() and "=" not in s for s in secrets)
+    with pytest.raises(ValueError, match="16"):
+        generate_secret(8)
+
+
+# -- DispatchRuntime ------------------------------------------------------------------------
+
+
+def asgi_to(receiver_of: Callable[[], WebhookReceiver]) -> httpx.AsyncClient:
+    """An httpx client whose every POST lands in the receiver, in process."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        result = receiver_of().handle(body, headers)
+        await send({"type": "http.response.start", "status": result.status_code, "headers": []})
+        await send({"type": "http.response.body", "body": result.body_bytes()})
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+
+
+@contextlib.asynccontextmanager
+async def quick_simulator(box: list[DispatchRuntime], **webhooks: Any) -> AsyncIterator[Simulator]:
+    """A simulator whose webhooks land, in process, in the receiver of ``box[0]``."""
+    config = SimulatorConfig(
+        seed=5,
+        durations=Durations.fixed(0.2),
+        outcomes=OutcomeMix.only("success"),
+        webhooks=Webhooks(backoff=0.05, **webhooks),
+    )
+    async with (
+        asgi_to(lambda: box[0].receiver) as hooks,
+        Simulator(config, webhook_client=hooks) as sim,
+    ):
+        yield sim
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("drop", [0.0, 1.0])
+async def test_runtime_resolves_by_webhook_or_safety_poll(drop: float) -> None:
+    box: list[DispatchRuntime] = []
+    seen: list[Outcome] = []
+    async with quick_simulator(box, drop=drop) as sim:
+        runtime = DispatchRuntime(
+            sim.client(),
+            callback_url="http://app.test/hook",
+            header_name="authorization",
+            header_value=TOKEN,
+            on_outcome=seen.append,
+            safety_interval=0.5 if drop else 30.0,
+        )
+        box.append(runtime)
+        async with runtime:
+            ids = [await runtime.submit(f"task {n}", context=n) for n in range(4)]
+            await wait_until(lambda: len(seen) >= 4)
+            assert sorted(o.request_id for o in seen) == sorted(ids)
+            assert all(o.kind is OutcomeKind.SUCCESS for o in seen)
+            assert runtime.outcome(ids[0]) is not None
+            assert set(runtime.outcomes) == set(ids)
+            stats = runtime.poller.stats
+            if drop:
+                assert sim.stats.webhooks_dropped == 4
+                assert all(o.polls >= 1 for o in seen)
+            else:
+                assert sim.stats.webhooks_delivered == 4
+                assert all(o.polls == 0 for o in seen)
+                assert (stats.polls_sent, stats.deliveries) == (0, 4)
+        assert not runtime.running
+        # The header token travelled with each submit, as callbackHeaders.
+        task = sim.app.tasks[ids[0]]
+        assert task.callback is not None
+        assert dict(task.callback.headers) == {"authorization": TOKEN}
+
+
+@pytest.mark.anyio
+async def test_runtime_survives_a_failing_handler_and_bounds_what_it_keeps() -> None:
+    box: list[DispatchRuntime] = []
+    calls: list[str] = []
+
+    async def handler(outcome: Outcome) -> None:
+        calls.append(outcome.request_id)
+        raise RuntimeError("bug in the app")
+
+    async with quick_simulator(box) as sim:
+        runtime = DispatchRuntime(
+            sim.client(), callback_url="http://app.test/hook", on_outcome=handler, keep=2
+        )
+        box.append(runtime)
+        async with runtime:
+            with structlog.testing.capture_logs() as logs:
+                for n in range(3):
+                    await runtime.submit(f"task {n}")
+                await wait_until(lambda: len(calls) >= 3)
+            assert len(runtime.outcomes) == 2
+            assert list(runtime.outcomes) == calls[1:]
+            assert [e["event"] for e in logs].count("outcome_handler_failed") == 3
+            with pytest.raises(TypeError):
+                runtime.outcomes[calls[0]] = None  # type: ignore[index]
+        with pytest.raises(RuntimeError, match="only once"):
+            await runtime.__aenter__()
+
+
+@pytest.mark.anyio
+async def test_runtime_without_callback_url_polls() -> None:
+    box: list[DispatchRuntime] = []
+    async with quick_simulator(box) as sim:
+        runtime = DispatchRuntime(sim.client(), callback_url=None, initial_interval=0.1)
+        box.append(runtime)
+        async with runtime:
+            request_id = await runtime.submit("task")
+            await wait_until(lambda: runtime.outcome(request_id) is not None)
+        assert sim.app.tasks[request_id].callback is None
+        assert "polling" in repr(runtime)
+
+
+@pytest.mark.anyio
+async def test_runtime_records_a_refused_key() -> None:
+    box: list[DispatchRuntime] = []
+    async with quick_simulator(box) as sim:
+        runtime = DispatchRuntime(
+            sim.client(api_key="wrong-key"), callback_url=None, initial_interval=0.05
+        )
+        async with runtime:
+            runtime.poller.track("req_abc123def456")
+            await wait_until(lambda: runtime.error is not None)
+        assert type(runtime.error).__name__ == "AuthenticationError"
