@@ -21,12 +21,27 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Protocol
 
 import anyio
 
 from ._errors import UsageError
 
-__all__ = ["TokenBucket"]
+__all__ = ["RateLimiter", "TokenBucket"]
+
+
+class RateLimiter(Protocol):
+    """What a client needs of a rate limiter; `TokenBucket` is the in-process one.
+
+    Small on purpose, so that a limiter shared between processes (say, over Redis) can
+    stand in.
+    """
+
+    async def acquire(self) -> None:
+        """Wait until one request may be sent."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every acquirer back for `seconds` (the service said 429)."""
 
 
 class TokenBucket:

@@ -19,7 +19,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from ._bucket import TokenBucket
+from ._bucket import RateLimiter, TokenBucket
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -231,7 +231,7 @@ class DispatchClient:
         )
 
     async def _submit_with(
-        self, bucket: TokenBucket | None, prompt: str, options: Mapping[str, Any]
+        self, bucket: RateLimiter | None, prompt: str, options: Mapping[str, Any]
     ) -> str:
         """`submit()` taking tokens from `bucket`, for pollers that bring their own."""
         if not isinstance(prompt, str) or not prompt.strip():
@@ -486,7 +486,7 @@ class DispatchClient:
         attempt: int,
         *,
         request_id: str | None,
-        bucket: TokenBucket | None,
+        bucket: RateLimiter | None,
     ) -> None:
         delay = self.retry.backoff(attempt, self._rng)
         retry_after = getattr(exc, "retry_after", None)

@@ -62,6 +62,8 @@ __all__ = ["DeliveryResult", "Poller"]
 
 #: How many finished ids are remembered to recognise late or duplicate webhooks.
 _RECENTLY_FINISHED: Final = 65_536
+#: How many webhooks that beat their submit's answer are held for `track()`.
+_EARLY_DELIVERIES: Final = 1_024
 #: Interval growth: a task `age` seconds old is checked every `age * _AGE_FACTOR` seconds,
 #: clamped to [initial_interval, max_interval]. Young tasks finish often; old ones rarely.
 _AGE_FACTOR: Final = 0.25
@@ -156,6 +158,9 @@ class Poller:
         self._ready: deque[tuple[Outcome, TrackedTask]] = deque()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._submitting = 0
+        self._submit_lane = _SubmitLane(self)
+        #: Webhooks that arrived while a submit was in flight, before its id was tracked.
+        self._early: OrderedDict[str, TaskStatus] = OrderedDict()
         self._consecutive_429 = 0
         self._fatal: DispatchError | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -197,12 +202,15 @@ class Poller:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         task_group = self._task_group
         assert task_group is not None
-        task_group.cancel_scope.cancel()
         self._closed = True
-        return await task_group.__aexit__(exc_type, exc, tb)
+        task_group.cancel_scope.cancel()
+        # The body's exception is not the background's business: keeping it out of the
+        # task group lets it propagate as itself (`except AuthenticationError:` around the
+        # block works) instead of wrapped in an ExceptionGroup.
+        await task_group.__aexit__(None, None, None)
 
     def _check_open(self) -> None:
         if self._task_group is None or self._closed:
@@ -223,10 +231,11 @@ class Poller:
         FAILED outcome like any other task that cannot be tracked.
         """
         self._check_open()
-        if request_id in self._registry:
+        if isinstance(request_id, str) and request_id in self._registry:
             return
         seconds = self.default_deadline if deadline is None else deadline
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        # `not >= 0` also refuses NaN, which would corrupt the deadline heap.
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
             raise UsageError(f"deadline must be a number of seconds >= 0, got {deadline!r}")
         now = anyio.current_time()
         task = TrackedTask(
@@ -243,6 +252,12 @@ class Poller:
             return
         self._registry.add(task)
         self.stats.tracked = len(self._registry)
+        if self._early:
+            early = self._early.pop(task.request_id, None)
+            if early is not None:
+                self._classify(task, early)
+                if not self._is_current(task):
+                    return
         if task.due < self._dispatcher_until:
             self._wake(self._wake_dispatcher)
         if task.deadline < self._reaper_until:
@@ -276,11 +291,13 @@ class Poller:
                 options.setdefault("callback_secret", self.callback_secret)
         self._submitting += 1
         try:
-            request_id = await self.client._submit_with(self.bucket, prompt, options)
+            request_id = await self.client._submit_with(self._submit_lane, prompt, options)
             self.stats.submits_sent += 1
             self.track(request_id, deadline=deadline, context=context)
         finally:
             self._submitting -= 1
+            if not self._submitting:
+                self._early.clear()  # webhooks for ids that no submit turned out to own
             self._wake(self._wake_consumer)
         return request_id
 
@@ -290,7 +307,6 @@ class Poller:
         if task is None:
             return False
         self.stats.tracked = len(self._registry)
-        self._registry.compact()
         self._wake(self._wake_consumer)
         return True
 
@@ -364,6 +380,14 @@ class Poller:
             if request_id in self._recent:
                 self.stats.duplicate_deliveries += 1
                 return DeliveryResult.DUPLICATE
+            if self._submitting:
+                # A fast service can call back before our submit has read its answer:
+                # hold the payload for `track()` instead of turning it away.
+                self._early[request_id] = status
+                if len(self._early) > _EARLY_DELIVERIES:
+                    self._early.popitem(last=False)
+                self.stats.deliveries += 1
+                return DeliveryResult.ACCEPTED
             return DeliveryResult.UNKNOWN
         self.stats.deliveries += 1
         self._classify(task, status)
@@ -451,7 +475,14 @@ class Poller:
         self.stats.polls_sent += 1
         self.stats.in_flight += 1
         try:
-            status = await self.client.fetch_status(task.request_id)
+            # A reading that lands after the deadline is useless (the reaper has reported
+            # TIMED_OUT): abandon a hung request then, instead of letting it hold a worker.
+            # A reading taken at or after the deadline is ignored for the same reason: the
+            # reaper owns the task from then on, so the outcome does not depend on a race.
+            with anyio.CancelScope(deadline=task.deadline) as scope:
+                status = await self.client.fetch_status(task.request_id)
+            if scope.cancelled_caught or anyio.current_time() >= task.deadline:
+                return
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._fail_everything(task, exc)
         except NotFoundError as exc:
@@ -497,20 +528,24 @@ class Poller:
             self._reschedule(task, self._cadence(task))
 
     def _rate_limited(self, task: TrackedTask, exc: RateLimitedError) -> None:
-        self.stats.rate_limited += 1
         self._consecutive_429 += 1
         pause = exc.retry_after
         if pause is None:
             pause = min(_PAUSE_CAP, _PAUSE_BASE * 2 ** min(self._consecutive_429 - 1, 16))
-        if pause > self.bucket.paused_for():
-            self.stats.pauses += 1
-            logger.warning("rate_limited", status_code=exc.status_code, delay=round(pause, 3))
-        self.bucket.pause(pause)
+        self._pause_key(pause)
         task.last_error = exc
         if self._is_current(task):
             task.in_flight = False
             # Keep its place in line: the pause, not a longer gap, is the backoff.
             self._reschedule(task, anyio.current_time())
+
+    def _pause_key(self, seconds: float) -> None:
+        """A 429 concerns the whole key: pause the shared bucket for everyone."""
+        self.stats.rate_limited += 1
+        if seconds > self.bucket.paused_for():
+            self.stats.pauses += 1
+            logger.warning("rate_limited", delay=round(seconds, 3))
+        self.bucket.pause(seconds)
 
     def _transient(self, task: TrackedTask, exc: DispatchError) -> None:
         self.stats.retries += 1
@@ -632,6 +667,33 @@ class Poller:
     def _wake(event: anyio.Event | None) -> None:
         if event is not None:
             event.set()
+
+
+class _SubmitLane:
+    """How submits take tokens: one submitter at a time queues in the bucket.
+
+    The bucket is FIFO, and the checks queue in it through a single dispatching worker.
+    If every concurrent submit queued on its own, fifty submitters would get fifty turns
+    for each turn of the checks. Through this lane, at most one submit and one check wait
+    in the bucket at any moment, so when both are saturated they alternate, and when no
+    check is due the submits get the whole budget. A 429 met by a submit pauses the
+    bucket for everyone, exactly like one met by a check.
+    """
+
+    __slots__ = ("_lock", "_poller")
+
+    def __init__(self, poller: Poller) -> None:
+        self._poller = poller
+        self._lock: anyio.Lock | None = None
+
+    async def acquire(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            await self._poller.bucket.acquire()
+
+    def pause(self, seconds: float) -> None:
+        self._poller._pause_key(seconds)
 
 
 class _Outcomes(AsyncIterator[Outcome]):

@@ -88,8 +88,11 @@ class Registry:
         heapq.heappush(self._deadlines, (task.deadline, task.seq, task))
 
     def remove(self, request_id: str) -> TrackedTask | None:
-        """Stop tracking; its heap entries go stale and are dropped lazily."""
-        return self.tasks.pop(request_id, None)
+        """Stop tracking; its heap entries go stale and are dropped lazily (see `compact`)."""
+        task = self.tasks.pop(request_id, None)
+        if task is not None:
+            self.compact()
+        return task
 
     def schedule(self, task: TrackedTask, due: float) -> None:
         """Set when `task` is next checked (it must not be in flight)."""
@@ -132,10 +135,22 @@ class Registry:
             task = heapq.heappop(self._deadlines)[2]
             del self.tasks[task.request_id]
             yield task
+        self.compact()
 
     def compact(self) -> None:
-        """Drop stale heap entries when they outnumber live ones (after mass `forget()`)."""
+        """Drop stale heap entries once they far outnumber live ones.
+
+        A finished task's entries would otherwise stay until they reach the top of their
+        heap, that is until its deadline, keeping the record (and its last status) alive
+        long after the caller got the outcome. Rebuilding only when stale entries are
+        several times the live ones keeps the cost amortised O(1) per removal; an empty
+        registry simply drops both heaps.
+        """
         live = len(self.tasks)
+        if not live:
+            self._due.clear()
+            self._deadlines.clear()
+            return
         if len(self._due) > 4 * live + 1024:
             self._due = [e for e in self._due if e[2].seq == e[1] and e[2] is self._live(e[2])]
             heapq.heapify(self._due)

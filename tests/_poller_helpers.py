@@ -1,0 +1,45 @@
+"""Fixtures shared by the poller, bucket and reliability tests.
+
+Time-dependent tests run twice: on asyncio in real time and on trio under a `MockClock`
+that jumps to the next timer whenever every task is idle. Each test states its times in
+*virtual seconds* and multiplies them by the `scale` fixture: 1.0 on trio (time is free),
+a small factor on asyncio, so the same test stays fast in real time too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+__all__ = ["REAL_SCALE", "anyio_backend", "is_virtual", "scale", "wait_until"]
+
+#: Real seconds per virtual second on asyncio.
+REAL_SCALE = 0.02
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """asyncio with real time; trio with a virtual clock."""
+    if request.param == "trio":
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return "asyncio"
+
+
+def is_virtual(anyio_backend: Any) -> bool:
+    return isinstance(anyio_backend, tuple)
+
+
+@pytest.fixture
+def scale(anyio_backend: Any) -> float:
+    """Multiply virtual seconds by this to get the seconds a test should use."""
+    return 1.0 if is_virtual(anyio_backend) else REAL_SCALE
+
+
+async def wait_until(predicate: Any, *, timeout: float = 10.0, step: float = 0.001) -> None:
+    """Sleep in small steps until `predicate()` is true (fails the test after `timeout`)."""
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 (a test helper; polling is the point)
+            await anyio.sleep(step)
