@@ -4,7 +4,7 @@ submit's answer, and errors that leave the ``async with`` unwrapped."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ scale = helpers.scale
 wait_until = helpers.wait_until
 
 KEY = "sk-test-submits"
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 def pending(request_id: str) -> dict[str, Any]:
