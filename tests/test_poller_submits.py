@@ -157,3 +157,11 @@ async def test_many_submitters_do_not_starve_the_checks(scale: float) -> None:
     assert submits == 40
     # Without the lane, checks would get about 1 grant in 41 while submits queue.
     assert checks >= 30, (checks, submits)
+
+
+@pytest.mark.anyio
+async def test_a_poller_needs_an_open_client() -> None:
+    unopened = DispatchClient(api_key=KEY, base_url="http://127.0.0.1:9")
+    with pytest.raises(RuntimeError, match="not open"):
+        async with Poller(unopened):
+            pass

@@ -187,6 +187,10 @@ class Poller:
     async def __aenter__(self) -> Poller:
         if self._task_group is not None:
             raise RuntimeError("this Poller is already open; enter it only once")
+        if not self.client.is_open:
+            raise RuntimeError(
+                "the DispatchClient is not open: enter `async with client:` before the Poller"
+            )
         self._thread = threading.get_ident()
         self._dispatch_lock = anyio.Lock()
         task_group = anyio.create_task_group()
