@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
 
+from ._clock import loop_clock
 from ._errors import UsageError
 
 __all__ = ["RateLimiter", "TokenBucket"]
@@ -51,7 +53,15 @@ class TokenBucket:
     code to keep one API key within its limit. Must be used from one event loop.
     """
 
-    __slots__ = ("_burst", "_interval", "_paused_until", "_tat", "_tolerance", "_waiters")
+    __slots__ = (
+        "_burst",
+        "_clock",
+        "_interval",
+        "_paused_until",
+        "_tat",
+        "_tolerance",
+        "_waiters",
+    )
 
     def __init__(self, rate: float, burst: int = 1) -> None:
         if not (rate > 0 and math.isfinite(rate)):
@@ -64,6 +74,7 @@ class TokenBucket:
         self._tat = -math.inf
         self._paused_until = -math.inf
         self._waiters: deque[anyio.Event] = deque()
+        self._clock: Callable[[], float] | None = None
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self.rate:g}, burst={self._burst})"
@@ -91,20 +102,20 @@ class TokenBucket:
         """
         if not seconds > 0:
             return
-        until = anyio.current_time() + min(seconds, 86_400.0)
+        until = self._now() + min(seconds, 86_400.0)
         if until > self._paused_until:
             self._paused_until = until
             self._tat = max(self._tat, until + self._tolerance)
 
     def paused_for(self) -> float:
         """Seconds left of the current pause, 0.0 when not paused."""
-        return max(0.0, self._paused_until - anyio.current_time())
+        return max(0.0, self._paused_until - self._now())
 
     def try_acquire(self) -> bool:
         """Take a token if one is free right now and nobody is queued; never waits."""
         if self._waiters:
             return False
-        now = anyio.current_time()
+        now = self._now()
         if now < self._ready_at():
             return False
         self._take(now)
@@ -124,11 +135,17 @@ class TokenBucket:
             if self._waiters[0] is not turn:
                 await turn.wait()
             # A loop, not one sleep: a pause() may land while the head sleeps.
-            while (delay := self._ready_at() - anyio.current_time()) > 0:  # noqa: ASYNC110
+            while (delay := self._ready_at() - self._now()) > 0:  # noqa: ASYNC110
                 await anyio.sleep(delay)
-            self._take(anyio.current_time())
+            self._take(self._now())
         finally:
             self._leave(turn)
+
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:  # bound on first use, inside the loop that owns the bucket
+            clock = self._clock = loop_clock()
+        return clock()
 
     def _ready_at(self) -> float:
         return max(self._tat - self._tolerance, self._paused_until)

@@ -137,6 +137,8 @@ class DispatchClient:
         self.bucket = bucket
         self.max_body_size = max_body_size
         self.trace = trace
+        #: Seconds allowed for each phase of a request (connect, write, read, pool).
+        self.timeout = float(timeout)
         self._timeout = httpx.Timeout(timeout)
         self._submit_url = f"{self.base_url}/remote-dispatch"
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"

@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ import anyio.lowlevel
 
 from ._bucket import TokenBucket
 from ._client import DispatchClient
+from ._clock import loop_clock
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -165,6 +166,7 @@ class Poller:
         self._fatal: DispatchError | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._thread: int | None = None
+        self._now: Callable[[], float] = anyio.current_time
         self._closed = False
         self._dispatch_lock: anyio.Lock | None = None
         self._token_in_hand = False
@@ -192,7 +194,8 @@ class Poller:
                 "the DispatchClient is not open: enter `async with client:` before the Poller"
             )
         self._thread = threading.get_ident()
-        self._dispatch_lock = anyio.Lock()
+        self._now = loop_clock()
+        self._dispatch_lock = anyio.Lock(fast_acquire=True)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -241,7 +244,7 @@ class Poller:
         # `not >= 0` also refuses NaN, which would corrupt the deadline heap.
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
             raise UsageError(f"deadline must be a number of seconds >= 0, got {deadline!r}")
-        now = anyio.current_time()
+        now = self._now()
         task = TrackedTask(
             request_id if isinstance(request_id, str) else repr(request_id),
             started=now,
@@ -452,14 +455,14 @@ class Poller:
         registry = self._registry
         while True:
             due = registry.next_due()
-            now = anyio.current_time()
+            now = self._now()
             if due > now or self._fatal is not None:
                 await self._sleep_until(due if self._fatal is None else math.inf)
                 continue
             if not self._token_in_hand:
                 await self.bucket.acquire()
                 self._token_in_hand = True
-            task = registry.pop_due(anyio.current_time())
+            task = registry.pop_due(self._now())
             if task is not None:
                 self._token_in_hand = False
                 return task
@@ -468,7 +471,7 @@ class Poller:
         self._wake_dispatcher = event = anyio.Event()
         self._dispatcher_until = when
         try:
-            with anyio.move_on_after(when - anyio.current_time()):
+            with anyio.move_on_after(when - self._now()):
                 await event.wait()
         finally:
             self._dispatcher_until = math.inf
@@ -483,9 +486,16 @@ class Poller:
             # TIMED_OUT): abandon a hung request then, instead of letting it hold a worker.
             # A reading taken at or after the deadline is ignored for the same reason: the
             # reaper owns the task from then on, so the outcome does not depend on a race.
-            with anyio.CancelScope(deadline=task.deadline) as scope:
+            # Far from its deadline a request is bounded by the client's own timeout, so
+            # the scope (and its timer) is only paid for near the deadline.
+            if task.deadline - self._now() > self.client.timeout:
                 status = await self.client.fetch_status(task.request_id)
-            if scope.cancelled_caught or anyio.current_time() >= task.deadline:
+            else:
+                with anyio.CancelScope(deadline=task.deadline) as scope:
+                    status = await self.client.fetch_status(task.request_id)
+                if scope.cancelled_caught:
+                    return
+            if self._now() >= task.deadline:
                 return
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._fail_everything(task, exc)
@@ -541,7 +551,7 @@ class Poller:
         if self._is_current(task):
             task.in_flight = False
             # Keep its place in line: the pause, not a longer gap, is the backoff.
-            self._reschedule(task, anyio.current_time())
+            self._reschedule(task, self._now())
 
     def _pause_key(self, seconds: float) -> None:
         """A 429 concerns the whole key: pause the shared bucket for everyone."""
@@ -560,7 +570,7 @@ class Poller:
             task.in_flight = False
             task.errors += 1
             ceiling = min(_ERROR_BACKOFF_CAP, _ERROR_BACKOFF_BASE * 2 ** min(task.errors - 1, 16))
-            self._reschedule(task, anyio.current_time() + self._rng.uniform(0, ceiling))
+            self._reschedule(task, self._now() + self._rng.uniform(0, ceiling))
 
     def _fail_everything(self, task: TrackedTask, exc: DispatchError) -> None:
         """401/403 concern the key, not the task: stop checking and raise to the consumer."""
@@ -569,14 +579,14 @@ class Poller:
             self._fatal = exc
         if self._is_current(task):
             task.in_flight = False
-            self._reschedule(task, anyio.current_time())
+            self._reschedule(task, self._now())
         self._wake(self._wake_consumer)
 
     async def _reap(self) -> None:
         """Time out tasks at their deadline, whether or not a check is due or in flight."""
         registry = self._registry
         while True:
-            now = anyio.current_time()
+            now = self._now()
             expired = list(registry.pop_expired(now))
             for task in expired:
                 self._emit(task, OutcomeKind.TIMED_OUT, error=task.last_error)
@@ -630,7 +640,7 @@ class Poller:
             error=error,
             context=task.context,
             polls=task.polls,
-            elapsed=anyio.current_time() - task.started,
+            elapsed=self._now() - task.started,
             final=final,
         )
         if self.trace:
@@ -648,7 +658,7 @@ class Poller:
         return self._jittered(base)
 
     def _cadence(self, task: TrackedTask) -> float:
-        now = anyio.current_time()
+        now = self._now()
         if self.callback_url:
             interval = self.safety_interval
         else:

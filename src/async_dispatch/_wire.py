@@ -26,6 +26,7 @@ _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
     r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
+_DOCUMENTED_LENGTH = len("2024-12-19T00:00:00.000000+00:00")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
@@ -51,6 +52,14 @@ def parse_timestamp(value: str) -> datetime:
     Raises ValueError otherwise. Written by hand because `datetime.fromisoformat` only
     learned most of these in Python 3.11.
     """
+    if len(value) == _DOCUMENTED_LENGTH and value[10] == "T" and value[26] in "+-":
+        # The documented shape, `2024-12-19T00:00:00.000000+00:00`, is exactly what
+        # `datetime.isoformat()` writes, so the C parser takes it on every Python: a
+        # dozen times faster than the regular expression below, on every status read.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
     match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"not an ISO-8601 timestamp: {excerpt(value, 40)!r}")

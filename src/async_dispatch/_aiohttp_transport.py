@@ -1,0 +1,262 @@
+"""An httpx transport that sends requests with aiohttp: httpx's API at a fraction of its CPU.
+
+httpx's own connection pool (httpcore) costs several times more CPU per request than
+aiohttp's C-accelerated HTTP parser and connector. Keeping httpx as the client (its
+`Request`/`Response`, timeouts, events) and swapping only the transport keeps one code path
+in `DispatchClient` while the bytes move through aiohttp. asyncio only: aiohttp has no
+trio support, so `default_transport()` picks this transport only under asyncio.
+
+The one thing this module must get exactly right is *when* a failure happened. The client
+re-sends a submit only when the request provably never left (httpx's `ConnectError`,
+`ConnectTimeout`, `PoolTimeout`); anything after that raises `SubmitUncertainError`. So
+only failures that aiohttp raises before it writes a byte map to those three. Everything
+else, including aiohttp's `ServerDisconnectedError` (a "connection error" in aiohttp's
+tree, but it happens after the request went out) and any error we do not recognise, maps
+to an httpx error that means "the request may have been received".
+
+Timeouts come from httpx's ``timeout`` request extension: ``pool`` bounds the wait for a
+free connection slot (our own semaphore, so it can be told apart from a connect timeout),
+``connect`` bounds connection setup, ``read`` bounds each wait for bytes. aiohttp has no
+write timeout; ``write`` is not enforced.
+
+Bodies are not decompressed here: aiohttp hands over the bytes as received and httpx
+decodes them according to ``Content-Encoding``, exactly as with httpx's own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+import httpx
+import yarl
+
+__all__ = ["AiohttpTransport"]
+
+#: Read size when streaming a body: what is available, up to this much.
+_CHUNK: Final = 64 * 1024
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """`httpx.AsyncBaseTransport` over one lazily created `aiohttp.ClientSession`.
+
+    Args:
+        max_connections: Connections open at once; requests beyond that wait for a free
+            slot up to the ``pool`` timeout, then fail with `httpx.PoolTimeout`.
+        keepalive_expiry: Seconds an idle connection stays in the pool.
+        ssl_context: For ``https://``; by default the system's verified context.
+
+    The session is made on first use, inside the running event loop (aiohttp binds it to
+    the loop), and closed by `aclose()`, which `httpx.AsyncClient.aclose()` calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        keepalive_expiry: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AiohttpTransport(max_connections={self.max_connections})"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session, slots = self._open()
+        timeout = request.extensions.get("timeout", {})
+        await _take_slot(slots, timeout.get("pool"), request)
+        try:
+            response = await self._send(session, request, timeout)
+        except BaseException:
+            slots.release()
+            raise
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_ResponseStream(response, slots, request),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection. The transport cannot be used afterwards."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        if self._session is not None and self._slots is not None:
+            return self._session, self._slots
+        if self._closed:
+            raise RuntimeError("this AiohttpTransport was closed")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "AiohttpTransport needs a running asyncio event loop (aiohttp does not run "
+                "under trio); use httpx.AsyncHTTPTransport there"
+            ) from None
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self.keepalive_expiry,
+            ssl=self._ssl_context if self._ssl_context is not None else True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # httpx owns cookies, redirects, decompression and default headers.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        self._slots = asyncio.Semaphore(self.max_connections)
+        return self._session, self._slots
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        request: httpx.Request,
+        timeout: dict[str, float | None],
+    ) -> aiohttp.ClientResponse:
+        headers = request.headers.multi_items()
+        data: bytes | AsyncIterator[bytes] | None
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:
+            # A streamed body: aiohttp frames it itself (chunked), so drop httpx's framing.
+            data = _aiter(request.stream)
+            headers = [(k, v) for k, v in headers if k not in ("transfer-encoding",)]
+        try:
+            return await session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                compress=False,
+                timeout=self._timeout(timeout.get("connect"), timeout.get("read")),
+            )
+        except Exception as exc:
+            mapped = _map_error(exc, request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        key = (connect, read)
+        found = self._timeouts.get(key)
+        if found is None:
+            found = aiohttp.ClientTimeout(
+                total=None, connect=connect, sock_connect=connect, sock_read=read
+            )
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = found
+        return found
+
+
+async def _take_slot(
+    slots: asyncio.Semaphore, pool_timeout: float | None, request: httpx.Request
+) -> None:
+    """Wait for a connection slot, at most `pool_timeout` seconds (`PoolTimeout` after)."""
+    if not slots.locked():
+        await slots.acquire()
+        return
+    try:
+        await asyncio.wait_for(slots.acquire(), pool_timeout)
+    except asyncio.TimeoutError:
+        raise httpx.PoolTimeout(
+            f"no free connection within {pool_timeout}s", request=request
+        ) from None
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """The body of one aiohttp response; closing it frees the connection and its slot.
+
+    A body read to the end leaves the connection in the pool for reuse; one closed early
+    closes the connection (aiohttp decides), as httpx's own transport does.
+    """
+
+    __slots__ = ("_request", "_response", "_slots")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore, request: httpx.Request
+    ) -> None:
+        self._response = response
+        self._slots: asyncio.Semaphore | None = slots
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.read(_CHUNK):
+                yield chunk
+        except Exception as exc:
+            mapped = _map_error(exc, self._request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            self._response.release()
+            slots.release()
+
+
+async def _aiter(stream: httpx.AsyncByteStream | httpx.SyncByteStream) -> AsyncIterator[bytes]:
+    if isinstance(stream, httpx.AsyncByteStream):
+        async for chunk in stream:
+            yield chunk
+    else:
+        for chunk in stream:
+            yield chunk
+
+
+def _map_error(exc: Exception, request: httpx.Request) -> httpx.TransportError | None:
+    """The httpx error for an aiohttp failure; "not sent" only when provably not sent.
+
+    Order matters: the specific classes come before the aiohttp base classes they derive
+    from (`ServerDisconnectedError` is a `ClientConnectionError`; `ClientConnectorError`
+    is a `ClientOSError`).
+    """
+    message = str(exc) or type(exc).__name__
+    # Before the request was written: safe to send again.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return httpx.UnsupportedProtocol(message, request=request)
+    # After: the server may have received (and acted on) the request.
+    if isinstance(exc, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
+    ):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return httpx.WriteError(message, request=request)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return httpx.ReadError(message, request=request)
+    return None

@@ -1,0 +1,384 @@
+"""The aiohttp-backed httpx transport, over real loopback TCP, and how the default is chosen.
+
+The server is a few lines of asyncio streams so each test can misbehave exactly as it
+needs: answer, stream, hang, or drop the connection at a chosen moment. What matters most
+is the error mapping: only failures before the request left may look like connect errors,
+because the client re-sends a submit after those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import anyio
+import httpx
+import pytest
+
+from async_dispatch import DispatchClient, RetryPolicy, SubmitUncertainError, TransportError
+from async_dispatch._aiohttp_transport import AiohttpTransport, _map_error
+from async_dispatch._transport import default_transport, running_asyncio
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Received"], Awaitable[None]]
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Received:
+    """What the server saw: the request line, headers and body of the last request."""
+
+    def __init__(self, line: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.line = line
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+class Server:
+    """A loopback HTTP/1.1 server whose behaviour per path is a handler coroutine."""
+
+    def __init__(self, routes: dict[str, Handler]) -> None:
+        self.routes = routes
+        self.requests: list[Received] = []
+        self.connections = 0
+        self.open_connections = 0
+        #: Set whenever the last open connection closes.
+        self.all_closed = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_connections += 1
+        self.all_closed.clear()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                headers = []
+                while (raw := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = raw.decode().partition(":")
+                    headers.append((name.strip(), value.strip()))
+                length = sum(int(v) for k, v in headers if k.lower() == "content-length")
+                if any(k.lower() == "transfer-encoding" for k, _ in headers):
+                    body = await _read_chunked(reader)
+                else:
+                    body = await reader.readexactly(length)
+                received = Received(line.decode().strip(), headers, body)
+                self.requests.append(received)
+                path = received.line.split()[1]
+                await self.routes[path](reader, writer, received)
+                if writer.is_closing():
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self.open_connections -= 1
+            if not self.open_connections:
+                self.all_closed.set()
+            writer.close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while size := int((await reader.readline()).strip(), 16):
+        body += await reader.readexactly(size)
+        await reader.readline()
+    await reader.readline()
+    return body
+
+
+def _answer(status: int, body: bytes, *extra: str) -> bytes:
+    head = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    writer.write(_answer(200, b'{"status":"pending"}', "Content-Type: application/json"))
+    await writer.drain()
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    writer.write(_answer(201, r.body, "X-Echo: yes", "X-Echo: twice"))
+    await writer.drain()
+
+
+async def teapot(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    writer.write(_answer(503, b"<html>down</html>", "Retry-After: 7"))
+    await writer.drain()
+
+
+async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    writer.write(_answer(200, gzip.compress(b"hello " * 100), "Content-Encoding: gzip"))
+    await writer.drain()
+
+
+async def chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for part in (b"one,", b"two,", b"three"):
+        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    """Headers promise 100 bytes; 10 arrive, then the connection closes."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+    await writer.drain()
+    writer.close()
+
+
+async def hangup(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    """Read the whole request, then close without a byte of answer."""
+    writer.close()
+
+
+async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    await asyncio.sleep(30)
+
+
+ROUTES: dict[str, Handler] = {
+    "/ok": ok,
+    "/echo": echo,
+    "/teapot": teapot,
+    "/gzip": gzipped,
+    "/chunks": chunks,
+    "/cut": cut,
+    "/hangup": hangup,
+    "/hang": hang,
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """aiohttp runs on asyncio only; the backend choice itself is tested on both below."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    async with Server(ROUTES) as running:
+        yield running
+
+
+def _client(max_connections: int = 4, timeout: float = 5.0) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=max_connections), timeout=timeout
+    )
+
+
+async def test_get_round_trip(server: Server) -> None:
+    async with _client() as http:
+        response = await http.get(f"{server.url}/ok", headers={"x-api-key": "k"})
+    assert response.status_code == 200
+    assert response.json() == {"status": "pending"}
+    assert response.headers["content-type"] == "application/json"
+    assert response.http_version == "HTTP/1.1"
+    seen = server.requests[0]
+    assert seen.line == "GET /ok HTTP/1.1"
+    assert seen.header("x-api-key") == ["k"]
+    assert seen.header("host") == [f"127.0.0.1:{server.port}"]
+    assert seen.body == b""
+
+
+async def test_post_round_trip_keeps_body_and_repeated_headers(server: Server) -> None:
+    async with _client() as http:
+        response = await http.post(f"{server.url}/echo", content=b'{"prompt":"x"}')
+    assert response.status_code == 201
+    assert response.content == b'{"prompt":"x"}'
+    assert response.headers.get_list("x-echo") == ["yes", "twice"]
+    assert server.requests[0].header("content-length") == ["14"]  # once, not twice
+
+
+async def test_streamed_request_body(server: Server) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"ab", b"cd", b"ef"):
+            yield part
+
+    async with _client() as http:
+        response = await http.post(f"{server.url}/echo", content=parts())
+    assert response.content == b"abcdef"
+
+
+async def test_error_statuses_are_responses_not_exceptions(server: Server) -> None:
+    async with _client() as http:
+        response = await http.get(f"{server.url}/teapot")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert response.text == "<html>down</html>"
+
+
+async def test_gzip_is_decoded_once_by_httpx(server: Server) -> None:
+    async with _client() as http:
+        response = await http.get(f"{server.url}/gzip")
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text == "hello " * 100
+
+
+async def test_streaming_response_body(server: Server) -> None:
+    async with _client() as http, http.stream("GET", f"{server.url}/chunks") as response:
+        received = [chunk async for chunk in response.aiter_raw()]
+    assert b"".join(received) == b"one,two,three"
+    assert len(received) >= 2  # it arrived in pieces, not buffered whole
+
+
+async def test_connections_are_reused_and_closed_by_aclose(server: Server) -> None:
+    http = _client()
+    for _ in range(5):
+        assert (await http.get(f"{server.url}/ok")).status_code == 200
+    assert server.connections == 1
+    assert server.open_connections == 1
+    await http.aclose()
+    with anyio.fail_after(2):
+        await server.all_closed.wait()
+    with pytest.raises(RuntimeError):
+        await http.get(f"{server.url}/ok")
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with _client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/ok")
+
+
+@pytest.mark.parametrize("path", ["/cut", "/hangup"])
+async def test_server_dropping_mid_exchange_is_not_a_connect_error(
+    server: Server, path: str
+) -> None:
+    async with _client() as http:
+        with pytest.raises(httpx.TransportError) as caught:
+            await http.post(f"{server.url}{path}", content=b"{}")  # reads the body too
+    assert isinstance(caught.value, (httpx.RemoteProtocolError, httpx.ReadError))
+    assert not isinstance(caught.value, _NOT_SENT)
+    assert caught.value.request.url.path == path
+
+
+async def test_read_timeout(server: Server) -> None:
+    async with _client(timeout=0.2) as http:
+        with anyio.fail_after(5), pytest.raises(httpx.ReadTimeout):
+            await http.get(f"{server.url}/hang")
+
+
+async def test_pool_timeout_when_every_connection_is_busy(server: Server) -> None:
+    async with _client(max_connections=1, timeout=0.2) as http:
+        async with http.stream("GET", f"{server.url}/chunks"):
+            with pytest.raises(httpx.PoolTimeout):
+                await http.get(f"{server.url}/ok")
+        # The slot comes back when the first response closes.
+        assert (await http.get(f"{server.url}/ok")).status_code == 200
+
+
+async def test_cancelled_request_frees_its_slot(server: Server) -> None:
+    async with _client(max_connections=1, timeout=5) as http:
+        with anyio.move_on_after(0.1):
+            await http.get(f"{server.url}/hang")
+        assert (await http.get(f"{server.url}/ok")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (aiohttp.ConnectionTimeoutError("connect"), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError("read"), httpx.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("incomplete"), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError),
+        (aiohttp.ClientConnectionResetError("closing"), httpx.WriteError),
+        (aiohttp.ClientConnectionError("?"), httpx.ReadError),
+        (asyncio.TimeoutError(), httpx.ReadTimeout),
+        (aiohttp.NonHttpUrlClientError("ftp://x"), httpx.UnsupportedProtocol),
+    ],
+)
+def test_error_map(error: Exception, expected: type[httpx.TransportError]) -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/x")
+    mapped = _map_error(error, request)
+    assert type(mapped) is expected
+    assert mapped.request is request
+    if not issubclass(expected, _NOT_SENT):
+        assert not isinstance(mapped, _NOT_SENT)
+
+
+def test_unrelated_errors_are_not_mapped() -> None:
+    assert _map_error(ValueError("bug"), httpx.Request("GET", "http://127.0.0.1/")) is None
+
+
+async def test_dispatch_client_uses_it_and_never_resends_a_dropped_submit(server: Server) -> None:
+    client = DispatchClient(
+        api_key="k", base_url=server.url, retry=RetryPolicy(attempts=3, initial_delay=0)
+    )
+    async with client:
+        assert isinstance(client._http, httpx.AsyncClient)
+        assert isinstance(client._http._transport, AiohttpTransport)
+        client._submit_url = f"{server.url}/hangup"
+        with pytest.raises(SubmitUncertainError):
+            await client.submit("hello")
+    assert [r.line for r in server.requests] == ["POST /hangup HTTP/1.1"]
+
+
+async def test_dispatch_client_retries_a_refused_submit() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = DispatchClient(api_key="k", base_url=url, retry=RetryPolicy(attempts=2, max_delay=0))
+    async with client:
+        with pytest.raises(TransportError) as caught:
+            await client.submit("hello")
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_outside_asyncio_it_says_so() -> None:
+    transport = AiohttpTransport()
+    result: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            transport._open()
+        except RuntimeError as exc:
+            result.append(exc)
+
+    await anyio.to_thread.run_sync(in_thread)
+    assert "asyncio" in str(result[0])
+
+
+class TestDefaultChoice:
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    async def test_aiohttp_under_asyncio_httpx_under_trio(self, anyio_backend: str) -> None:
+        transport = default_transport(max_connections=3)
+        try:
+            if anyio_backend == "asyncio":
+                assert running_asyncio()
+                assert isinstance(transport, AiohttpTransport)
+                assert transport.max_connections == 3
+            else:
+                assert not running_asyncio()
+                assert isinstance(transport, httpx.AsyncHTTPTransport)
+        finally:
+            await transport.aclose()
