@@ -142,8 +142,36 @@ def markdown(results: dict[str, Any]) -> str:
             ],
         )
     if "hybrid" in results:
-        out += ["", "### Hybrid (webhooks + polling)", "", f"`{results['hybrid']}`"[:2000]]
+        out += _hybrid(results["hybrid"])
     return "\n".join(out) + "\n"
+
+
+def _hybrid(block: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            name,
+            _fmt(f["requests_per_task"]),
+            _fmt(f["polls_per_task"]),
+            _fmt(f["webhooks_per_task"]),
+            _fmt(f["webhooks_dropped"], 0),
+            _fmt(f["latency_p50"], 3),
+            _fmt(f["latency_p95"], 3),
+            _fmt(f["latency_max"], 1),
+        ]
+        for name, f in block["variants"].items()
+    ]
+    header = [
+        "variant",
+        "requests/task",
+        "polls/task",
+        "webhooks/task",
+        "webhooks dropped",
+        "latency p50 (sim s)",
+        "p95",
+        "max",
+    ]
+    title = f"### Hybrid (webhooks + safety-net polling) vs polling only: {block['tasks']} tasks"
+    return ["", title, "", *_table(header, rows), "", str(block.get("note", ""))]
 
 
 def plots(results: dict[str, Any], directory: Path) -> list[Path]:

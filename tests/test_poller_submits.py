@@ -19,6 +19,7 @@ from async_dispatch import (
     OutcomeKind,
     Poller,
     RetryPolicy,
+    UsageError,
 )
 
 anyio_backend = helpers.anyio_backend
@@ -165,3 +166,17 @@ async def test_a_poller_needs_an_open_client() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         async with Poller(unopened):
             pass
+
+
+@pytest.mark.anyio
+async def test_a_bad_deadline_is_refused_before_the_task_is_created() -> None:
+    posts: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return httpx.Response(202, json={"requestId": "req_1"})
+
+    async with Poller(client(handler)) as poller:
+        with pytest.raises(UsageError, match="deadline"):
+            await poller.submit("/Operator go", deadline=-1)
+    assert posts == []  # nothing created that could not be tracked

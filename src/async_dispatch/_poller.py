@@ -240,10 +240,7 @@ class Poller:
         self._check_open()
         if isinstance(request_id, str) and request_id in self._registry:
             return
-        seconds = self.default_deadline if deadline is None else deadline
-        # `not >= 0` also refuses NaN, which would corrupt the deadline heap.
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-            raise UsageError(f"deadline must be a number of seconds >= 0, got {deadline!r}")
+        seconds = self._deadline_seconds(deadline)
         now = self._now()
         task = TrackedTask(
             request_id if isinstance(request_id, str) else repr(request_id),
@@ -270,6 +267,13 @@ class Poller:
         if task.deadline < self._reaper_until:
             self._wake(self._wake_reaper)
 
+    def _deadline_seconds(self, deadline: float | None) -> float:
+        seconds = self.default_deadline if deadline is None else deadline
+        # `not >= 0` also refuses NaN, which would corrupt the deadline heap.
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise UsageError(f"deadline must be a number of seconds >= 0, got {deadline!r}")
+        return seconds
+
     def track_many(
         self, request_ids: Iterable[str], *, deadline: float | None = None, context: Any = None
     ) -> None:
@@ -292,6 +296,7 @@ class Poller:
         submit are raised here, not yielded: a task that was never created has no outcome.
         """
         self._check_open()
+        self._deadline_seconds(deadline)  # refuse a bad deadline before creating the task
         if self.callback_url is not None:
             options.setdefault("callback_url", self.callback_url)
             if self.callback_secret is not None:
@@ -442,12 +447,26 @@ class Poller:
     # -- background work ----------------------------------------------------------------
 
     async def _work(self) -> None:
-        """One worker: take a turn at dispatching, then make the request."""
+        """One worker: take the next check, make the request, repeat.
+
+        When a check is due and a token is free right now, the worker takes both at once,
+        with no await in between (so nothing can get ahead of it). Otherwise it queues for
+        its turn at dispatching, which means waiting, under the fair lock.
+        """
         lock = self._dispatch_lock
         assert lock is not None
+        registry = self._registry
         while True:
-            async with lock:
-                task = await self._next_check()
+            if (
+                self._fatal is None
+                and registry.next_due() <= self._now()
+                and self.bucket.try_acquire()
+            ):
+                task = registry.pop_due(self._now())
+                assert task is not None  # due was checked just above, with no await since
+            else:
+                async with lock:
+                    task = await self._next_check()
             await self._check(task)
 
     async def _next_check(self) -> TrackedTask:
