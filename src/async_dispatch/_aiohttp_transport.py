@@ -34,6 +34,8 @@ import aiohttp
 import httpx
 import yarl
 
+from ._errors import UsageError
+
 __all__ = ["AiohttpTransport"]
 
 #: Read size when streaming a body: what is available, up to this much.
@@ -61,7 +63,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+            raise UsageError(f"max_connections must be >= 1, got {max_connections!r}")
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context

@@ -23,7 +23,7 @@ from typing import Any, Final
 import anyio
 
 from ._client import DispatchClient
-from ._errors import DispatchError
+from ._errors import DispatchError, UsageError
 from ._log import logger
 from ._outcome import Outcome
 from ._poller import Poller
@@ -70,7 +70,7 @@ class DispatchRuntime:
         **poller_options: Any,
     ) -> None:
         if keep < 0:
-            raise ValueError(f"keep must be >= 0, got {keep!r}")
+            raise UsageError(f"keep must be >= 0, got {keep!r}")
         secret = callback_secret if callback_secret is not None else generate_secret()
         self.client = client if client is not None else DispatchClient()
         self.callback_url = callback_url

@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from ._errors import InvalidResponseError
+from ._errors import InvalidResponseError, UsageError
 from ._log import logger
 from ._poller import DeliveryResult
 
@@ -50,7 +50,7 @@ def generate_secret(nbytes: int = 32) -> str:
     32 bytes (256 bits) by default: far beyond guessing, short enough for a header.
     """
     if nbytes < 16:
-        raise ValueError(f"a webhook secret needs at least 16 random bytes, got {nbytes}")
+        raise UsageError(f"a webhook secret needs at least 16 random bytes, got {nbytes}")
     return secrets.token_urlsafe(nbytes)
 
 
@@ -115,18 +115,18 @@ class WebhookReceiver:
         allow_unauthenticated: bool = False,
     ) -> None:
         if (header_name is None) != (header_value is None):
-            raise ValueError("give both header_name and header_value, or neither")
+            raise UsageError("give both header_name and header_value, or neither")
         if secret is not None and not secret:
-            raise ValueError("secret must be non-empty (or None for no secret check)")
+            raise UsageError("secret must be non-empty (or None for no secret check)")
         if header_value is not None and not header_value:
-            raise ValueError("header_value must be non-empty")
+            raise UsageError("header_value must be non-empty")
         if secret is None and header_name is None and not allow_unauthenticated:
-            raise ValueError(
+            raise UsageError(
                 "a webhook receiver needs a secret or a header token; pass "
                 "allow_unauthenticated=True only if the URL is unreachable to others"
             )
         if isinstance(max_body_size, bool) or max_body_size < 1:
-            raise ValueError(f"max_body_size must be >= 1, got {max_body_size!r}")
+            raise UsageError(f"max_body_size must be >= 1, got {max_body_size!r}")
         self.poller = poller
         self.max_body_size = max_body_size
         self.header_name = header_name.lower() if header_name is not None else None
