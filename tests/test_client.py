@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio.testing
 
-import async_dispatch._client
+import async_dispatch._transport
 from _foundation_helpers import (
     BASE_URL,
     ERROR,
@@ -563,7 +563,7 @@ class _RecordingTransport(httpx.MockTransport):
 
 async def test_an_owned_http_client_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     transport = _RecordingTransport(service(reply(200, SUCCESS)))
-    monkeypatch.setattr(async_dispatch._client, "default_transport", lambda **_: transport)
+    monkeypatch.setattr(async_dispatch._transport, "default_transport", lambda **_: transport)
     async with DispatchClient(api_key=KEY, base_url=BASE_URL) as client:
         await client.get_status("req_1")
         assert not transport.closed

@@ -33,9 +33,8 @@ from ._outcome import Outcome, OutcomeKind
 from ._poller import DeliveryResult, Poller
 from ._retry import RetryPolicy, parse_retry_after
 from ._stats import PollerStats
+from ._version import __version__
 from ._wire import parse_status_body, parse_status_payload
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",

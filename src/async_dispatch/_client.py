@@ -38,8 +38,9 @@ from ._errors import (
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
-from ._transport import default_transport
+from ._transport import own_client
 from ._validation import check_base_url, check_request_id
+from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
 
 __all__ = ["DEFAULT_BASE_URL", "DispatchClient"]
@@ -50,6 +51,7 @@ DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: waiting requests, so a handful of busy connections beats a hundred idle ones.
 DEFAULT_MAX_CONNECTIONS: Final = 16
 
+_USER_AGENT: Final = f"async-dispatch/{_version} httpx/{httpx.__version__}"
 _API_KEY_ENV: Final = "DISPATCH_API_KEY"
 _BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
 
@@ -144,6 +146,9 @@ class DispatchClient:
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"
         self._http = http_client
         self._owns_http = http_client is None
+        #: The transport under our own client, when requests may go straight to it.
+        self._direct: httpx.AsyncBaseTransport | None = None
+        self._timeout_extension = self._timeout.as_dict()
         self._entered = False
         self._rng = random.Random()
 
@@ -160,10 +165,9 @@ class DispatchClient:
         if self._entered:
             raise RuntimeError("DispatchClient is already open; enter it only once")
         if self._owns_http:
-            self._http = httpx.AsyncClient(
-                transport=default_transport(max_connections=DEFAULT_MAX_CONNECTIONS),
-                timeout=self._timeout,
-                follow_redirects=False,
+            # `_direct`: see `own_client` for why requests may skip the client.
+            self._http, self._direct = own_client(
+                max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
         self._entered = True
         return self
@@ -179,7 +183,7 @@ class DispatchClient:
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it; a caller's is left open."""
         if self._owns_http and self._http is not None:
-            http, self._http = self._http, None
+            http, self._http, self._direct = self._http, None, None
             with anyio.CancelScope(shield=True):
                 await http.aclose()
 
@@ -385,15 +389,22 @@ class DispatchClient:
             raise RuntimeError(
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
-        request = http.build_request(
-            method,
-            url,
-            headers=self._request_headers(json_body=content is not None),
-            content=content,
-            timeout=self._timeout,
-        )
+        headers = self._request_headers(json_body=content is not None)
         try:
-            response = await http.send(request, stream=True)
+            if self._direct is not None:
+                request = httpx.Request(
+                    method,
+                    url,
+                    headers=headers,
+                    content=content,
+                    extensions={"timeout": self._timeout_extension},
+                )
+                response = await self._direct.handle_async_request(request)
+            else:
+                request = http.build_request(
+                    method, url, headers=headers, content=content, timeout=self._timeout
+                )
+                response = await http.send(request, stream=True)
             try:
                 body = await self._read_body(response)
             finally:
@@ -508,7 +519,11 @@ class DispatchClient:
 
     def _request_headers(self, *, json_body: bool) -> dict[str, str]:
         """Built per request so that the key never sits in an attribute or a local."""
-        headers = {"x-api-key": self._key.reveal(), "accept": "application/json"}
+        headers = {
+            "x-api-key": self._key.reveal(),
+            "accept": "application/json",
+            "user-agent": _USER_AGENT,
+        }
         if json_body:
             headers["content-type"] = "application/json"
         return headers
