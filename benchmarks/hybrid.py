@@ -29,16 +29,23 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
-import uvicorn
 from fastapi import FastAPI
 
 from async_dispatch import DispatchClient, Outcome
 from async_dispatch.fastapi import open_runtime, webhook_router
-from async_dispatch.testing import Durations, OutcomeMix, Simulator, SimulatorConfig, Webhooks
+from async_dispatch.testing import (
+    Durations,
+    OutcomeMix,
+    Simulator,
+    SimulatorConfig,
+    Webhooks,
+    bind_socket,
+    serve_asgi,
+)
 from async_dispatch.webhooks import DispatchRuntime
 
 __all__ = ["run_hybrid_comparison"]
@@ -103,7 +110,7 @@ async def _run_variant(
             outcomes.append(outcome)
 
     with _socket() as (sim_sock, sim_port), _socket() as (app_sock, app_port):
-        async with Simulator(config) as sim, _serve(sim.app, sim_sock):
+        async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
             runtime = DispatchRuntime(
                 DispatchClient(api_key=_KEY, base_url=f"http://127.0.0.1:{sim_port}"),
                 callback_url=f"http://127.0.0.1:{app_port}{_HOOK}" if hybrid else None,
@@ -121,7 +128,7 @@ async def _run_variant(
             app = FastAPI()
             app.include_router(webhook_router(_HOOK))
             started = time.perf_counter()
-            async with open_runtime(app, runtime), _serve(app, app_sock, lifespan="off"):
+            async with open_runtime(app, runtime), serve_asgi(app, app_sock, lifespan="off"):
                 ids = await _submit_all(runtime, tasks)
                 with anyio.fail_after(_DEADLINE * scale + 30):
                     while len(seen) < len(ids):  # noqa: ASYNC110 - a benchmark's progress poll
@@ -184,60 +191,11 @@ def _percentile(values: list[float], pct: int) -> float | None:
 
 @contextlib.contextmanager
 def _socket() -> Iterator[tuple[socket.socket, int]]:
-    # IPPROTO_TCP so asyncio turns on TCP_NODELAY (no 40 ms delayed-ACK stalls).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = bind_socket()
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
         yield sock, sock.getsockname()[1]
     finally:
         sock.close()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without signal handlers, reporting readiness."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-@contextlib.asynccontextmanager
-async def _serve(
-    app: Any, sock: socket.socket, *, lifespan: Literal["on", "off"] = "on"
-) -> AsyncIterator[None]:
-    server = _Server(
-        uvicorn.Config(
-            app,
-            lifespan=lifespan,
-            log_level="warning",
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        await server.ready.wait()
-        if not server.started:
-            raise RuntimeError("server failed to start")
-        try:
-            yield
-        finally:
-            server.should_exit = True
 
 
 def main(argv: list[str] | None = None) -> int:

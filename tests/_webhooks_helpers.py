@@ -7,15 +7,15 @@ import contextlib
 import importlib.util
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
-import uvicorn
 
 from async_dispatch import DeliveryResult
+from async_dispatch.testing import bind_socket
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -40,60 +40,11 @@ def bound_socket() -> Iterator[tuple[socket.socket, int]]:
 
     Bound before the app is built, so the app's own callback URL can name the port.
     """
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
-    # and accepted connections inherit the listener's. Without it every keep-alive
-    # request waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = bind_socket()
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
         yield sock, sock.getsockname()[1]
     finally:
         sock.close()
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn that leaves the test process's signal handlers alone and says when ready."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-@contextlib.asynccontextmanager
-async def serve_asgi(app: Any, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
-    """Serve an ASGI app with uvicorn on this (asyncio) loop, lifespan included."""
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        loop="asyncio",
-        ws="none",
-        timeout_graceful_shutdown=2,
-    )
-    server = _QuietServer(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            await server.ready.wait()
-        assert server.started, "the app failed to start"
-        try:
-            yield server
-        finally:
-            server.should_exit = True
 
 
 async def wait_until(

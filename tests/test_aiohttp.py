@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from _webhooks_helpers import bound_socket, other_tasks, serve_asgi, wait_until
+from _webhooks_helpers import bound_socket, other_tasks, wait_until
 from async_dispatch import DispatchClient, OutcomeKind
 from async_dispatch.aiohttp import (
     RUNTIME_KEY,
@@ -19,7 +19,7 @@ from async_dispatch.aiohttp import (
     setup_dispatch,
     webhook_handler,
 )
-from async_dispatch.testing import Durations, OutcomeMix, Simulator, SimulatorConfig
+from async_dispatch.testing import Durations, OutcomeMix, Simulator, SimulatorConfig, serve_asgi
 from async_dispatch.webhooks import DispatchRuntime
 
 SECRET = "aiohttp-secret-" + "w" * 30

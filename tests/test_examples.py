@@ -23,7 +23,6 @@ from _webhooks_helpers import (
     bound_socket,
     load_example,
     other_tasks,
-    serve_asgi,
     wait_until,
 )
 from async_dispatch import DispatchClient
@@ -34,6 +33,7 @@ from async_dispatch.testing import (
     SimulatorConfig,
     SimulatorStats,
     Webhooks,
+    serve_asgi,
 )
 
 FRAMEWORKS = ["fastapi", "aiohttp"]

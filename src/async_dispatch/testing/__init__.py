@@ -59,7 +59,7 @@ from ._config import (
 )
 from ._faults import Fault
 from ._harness import simulator
-from ._server import RunningSimulator, run_forever, serve
+from ._server import RunningSimulator, bind_socket, run_forever, serve, serve_asgi
 from ._simulator import IN_PROCESS_BASE_URL, Simulator
 from ._stats import CompletionTime, SimulatorStats
 from ._transport import SimulatorTransport
@@ -80,7 +80,9 @@ __all__ = [
     "SimulatorStats",
     "SimulatorTransport",
     "Webhooks",
+    "bind_socket",
     "run_forever",
     "serve",
+    "serve_asgi",
     "simulator",
 ]

@@ -15,7 +15,7 @@ import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
@@ -27,7 +27,7 @@ from ._simulator import Simulator
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["RunningSimulator", "run_forever", "serve"]
+__all__ = ["RunningSimulator", "bind_socket", "run_forever", "serve", "serve_asgi"]
 
 _INCOMPLETE = "ASGI callable returned without completing response."
 
@@ -96,7 +96,10 @@ def _embedded_server(config: uvicorn.Config, on_ready: Callable[[], None]) -> uv
     return EmbeddedServer(config)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port`` (0: a free port), for
+    `serve_asgi`. Bind first when an app must know its own port before it starts (say, for
+    the callback URL it gives the simulator). The caller closes it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # Name the protocol: asyncio only enables TCP_NODELAY on sockets whose `proto` says
     # TCP, and accepted connections inherit it. Without it every keep-alive answer waits
@@ -137,14 +140,32 @@ async def serve(
     normally or by cancellation, shuts the server down and waits for it.
     """
     sim = simulator if simulator is not None else Simulator(config)
+    sock = bind_socket(host, port)
+    try:
+        async with serve_asgi(sim.app, sock, in_thread=in_thread):
+            yield RunningSimulator(sim, host, sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(
+    app: Any,
+    sock: socket.socket,
+    *,
+    lifespan: Literal["on", "off"] = "on",
+    in_thread: bool | None = None,
+) -> AsyncIterator[None]:
+    """Serve any ASGI app (the simulator, or your own app receiving its webhooks) with
+    uvicorn on ``sock`` for the ``async with`` block, the way `serve()` does."""
     if in_thread is None:
         in_thread = not _running_on_asyncio()
     _require_uvicorn()
     import uvicorn
 
     server_config = uvicorn.Config(
-        sim.app,
-        lifespan="on",
+        app,
+        lifespan=lifespan,
         log_level="warning",
         log_config=None,
         access_log=False,
@@ -155,13 +176,9 @@ async def serve(
         ws="none",
         timeout_graceful_shutdown=1,
     )
-    sock = _bind(host, port)
-    try:
-        with _quiet_deliberate_drops():
-            async with _running(server_config, sock, in_thread=in_thread):
-                yield RunningSimulator(sim, host, sock.getsockname()[1])
-    finally:
-        sock.close()
+    with _quiet_deliberate_drops():
+        async with _running(server_config, sock, in_thread=in_thread):
+            yield
 
 
 @contextlib.asynccontextmanager
@@ -199,7 +216,7 @@ async def _running(
         finally:
             server.should_exit = True
     if not started:
-        raise RuntimeError("the simulator server failed to start (see the uvicorn log)")
+        raise RuntimeError("the server failed to start (see the uvicorn log)")
     if body_error is not None:
         raise body_error
 
