@@ -153,7 +153,7 @@ class Poller:
         self.safety_interval = _positive("safety_interval", safety_interval)
         self.jitter = jitter
         self.trace = trace
-        self.stats = PollerStats()
+        self._stats = PollerStats()
         self._rng = random.Random(seed)
         self._registry = Registry()
         self._ready: deque[tuple[Outcome, TrackedTask]] = deque()
@@ -178,9 +178,15 @@ class Poller:
         self._dispatcher_until = math.inf
         self._reaper_until = math.inf
 
+    @property
+    def stats(self) -> PollerStats:
+        """Live counters: how much is tracked and in flight, requests, 429s, outcomes."""
+        self._stats.tracked = len(self._registry)
+        return self._stats
+
     def __repr__(self) -> str:
         return (
-            f"<Poller tracked={len(self._registry)} in_flight={self.stats.in_flight} "
+            f"<Poller tracked={len(self._registry)} in_flight={self._stats.in_flight} "
             f"bucket={self.bucket!r}>"
         )
 
@@ -255,7 +261,6 @@ class Poller:
             self._emit(task, OutcomeKind.FAILED, error=exc)
             return
         self._registry.add(task)
-        self.stats.tracked = len(self._registry)
         if self._early:
             early = self._early.pop(task.request_id, None)
             if early is not None:
@@ -304,7 +309,7 @@ class Poller:
         self._submitting += 1
         try:
             request_id = await self.client._submit_with(self._submit_lane, prompt, options)
-            self.stats.submits_sent += 1
+            self._stats.submits_sent += 1
             self.track(request_id, deadline=deadline, context=context)
         finally:
             self._submitting -= 1
@@ -318,7 +323,6 @@ class Poller:
         task = self._registry.remove(request_id)
         if task is None:
             return False
-        self.stats.tracked = len(self._registry)
         self._wake(self._wake_consumer)
         return True
 
@@ -390,7 +394,7 @@ class Poller:
         task = self._registry.tasks.get(request_id)
         if task is None:
             if request_id in self._recent:
-                self.stats.duplicate_deliveries += 1
+                self._stats.duplicate_deliveries += 1
                 return DeliveryResult.DUPLICATE
             if self._submitting:
                 # A fast service can call back before our submit has read its answer:
@@ -398,10 +402,10 @@ class Poller:
                 self._early[request_id] = status
                 if len(self._early) > _EARLY_DELIVERIES:
                     self._early.popitem(last=False)
-                self.stats.deliveries += 1
+                self._stats.deliveries += 1
                 return DeliveryResult.ACCEPTED
             return DeliveryResult.UNKNOWN
-        self.stats.deliveries += 1
+        self._stats.deliveries += 1
         self._classify(task, status)
         return DeliveryResult.ACCEPTED
 
@@ -435,7 +439,7 @@ class Poller:
                     # leaves it queued (and in snapshots) instead of losing it.
                     await anyio.lowlevel.checkpoint()
                     outcome = self._ready.popleft()[0]
-                    self.stats.outcomes[outcome.kind] += 1
+                    self._stats.outcomes[outcome.kind] += 1
                     return outcome
                 if not forever and not self._registry and not self._submitting:
                     raise StopAsyncIteration
@@ -498,8 +502,8 @@ class Poller:
     async def _check(self, task: TrackedTask) -> None:
         """Make one status request for `task` and act on the answer."""
         task.polls += 1
-        self.stats.polls_sent += 1
-        self.stats.in_flight += 1
+        self._stats.polls_sent += 1
+        self._stats.in_flight += 1
         try:
             # A reading that lands after the deadline is useless (the reaper has reported
             # TIMED_OUT): abandon a hung request then, instead of letting it hold a worker.
@@ -534,7 +538,7 @@ class Poller:
                 task.last_error = None
                 self._classify(task, status)
         finally:
-            self.stats.in_flight -= 1
+            self._stats.in_flight -= 1
             if task.in_flight:  # resolved elsewhere, or an exception escaped
                 task.in_flight = False
 
@@ -554,7 +558,7 @@ class Poller:
                     return
                 self._emit(task, OutcomeKind.INPUT_REQUIRED, status=status, final=False)
         elif status.status is Status.UNKNOWN:
-            self.stats.unknown_statuses += 1
+            self._stats.unknown_statuses += 1
         if self.trace:
             logger.debug("checked", request_id=task.request_id, status=status.raw_status)
         if not task.in_flight:
@@ -574,14 +578,14 @@ class Poller:
 
     def _pause_key(self, seconds: float) -> None:
         """A 429 concerns the whole key: pause the shared bucket for everyone."""
-        self.stats.rate_limited += 1
+        self._stats.rate_limited += 1
         if seconds > self.bucket.paused_for():
-            self.stats.pauses += 1
+            self._stats.pauses += 1
             logger.warning("rate_limited", delay=round(seconds, 3))
         self.bucket.pause(seconds)
 
     def _transient(self, task: TrackedTask, exc: DispatchError) -> None:
-        self.stats.retries += 1
+        self._stats.retries += 1
         task.last_error = exc
         if self.trace:
             logger.debug("check_failed", request_id=task.request_id, error=type(exc).__name__)
@@ -611,7 +615,6 @@ class Poller:
                 self._emit(task, OutcomeKind.TIMED_OUT, error=task.last_error)
                 self._remember(task.request_id)
             if expired:
-                self.stats.tracked = len(registry)
                 await anyio.lowlevel.checkpoint()
                 continue
             self._wake_reaper = event = anyio.Event()
@@ -639,7 +642,6 @@ class Poller:
         if self._registry.tasks.get(task.request_id) is not task:
             return
         self._registry.remove(task.request_id)
-        self.stats.tracked = len(self._registry)
         self._emit(task, kind, status=status, error=error)
         self._remember(task.request_id)
 
