@@ -90,7 +90,7 @@ async def play(rate: float, burst: int, schedule: list[Event]) -> tuple[Trace, T
                 trace.cancelled.add(victim)
                 waiting.pop(victim).cancel()
             elif event.kind == "pause":
-                bucket.pause(event.arg)
+                await bucket.pause(event.arg)
                 trace.pauses.append((trace.next(), anyio.current_time(), event.arg))
         # Everyone still queued is served eventually: a lost wake-up would hang here.
         with anyio.fail_after(10_000):
@@ -161,7 +161,7 @@ def test_a_saturated_bucket_grants_at_rate(rate: float, burst: int) -> None:
 def test_the_pause_restarts_the_bucket_empty() -> None:
     async def main() -> list[float]:
         bucket = TokenBucket(10, 5)
-        bucket.pause(3)
+        await bucket.pause(3)
         start = anyio.current_time()
         granted = []
         for _ in range(4):
@@ -180,7 +180,7 @@ def test_pause_landing_while_the_head_sleeps_delays_it() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(bucket.acquire)  # due at +1 s
             await anyio.sleep(0.5)
-            bucket.pause(2)
+            await bucket.pause(2)
         return anyio.current_time() - start
 
     assert run_virtual(main) == pytest.approx(2.5)
@@ -238,23 +238,23 @@ async def test_try_acquire_spends_the_burst_then_refuses() -> None:
 @pytest.mark.anyio
 async def test_pauses_do_not_stack_and_the_later_end_wins() -> None:
     bucket = TokenBucket(1000, 10)
-    bucket.pause(0)
-    bucket.pause(-3)
-    bucket.pause(math.nan)
+    await bucket.pause(0)
+    await bucket.pause(-3)
+    await bucket.pause(math.nan)
     assert bucket.paused_for() == 0.0
     assert bucket.try_acquire()
-    bucket.pause(50)
-    bucket.pause(10)
+    await bucket.pause(50)
+    await bucket.pause(10)
     assert 49 < bucket.paused_for() <= 50
     assert not bucket.try_acquire()
-    bucket.pause(math.inf)  # a day at most: nothing parks a client for ever
+    await bucket.pause(math.inf)  # a day at most: nothing parks a client for ever
     assert 86_000 < bucket.paused_for() <= 86_400
 
 
 @pytest.mark.anyio
 async def test_a_newcomer_cannot_jump_the_queue() -> None:
     bucket = TokenBucket(1000, 1)
-    bucket.pause(0.05)
+    await bucket.pause(0.05)
     order: list[str] = []
 
     async def take(name: str) -> None:

@@ -10,7 +10,6 @@ The public surface is re-exported here; the modules behind it are private.
                 print(outcome.request_id, outcome.kind)
 """
 
-from ._bucket import TokenBucket
 from ._client import DEFAULT_BASE_URL, DispatchClient
 from ._errors import (
     APIStatusError,
@@ -28,6 +27,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
+from ._limiter import Limiter, TokenBucket
 from ._models import Status, TaskStatus, Usage
 from ._outcome import Outcome, OutcomeKind
 from ._poller import DeliveryResult, Poller
@@ -47,6 +47,7 @@ __all__ = [
     "DispatchError",
     "InvalidRequestIdError",
     "InvalidResponseError",
+    "Limiter",
     "NotFoundError",
     "Outcome",
     "OutcomeKind",

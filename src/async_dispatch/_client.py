@@ -19,7 +19,6 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from ._bucket import RateLimiter, TokenBucket
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -35,6 +34,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
+from ._limiter import Limiter
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
@@ -99,8 +99,9 @@ class DispatchClient:
             used as is and never closed by this client.
         timeout: Seconds for each HTTP request (connect, read, write and pool each).
         retry: How `get_status()` and `submit()` retry transient failures.
-        bucket: A `TokenBucket` this client's own requests take tokens from, and pause on
-            a 429. Share it with your pollers to keep the whole key within its limit.
+        bucket: A `Limiter` (e.g. `TokenBucket`) this client's own requests take tokens
+            from, and pause on a 429. Share it with your pollers to keep the whole key
+            within its limit. The client enters it while it is open.
         allow_insecure: Allow plain ``http://`` to non-loopback hosts.
         max_body_size: Larger status bodies are rejected without being read whole.
         trace: Emit a debug log event for every request and retry.
@@ -114,7 +115,7 @@ class DispatchClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        bucket: TokenBucket | None = None,
+        bucket: Limiter | None = None,
         allow_insecure: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         trace: bool = False,
@@ -150,6 +151,7 @@ class DispatchClient:
         self._direct: httpx.AsyncBaseTransport | None = None
         self._timeout_extension = self._timeout.as_dict()
         self._entered = False
+        self._bucket_entered = False
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -169,6 +171,9 @@ class DispatchClient:
             self._http, self._direct = own_client(
                 max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
+        if self.bucket is not None:
+            await self.bucket.__aenter__()
+            self._bucket_entered = True
         self._entered = True
         return self
 
@@ -182,6 +187,10 @@ class DispatchClient:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it; a caller's is left open."""
+        if self._bucket_entered and self.bucket is not None:
+            self._bucket_entered = False
+            with anyio.CancelScope(shield=True):
+                await self.bucket.__aexit__(None, None, None)
         if self._owns_http and self._http is not None:
             http, self._http, self._direct = self._http, None, None
             with anyio.CancelScope(shield=True):
@@ -237,7 +246,7 @@ class DispatchClient:
         )
 
     async def _submit_with(
-        self, bucket: RateLimiter | None, prompt: str, options: Mapping[str, Any]
+        self, bucket: Limiter | None, prompt: str, options: Mapping[str, Any]
     ) -> str:
         """`submit()` taking tokens from `bucket`, for pollers that bring their own."""
         if not isinstance(prompt, str) or not prompt.strip():
@@ -499,14 +508,14 @@ class DispatchClient:
         attempt: int,
         *,
         request_id: str | None,
-        bucket: RateLimiter | None,
+        bucket: Limiter | None,
     ) -> None:
         delay = self.retry.backoff(attempt, self._rng)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             delay = max(delay, retry_after)
         if isinstance(exc, RateLimitedError) and bucket is not None:
-            bucket.pause(delay)
+            await bucket.pause(delay)
         if self.trace:
             logger.debug(
                 "retrying",

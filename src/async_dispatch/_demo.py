@@ -24,7 +24,6 @@ import anyio
 import anyio.abc
 import attrs
 
-from ._bucket import TokenBucket
 from ._cli_output import (
     FINAL_KINDS,
     Redactor,
@@ -34,6 +33,7 @@ from ._cli_output import (
 )
 from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
+from ._limiter import TokenBucket
 from ._outcome import Outcome, OutcomeKind
 from ._poller import Poller
 from .testing import Durations, OutcomeMix, RateLimit, Simulator, SimulatorConfig, serve

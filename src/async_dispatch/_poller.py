@@ -35,7 +35,6 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._bucket import TokenBucket
 from ._client import DispatchClient
 from ._clock import loop_clock
 from ._errors import (
@@ -51,6 +50,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
+from ._limiter import TokenBucket
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._outcome import Outcome, OutcomeKind
@@ -527,7 +527,7 @@ class Poller:
         except BadRequestError as exc:
             self._resolve(task, OutcomeKind.FAILED, error=exc)
         except RateLimitedError as exc:
-            self._rate_limited(task, exc)
+            await self._rate_limited(task, exc)
         except (APIStatusError, TransportError, InvalidResponseError) as exc:
             self._transient(task, exc)
         else:
@@ -564,25 +564,25 @@ class Poller:
         if not task.in_flight:
             self._reschedule(task, self._cadence(task))
 
-    def _rate_limited(self, task: TrackedTask, exc: RateLimitedError) -> None:
+    async def _rate_limited(self, task: TrackedTask, exc: RateLimitedError) -> None:
         self._consecutive_429 += 1
         pause = exc.retry_after
         if pause is None:
             pause = min(_PAUSE_CAP, _PAUSE_BASE * 2 ** min(self._consecutive_429 - 1, 16))
-        self._pause_key(pause)
+        await self._pause_key(pause)
         task.last_error = exc
         if self._is_current(task):
             task.in_flight = False
             # Keep its place in line: the pause, not a longer gap, is the backoff.
             self._reschedule(task, self._now())
 
-    def _pause_key(self, seconds: float) -> None:
+    async def _pause_key(self, seconds: float) -> None:
         """A 429 concerns the whole key: pause the shared bucket for everyone."""
         self._stats.rate_limited += 1
         if seconds > self.bucket.paused_for():
             self._stats.pauses += 1
             logger.warning("rate_limited", delay=round(seconds, 3))
-        self.bucket.pause(seconds)
+        await self.bucket.pause(seconds)
 
     def _transient(self, task: TrackedTask, exc: DispatchError) -> None:
         self._stats.retries += 1
@@ -727,8 +727,20 @@ class _SubmitLane:
         async with self._lock:
             await self._poller.bucket.acquire()
 
-    def pause(self, seconds: float) -> None:
-        self._poller._pause_key(seconds)
+    async def pause(self, seconds: float) -> None:
+        await self._poller._pause_key(seconds)
+
+    async def __aenter__(self) -> _SubmitLane:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def try_acquire(self) -> bool:
+        return False
+
+    def paused_for(self) -> float:
+        return self._poller.bucket.paused_for()
 
 
 class _Outcomes(AsyncIterator[Outcome]):

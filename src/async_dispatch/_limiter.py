@@ -1,4 +1,9 @@
-"""A fair token bucket that every caller of one API key can share.
+"""The limiter seam, and `TokenBucket`: the in-process limiter every caller of a key shares.
+
+`Limiter` is exactly what `DispatchClient` and `Poller` ask of a rate limiter: take a token
+now if one is free, wait for one, pause everyone after a 429, and say how long the pause
+still lasts. `TokenBucket` fills it for one process; `async_dispatch.redis.RedisTokenBucket`
+fills it for a fleet of processes sharing one key.
 
 The bookkeeping is GCRA (the "generic cell rate algorithm"): instead of a token count that
 must be refilled, it keeps one number, the *theoretical arrival time* `tat` of the next
@@ -29,21 +34,40 @@ import anyio
 from ._clock import loop_clock
 from ._errors import UsageError
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["Limiter", "TokenBucket"]
 
 
-class RateLimiter(Protocol):
-    """What a client needs of a rate limiter; `TokenBucket` is the in-process one.
+class Limiter(Protocol):
+    """What the client and the poller call on a rate limiter.
 
-    Small on purpose, so that a limiter shared between processes (say, over Redis) can
-    stand in.
+    Implementations: `TokenBucket` (one process) and `RedisTokenBucket` (a fleet). Users of
+    a limiter enter it (``async with``) for as long as they use it; entries may nest, as a
+    client and several pollers share one limiter, and only the outermost exit closes it.
     """
 
-    async def acquire(self) -> None:
-        """Wait until one request may be sent."""
+    async def __aenter__(self) -> Limiter: ...
 
-    def pause(self, seconds: float) -> None:
-        """Hold every acquirer back for `seconds` (the service said 429)."""
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is free right now, without waiting or doing I/O.
+
+        A limiter that cannot answer without I/O returns False, so the caller falls back
+        to `acquire()`.
+        """
+        ...
+
+    async def acquire(self) -> None:
+        """Wait until one request may be sent, in FIFO order with the other callers."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every acquirer back for `seconds` (the service answered 429)."""
+        ...
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause in force as this process knows it, 0.0 when none."""
+        ...
 
 
 class TokenBucket:
@@ -94,7 +118,13 @@ class TokenBucket:
         """How many callers are queued in `acquire()` right now."""
         return len(self._waiters)
 
-    def pause(self, seconds: float) -> None:
+    async def __aenter__(self) -> TokenBucket:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def pause(self, seconds: float) -> None:
         """Make every acquirer wait `seconds` from now (a 429's `Retry-After`).
 
         Pauses do not stack: the later end wins. When the pause ends the bucket is empty,
