@@ -215,7 +215,7 @@ async def _poller(
             client,
             Poller(client, deadline=setting.real(setting.deadline), **options) as poller,  # type: ignore[arg-type]
         ):
-            poller.track_many(ids)
+            await poller.track_many(ids)
             async for outcome in poller:
                 if outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.ERROR):
                     seen.detected(outcome.status.completed_at if outcome.status else None)

@@ -46,7 +46,7 @@ async def _tracking(n: int) -> dict[str, Any]:
         async with Poller(client, initial_interval=_NEVER, deadline=_NEVER) as poller:
             before = _rss()
             started = time.perf_counter()
-            poller.track_many(ids)
+            await poller.track_many(ids)
             track_seconds = time.perf_counter() - started
             after = _rss()
             leaving = time.perf_counter()
@@ -55,7 +55,7 @@ async def _tracking(n: int) -> dict[str, Any]:
         ids = _ids(n, "b")
         async with Poller(client, initial_interval=_NEVER, deadline=_NEVER) as poller:
             deadline = 1.0
-            poller.track_many(ids, deadline=deadline)
+            await poller.track_many(ids, deadline=deadline)
             due = anyio.current_time() + deadline
             timed_out = 0
             async for outcome in poller:

@@ -321,7 +321,7 @@ async def _poller_checks(base_url: str, count: int, http: httpx.AsyncClient | No
             max_in_flight=_CONCURRENCY,
         ) as poller,
     ):
-        poller.track_many(f"req_{i:012x}" for i in range(1000))
+        await poller.track_many(f"req_{i:012x}" for i in range(1000))
         while poller.stats.polls_sent < count:  # noqa: ASYNC110 - cheap, outside the hot path
             await anyio.sleep(0.005)
         done = poller.stats.polls_sent - poller.stats.in_flight

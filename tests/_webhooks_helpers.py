@@ -68,6 +68,6 @@ class RecordingDeliverer:
         self.answer = answer
         self.payloads: list[Mapping[str, Any]] = []
 
-    def deliver(self, payload: Mapping[str, Any]) -> DeliveryResult:
+    async def deliver(self, payload: Mapping[str, Any]) -> DeliveryResult:
         self.payloads.append(payload)
         return self.answer

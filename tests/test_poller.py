@@ -28,6 +28,8 @@ from async_dispatch import (
     OutcomeKind,
     PermissionDeniedError,
     Poller,
+    PollerUnavailable,
+    RateLimitedError,
     ServerError,
     TokenBucket,
     UsageError,
@@ -100,13 +102,13 @@ async def test_every_outcome_kind(scale: float) -> None:
     )
     service.forced["req_bad"] = 422
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_ok", context={"n": 1})
-        poller.track("req_err")
-        poller.track("req_hitl")
-        poller.track("req_slow", deadline=6 * scale)
-        poller.track("req_gone")
-        poller.track("req_bad")
-        poller.track("not a valid/id")
+        await poller.track("req_ok", context={"n": 1})
+        await poller.track("req_err")
+        await poller.track("req_hitl")
+        await poller.track("req_slow", deadline=6 * scale)
+        await poller.track("req_gone")
+        await poller.track("req_bad")
+        await poller.track("not a valid/id")
         outcomes = await drain(poller)
 
     by_id = finals(outcomes)
@@ -143,7 +145,7 @@ async def test_invalid_ids_fail_without_a_request(scale: float) -> None:
     bad: list[Any] = ["", ".", "..", "../admin", "a/b", "x" * 300, "sp ace", "q?x=1", 123]
     async with running(service, **fast(scale)) as poller:
         for request_id in bad:
-            poller.track(request_id)
+            await poller.track(request_id)
         outcomes = await drain(poller)
     assert [o.kind for o in outcomes] == [OutcomeKind.FAILED] * len(bad)
     assert all(isinstance(o.error, InvalidRequestIdError) for o in outcomes)
@@ -160,12 +162,14 @@ async def test_deadline_fires_with_no_check_due(scale: float) -> None:
     settings = fast(scale, initial_interval=1000 * scale, max_interval=1000 * scale)
     async with running(service, **settings) as poller:
         started = anyio.current_time()
-        poller.track("req_a", deadline=5 * scale)
+        await poller.track("req_a", deadline=5 * scale)
         [outcome] = await drain(poller)
         waited = anyio.current_time() - started
     assert outcome.kind is OutcomeKind.TIMED_OUT
-    assert outcome.polls == 0
-    assert service.log == []
+    # No routine check falls before the deadline, but a task always gets a last check
+    # shortly before it: TIMED_OUT means the service still said "not finished" then.
+    assert outcome.polls == 1
+    assert [request.request_id for request in service.log] == ["req_a"]
     assert 5 * scale <= waited < 5 * scale + max(0.5, scale)
 
 
@@ -174,8 +178,8 @@ async def test_deadline_fires_while_a_check_hangs(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never(), "req_b": Timeline.never()}, hang=True)
     async with running(service, **fast(scale, max_in_flight=2)) as poller:
         started = anyio.current_time()
-        poller.track("req_a", deadline=5 * scale)
-        poller.track("req_b", deadline=50 * scale)
+        await poller.track("req_a", deadline=5 * scale)
+        await poller.track("req_b", deadline=50 * scale)
         first = await next_outcome(poller)
         waited = anyio.current_time() - started
         assert (first.request_id, first.kind, first.polls) == ("req_a", OutcomeKind.TIMED_OUT, 1)
@@ -191,8 +195,8 @@ async def test_deadline_fires_while_a_check_hangs(scale: float) -> None:
 async def test_tracking_twice_keeps_the_first_deadline_and_context(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never()})
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a", deadline=3 * scale, context="first")
-        poller.track("req_a", deadline=300 * scale, context="second")
+        await poller.track("req_a", deadline=3 * scale, context="first")
+        await poller.track("req_a", deadline=300 * scale, context="second")
         assert len(poller) == 1
         [outcome] = await drain(poller)
     assert (outcome.kind, outcome.context) == (OutcomeKind.TIMED_OUT, "first")
@@ -203,7 +207,7 @@ async def test_tracking_twice_keeps_the_first_deadline_and_context(scale: float)
 async def test_zero_deadline_times_out_at_once(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.finishing(0)})
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a", deadline=0)
+        await poller.track("req_a", deadline=0)
         [outcome] = await drain(poller)
     assert outcome.kind is OutcomeKind.TIMED_OUT
     assert service.log == []
@@ -232,7 +236,7 @@ def hitl_timeline(scale: float) -> Timeline:
 async def test_each_input_request_is_reported_once(scale: float) -> None:
     service = ChaosService({"req_a": hitl_timeline(scale)})
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         outcomes = await drain(poller)
     assert [(o.kind, o.final) for o in outcomes] == [
         (OutcomeKind.INPUT_REQUIRED, False),
@@ -253,7 +257,7 @@ async def test_each_input_request_is_reported_once(scale: float) -> None:
 async def test_stop_on_input_required_makes_it_final(scale: float) -> None:
     service = ChaosService({"req_a": hitl_timeline(scale)})
     async with running(service, **fast(scale), stop_on_input_required=True) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         outcomes = await drain(poller)
         polls = len(service.log)
         await anyio.sleep(10 * scale)
@@ -265,11 +269,11 @@ async def test_stop_on_input_required_makes_it_final(scale: float) -> None:
 async def test_input_required_without_metadata_is_keyed_by_text(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never()})
     async with running(service, **fast(scale, initial_interval=1000 * scale)) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         for text in ("one", "one", "two", "two", "one"):
             payload = status_payload("req_a", Step(0, "input-required", text))
-            assert poller.deliver(payload) is DeliveryResult.ACCEPTED
-        poller.forget("req_a")
+            assert await poller.deliver(payload) is DeliveryResult.ACCEPTED
+        await poller.forget("req_a")
         outcomes = await drain(poller)
     assert [o.status.text for o in outcomes if o.status] == ["one", "two", "one"]
 
@@ -282,12 +286,12 @@ async def test_tasks_added_while_iterating_are_yielded(scale: float) -> None:
     service = ChaosService({f"req_{n}": Timeline.finishing(n * scale) for n in range(5)})
     seen: list[str] = []
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_0")
+        await poller.track("req_0")
         async for outcome in poller:
             seen.append(outcome.request_id)
             n = len(seen)
             if n < 5:
-                poller.track(f"req_{n}")
+                await poller.track(f"req_{n}")
     assert seen == [f"req_{n}" for n in range(5)]
 
 
@@ -295,18 +299,18 @@ async def test_tasks_added_while_iterating_are_yielded(scale: float) -> None:
 async def test_forget(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never(), "req_b": Timeline.never()})
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a")
-        poller.track("req_b")
-        assert poller.forget("req_a") is True
-        assert poller.forget("req_a") is False
-        assert poller.forget("req_unknown") is False
+        await poller.track("req_a")
+        await poller.track("req_b")
+        assert await poller.forget("req_a") is True
+        assert await poller.forget("req_a") is False
+        assert await poller.forget("req_unknown") is False
         assert "req_a" not in poller
         assert "req_b" in poller
         assert [e["request_id"] for e in poller.snapshot()] == ["req_b"]
 
         async def forget_later() -> None:
             await anyio.sleep(3 * scale)
-            assert poller.forget("req_b")
+            assert await poller.forget("req_b")
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(forget_later)
@@ -329,7 +333,7 @@ async def test_results_forever_keeps_waiting(scale: float) -> None:
             tg.start_soon(consume)
             await anyio.sleep(10 * scale)
             assert got == []  # nothing tracked, and still waiting
-            poller.track("req_a")
+            await poller.track("req_a")
             await wait_until(lambda: len(got) == 1)
             await anyio.sleep(10 * scale)
             assert len(got) == 1
@@ -353,7 +357,7 @@ async def test_one_429_pauses_every_worker(anyio_backend: Any, scale: float) -> 
     async with running(
         service, **fast(scale, max_in_flight=8, rate=50 / scale, deadline=1000 * scale)
     ) as poller:
-        poller.track_many(ids)
+        await poller.track_many(ids)
         outcomes = await drain(poller)
     assert {o.kind for o in outcomes} == {OutcomeKind.SUCCESS}
     assert len(finals(outcomes)) == len(ids)
@@ -377,7 +381,7 @@ async def test_429_without_retry_after_backs_off_and_recovers(
     )
     bucket = TokenBucket(1000, 10)
     async with running(service, **fast(scale), bucket=bucket) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         [outcome] = await drain(poller)
     assert outcome.kind is OutcomeKind.SUCCESS
     assert poller.bucket is bucket
@@ -396,21 +400,21 @@ async def test_deliver_is_idempotent(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never(), "req_b": Timeline.never()})
     done = status_payload("req_a", Step(0, "success", "via webhook"))
     async with running(service, **fast(scale, initial_interval=1000 * scale)) as poller:
-        poller.track("req_a")
-        poller.track("req_b")
+        await poller.track("req_a", deadline=10_000 * scale)
+        await poller.track("req_b", deadline=10_000 * scale)
         pending = status_payload("req_b", Step(0, "pending"))
-        assert poller.deliver(pending) is DeliveryResult.ACCEPTED
-        assert poller.deliver(done) is DeliveryResult.ACCEPTED  # before the first poll
-        assert poller.deliver(done) is DeliveryResult.DUPLICATE
-        assert poller.deliver({**done, "status": "error"}) is DeliveryResult.DUPLICATE
+        assert await poller.deliver(pending) is DeliveryResult.ACCEPTED
+        assert await poller.deliver(done) is DeliveryResult.ACCEPTED  # before the first poll
+        assert await poller.deliver(done) is DeliveryResult.DUPLICATE
+        assert await poller.deliver({**done, "status": "error"}) is DeliveryResult.DUPLICATE
         unknown = status_payload("req_zzz", Step(0, "success"))
-        assert poller.deliver(unknown) is DeliveryResult.UNKNOWN
+        assert await poller.deliver(unknown) is DeliveryResult.UNKNOWN
         with pytest.raises(InvalidResponseError):
-            poller.deliver({"status": "success"})
+            await poller.deliver({"status": "success"})
         with pytest.raises(InvalidResponseError):
-            poller.deliver({"requestId": "req_b", "status": "success"})  # no createdAt
+            await poller.deliver({"requestId": "req_b", "status": "success"})  # no createdAt
         outcome = await next_outcome(poller)
-        poller.forget("req_b")
+        await poller.forget("req_b")
         assert await drain(poller) == []
     assert (outcome.request_id, outcome.kind, outcome.polls) == ("req_a", OutcomeKind.SUCCESS, 0)
     assert outcome.status is not None
@@ -423,9 +427,9 @@ async def test_deliver_is_idempotent(scale: float) -> None:
 async def test_webhook_while_a_check_is_in_flight(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.never()}, hang=True)
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         await wait_until(lambda: service.active == 1)
-        poller.deliver(status_payload("req_a", Step(0, "error", "boom")))
+        await poller.deliver(status_payload("req_a", Step(0, "error", "boom")))
         [outcome] = await drain(poller)
     assert outcome.kind is OutcomeKind.ERROR
     assert outcome.polls == 1
@@ -439,7 +443,7 @@ async def test_webhook_while_a_check_is_in_flight(scale: float) -> None:
 async def test_401_is_raised_from_the_iterator(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.finishing(0)}, key="another-key")
     async with running(service, **fast(scale)) as poller:
-        poller.track("req_a")
+        await poller.track("req_a")
         with pytest.raises(AuthenticationError):
             await drain(poller)
         with pytest.raises(AuthenticationError):  # and again: it concerns every task
@@ -454,8 +458,8 @@ async def test_403_is_raised_from_the_iterator(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.finishing(0), "req_b": Timeline.finishing(0)})
     service.forced["req_a"] = 403
     async with running(service, **fast(scale, max_in_flight=1)) as poller:
-        poller.track("req_a")
-        poller.track("req_b", deadline=1000 * scale)
+        await poller.track("req_a")
+        await poller.track("req_b", deadline=1000 * scale)
         with pytest.raises(PermissionDeniedError):
             await drain(poller)
 
@@ -470,7 +474,7 @@ async def test_leaving_mid_flight_leaves_nothing_running(scale: float) -> None:
     before = {task.id for task in anyio.get_running_tasks()}
     with anyio.move_on_after(5 * scale):
         async with running(service, **fast(scale, max_in_flight=4)) as poller:
-            poller.track_many(ids)
+            await poller.track_many(ids)
             await drain(poller)
     assert len(service.log) == 4
     assert service.active == 0
@@ -478,7 +482,7 @@ async def test_leaving_mid_flight_leaves_nothing_running(scale: float) -> None:
     assert {task.id for task in anyio.get_running_tasks()} == before
     assert sorted(e["request_id"] for e in poller.snapshot()) == ids
     with pytest.raises(RuntimeError):
-        poller.track("req_new")
+        await poller.track("req_new")
 
 
 @pytest.mark.anyio
@@ -492,10 +496,10 @@ async def test_snapshot_and_restore_round_trip(scale: float) -> None:
     )
     lazy = fast(scale, initial_interval=1000 * scale, max_interval=1000 * scale)
     async with running(service, **lazy) as poller:
-        poller.track("req_wait", deadline=20 * scale, context={"user": 7})
-        poller.track("req_done", context=object())  # not JSON: restored as None
-        poller.track("req_late", deadline=0)  # timed out, outcome not consumed
-        poller.deliver(status_payload("req_done", Step(0, "success")))  # queued, not consumed
+        await poller.track("req_wait", deadline=20 * scale, context={"user": 7})
+        await poller.track("req_done", context=object())  # not JSON: restored as None
+        await poller.track("req_late", deadline=0)  # timed out, outcome not consumed
+        await poller.deliver(status_payload("req_done", Step(0, "success")))  # queued, not consumed
         await wait_until(lambda: "req_late" not in poller)
         snapshot = json.loads(json.dumps(poller.snapshot()))
         assert len(poller) == 3
@@ -507,8 +511,8 @@ async def test_snapshot_and_restore_round_trip(scale: float) -> None:
 
     async with running(service, **fast(scale)) as poller:
         started = anyio.current_time()
-        assert poller.restore(snapshot) == 3
-        assert poller.restore(snapshot) == 0  # already tracked
+        assert await poller.restore(snapshot) == 3
+        assert await poller.restore(snapshot) == 0  # already tracked
         outcomes = finals(await drain(poller))
         waited = anyio.current_time() - started
     assert outcomes["req_done"].kind is OutcomeKind.SUCCESS
@@ -524,15 +528,15 @@ async def test_restore_rejects_garbage(scale: float) -> None:
     async with running(ChaosService({}), **fast(scale)) as poller:
         for entry in ({}, {"request_id": "req_a"}, {"request_id": "req_a", "deadline": "soon"}):
             with pytest.raises(UsageError):
-                poller.restore([entry])
+                await poller.restore([entry])
 
 
 @pytest.mark.anyio
 async def test_consumer_cancelled_before_taking_an_outcome_loses_nothing(scale: float) -> None:
     service = ChaosService({"req_a": Timeline.finishing(0)})
     async with running(service, **fast(scale, initial_interval=1000 * scale)) as poller:
-        poller.track("req_a")
-        poller.deliver(status_payload("req_a", Step(0, "success")))
+        await poller.track("req_a")
+        await poller.deliver(status_payload("req_a", Step(0, "success")))
         with anyio.CancelScope() as scope:
             scope.cancel()
             await next_outcome(poller)
@@ -552,11 +556,11 @@ async def test_stats_count_what_happened(scale: float) -> None:
         retry_after=2 * scale,
     )
     async with running(service, **fast(scale, max_in_flight=1)) as poller:
-        poller.track("req_a")
-        poller.track("req_b", deadline=20 * scale)
-        poller.deliver(status_payload("req_x", Step(0, "success")))
+        await poller.track("req_a")
+        await poller.track("req_b", deadline=20 * scale)
+        await poller.deliver(status_payload("req_x", Step(0, "success")))
         outcomes = await drain(poller)
-        poller.deliver(status_payload("req_a", Step(0, "success")))
+        await poller.deliver(status_payload("req_a", Step(0, "success")))
         stats = poller.stats
     assert {o.request_id: o.kind for o in outcomes} == {
         "req_a": OutcomeKind.SUCCESS,
@@ -573,7 +577,9 @@ async def test_stats_count_what_happened(scale: float) -> None:
     assert data["outcomes"]["timed-out"] == 1
     b_out = next(o for o in outcomes if o.request_id == "req_b")
     assert b_out.polls >= 1
-    assert b_out.error is None or isinstance(b_out.error, ServerError | InvalidResponseError)
+    assert b_out.error is None or isinstance(
+        b_out.error, ServerError | InvalidResponseError | RateLimitedError
+    )
 
 
 # -- misuse -----------------------------------------------------------------------------
@@ -601,21 +607,20 @@ async def test_misuse_is_refused(scale: float) -> None:
             Poller("not a client")  # type: ignore[arg-type]
 
         poller = Poller(client, **fast(scale))
-        for call in (
-            lambda: poller.track("req_a"),
-            lambda: poller.results(),
-            lambda: poller.deliver({"requestId": "req_a"}),
-        ):
-            with pytest.raises(RuntimeError, match="async with"):
-                call()
+        with pytest.raises(RuntimeError, match="async with"):
+            await poller.track("req_a")
+        with pytest.raises(RuntimeError, match="async with"):
+            poller.results()
+        with pytest.raises(PollerUnavailable):
+            await poller.deliver({"requestId": "req_a"})
         async with poller:
             with pytest.raises(RuntimeError):
                 await poller.__aenter__()
             for deadline in (-1, math.nan, "10", True):
                 with pytest.raises(UsageError):
-                    poller.track("req_a", deadline=deadline)  # type: ignore[arg-type]
+                    await poller.track("req_a", deadline=deadline)  # type: ignore[arg-type]
             assert "req_a" not in poller
-            poller.track("req_a")
+            await poller.track("req_a")
 
             async def iterate() -> None:
                 await drain(poller)
@@ -627,6 +632,6 @@ async def test_misuse_is_refused(scale: float) -> None:
                     await next_outcome(poller)
                 tg.cancel_scope.cancel()
         with pytest.raises(RuntimeError):
-            poller.track("req_b")
+            await poller.track("req_b")
         with pytest.raises(RuntimeError):
             await next_outcome(poller)

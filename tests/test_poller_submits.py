@@ -65,7 +65,7 @@ async def test_an_auth_error_leaves_the_block_unwrapped(scale: float) -> None:
 
     async def track_one() -> None:
         async with Poller(client(refuse), initial_interval=0.1 * scale) as poller:
-            poller.track("req_1")
+            await poller.track("req_1")
             async for _ in poller:
                 pass
 
@@ -92,7 +92,7 @@ async def test_a_webhook_that_beats_the_submit_answer_is_kept(scale: float) -> N
         async with anyio.create_task_group() as tg:
             tg.start_soon(poller.submit, "/Operator quick one")
             await submit_received.wait()
-            assert poller.deliver(success("req_fast")) is DeliveryResult.ACCEPTED
+            assert await poller.deliver(success("req_fast")) is DeliveryResult.ACCEPTED
             answer_submit.set()
         outcomes = [outcome async for outcome in poller]
 
@@ -115,11 +115,11 @@ async def test_an_unclaimed_early_webhook_is_dropped_when_submits_end(scale: flo
         async with anyio.create_task_group() as tg:
             tg.start_soon(submit)
             await anyio.lowlevel.checkpoint()
-            poller.deliver(success("req_stranger"))
+            await poller.deliver(success("req_stranger"))
         await submit_done.wait()
-        assert poller.deliver(success("req_stranger")) is DeliveryResult.UNKNOWN
+        assert await poller.deliver(success("req_stranger")) is DeliveryResult.UNKNOWN
         assert "req_stranger" not in poller
-        poller.forget("req_mine")
+        await poller.forget("req_mine")
 
 
 @pytest.mark.anyio
@@ -145,13 +145,13 @@ async def test_many_submitters_do_not_starve_the_checks(scale: float) -> None:
         jitter=0.0,
     ) as poller:
         for n in range(20):
-            poller.track(f"req_old{n}")
+            await poller.track(f"req_old{n}")
         await anyio.sleep(0.02 * scale)  # every check is due
         async with anyio.create_task_group() as tg:
             for _ in range(40):
                 tg.start_soon(poller.submit, "/Operator more")
         for request_id in list(poller.snapshot()):
-            poller.forget(request_id["request_id"])
+            await poller.forget(request_id["request_id"])
 
     submits = seen.count("POST")
     checks = seen.count("GET")

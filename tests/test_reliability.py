@@ -21,7 +21,6 @@ import anyio
 import attrs
 import httpx
 import pytest
-import structlog
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
@@ -37,6 +36,7 @@ from _chaos import (
     client_for,
     status_payload,
 )
+from _logs import capture_logs
 from async_dispatch import (
     AuthenticationError,
     DeliveryResult,
@@ -149,7 +149,7 @@ async def send_webhooks(poller: Poller, service: ChaosService, plans: list[TaskP
         await anyio.sleep(service.origin + final.at + plan.webhook_after - anyio.current_time())
         payload = status_payload(plan.request_id, final, origin=service.origin)
         for _ in range(2 if plan.duplicate_webhook else 1):
-            result = poller.deliver(payload)
+            result = await poller.deliver(payload)
             assert result in (DeliveryResult.ACCEPTED, DeliveryResult.DUPLICATE)
             TOTALS[f"webhooks_{result.value}"] += 1
 
@@ -232,7 +232,7 @@ def exactly_one_right_outcome(
         with anyio.fail_after(5_000):
             async with client_for(service) as client, Poller(client, **options) as poller:
                 for plan in plans:
-                    poller.track(plan.request_id, deadline=plan.deadline)
+                    await poller.track(plan.request_id, deadline=plan.deadline)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(send_webhooks, poller, service, plans)
                     outcomes.extend([o async for o in poller])
@@ -282,7 +282,7 @@ def cancellation_anywhere(
             async def life(scope: anyio.CancelScope | None) -> None:
                 async with poller:
                     for plan in plans:
-                        poller.track(plan.request_id, deadline=plan.deadline)
+                        await poller.track(plan.request_id, deadline=plan.deadline)
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(send_webhooks, poller, service, plans)
                         # A loop, not a comprehension: a cancelled comprehension would drop
@@ -320,7 +320,7 @@ def cancellation_anywhere(
         left = {e["request_id"] for e in snapshot_entries}
         with anyio.fail_after(5_000):
             async with client_for(service) as client, Poller(client, **options) as poller:
-                assert poller.restore(snapshot_entries) == len(left)
+                assert await poller.restore(snapshot_entries) == len(left)
                 async with anyio.create_task_group() as tg:
                     rest = [p for p in plans if p.request_id in left]
                     tg.start_soon(send_webhooks, poller, service, rest)
@@ -390,11 +390,13 @@ def churn(total: int, wave: int) -> tuple[int, int, int, Counter[str]]:
                     for n, request_id in enumerate(ids):
                         # A quarter times out, one in twenty is polled (HTTP is the slow
                         # part), the rest end by webhook.
-                        poller.track(request_id, deadline=0.01 if n % 4 == 0 else 600, context=n)
+                        await poller.track(
+                            request_id, deadline=0.01 if n % 4 == 0 else 600, context=n
+                        )
                     for n, request_id in enumerate(ids):
                         if n % 4 and n % 20 != 1:
                             payload = status_payload(request_id, Step(0, "success", "ok"))
-                            poller.deliver(payload)
+                            await poller.deliver(payload)
                     async for outcome in poller:
                         kinds[outcome.kind.value] += 1
                     assert len(poller) == 0
@@ -450,12 +452,12 @@ async def test_the_key_never_reaches_logs_outcomes_or_errors() -> None:
     )
     options: dict[str, Any] = {"initial_interval": 0.01, "max_interval": 0.01, "rate": 1e3}
     texts: list[str] = []
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         service.start()
         async with client_for(service, trace=True) as client:
-            async with Poller(client, trace=True, **options) as poller:
-                poller.track_many(timelines)
-                poller.track("req_unknown")
+            async with Poller(client, **options) as poller:
+                await poller.track_many(timelines)
+                await poller.track("req_unknown")
                 async for outcome in poller:
                     texts += [repr(outcome), str(outcome.error), repr(outcome.error)]
                 texts += [repr(poller), json.dumps(poller.snapshot()), repr(poller.stats)]
@@ -464,9 +466,9 @@ async def test_the_key_never_reaches_logs_outcomes_or_errors() -> None:
         service.start()
         async with (
             client_for(service, trace=True) as client,
-            Poller(client, trace=True, **options) as poller,
+            Poller(client, **options) as poller,
         ):
-            poller.track("req_0")
+            await poller.track("req_0")
             with pytest.raises(AuthenticationError) as refused:
                 await poller.results().__anext__()
             texts += [str(refused.value), repr(refused.value), refused.value.body_excerpt]

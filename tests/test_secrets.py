@@ -3,13 +3,11 @@ in any exception the client raises, even when the service echoes the key back.""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
 from _foundation_helpers import (
     KEY,
@@ -21,13 +19,14 @@ from _foundation_helpers import (
     service,
     texts_of,
 )
+from _logs import capture_logs
 from async_dispatch import (
     DispatchClient,
     DispatchError,
     RetryPolicy,
     UsageError,
-    parse_status_body,
 )
+from async_dispatch._wire import parse_status_body
 
 pytestmark = pytest.mark.anyio
 
@@ -73,15 +72,10 @@ SCENARIOS: dict[str, tuple[list[Answer], Call]] = {
 
 
 @pytest.fixture
-def logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Every structlog event, debug level included, for the duration of a test."""
-    wrapper = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with structlog.testing.capture_logs() as events:
-            yield events
-    finally:
-        structlog.configure(wrapper_class=wrapper)
+def logs() -> Iterator[list[dict[str, Any]]]:
+    """Every library log event, debug level included, for the duration of a test."""
+    with capture_logs() as events:
+        yield events
 
 
 def own_errors(exc: BaseException) -> Iterator[BaseException]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 import trio.testing
 
+from _logs import capture_logs
 from _webhooks_helpers import RecordingDeliverer, wait_until
 from async_dispatch import DeliveryResult, Outcome, OutcomeKind, Poller
 from async_dispatch.testing import (
@@ -69,9 +69,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
 # -- WebhookReceiver -------------------------------------------------------------------------
 
 
-def test_accepted_payload_is_delivered_whole() -> None:
+@pytest.mark.anyio
+async def test_accepted_payload_is_delivered_whole() -> None:
     deliverer = RecordingDeliverer()
-    result = WebhookReceiver(deliverer, secret=SECRET).handle(encode(payload()), {})
+    result = await WebhookReceiver(deliverer, secret=SECRET).handle(encode(payload()), {})
     assert result == WebhookResult(
         status_code=200,
         reason="accepted",
@@ -90,18 +91,20 @@ def test_accepted_payload_is_delivered_whole() -> None:
         (DeliveryResult.UNKNOWN, 404, "unknown_request"),
     ],
 )
-def test_what_the_poller_said_decides_the_code(
+@pytest.mark.anyio
+async def test_what_the_poller_said_decides_the_code(
     answer: DeliveryResult, code: int, reason: str
 ) -> None:
-    result = receiver(answer).handle(encode(payload()), {})
+    result = await receiver(answer).handle(encode(payload()), {})
     assert (result.status_code, result.reason, result.delivery) == (code, reason, answer)
 
 
-def test_body_over_the_limit_is_413_before_parsing() -> None:
+@pytest.mark.anyio
+async def test_body_over_the_limit_is_413_before_parsing() -> None:
     deliverer = RecordingDeliverer()
     recv = WebhookReceiver(deliverer, secret=SECRET, max_body_size=100)
-    assert recv.handle(b"{" * 101, {}).status_code == 413  # would be a 400 if parsed
-    assert recv.handle(b" " * 90 + b"[]", {}).status_code == 400  # at the limit: parsed
+    assert (await recv.handle(b"{" * 101, {})).status_code == 413  # would be a 400 if parsed
+    assert (await recv.handle(b" " * 90 + b"[]", {})).status_code == 400  # at the limit: parsed
     assert deliverer.payloads == []
 
 
@@ -127,9 +130,10 @@ def test_declared_size_is_checked_before_reading() -> None:
         (b'"text"', "bad_payload"),
     ],
 )
-def test_bad_bodies_are_400(body: bytes, reason: str) -> None:
+@pytest.mark.anyio
+async def test_bad_bodies_are_400(body: bytes, reason: str) -> None:
     deliverer = RecordingDeliverer()
-    result = WebhookReceiver(deliverer, secret=SECRET, max_body_size=10**6).handle(body, {})
+    result = await WebhookReceiver(deliverer, secret=SECRET, max_body_size=10**6).handle(body, {})
     assert (result.status_code, result.reason) == (400, reason)
     assert deliverer.payloads == []
 
@@ -138,17 +142,21 @@ def test_bad_bodies_are_400(body: bytes, reason: str) -> None:
     "secret",
     [None, "", "wrong", SECRET[:-1], SECRET + "x", 12345, ["list"], "\ud800"],
 )
-def test_wrong_or_missing_secret_is_401_and_not_delivered(secret: object) -> None:
+@pytest.mark.anyio
+async def test_wrong_or_missing_secret_is_401_and_not_delivered(secret: object) -> None:
     deliverer = RecordingDeliverer()
     body = payload(callbackSecret=secret) if secret is not None else payload()
     if secret is None:
         del body["callbackSecret"]
-    result = WebhookReceiver(deliverer, secret=SECRET).handle(encode(body), {})
+    result = await WebhookReceiver(deliverer, secret=SECRET).handle(encode(body), {})
     assert (result.status_code, result.reason, result.request_id) == (401, "bad_secret", None)
     assert deliverer.payloads == []
 
 
-def test_secret_is_compared_in_constant_time_on_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_secret_is_compared_in_constant_time_on_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls: list[tuple[object, object]] = []
     real = hmac.compare_digest
 
@@ -158,10 +166,11 @@ def test_secret_is_compared_in_constant_time_on_bytes(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     recv = receiver(header_name="Authorization", header_value=TOKEN)
-    assert recv.handle(encode(payload()), {"authorization": TOKEN}).status_code == 200
+    assert (await recv.handle(encode(payload()), {"authorization": TOKEN})).status_code == 200
     assert calls == [(TOKEN.encode(), TOKEN.encode()), (SECRET.encode(), SECRET.encode())]
     calls.clear()
-    assert recv.handle(encode(payload(callbackSecret="nope")), {"authorization": TOKEN}).ok is False
+    refused = await recv.handle(encode(payload(callbackSecret="nope")), {"authorization": TOKEN})
+    assert refused.ok is False
     assert calls[-1] == (b"nope", SECRET.encode())
 
 
@@ -169,68 +178,77 @@ def test_secret_is_compared_in_constant_time_on_bytes(monkeypatch: pytest.Monkey
     "headers",
     [{}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN + " "}, {"x-other": TOKEN}],
 )
-def test_wrong_or_missing_header_token_is_401(headers: dict[str, str]) -> None:
+@pytest.mark.anyio
+async def test_wrong_or_missing_header_token_is_401(headers: dict[str, str]) -> None:
     deliverer = RecordingDeliverer()
     recv = WebhookReceiver(
         deliverer, secret=SECRET, header_name="Authorization", header_value=TOKEN
     )
-    result = recv.handle(encode(payload()), headers)
+    result = await recv.handle(encode(payload()), headers)
     assert (result.status_code, result.reason) == (401, "bad_token")
     assert deliverer.payloads == []
 
 
-def test_header_token_alone_is_enough_and_lookup_ignores_case() -> None:
+@pytest.mark.anyio
+async def test_header_token_alone_is_enough_and_lookup_ignores_case() -> None:
     recv = WebhookReceiver(RecordingDeliverer(), header_name="X-Hook-Token", header_value="t" * 20)
     assert recv.callback_headers == {"x-hook-token": "t" * 20}
     for name in ("x-hook-token", "X-HOOK-TOKEN", "X-Hook-Token"):
         body = encode(payload(callbackSecret=None))
-        assert recv.handle(body, {name: "t" * 20}).status_code == 200
+        assert (await recv.handle(body, {name: "t" * 20})).status_code == 200
 
 
-def test_token_is_checked_before_the_body_is_parsed() -> None:
+@pytest.mark.anyio
+async def test_token_is_checked_before_the_body_is_parsed() -> None:
     recv = receiver(header_name="authorization", header_value=TOKEN)
-    assert recv.handle(b"garbage", {}).reason == "bad_token"
+    assert (await recv.handle(b"garbage", {})).reason == "bad_token"
 
 
 @pytest.mark.anyio
 async def test_real_poller_answers_404_200_and_400() -> None:
     async with simulator(seed=1) as sim, sim.client() as client, Poller(client) as poller:
         recv = WebhookReceiver(poller, secret=SECRET)
-        poller.track("req_abc123def456")
-        assert recv.handle(encode(payload(requestId="req_other")), {}).status_code == 404
-        assert recv.handle(encode(payload(createdAt=None)), {}).status_code == 400
-        assert recv.handle(encode(payload(requestId=None)), {}).reason == "bad_payload"
-        assert recv.handle(encode(payload()), {}).reason == "accepted"
-        assert recv.handle(encode(payload()), {}).reason == "duplicate"
+        await poller.track("req_abc123def456")
+        assert (await recv.handle(encode(payload(requestId="req_other")), {})).status_code == 404
+        assert (await recv.handle(encode(payload(createdAt=None)), {})).status_code == 400
+        assert (await recv.handle(encode(payload(requestId=None)), {})).reason == "bad_payload"
+        assert (await recv.handle(encode(payload()), {})).reason == "accepted"
+        assert (await recv.handle(encode(payload()), {})).reason == "duplicate"
         outcomes = [outcome async for outcome in poller]
         assert [(o.kind, o.polls) for o in outcomes] == [(OutcomeKind.SUCCESS, 0)]
     # Closed poller: the app is shutting down, the service should retry later.
-    assert recv.handle(encode(payload()), {}).status_code == 503
+    assert (await recv.handle(encode(payload()), {})).status_code == 503
 
 
-def test_receiver_never_raises() -> None:
+@pytest.mark.anyio
+async def test_receiver_never_raises() -> None:
     class Broken:
-        def deliver(self, payload: Any) -> DeliveryResult:
+        async def deliver(self, payload: Any) -> DeliveryResult:
             raise ZeroDivisionError
 
-    result = WebhookReceiver(Broken(), secret=SECRET).handle(encode(payload()), {})
+    result = await WebhookReceiver(Broken(), secret=SECRET).handle(encode(payload()), {})
     assert (result.status_code, result.reason) == (500, "internal_error")
 
 
-def test_each_rejection_logs_one_warning_without_secrets() -> None:
+@pytest.mark.anyio
+async def test_each_rejection_logs_one_warning_without_secrets() -> None:
     recv = receiver(header_name="authorization", header_value=TOKEN)
-    cases: list[tuple[Callable[[], WebhookResult], str]] = [
+
+    async def too_large() -> WebhookResult:
+        return recv.check_declared_size("999999999") or recv.too_large()
+
+    cases: list[tuple[Callable[[], Awaitable[WebhookResult]], str]] = [
         (lambda: recv.handle(encode(payload()), {}), "bad_token"),
         (lambda: recv.handle(b"{bad", {"authorization": TOKEN}), "bad_json"),
         (
             lambda: recv.handle(encode(payload(callbackSecret="guess")), {"authorization": TOKEN}),
             "bad_secret",
         ),
-        (lambda: recv.check_declared_size("999999999") or recv.too_large(), "too_large"),
+        (too_large, "too_large"),
     ]
     for call, reason in cases:
-        with structlog.testing.capture_logs() as logs:
-            call()
+        with capture_logs() as logs:
+            await call()
         assert len(logs) == 1
         assert logs[0]["event"] == "webhook_rejected"
         assert logs[0]["log_level"] == "warning"
@@ -238,12 +256,13 @@ def test_each_rejection_logs_one_warning_without_secrets() -> None:
         shown = repr(logs)
         for hidden in (SECRET, TOKEN, "guess"):
             assert hidden not in shown
-    with structlog.testing.capture_logs() as logs:
-        assert recv.handle(encode(payload()), {"authorization": TOKEN}).ok
+    with capture_logs() as logs:
+        assert (await recv.handle(encode(payload()), {"authorization": TOKEN})).ok
     assert logs == []
 
 
-def test_configuration_errors() -> None:
+@pytest.mark.anyio
+async def test_configuration_errors() -> None:
     deliverer = RecordingDeliverer()
     with pytest.raises(ValueError, match="secret or a header token"):
         WebhookReceiver(deliverer)
@@ -254,7 +273,7 @@ def test_configuration_errors() -> None:
     with pytest.raises(ValueError, match="max_body_size"):
         WebhookReceiver(deliverer, secret=SECRET, max_body_size=0)
     open_receiver = WebhookReceiver(deliverer, allow_unauthenticated=True)
-    assert open_receiver.handle(encode(payload()), {}).ok
+    assert (await open_receiver.handle(encode(payload()), {})).ok
     assert SECRET not in repr(receiver())
 
 
@@ -280,7 +299,7 @@ def asgi_to(receiver_of: Callable[[], WebhookReceiver]) -> httpx.AsyncClient:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        result = receiver_of().handle(body, headers)
+        result = await receiver_of().handle(body, headers)
         await send({"type": "http.response.start", "status": result.status_code, "headers": []})
         await send({"type": "http.response.body", "body": result.body_bytes()})
 
@@ -355,7 +374,7 @@ async def test_runtime_survives_a_failing_handler_and_bounds_what_it_keeps() -> 
         )
         box.append(runtime)
         async with runtime:
-            with structlog.testing.capture_logs() as logs:
+            with capture_logs() as logs:
                 for n in range(3):
                     await runtime.submit(f"task {n}")
                 await wait_until(lambda: len(calls) >= 3)
@@ -389,6 +408,6 @@ async def test_runtime_records_a_refused_key() -> None:
             sim.client(api_key="wrong-key"), callback_url=None, initial_interval=0.05
         )
         async with runtime:
-            runtime.poller.track("req_abc123def456")
+            await runtime.poller.track("req_abc123def456")
             await wait_until(lambda: runtime.error is not None)
         assert type(runtime.error).__name__ == "AuthenticationError"
