@@ -8,11 +8,12 @@ under asyncio and trio alike.
     from async_dispatch.redis import RedisTokenBucket
 
     bucket = RedisTokenBucket("redis://127.0.0.1:6379", name="prod-key", rate=10, burst=5)
-    async with DispatchClient(bucket=bucket) as client:
+    async with bucket, DispatchClient(bucket=bucket) as client:
         async with Poller(client) as poller:
             ...
 
-Every replica configured with the same ``name`` shares one rate limit and one 429 pause.
+Enter the bucket first, around the client (`RedisTokenBucket` says why). Every replica
+configured with the same ``name`` shares one rate limit and one 429 pause.
 Several fleet objects of one process can share one connection: pass a `RedisConnection`
 instead of a URL.
 """

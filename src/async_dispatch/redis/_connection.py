@@ -12,9 +12,11 @@ same connection. It also knows the three things every fleet object needs from Re
 - errors: whatever goes wrong on the way to Redis becomes one `CoordinationError` naming
   the URL (never its password) and what to check.
 
-coredis runs each pool's connections in an anyio task group, so the task that enters a
-connection first must also be the one that exits it last (as with any task group). Enter
-it where you enter your `DispatchClient`, not in a worker task.
+coredis runs each pool's connections in an anyio task group, so the outermost entry and
+the last exit must happen in the same task and the same cancel scope (as with any task
+group). Enter the connection, or the bucket that uses it, with ``async with`` around your
+`DispatchClient`: the client's own entry is then a nested one, and its exit (which the
+client makes inside a shielded cancel scope of its own) only counts down.
 """
 
 from __future__ import annotations
@@ -115,8 +117,15 @@ class RedisConnection:
             client, self._client = self._client, None
             # Closing cancels the pool's connection tasks; a connection that was already
             # broken has nothing left to say, so its error is not worth raising here.
-            with contextlib.suppress(*_FAILURES):
-                await client.__aexit__(None, None, None)
+            try:
+                with contextlib.suppress(*_FAILURES):
+                    await client.__aexit__(None, None, None)
+            except RuntimeError as exc:  # anyio: a task group left from the wrong scope
+                raise UsageError(
+                    f"{self!r} was closed from another task or cancel scope than the one "
+                    "that opened it: enter it (or the bucket using it) with `async with` "
+                    "in the task that opens your DispatchClient, around the client"
+                ) from exc
 
     @property
     def client(self) -> coredis.Redis[bytes]:

@@ -49,7 +49,15 @@ class RedisTokenBucket:
         burst: How many acquisitions may happen at once after a quiet spell.
         timeout: Seconds to wait for Redis to connect or answer (only with a URL).
 
-    Use it inside ``async with`` (a `DispatchClient` given it as ``bucket=`` does that).
+    Enter it yourself, around the client that uses it::
+
+        async with bucket, DispatchClient(bucket=bucket) as client:
+            ...
+
+    Its connection lives in an anyio task group (coredis's), which must be closed in the
+    task and cancel scope that opened it; `DispatchClient` exits its limiter inside a
+    shielded scope of its own, so its entry must be a nested one.
+
     Redis failures raise `CoordinationError`; the bucket recovers by itself once Redis is
     back (its state is lost with a Redis that keeps nothing on disk, which only means one
     burst may be granted again).
