@@ -9,7 +9,8 @@ Run by tests/test_redis_fleet.py and benchmarks/fleet.py with ``sys.executable``
 It waits until ``--start-at`` (a `time.time()` value, so that every replica starts at once
 whenever its interpreter finished starting), submits ``--tasks`` tasks that never finish and
 polls them as fast as its limiter allows for ``--duration`` seconds, then prints ONE line of
-JSON: its poller's counters. ``--limiter local`` gives each replica its own in-process
+JSON: its poller's counters. `replica_command()` and `run_replicas()` are the harness that
+starts replicas and collects those lines. ``--limiter local`` gives each replica its own in-process
 `TokenBucket` instead: the mistake fleet mode exists to prevent.
 """
 
@@ -17,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -78,6 +83,58 @@ async def replica(args: argparse.Namespace) -> dict[str, Any]:
                 "pauses": stats.pauses,
                 "tracked": stats.tracked,
             }
+
+
+def replica_command(
+    base_url: str,
+    *,
+    rate: float,
+    limiter: str = "redis",
+    redis_url: str = "redis://127.0.0.1:6379",
+    name: str = "fleet",
+    backend: str = "asyncio",
+    start_at: float = 0.0,
+    duration: float = 5.0,
+    tasks: int = 20,
+) -> list[str]:
+    """The command line that runs one replica with these settings."""
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *("--base-url", base_url, "--rate", repr(rate), "--limiter", limiter),
+        *("--redis-url", redis_url, "--name", name, "--backend", backend),
+        *("--start-at", repr(start_at), "--duration", repr(duration), "--tasks", str(tasks)),
+    ]
+
+
+def run_replicas(commands: list[list[str]], timeout: float) -> list[dict[str, Any]]:
+    """Run the replica processes, wait for their JSON lines; kill only them if they hang.
+
+    Blocking: call it in a worker thread, so the simulator keeps serving meanwhile.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+        )
+        for command in commands
+    ]
+    deadline = time.monotonic() + timeout
+    try:
+        outputs = [
+            process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            for process in processes
+        ]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+    summaries = []
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    return summaries
 
 
 def main(argv: list[str] | None = None) -> None:

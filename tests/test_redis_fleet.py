@@ -11,69 +11,20 @@ lets them. The simulator's own counters say how many requests came and how many 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from async_dispatch.testing import OutcomeMix, RateLimit, SimulatorConfig, serve
+from fleet_replica import replica_command, run_replicas
 
-REPLICA = Path(__file__).with_name("fleet_replica.py")
 RATE = 40.0
 # The server's burst absorbs scheduling jitter: requests the fleet reserved 1/R apart may
 # reach the server closer together when a busy machine delays one replica's sends.
 SERVER_BURST = 10
 DURATION = 6.0
 STARTUP = 4.0  # seconds for four interpreters to import everything, on 2 busy cores
-
-
-def replica_command(
-    base_url: str, redis_url: str, name: str, backend: str, start_at: float
-) -> list[str]:
-    return [
-        sys.executable,
-        str(REPLICA),
-        *("--base-url", base_url, "--rate", str(RATE), "--limiter", "redis"),
-        *("--redis-url", redis_url, "--name", name, "--backend", backend),
-        *("--start-at", repr(start_at), "--duration", str(DURATION), "--tasks", "20"),
-    ]
-
-
-def run_replicas(commands: list[list[str]], timeout: float) -> list[dict[str, Any]]:
-    """Run the replica processes, wait for their JSON lines; kill only them if they hang.
-
-    Blocking: call it in a worker thread, so the simulator keeps serving meanwhile.
-    """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    processes = [
-        subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-        )
-        for command in commands
-    ]
-    deadline = time.monotonic() + timeout
-    try:
-        outputs = [
-            process.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            for process in processes
-        ]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-    summaries = []
-    for process, (out, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err[-3000:]
-        summaries.append(json.loads(out.strip().splitlines()[-1]))
-    return summaries
 
 
 @pytest.mark.redis
@@ -90,7 +41,16 @@ async def test_four_replicas_share_one_key_without_429s(redis_url: str, redis_na
         start_at = time.time() + STARTUP
         loop_start = anyio.current_time() + STARTUP
         commands = [
-            replica_command(running.base_url, redis_url, redis_name, backend, start_at)
+            replica_command(
+                running.base_url,
+                rate=RATE,
+                limiter="redis",
+                redis_url=redis_url,
+                name=redis_name,
+                backend=backend,
+                start_at=start_at,
+                duration=DURATION,
+            )
             for backend in ("asyncio", "trio", "asyncio", "trio")
         ]
         summaries = await anyio.to_thread.run_sync(run_replicas, commands, STARTUP + DURATION + 20)
