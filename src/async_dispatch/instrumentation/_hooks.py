@@ -47,7 +47,7 @@ class Hook(Protocol):
     keeps calling it. Ignore the event types you do not know: new ones may appear.
     """
 
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...
 
 
 @runtime_checkable
@@ -121,13 +121,15 @@ class Instrumentation:
     ) -> contextlib.AbstractContextManager[object]:
         """A context manager that wraps its body in one span per tracing hook.
 
-        With no tracing hook this returns the same shared no-op object every time. The
-        spans nest in hook order, each a child of the span current when the body starts
-        (the caller's own span, where there is one). What is entered as ``as`` is
-        unspecified: spans are for tracers, the core has nothing to do with them.
+        With no tracing hook this returns the same shared no-op object every time: no
+        allocation, no call (the ``**attributes`` dict Python builds for the call is the
+        only cost; test `tracing` first to skip even that). The spans nest in hook order,
+        the outermost a child of the span current when the body starts (the caller's own
+        span, where there is one). What ``as`` receives is unspecified: spans are for
+        tracers, the core has nothing to do with them.
 
-        Attributes must be bounded, non-secret facts: ``request_id`` and ``attempt`` are the
-        ones the core sends. Never the API key, never a body.
+        Attributes are facts about this one call that are safe to export: ``request_id``
+        and ``attempt`` are the ones the core sends. Never the API key, never a body.
         """
         if not self._tracers:
             return _NO_SPAN
