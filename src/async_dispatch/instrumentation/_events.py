@@ -1,0 +1,219 @@
+"""The events the core reports: plain, frozen values that say what happened.
+
+Hooks receive these and nothing else. Keeping them dumb (no methods, no references to
+clients, pollers or responses) is what lets an integration live in its own module, and
+what keeps secrets out of it: an event cannot leak an API key or a response body it was
+never given.
+
+Every string field with a closed set of values has that set spelled out here, both as a
+`Literal` for type checkers and as a tuple for integrations that need to enumerate it
+(Prometheus pre-creates one series per value). The core builds events on its hot path,
+so they carry no validators: integrations that turn a field into a metric label map any
+value outside its set to ``"other"`` themselves, so a bug in the core can never blow up a
+metric's cardinality.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeAlias, get_args
+
+import attrs
+
+from .._outcome import OutcomeKind
+
+__all__ = [
+    "CHECK_RESULTS",
+    "OTHER",
+    "RATE_LIMIT_SOURCES",
+    "RESOLVED_VIA",
+    "SUBMIT_RESULTS",
+    "WEBHOOK_REASONS",
+    "CheckDone",
+    "CheckResult",
+    "Event",
+    "RateLimitPaused",
+    "RateLimitSource",
+    "ResolvedVia",
+    "SubmitDone",
+    "SubmitResult",
+    "TaskForgotten",
+    "TaskResolved",
+    "TaskTracked",
+    "TokenWaited",
+    "WebhookAnswered",
+    "WebhookReason",
+]
+
+#: What a label becomes when an event carries a value outside its documented set.
+OTHER: Final = "other"
+
+CheckResult: TypeAlias = Literal[
+    "pending",
+    "success",
+    "error",
+    "input-required",
+    "unknown-status",
+    "not-found",
+    "rejected",
+    "rate-limited",
+    "transient",
+    "refused",
+    "abandoned",
+]
+#: Every `CheckResult`, in the order above.
+CHECK_RESULTS: Final[tuple[CheckResult, ...]] = get_args(CheckResult)
+
+SubmitResult: TypeAlias = Literal["accepted", "uncertain", "rejected", "rate-limited", "failed"]
+#: Every `SubmitResult`.
+SUBMIT_RESULTS: Final[tuple[SubmitResult, ...]] = get_args(SubmitResult)
+
+ResolvedVia: TypeAlias = Literal["poll", "webhook", "deadline", "other"]
+#: Every `ResolvedVia`.
+RESOLVED_VIA: Final[tuple[ResolvedVia, ...]] = get_args(ResolvedVia)
+
+RateLimitSource: TypeAlias = Literal["check", "submit", "client"]
+#: Every `RateLimitSource`.
+RATE_LIMIT_SOURCES: Final[tuple[RateLimitSource, ...]] = get_args(RateLimitSource)
+
+WebhookReason: TypeAlias = Literal[
+    "accepted",
+    "duplicate",
+    "too_large",
+    "bad_json",
+    "bad_payload",
+    "bad_secret",
+    "bad_token",
+    "unknown_request",
+    "unavailable",
+    "internal_error",
+]
+#: The reasons `WebhookReceiver` gives today (`WebhookResult.reason`). `WebhookAnswered`
+#: accepts any string so a new reason cannot break a hook; metrics count it as "other"
+#: until it is added here.
+WEBHOOK_REASONS: Final[tuple[WebhookReason, ...]] = get_args(WebhookReason)
+
+
+@attrs.frozen(kw_only=True)
+class CheckDone:
+    """One status check of one task finished, whatever its answer.
+
+    A check is one `get_status` call as the poller sees it: the client's own retries of
+    transient failures happen inside it, so `latency` covers them and their backoff.
+    """
+
+    request_id: str
+    #: What the check learned:
+    #:
+    #: - ``pending``, ``success``, ``error``, ``input-required``: the status read;
+    #: - ``unknown-status``: a status value this library does not know (polling goes on);
+    #: - ``not-found``: 404, the service does not know the task;
+    #: - ``rejected``: 400/422, the service refused the request (a malformed id, say);
+    #: - ``rate-limited``: 429 (or 408/425) after the client's retries;
+    #: - ``transient``: 5xx, a transport failure or a garbled body;
+    #: - ``refused``: 401/403, the key was refused;
+    #: - ``abandoned``: the task's deadline struck while the check was in flight.
+    result: CheckResult
+    #: Seconds from sending the check to classifying its answer.
+    latency: float
+    #: 1 for the first check of this task, 2 for the second, and so on.
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class TaskTracked:
+    """A task started being tracked: submitted, `track()`-ed or restored.
+
+    The core promises that each `TaskTracked` is matched by exactly one final
+    `TaskResolved` or one `TaskForgotten`, so hooks can keep a gauge of tracked tasks.
+    """
+
+    request_id: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskResolved:
+    """A task produced an `Outcome`: the event behind every outcome a poller yields."""
+
+    request_id: str
+    kind: OutcomeKind
+    #: Status checks spent on the task.
+    polls: int
+    #: Seconds from the start of tracking to this outcome (`Outcome.elapsed`).
+    age: float
+    #: Seconds from the service's ``completedAt`` to our noticing the result: the price of
+    #: polling, or of a slow webhook. None when the service did not say when it finished
+    #: (timeouts, failures, some input requests).
+    detection_delay: float | None
+    #: How the result reached us: a status check (``poll``), a delivered payload
+    #: (``webhook``), the task's deadline (``deadline``), or anything else (``other``).
+    via: ResolvedVia
+    #: False only for an INPUT_REQUIRED notification after which tracking goes on; the
+    #: task then stays tracked and will resolve again.
+    final: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class TaskForgotten:
+    """A task stopped being tracked without an outcome (`Poller.forget`, say)."""
+
+    request_id: str
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitPaused:
+    """A rate-limited answer paused the shared limiter: every check and submit waits."""
+
+    #: How long the limiter was told to pause.
+    seconds: float
+    #: Whose request drew the 429: a poller's ``check`` or ``submit``, or a bare ``client``.
+    source: RateLimitSource
+
+
+@attrs.frozen(kw_only=True)
+class WebhookAnswered:
+    """The webhook receiver answered one delivery."""
+
+    #: `WebhookResult.reason`: one of `WEBHOOK_REASONS` today.
+    reason: str
+    #: The HTTP status sent back: 2xx when accepted or a duplicate, 4xx/5xx when refused.
+    status_code: int
+
+
+@attrs.frozen(kw_only=True)
+class SubmitDone:
+    """One submit finished.
+
+    - ``accepted``: the service answered with a request id;
+    - ``uncertain``: the request may have reached the service (`SubmitUncertainError`);
+    - ``rejected``: the service refused it (4xx other than 429);
+    - ``rate-limited``: 429;
+    - ``failed``: it never left, or failed in a way that certainly created nothing.
+    """
+
+    result: SubmitResult
+    #: Seconds from sending the submit to its answer (waiting for a token not included).
+    latency: float
+
+
+@attrs.frozen(kw_only=True)
+class TokenWaited:
+    """One acquirer waited for a rate-limit token.
+
+    Only sent when it did wait: an immediate token is the common case and costs nothing.
+    """
+
+    seconds: float
+
+
+#: Everything a hook can receive. Hooks should ignore event types they do not know:
+#: new ones may be added in a minor release.
+Event: TypeAlias = (
+    CheckDone
+    | TaskTracked
+    | TaskResolved
+    | TaskForgotten
+    | RateLimitPaused
+    | WebhookAnswered
+    | SubmitDone
+    | TokenWaited
+)

@@ -1,0 +1,199 @@
+"""Hooks, and the one object the core talks to: `Instrumentation`.
+
+The core never knows which integrations are installed. It holds one `Instrumentation`,
+tests `enabled` before building an event, calls `emit()` with a plain event, and wraps a
+submit or a status check in `span()`. Everything else (which metrics, which logger, which
+tracer) is chosen at configuration time by the list of hooks.
+
+Two promises make that safe on a hot path that handles thousands of checks a minute:
+
+- With no hooks, the core pays for one attribute test per event and, for spans, returns
+  one shared do-nothing context manager: nothing is allocated, nothing is called.
+- A hook that raises never breaks the caller: `emit()` and `span()` catch the exception,
+  log it once per hook, and carry on. Observability must not turn into an outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Final, Protocol, runtime_checkable
+
+from .._log import logger
+from ._events import Event
+from .logging import LoggingHook
+
+__all__ = ["SPAN_CHECK", "SPAN_SUBMIT", "Hook", "Instrumentation", "TracingHook"]
+
+#: The span around one `DispatchClient.submit`.
+SPAN_SUBMIT: Final = "async_dispatch.submit"
+#: The span around one status check (one `get_status`, its retries included).
+SPAN_CHECK: Final = "async_dispatch.check"
+
+#: Returned by `Instrumentation.span` when no hook traces. A `nullcontext` holds no state
+#: between `__enter__` and `__exit__`, so one instance can be entered any number of times,
+#: concurrently, from any task.
+_NO_SPAN: Final = contextlib.nullcontext()
+
+
+@runtime_checkable
+class Hook(Protocol):
+    """Anything called with each event: a function, or an object with ``__call__``.
+
+    A hook runs synchronously on the event loop, inside the core's hot path, so it must be
+    quick and must not block: count, log, or hand the event to a queue. It must not raise
+    either; if it does anyway, `Instrumentation` logs the first failure of each hook and
+    keeps calling it. Ignore the event types you do not know: new ones may appear.
+    """
+
+    def __call__(self, event: Event, /) -> None: ...
+
+
+@runtime_checkable
+class TracingHook(Hook, Protocol):
+    """A hook that can also wrap a submit or a check in a span.
+
+    `span` must return a context manager that neither swallows the body's exception nor
+    raises one of its own; it is entered and left in the same task.
+    """
+
+    def span(
+        self, name: str, attributes: Mapping[str, str | int | float]
+    ) -> contextlib.AbstractContextManager[object]: ...
+
+
+class Instrumentation:
+    """The hooks a client (and every poller built on it) reports to.
+
+    Build it once at configuration time; it is immutable afterwards, so the core can test
+    `enabled` without a lock or a lookup.
+
+    Args:
+        hooks: Called in order with every event. Those that also implement `TracingHook`
+            get a span around every submit and check.
+    """
+
+    __slots__ = ("_failed", "_hooks", "_tracers", "enabled")
+
+    #: True if any hook is installed. The core tests it before building an event, so a
+    #: client without hooks allocates nothing for instrumentation.
+    enabled: bool
+
+    def __init__(self, hooks: Iterable[Hook] = ()) -> None:
+        self._hooks: tuple[Hook, ...] = tuple(hooks)
+        self._tracers: tuple[TracingHook, ...] = tuple(
+            hook for hook in self._hooks if isinstance(hook, TracingHook)
+        )
+        self.enabled = bool(self._hooks)
+        # id() of each hook whose failure was logged already. Hooks need not be hashable;
+        # the tuple above keeps them alive, so their ids stay theirs.
+        self._failed: set[int] = set()
+
+    @classmethod
+    def default(cls) -> Instrumentation:
+        """What a client reports to unless told otherwise: the logging hook only."""
+        return cls([LoggingHook()])
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The installed hooks, in call order."""
+        return self._hooks
+
+    @property
+    def tracing(self) -> bool:
+        """True if any hook traces: `span()` then costs more than a shared no-op."""
+        return bool(self._tracers)
+
+    def __repr__(self) -> str:
+        return f"Instrumentation(hooks={list(self._hooks)!r})"
+
+    def emit(self, event: Event) -> None:
+        """Hand `event` to every hook in turn. Never raises (`Exception`s, that is)."""
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception as exc:
+                self._hook_failed(hook, exc)
+
+    def span(
+        self, name: str, **attributes: str | int | float
+    ) -> contextlib.AbstractContextManager[object]:
+        """A context manager that wraps its body in one span per tracing hook.
+
+        With no tracing hook this returns the same shared no-op object every time: no
+        allocation, no call (the ``**attributes`` dict Python builds for the call is the
+        only cost; test `tracing` first to skip even that). The spans nest in hook order,
+        the outermost a child of the span current when the body starts (the caller's own
+        span, where there is one). What ``as`` receives is unspecified: spans are for
+        tracers, the core has nothing to do with them.
+
+        Attributes are facts about this one call that are safe to export: ``request_id``
+        and ``attempt`` are the ones the core sends. Never the API key, never a body.
+        """
+        if not self._tracers:
+            return _NO_SPAN
+        return _Spans(self, name, attributes)
+
+    def _hook_failed(self, hook: object, exc: Exception) -> None:
+        """Log the first failure of each hook; a broken hook would otherwise flood logs."""
+        if id(hook) in self._failed:
+            return
+        self._failed.add(id(hook))
+        logger.error(
+            "instrumentation_hook_failed",
+            hook=repr(hook),
+            error=type(exc).__name__,
+            exc_info=exc,
+        )
+
+
+class _Spans:
+    """The spans of every tracing hook around one body, each guarded against its hook.
+
+    A tracer that fails to open a span loses that span; one that fails to close it is
+    logged. Neither reaches the body, and the body's own exception reaches every span
+    (so each records it) and then the caller, unchanged.
+    """
+
+    __slots__ = ("_attributes", "_entered", "_instrumentation", "_name")
+
+    def __init__(
+        self,
+        instrumentation: Instrumentation,
+        name: str,
+        attributes: Mapping[str, str | int | float],
+    ) -> None:
+        self._instrumentation = instrumentation
+        self._name = name
+        self._attributes = attributes
+        self._entered: list[tuple[TracingHook, contextlib.AbstractContextManager[object]]] = []
+
+    def __enter__(self) -> None:
+        for tracer in self._instrumentation._tracers:
+            try:
+                span = tracer.span(self._name, self._attributes)
+                span.__enter__()
+            except Exception as exc:
+                self._instrumentation._hook_failed(tracer, exc)
+            else:
+                self._entered.append((tracer, span))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Innermost first, as nested `with` statements would. Return values are ignored:
+        # a span must not swallow the body's exception.
+        while self._entered:
+            tracer, span = self._entered.pop()
+            try:
+                span.__exit__(exc_type, exc, tb)
+            except BaseException as error:
+                if error is exc:  # a span that re-raises the body's exception: fine
+                    continue
+                if not isinstance(error, Exception):
+                    raise
+                self._instrumentation._hook_failed(tracer, error)
