@@ -17,7 +17,6 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
@@ -27,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 
+from _logs import capture_logs
 from async_dispatch import OutcomeKind, UsageError
 from async_dispatch.instrumentation import (
     CHECK_RESULTS,
@@ -182,7 +182,7 @@ def test_a_hook_that_raises_is_logged_once_and_breaks_nothing() -> None:
     recorder = Recorder()
     instrumentation = Instrumentation([broken_hook, recorder])
 
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         for _ in range(3):
             instrumentation.emit(TokenWaited(seconds=1.0))
 
@@ -230,7 +230,7 @@ def info_logging(caplog: pytest.LogCaptureFixture) -> None:
 def test_logging_hook_says_only_what_a_person_should_act_on() -> None:
     hook = LoggingHook()
 
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs(logging.INFO) as logs:
         for event in a_day_of_events(1):
             hook(event)
 
@@ -257,7 +257,7 @@ def test_logging_hook_says_only_what_a_person_should_act_on() -> None:
 def test_logging_hook_traces_every_request_at_debug_level() -> None:
     hook = LoggingHook()
 
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         hook(CheckDone(request_id="req_1", result="pending", latency=0.12345, attempt=2))
         hook(SubmitDone(result="accepted", latency=0.5))
         hook(
@@ -666,7 +666,7 @@ def test_a_broken_tracer_breaks_neither_the_body_nor_the_other_tracers(
     instrumentation = Instrumentation([FlakyTracer(fail_in), otel_hook])
     ran = []
 
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         for _ in range(2):
             with instrumentation.span(SPAN_CHECK, request_id="req_1"):
                 ran.append(True)

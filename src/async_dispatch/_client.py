@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -42,6 +42,7 @@ from ._transport import own_client
 from ._validation import check_base_url, check_request_id
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
+from .instrumentation import Hook, Instrumentation
 
 __all__ = ["DEFAULT_BASE_URL", "DispatchClient"]
 
@@ -105,6 +106,8 @@ class DispatchClient:
         allow_insecure: Allow plain ``http://`` to non-loopback hosts.
         max_body_size: Larger status bodies are rejected without being read whole.
         trace: Emit a debug log event for every request and retry.
+        hooks: Instrumentation hooks (`async_dispatch.instrumentation`): Prometheus,
+            OpenTelemetry, your own. None means the logging hook only; ``[]`` means none.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class DispatchClient:
         allow_insecure: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         trace: bool = False,
+        hooks: Iterable[Hook] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV)
         if not key or not key.strip():
@@ -138,6 +142,10 @@ class DispatchClient:
         )
         self.retry = retry or RetryPolicy()
         self.bucket = bucket
+        #: Where this client and every poller built on it report what they do.
+        self.instrumentation = (
+            Instrumentation.default() if hooks is None else Instrumentation(hooks)
+        )
         self.max_body_size = max_body_size
         self.trace = trace
         #: Seconds allowed for each phase of a request (connect, write, read, pool).
@@ -188,9 +196,10 @@ class DispatchClient:
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it; a caller's is left open."""
         if self._bucket_entered and self.bucket is not None:
+            # Not in a shielded scope of its own: a limiter that owns a task group must
+            # be left from the scope that entered it.
             self._bucket_entered = False
-            with anyio.CancelScope(shield=True):
-                await self.bucket.__aexit__(None, None, None)
+            await self.bucket.__aexit__(None, None, None)
         if self._owns_http and self._http is not None:
             http, self._http, self._direct = self._http, None, None
             with anyio.CancelScope(shield=True):

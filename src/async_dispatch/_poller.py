@@ -40,14 +40,19 @@ from ._classify import Action, Decision, classify
 from ._client import DispatchClient
 from ._clock import loop_clock
 from ._errors import (
+    AuthenticationError,
+    BadRequestError,
     DispatchError,
     InvalidRequestIdError,
     InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
     RateLimitedError,
+    SubmitUncertainError,
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
-from ._log import debug_enabled, logger
+from ._log import logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions
 from ._outcome import Outcome, OutcomeKind
@@ -57,6 +62,20 @@ from ._stats import PollerStats
 from ._store import MemoryStore, TaskStore, TrackedTask, make_outcome
 from ._validation import check_request_id
 from ._wire import parse_status_payload
+from .instrumentation import (
+    SPAN_CHECK,
+    SPAN_SUBMIT,
+    CheckDone,
+    CheckResult,
+    RateLimitPaused,
+    ResolvedVia,
+    SubmitDone,
+    SubmitResult,
+    TaskForgotten,
+    TaskResolved,
+    TaskTracked,
+    TokenWaited,
+)
 
 __all__ = ["DeliveryResult", "Poller"]
 
@@ -178,6 +197,9 @@ class Poller:
         self._dispatcher = Alarm()
         self._reaper = Alarm()
         self._lag_warned = False
+        self._instrumentation = client.instrumentation
+        #: How the outcome being resolved right now was learnt, for `TaskResolved`.
+        self._via: ResolvedVia = "other"
 
     @property
     def stats(self) -> PollerStats:
@@ -206,7 +228,7 @@ class Poller:
 
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
-            await stack.enter_async_context(self.store.attach(self._outcomes.put, clock))
+            await stack.enter_async_context(self.store.attach(self._on_outcome, clock))
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._reap, name="async_dispatch.reaper")
@@ -254,6 +276,8 @@ class Poller:
             return
         if await self.store.add(task):
             self._planned(task)
+            if self._instrumentation.enabled:
+                self._instrumentation.emit(TaskTracked(request_id=task.request_id))
 
     async def track_many(
         self, request_ids: Iterable[str], *, deadline: float | None = None, context: Any = None
@@ -315,18 +339,29 @@ class Poller:
             )
         ticket = await self.store.begin_submit()
         task: TrackedTask | None = None
+        instrumentation, started = self._instrumentation, self._now()
+        result: SubmitResult = "failed"
         try:
-            request_id = await self.client._submit_with(
-                self._submit_lane, prompt, options.as_kwargs()
-            )
+            with instrumentation.span(SPAN_SUBMIT):
+                request_id = await self.client._submit_with(
+                    self._submit_lane, prompt, options.as_kwargs()
+                )
+            result = "accepted"
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
+        except DispatchError as exc:
+            result = _submit_result(exc)
+            raise
         finally:
+            if instrumentation.enabled:
+                instrumentation.emit(SubmitDone(result=result, latency=self._now() - started))
             with anyio.CancelScope(shield=task is not None):
                 early = await self.store.end_submit(ticket, task)
             self._outcomes.wake()
         assert task is not None
         self._planned(task)
+        if instrumentation.enabled:
+            instrumentation.emit(TaskTracked(request_id=request_id))
         if early is not None:
             self._stats.deliveries += 1
             await self._apply(
@@ -341,6 +376,8 @@ class Poller:
         forgotten = await self.store.forget(request_id)
         if forgotten:
             self._outcomes.wake()
+            if self._instrumentation.enabled:
+                self._instrumentation.emit(TaskForgotten(request_id=request_id))
         return forgotten
 
     def __contains__(self, request_id: object) -> bool:
@@ -445,7 +482,12 @@ class Poller:
             return DeliveryResult.UNKNOWN
         self._stats.deliveries += 1
         decision = classify(task, status, stop_on_input_required=self.stop_on_input_required)
-        if not await self._apply(task, decision, polled=False):
+        self._via = "webhook"
+        try:
+            applied = await self._apply(task, decision, polled=False)
+        finally:
+            self._via = "other"
+        if not applied:
             self._stats.duplicate_deliveries += 1
             return DeliveryResult.DUPLICATE
         return DeliveryResult.ACCEPTED
@@ -518,8 +560,11 @@ class Poller:
                 await self._dispatcher.sleep_until(due if self._fatal is None else math.inf)
                 continue
             if not self._token_in_hand:
+                asked = self._now()
                 await self.bucket.acquire()
                 self._token_in_hand = True
+                if self._instrumentation.enabled:
+                    self._instrumentation.emit(TokenWaited(seconds=self._now() - asked))
             now = self._now()
             task = await store.claim(now)
             if task is not None:
@@ -545,25 +590,42 @@ class Poller:
         task.polls += 1
         self._stats.polls_sent += 1
         self._stats.in_flight += 1
+        instrumentation, started = self._instrumentation, self._now()
+        result: CheckResult = "abandoned"
         try:
             # A reading that lands after the deadline is useless (the reaper reports
             # TIMED_OUT): abandon a hung request then, instead of letting it hold a worker.
             # A reading taken at or after the deadline is ignored for the same reason: the
             # reaper owns the task from then on, so the outcome does not depend on a race.
             reading: TaskStatus | DispatchError
-            with anyio.CancelScope(deadline=task.deadline) as scope:
+            with (
+                instrumentation.span(SPAN_CHECK, request_id=task.request_id),
+                anyio.CancelScope(deadline=task.deadline) as scope,
+            ):
                 try:
                     reading = await self.client.fetch_status(task.request_id)
                 except DispatchError as exc:
                     reading = exc
             if scope.cancelled_caught or self._now() >= task.deadline:
                 return
-            if debug_enabled():
-                logger.debug("checked", request_id=task.request_id, reading=_describe(reading))
             decision = classify(task, reading, stop_on_input_required=self.stop_on_input_required)
-            await self._apply(task, decision, polled=True)
+            result = _check_result(reading, decision)
+            self._via = "poll"
+            try:
+                await self._apply(task, decision, polled=True)
+            finally:
+                self._via = "other"
         finally:
             self._stats.in_flight -= 1
+            if instrumentation.enabled:
+                instrumentation.emit(
+                    CheckDone(
+                        request_id=task.request_id,
+                        result=result,
+                        latency=self._now() - started,
+                        attempt=task.polls,
+                    )
+                )
 
     async def _apply(self, task: TrackedTask, decision: Decision, *, polled: bool) -> bool:
         """Carry out `decision` for `task` through the store. False if it changed nothing.
@@ -618,7 +680,8 @@ class Poller:
         seconds = self.client.retry.rate_limit_pause(error.retry_after, self._consecutive_429)
         if seconds > self.bucket.paused_for():
             self._stats.pauses += 1
-            logger.warning("rate_limited", delay=round(seconds, 3), source="check")
+            if self._instrumentation.enabled:
+                self._instrumentation.emit(RateLimitPaused(seconds=seconds, source="check"))
         await self.bucket.pause(seconds)
 
     def _refused(self, error: DispatchError | None) -> None:
@@ -628,6 +691,23 @@ class Poller:
             logger.warning("api_key_refused", status_code=getattr(error, "status_code", None))
             self._fatal = error
         self._outcomes.wake()
+
+    def _on_outcome(self, outcome: Outcome, receipt: Any) -> None:
+        """The store's sink: queue the outcome for the consumer, and report it."""
+        self._outcomes.put(outcome, receipt)
+        if self._instrumentation.enabled:
+            via: ResolvedVia = "deadline" if outcome.kind is OutcomeKind.TIMED_OUT else self._via
+            self._instrumentation.emit(
+                TaskResolved(
+                    request_id=outcome.request_id,
+                    kind=outcome.kind,
+                    polls=outcome.polls,
+                    age=outcome.elapsed,
+                    detection_delay=_detection_delay(outcome),
+                    via=via,
+                    final=outcome.final,
+                )
+            )
 
     async def _reap(self) -> None:
         """Time out tasks at their deadline, whether or not a check is due or in flight."""
@@ -639,10 +719,45 @@ class Poller:
             await self._reaper.sleep_until(store.next_deadline())
 
 
-def _describe(reading: TaskStatus | DispatchError) -> str:
+_CHECK_RESULTS: Final[dict[Action, CheckResult]] = {
+    Action.RATE_LIMITED: "rate-limited",
+    Action.REFUSED: "refused",
+    Action.RETRY: "transient",
+}
+_STATUS_RESULTS: Final[dict[Status, CheckResult]] = {
+    Status.PENDING: "pending",
+    Status.SUCCESS: "success",
+    Status.ERROR: "error",
+    Status.INPUT_REQUIRED: "input-required",
+    Status.UNKNOWN: "unknown-status",
+}
+
+
+def _check_result(reading: TaskStatus | DispatchError, decision: Decision) -> CheckResult:
+    """The bounded word a check's result is counted under."""
     if isinstance(reading, TaskStatus):
-        return reading.raw_status
-    return type(reading).__name__
+        return _STATUS_RESULTS[reading.status]
+    if decision.action is Action.RESOLVE:
+        return "not-found" if isinstance(reading, NotFoundError) else "rejected"
+    return _CHECK_RESULTS[decision.action]
+
+
+def _submit_result(error: DispatchError) -> SubmitResult:
+    if isinstance(error, SubmitUncertainError):
+        return "uncertain"
+    if isinstance(error, RateLimitedError):
+        return "rate-limited"
+    if isinstance(error, (BadRequestError, AuthenticationError, PermissionDeniedError)):
+        return "rejected"
+    return "failed"
+
+
+def _detection_delay(outcome: Outcome) -> float | None:
+    """Seconds between the service finishing the task and this outcome, when known."""
+    status = outcome.status
+    if status is None or status.completed_at is None:
+        return None
+    return max(0.0, time.time() - status.completed_at.timestamp())
 
 
 def _json_or_none(value: Any) -> Any:

@@ -116,6 +116,7 @@ class DispatchRuntime:
             header_name=header_name,
             header_value=header_value,
             max_body_size=max_body_size,
+            instrumentation=self.client.instrumentation,
         )
         self.on_outcome = on_outcome
         self.keep = keep

@@ -30,6 +30,7 @@ import attrs
 from ._errors import InvalidResponseError, UsageError
 from ._log import logger
 from ._poller import DeliveryResult, PollerUnavailable
+from .instrumentation import Instrumentation, WebhookAnswered
 
 __all__ = [
     "DEFAULT_MAX_WEBHOOK_BODY",
@@ -102,6 +103,8 @@ class WebhookReceiver:
         max_body_size: Larger bodies get 413 without being parsed.
         allow_unauthenticated: Accept payloads with neither a secret nor a header token
             configured. Off by default: anyone who can reach the URL could forge results.
+        instrumentation: Told of every answer (`WebhookAnswered`); the runtime passes its
+            client's.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class WebhookReceiver:
         header_value: str | None = None,
         max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
         allow_unauthenticated: bool = False,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         if (header_name is None) != (header_value is None):
             raise UsageError("give both header_name and header_value, or neither")
@@ -128,6 +132,7 @@ class WebhookReceiver:
         if isinstance(max_body_size, bool) or max_body_size < 1:
             raise UsageError(f"max_body_size must be >= 1, got {max_body_size!r}")
         self.poller = poller
+        self.instrumentation = instrumentation or Instrumentation([])
         self.max_body_size = max_body_size
         self.header_name = header_name.lower() if header_name is not None else None
         self._secret = _bytes(secret) if secret is not None else None
@@ -161,11 +166,16 @@ class WebhookReceiver:
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         """Decide the answer to one webhook delivery. Never raises."""
         try:
-            return await self._handle(body, headers)
+            result = await self._handle(body, headers)
         except Exception as exc:  # the framework must get an answer, not a traceback
             # No exc_info: rendered tracebacks may show locals, and the payload's are secret.
             logger.error("webhook_error", error=type(exc).__name__)
-            return WebhookResult(status_code=500, reason="internal_error")
+            result = WebhookResult(status_code=500, reason="internal_error")
+        if self.instrumentation.enabled:
+            self.instrumentation.emit(
+                WebhookAnswered(reason=result.reason, status_code=result.status_code)
+            )
+        return result
 
     async def _handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         if len(body) > self.max_body_size:
