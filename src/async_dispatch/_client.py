@@ -51,7 +51,7 @@ DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: waiting requests, so a handful of busy connections beats a hundred idle ones.
 DEFAULT_MAX_CONNECTIONS: Final = 16
 
-_USER_AGENT: Final = f"async-dispatch/{_version} httpx/{httpx.__version__}"
+_USER_AGENT: Final = f"async-remote-dispatch/{_version} httpx/{httpx.__version__}"
 _API_KEY_ENV: Final = "DISPATCH_API_KEY"
 _BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
 
