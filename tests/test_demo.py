@@ -68,11 +68,11 @@ def test_the_plain_summary_names_every_figure() -> None:
         "4 tasks on http://127.0.0.1:1 in 1.5 s (seed 1)",
         "outcomes: success 2 + error 1 + timed-out 1 + failed 0 = 4 tasks",
         "input required: 1 tasks asked for a person on the way; 1 then finished (counted above)",
-        "timed out: 1 tasks are made never to finish; each stops at its 180 s deadline",
+        "timed out: 1 tasks are made never to finish; each stops at its deadline (180 simulated s)",
         "requests: 20 = 4 submits (0 sent again after a 429) + 16 status checks; 5.0 per task",
         "429s received: 2 (each paused the client's shared budget)",
-        "detection latency (server completion -> outcome): p50 0.20 s, p95 0.29 s, "
-        "max 0.30 s (n=3)",
+        "detection latency: p50 0.20 s, p95 0.29 s, max 0.30 s from server completion "
+        "to outcome (n=3)",
     ]
 
 

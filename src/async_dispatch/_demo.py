@@ -146,7 +146,7 @@ class DemoSummary:
             f"input required: {self.input_required_notified} tasks asked for a person on "
             f"the way; {self.input_required_completed} then finished (counted above)",
             f"timed out: {self.planned.get('never', 0)} tasks are made never to finish; "
-            f"each stops at its {self.deadline:g} s deadline",
+            f"each stops at its deadline ({self.deadline:g} simulated s)",
             f"requests: {requests['total']} = {requests['submit']} submits "
             f"({self.submits_resent} sent again after a 429) + {requests['status']} status "
             f"checks; {requests['per_task']} per task",
@@ -154,8 +154,8 @@ class DemoSummary:
         ]
         if latency["n"]:
             lines.append(
-                f"detection latency (server completion -> outcome): p50 {latency['p50']:.2f} s, "
-                f"p95 {latency['p95']:.2f} s, max {latency['max']:.2f} s (n={latency['n']})"
+                f"detection latency: p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s, "
+                f"max {latency['max']:.2f} s from server completion to outcome (n={latency['n']})"
             )
         if self.submit_failures:
             lines.append(f"submits that failed: {self.submit_failures} (never tracked)")
