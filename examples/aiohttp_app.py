@@ -17,8 +17,8 @@ Configuration (environment):
 
 Try it against the local simulator, in two shells::
 
-    async-dispatch simulate --port 8000
-    # (or: python -c "from async_dispatch.testing import run_forever; run_forever(port=8000)")
+    async-dispatch simulate --port 8000 --api-key sim-key
+    # or the same: python -c "from async_dispatch.testing import run_forever; run_forever()"
 
     DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
     DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
@@ -34,15 +34,25 @@ import os
 import uuid
 from typing import Any
 
+import anyio
 import attrs
 from aiohttp import web
 
-from async_dispatch import DispatchClient, DispatchError, Outcome, OutcomeKind
+from async_dispatch import (
+    AuthenticationError,
+    DispatchClient,
+    DispatchError,
+    Outcome,
+    OutcomeKind,
+    PermissionDeniedError,
+)
 from async_dispatch.aiohttp import RUNTIME_KEY, setup_dispatch
 from async_dispatch.webhooks import DispatchRuntime
 
 WEBHOOK_PATH = "/webhooks/dispatch"
 MAX_BATCH = 100
+#: Submits in flight at once for one batch; the runtime's rate limit paces them anyway.
+SUBMIT_CONCURRENCY = 10
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +120,9 @@ class Batches:
 
     def __init__(self) -> None:
         self._batches: dict[str, Batch] = {}
+        #: Set while the service refuses our key: every submit would fail, so the app is
+        #: not healthy, whatever the poller thinks. Cleared by the next accepted submit.
+        self.refused: DispatchError | None = None
 
     def new(self, prompts: list[str]) -> Batch:
         batch = Batch(uuid.uuid4().hex[:12], [Item(prompt) for prompt in prompts])
@@ -129,6 +142,35 @@ class Batches:
         item.polls = outcome.polls
         item.text = outcome.status.text if outcome.status is not None else None
         item.error = str(outcome.error) if outcome.error is not None else None
+
+    async def submit(self, dispatch: DispatchRuntime, batch: Batch, deadline: float | None) -> int:
+        """Submit every item at once (the runtime's budget paces them); return how many
+        the service accepted."""
+        limit = anyio.CapacityLimiter(SUBMIT_CONCURRENCY)
+
+        async def one(index: int, item: Item) -> None:
+            async with limit:
+                try:
+                    item.request_id = await dispatch.submit(
+                        item.prompt, deadline=deadline, context=(batch.id, index)
+                    )
+                except DispatchError as exc:
+                    item.state, item.error = "submit-failed", str(exc)
+                    if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                        self.refused = exc
+                    return
+            self.refused = None
+            if item.state == "submitting":  # a fast webhook may already have landed
+                item.state = "pending"
+
+        async with anyio.create_task_group() as task_group:
+            for index, item in enumerate(batch.items):
+                task_group.start_soon(one, index, item)
+        return sum(1 for item in batch.items if item.request_id is not None)
+
+    def healthy(self, dispatch: DispatchRuntime) -> bool:
+        """False while the service refuses the key, from a submit or from the poller."""
+        return dispatch.error is None and self.refused is None
 
 
 BATCHES_KEY = web.AppKey("batches", Batches)
@@ -168,18 +210,11 @@ async def create_batch(request: web.Request) -> web.Response:
     except ValueError:
         raise _bad_request("body is not JSON") from None
     prompts, deadline = _parse_batch(data)
-    dispatch = request.app[RUNTIME_KEY]
-    batch = request.app[BATCHES_KEY].new(prompts)
-    for index, item in enumerate(batch.items):
-        try:
-            item.request_id = await dispatch.submit(
-                item.prompt, deadline=deadline, context=(batch.id, index)
-            )
-        except DispatchError as exc:
-            item.state, item.error = "submit-failed", str(exc)
-        else:
-            if item.state == "submitting":  # a fast webhook may already have landed
-                item.state = "pending"
+    batches = request.app[BATCHES_KEY]
+    batch = batches.new(prompts)
+    if not await batches.submit(request.app[RUNTIME_KEY], batch, deadline):
+        # Nothing was accepted: say so, rather than 202 for work that will never run.
+        return web.json_response(batch.summary(), status=502)
     return web.json_response(batch.summary(results=False), status=202)
 
 
@@ -192,8 +227,16 @@ async def get_batch(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     dispatch = request.app[RUNTIME_KEY]
+    batches = request.app[BATCHES_KEY]
+    ok = batches.healthy(dispatch)
+    error = dispatch.error or batches.refused
     return web.json_response(
-        {"ok": dispatch.error is None, "poller": dispatch.poller.stats.as_dict()}
+        {
+            "ok": ok,
+            "error": str(error) if error is not None else None,
+            "poller": dispatch.poller.stats.as_dict(),
+        },
+        status=200 if ok else 503,
     )
 
 

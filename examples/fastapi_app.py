@@ -15,8 +15,8 @@ Configuration (environment):
 
 Try it against the local simulator, in two shells::
 
-    async-dispatch simulate --port 8000
-    # (or: python -c "from async_dispatch.testing import run_forever; run_forever(port=8000)")
+    async-dispatch simulate --port 8000 --api-key sim-key
+    # or the same: python -c "from async_dispatch.testing import run_forever; run_forever()"
 
     DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
     DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
@@ -33,16 +33,26 @@ import os
 import uuid
 from typing import Annotated, Any
 
+import anyio
 import attrs
-from fastapi import FastAPI, HTTPException, status
+from fastapi import FastAPI, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
-from async_dispatch import DispatchClient, DispatchError, Outcome, OutcomeKind
+from async_dispatch import (
+    AuthenticationError,
+    DispatchClient,
+    DispatchError,
+    Outcome,
+    OutcomeKind,
+    PermissionDeniedError,
+)
 from async_dispatch.fastapi import RuntimeDep, dispatch_lifespan, webhook_router
 from async_dispatch.webhooks import DispatchRuntime
 
 WEBHOOK_PATH = "/webhooks/dispatch"
 MAX_BATCH = 100
+#: Submits in flight at once for one batch; the runtime's rate limit paces them anyway.
+SUBMIT_CONCURRENCY = 10
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +120,9 @@ class Batches:
 
     def __init__(self) -> None:
         self._batches: dict[str, Batch] = {}
+        #: Set while the service refuses our key: every submit would fail, so the app is
+        #: not healthy, whatever the poller thinks. Cleared by the next accepted submit.
+        self.refused: DispatchError | None = None
 
     def new(self, prompts: list[str]) -> Batch:
         batch = Batch(uuid.uuid4().hex[:12], [Item(prompt) for prompt in prompts])
@@ -129,6 +142,35 @@ class Batches:
         item.polls = outcome.polls
         item.text = outcome.status.text if outcome.status is not None else None
         item.error = str(outcome.error) if outcome.error is not None else None
+
+    async def submit(self, dispatch: DispatchRuntime, batch: Batch, deadline: float | None) -> int:
+        """Submit every item at once (the runtime's budget paces them); return how many
+        the service accepted."""
+        limit = anyio.CapacityLimiter(SUBMIT_CONCURRENCY)
+
+        async def one(index: int, item: Item) -> None:
+            async with limit:
+                try:
+                    item.request_id = await dispatch.submit(
+                        item.prompt, deadline=deadline, context=(batch.id, index)
+                    )
+                except DispatchError as exc:
+                    item.state, item.error = "submit-failed", str(exc)
+                    if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                        self.refused = exc
+                    return
+            self.refused = None
+            if item.state == "submitting":  # a fast webhook may already have landed
+                item.state = "pending"
+
+        async with anyio.create_task_group() as task_group:
+            for index, item in enumerate(batch.items):
+                task_group.start_soon(one, index, item)
+        return sum(1 for item in batch.items if item.request_id is not None)
+
+    def healthy(self, dispatch: DispatchRuntime) -> bool:
+        """False while the service refuses the key, from a submit or from the poller."""
+        return dispatch.error is None and self.refused is None
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -162,18 +204,14 @@ def create_app(
     app.include_router(webhook_router(WEBHOOK_PATH))
 
     @app.post("/batches", status_code=status.HTTP_202_ACCEPTED)
-    async def create_batch(body: BatchRequest, dispatch: RuntimeDep) -> dict[str, Any]:
+    async def create_batch(
+        body: BatchRequest, dispatch: RuntimeDep, response: Response
+    ) -> dict[str, Any]:
         batch = batches.new(body.prompts)
-        for index, item in enumerate(batch.items):
-            try:
-                item.request_id = await dispatch.submit(
-                    item.prompt, deadline=body.deadline, context=(batch.id, index)
-                )
-            except DispatchError as exc:
-                item.state, item.error = "submit-failed", str(exc)
-            else:
-                if item.state == "submitting":  # a fast webhook may already have landed
-                    item.state = "pending"
+        if not await batches.submit(dispatch, batch, body.deadline):
+            # Nothing was accepted: say so, rather than 202 for work that will never run.
+            response.status_code = status.HTTP_502_BAD_GATEWAY
+            return batch.summary()
         return batch.summary(results=False)
 
     @app.get("/batches/{batch_id}")
@@ -184,7 +222,15 @@ def create_app(
         return batch.summary()
 
     @app.get("/healthz")
-    async def health(dispatch: RuntimeDep) -> dict[str, Any]:
-        return {"ok": dispatch.error is None, "poller": dispatch.poller.stats.as_dict()}
+    async def health(dispatch: RuntimeDep, response: Response) -> dict[str, Any]:
+        ok = batches.healthy(dispatch)
+        if not ok:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        error = dispatch.error or batches.refused
+        return {
+            "ok": ok,
+            "error": str(error) if error is not None else None,
+            "poller": dispatch.poller.stats.as_dict(),
+        }
 
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ import attrs
 import httpx
 import pytest
 
+from async_dispatch import _cli as cli_module
 from async_dispatch._cli import ExitCode, main, run
 from async_dispatch.testing import Durations, Simulator, simulator
 
@@ -125,7 +127,7 @@ async def test_wait_tracks_mixed_outcomes_as_json_lines(sim: Simulator) -> None:
     result = await cli(
         "wait", ok, failed, stuck, "req_unknown", "--json", "--deadline", "0.5", *QUICK, sim=sim
     )
-    assert result.code == ExitCode.TASK_FAILED
+    assert result.code == ExitCode.NOT_FOUND  # an unknown id says so, as `status` does
     kinds = {line["request_id"]: line["kind"] for line in result.json_lines()}
     assert kinds == {ok: "success", failed: "error", stuck: "timed-out", "req_unknown": "failed"}
 
@@ -288,3 +290,126 @@ def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be a number > 0" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "Exit codes: 0 ok, 1 task failed" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_connection_options_are_accepted_before_the_command(sim: Simulator) -> None:
+    result = await cli(
+        "--api-key", KEY, "--retries", "0", "status", "req_000000000000",
+        sim=sim, env={"DISPATCH_API_KEY": "wrong"},
+    )  # fmt: skip
+    assert result.code == ExitCode.NOT_FOUND  # authenticated with the key given first
+    after = await cli("--api-key", "wrong", "status", "req_x", "--api-key", KEY, sim=sim)
+    assert after.code == ExitCode.NOT_FOUND  # given twice: the later one wins
+
+
+@pytest.mark.anyio
+async def test_plain_http_names_the_flag_that_allows_it() -> None:
+    refused = await cli("status", "req_x", env={"DISPATCH_BASE_URL": "http://example.com"})
+    assert refused.code == ExitCode.USAGE
+    assert "--allow-insecure" in refused.err
+    assert "allow_insecure=True" not in refused.err
+    body = b'{"status": "pending", "createdAt": "2024-12-19T00:00:00.000000+00:00"}'
+    allowed = await cli(
+        "--allow-insecure",
+        "status",
+        "req_x",
+        transport=_answer(200, body),
+        env={"DISPATCH_BASE_URL": "http://example.com"},
+    )
+    assert allowed.code == ExitCode.OK, allowed.err
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_host_says_what_to_check() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    result = await cli("status", "req_x", "--retries", "0", env={"DISPATCH_BASE_URL": url})
+    assert result.code == ExitCode.UNREACHABLE
+    assert f"Is the service running at {url}?" in result.err
+    assert "DISPATCH_BASE_URL" in result.err
+    assert "ssl:default" not in result.err
+    assert result.err.count("\n") == 1
+
+
+@pytest.mark.anyio
+async def test_wait_prints_whole_labelled_lines_when_piped() -> None:
+    text = "a long answer " * 20
+    body = json.dumps(
+        {
+            "status": "success",
+            "response": {"text": text},
+            "createdAt": "2024-12-19T00:00:00.000000+00:00",
+            "completedAt": "2024-12-19T00:01:00.000000+00:00",
+        }
+    ).encode()
+    result = await cli("wait", "req_long", *QUICK, transport=_answer(200, body))
+    assert result.code == ExitCode.OK, result.err
+    fields = result.out.splitlines()[0].split("\t")
+    assert fields[:2] == ["req_long", "success"]
+    assert fields[2].startswith("elapsed=")
+    assert fields[2].endswith("s")
+    assert fields[3] == "polls=1"
+    assert fields[4] == text.strip()  # whole: a pipe has no width to respect
+
+
+@pytest.mark.anyio
+async def test_wait_reads_whitespace_separated_ids_from_stdin(sim: Simulator) -> None:
+    ids = [await _submit(sim, "success") for _ in range(3)]
+    stdin = f"{ids[0]} {ids[1]}\t{ids[2]}  # three on a line\n"
+    result = await cli("wait", "-", "--json", *QUICK, sim=sim, stdin=stdin)
+    assert result.code == ExitCode.OK, result.err
+    assert sorted(line["request_id"] for line in result.json_lines()) == sorted(ids)
+
+
+@pytest.mark.anyio
+async def test_an_unknown_id_exits_4_from_wait_as_from_status(sim: Simulator) -> None:
+    status = await cli("status", "req_000000000000", sim=sim)
+    wait = await cli("wait", "req_000000000000", *QUICK, sim=sim)
+    assert status.code == wait.code == ExitCode.NOT_FOUND
+
+
+def test_simulate_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--rate", "(default: no limit)"),
+        ("--median", "(default 1)"),
+        ("--time-scale", "(default 1)"),
+        ("--fault-rate", "(default 0)"),
+        ("--port", "(default 8000;"),
+        ("--api-key", "(default sim-key)"),
+    ]:
+        assert option in text
+        assert default in text
+
+
+def test_version_names_the_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "async-dispatch (async-remote-dispatch) 0.1.0"
+
+
+@pytest.mark.anyio
+async def test_library_warnings_reach_stderr_only_while_the_command_runs(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = logging.getLogger("async_dispatch")
+    handlers = list(library.handlers)
+    seen: list[int] = []
+
+    async def status_that_warns(*args: Any) -> int:
+        logging.getLogger("async_dispatch.poller").warning("rate_limited pause=1.0")
+        logging.getLogger("async_dispatch.client").warning("api_key_refused status=401")
+        seen.append(len(library.handlers))
+        return 0
+
+    monkeypatch.setattr(cli_module, "_status", status_that_warns)
+    result = await cli("status", "req_x", sim=sim)
+    assert result.code == ExitCode.OK
+    assert seen == [len(handlers) + 1]
+    assert library.handlers == handlers  # removed again: nothing global changed
+    assert "rate_limited pause=1.0" in result.err
+    assert "api_key_refused" not in result.err  # the CLI's own error line says it
+    assert result.out == ""

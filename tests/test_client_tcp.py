@@ -55,5 +55,5 @@ async def test_requests_say_who_sends_them() -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     async with DispatchClient(KEY, "http://127.0.0.1:9", http_client=http) as client:
         await client.submit("/Operator hello")
-    assert seen[0].headers["user-agent"].startswith("async-dispatch/")
+    assert seen[0].headers["user-agent"].startswith("async-remote-dispatch/")
     assert seen[0].headers["x-api-key"] == KEY

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
+from rich.console import Console
 
 from async_dispatch._cli import main
-from async_dispatch._demo import DemoSummary, plan_endings
+from async_dispatch._demo import DemoSummary, Progress, plan_endings
+from async_dispatch._outcome import OutcomeKind
 
 #: A client budget so high that the server's limit (a little above it) never answers 429:
 #: its Retry-After is whole seconds, longer than this whole time-scaled run.
@@ -47,6 +51,7 @@ def test_the_plain_summary_names_every_figure() -> None:
         seed=1,
         base_url="http://127.0.0.1:1",
         seconds=1.5,
+        deadline=180.0,
         planned={"success": 1, "error": 1, "input-required": 1, "never": 1},
         outcomes={"success": 2, "error": 1, "timed-out": 1, "failed": 0},
         submit_failures=0,
@@ -61,10 +66,65 @@ def test_the_plain_summary_names_every_figure() -> None:
     assert summary.consistent
     assert summary.lines() == [
         "4 tasks on http://127.0.0.1:1 in 1.5 s (seed 1)",
-        "outcomes: success 2, error 1, timed-out 1, failed 0",
-        "input required: 1 notified, 1 later completed",
-        "requests: 20 (4 submits, 16 status checks), 5.0 per task",
+        "outcomes: success 2 + error 1 + timed-out 1 + failed 0 = 4 tasks",
+        "input required: 1 tasks asked for a person on the way; 1 then finished (counted above)",
+        "timed out: 1 tasks are made never to finish; each stops at its deadline (180 simulated s)",
+        "requests: 20 = 4 submits (0 sent again after a 429) + 16 status checks; 5.0 per task",
         "429s received: 2 (each paused the client's shared budget)",
-        "detection latency (server completion -> outcome): p50 0.20 s, p95 0.29 s, "
-        "max 0.30 s (n=3)",
+        "detection latency: p50 0.20 s, p95 0.29 s, max 0.30 s from server completion "
+        "to outcome (n=3)",
     ]
+
+
+def _progress(total: int, *, scale: int = 1) -> Progress:
+    """A moment of a big demo: every figure as wide as a real run makes it."""
+    finished = {
+        OutcomeKind.SUCCESS: 257 * scale,
+        OutcomeKind.ERROR: 22 * scale,
+        OutcomeKind.TIMED_OUT: 6 * scale,
+        OutcomeKind.FAILED: 0,
+    }
+    return Progress(
+        total=total,
+        submitted=total,
+        finished=finished,
+        open_asked_input=3 * scale,
+        asked_for_input=18 * scale,
+        submit_requests=total + 6 * scale,
+        status_requests=928 * scale,
+        rate_limited=9 * scale,
+        never=6 * scale,
+        deadline=180.0,
+        elapsed=21.4,
+    )
+
+
+def _numbers(line: str) -> list[int]:
+    return [int(n) for n in re.findall(r"(?<![\w.])\d+(?![\w.])", line)]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize(("total", "scale"), [(300, 1), (30_000, 100)])
+def test_the_live_display_fits_the_terminal_and_adds_up(width: int, total: int, scale: int) -> None:
+    progress = _progress(total, scale=scale)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(progress.renderable())
+    text = console.export_text()
+    assert "…" not in text
+    assert "..." not in text
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    # Every total is printed with its parts, and the parts add up to it.
+    finished = next(line for line in lines if line.strip().startswith("finished ") and "=" in line)
+    done, *endings = _numbers(finished)
+    assert done == sum(endings) == progress.done
+    still_open = next(line for line in lines if "still open" in line)
+    assert _numbers(still_open)[0] == progress.submitted - progress.done
+    requests = next(line for line in lines if line.strip().startswith("requests"))
+    total_requests, submits, checks = _numbers(requests)
+    assert total_requests == submits + checks
+    # Input requests are counted apart from the endings, and said to be no ending.
+    assert "input" not in finished
+    assert any("asked for input" in line and "not an ending" in line for line in lines)
+    assert any("never to finish" in line and "deadline" in line for line in lines)
+    assert any("resent" in line for line in lines)  # why there are more submits than tasks

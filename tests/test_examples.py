@@ -10,11 +10,16 @@ on trio, in process, by test_fastapi.py.
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from aiohttp import web
@@ -227,3 +232,108 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         assert settings.callback_secret == SECRET
         assert settings.safety_interval == 45.0
         assert SECRET not in repr(settings)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_an_app_whose_submits_all_fail_says_so(framework: str) -> None:
+    module = load_example(f"{framework}_app")
+    with bound_socket() as (sim_sock, sim_port):
+        async with Simulator(SimulatorConfig(seed=2)) as sim, serve_asgi(sim.app, sim_sock):
+            with bound_socket() as (sock, port):
+                client = DispatchClient(
+                    api_key="not-the-key", base_url=f"http://127.0.0.1:{sim_port}"
+                )
+                app = module.create_app(module.Settings(), client=client)
+                url = f"http://127.0.0.1:{port}"
+                async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
+                    posted = await http.post("/batches", json={"prompts": ["a", "b"]})
+                    assert posted.status_code == 502
+                    assert posted.json()["counts"] == {"submit-failed": 2}
+                    health = await http.get("/healthz")
+                    assert health.status_code == 503
+                    assert health.json()["ok"] is False
+                    assert "401" in health.json()["error"]
+                    assert "not-the-key" not in posted.text + health.text
+
+
+class _SlowRuntime:
+    """Stands in for a `DispatchRuntime`: each submit waits until all of them have started."""
+
+    def __init__(self, expected: int) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.all_started = anyio.Event()
+        self.expected = expected
+
+    async def submit(self, prompt: str, **options: Any) -> str:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.most >= self.expected:
+            self.all_started.set()
+        with anyio.fail_after(5):  # a one-at-a-time loop would never get past this
+            await self.all_started.wait()
+        self.in_flight -= 1
+        return f"req_{prompt}"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])  # the bookkeeping is framework-free
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_batch_is_submitted_concurrently(framework: str, backend: str) -> None:
+    module = load_example(f"{framework}_app")
+    batches = module.Batches()
+    batch = batches.new([str(n) for n in range(module.SUBMIT_CONCURRENCY)])
+    runtime = _SlowRuntime(module.SUBMIT_CONCURRENCY)
+    accepted = anyio.run(batches.submit, runtime, batch, None, backend=backend)
+    assert accepted == module.SUBMIT_CONCURRENCY
+    assert runtime.most == module.SUBMIT_CONCURRENCY
+    assert {item.state for item in batch.items} == {"pending"}
+
+
+def _recipe(framework: str) -> tuple[list[str], dict[str, str]]:
+    """The simulator's command line and the app's environment, from the example's docstring."""
+    doc = load_example(f"{framework}_app").__doc__ or ""
+    simulate = next(line.split() for line in doc.splitlines() if "async-dispatch simulate" in line)
+    env = dict(re.findall(r"(DISPATCH_[A-Z_]+)=(\S+)", doc))
+    return simulate[2:], env
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_the_docstring_recipe_works_as_pasted(framework: str) -> None:
+    """`async-dispatch simulate ...` as written, then the app with the documented key."""
+    args, env = _recipe(framework)
+    assert env["DISPATCH_API_KEY"] == "sim-key"
+    port_at = args.index("--port")
+    args[port_at + 1] = "0"  # the documented port may be taken on this machine
+    command = [sys.executable, "-m", "async_dispatch._cli", "simulate", *args, "--json"]
+    command += ["--time-scale", "0.05"]  # same service, ten seconds down to half a second
+    module = load_example(f"{framework}_app")
+    async with await anyio.open_process(command, stderr=None) as proc:
+        try:
+            info = json.loads(await _first_line(proc))
+            with bound_socket() as (sock, port):
+                url = f"http://127.0.0.1:{port}"
+                settings = module.Settings(callback_url=f"{url}{module.WEBHOOK_PATH}")
+                client = DispatchClient(api_key=env["DISPATCH_API_KEY"], base_url=info["base_url"])
+                app = module.create_app(settings, client=client)
+                async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
+                    served = Served(url, http, SimulatorStats())
+                    batch_id = await served.post_batch(["/Operator find flights", "summarise"])
+                    batch = await served.wait_complete(batch_id, timeout=20)
+                    assert "submit-failed" not in batch["counts"]
+                    assert (await http.get("/healthz")).status_code == 200
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with anyio.fail_after(15):
+                await proc.wait()
+
+
+async def _first_line(proc: anyio.abc.Process) -> str:
+    """What the simulator prints once it accepts connections."""
+    assert proc.stdout is not None
+    data = b""
+    with anyio.fail_after(30):
+        while b"\n" not in data:
+            data += await proc.stdout.receive()
+    return data.decode().splitlines()[0]

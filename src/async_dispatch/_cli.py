@@ -19,26 +19,31 @@ import json
 import logging
 import math
 import os
-import secrets
+import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
-from typing import Any, Final, TextIO
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Final, TextIO
 
 import anyio
 import httpx
-import structlog
 
 from ._cli_output import (
     Display,
     Redactor,
     make_display,
+    one_line,
     outcome_detail,
-    outcome_json,
-    status_json,
     status_lines,
 )
-from ._client import DEFAULT_BASE_URL, DispatchClient
+from ._client import DispatchClient
+from ._config import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    configured_api_key,
+    configured_base_url,
+)
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -55,12 +60,20 @@ from ._errors import (
 from ._outcome import Outcome, OutcomeKind
 from ._poller import Poller
 from ._retry import RetryPolicy
+from ._validation import check_base_url, is_loopback_host
+from ._version import __version__
+from .testing._config import Durations, SimulatorConfig
 
 __all__ = ["ExitCode", "build_parser", "main", "run"]
 
 PROG: Final = "async-dispatch"
-API_KEY_ENV: Final = "DISPATCH_API_KEY"
-BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
+DISTRIBUTION: Final = "async-remote-dispatch"
+#: What to install for the commands that need more than the core (uvicorn, rich).
+CLI_EXTRA_HINT: Final = f"pip install '{DISTRIBUTION}[cli]'"
+#: The simulator's defaults are the library's: `simulate`, `run_forever()` and the
+#: pytest fixtures serve the same service unless told otherwise.
+_SIM_DEFAULTS: Final = SimulatorConfig()
+_SIM_PORT: Final = 8000
 
 
 class ExitCode(enum.IntEnum):
@@ -157,28 +170,47 @@ def _probability(text: str) -> float:
     return value
 
 
-def _connection_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("connection")
+def _add_connection_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
+    """The options every talking command takes, before or after the command's name.
+
+    The top-level parser holds the defaults; each command's copy defaults to SUPPRESS so
+    that ``async-dispatch --base-url URL status ID`` keeps the URL given first (argparse
+    would otherwise overwrite it with the command's own default).
+    """
+
+    def default(value: object) -> object:
+        return value if with_defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection (also accepted before the command)")
     group.add_argument(
         "--api-key",
+        default=default(None),
         help=f"the service key (default: ${API_KEY_ENV}; prefer the variable: "
         "arguments are visible to other users of the machine)",
     )
     group.add_argument(
         "--base-url",
+        default=default(None),
         help=f"the service's base URL (default: ${BASE_URL_ENV}, then {DEFAULT_BASE_URL})",
     )
     group.add_argument(
-        "--timeout", type=_positive, default=30.0, help="seconds per HTTP request (default 30)"
+        "--allow-insecure",
+        action="store_true",
+        default=default(False),
+        help="allow plain http:// to a host other than this machine (sends the key in clear)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive,
+        default=default(30.0),
+        help="seconds per HTTP request (default 30)",
     )
     group.add_argument(
         "--retries",
         type=_non_negative_int,
-        default=3,
+        default=default(3),
         help="retries of a failed request before giving up (default 3)",
     )
-    return parent
 
 
 def _tracking_options(parser: argparse.ArgumentParser) -> None:
@@ -214,12 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: "
         + ", ".join(f"{code.value} {code.name.lower().replace('_', ' ')}" for code in ExitCode),
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    connection = _connection_options()
-
-    submit = commands.add_parser(
-        "submit", parents=[connection], help="submit a task and print its request id"
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s ({DISTRIBUTION}) {__version__}"
     )
+    _add_connection_options(parser, with_defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def talking(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help, description=description)
+        _add_connection_options(command, with_defaults=False)
+        return command
+
+    submit = talking("submit", help="submit a task and print its request id")
     submit.add_argument(
         "prompt", help="the instruction; prefix it with '/Operator ' for the web agent"
     )
@@ -234,48 +272,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _tracking_options(submit)
 
-    status = commands.add_parser("status", parents=[connection], help="show a task's status")
+    status = talking("status", help="show a task's status")
     status.add_argument("request_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print one JSON document")
 
-    wait = commands.add_parser(
+    wait = talking(
         "wait",
-        parents=[connection],
-        help="track tasks until each ends; exit 1 if any failed or timed out",
+        help="track tasks until each ends",
+        description="Track tasks until each ends. Exit 0 when every task succeeded; 4 when "
+        "an id is unknown to the service and 2 when one is malformed (as for `status`); "
+        "otherwise 1 if any task failed or timed out.",
     )
-    wait.add_argument("ids", nargs="+", metavar="ID", help="request ids; '-' reads them from stdin")
+    wait.add_argument(
+        "ids",
+        nargs="+",
+        metavar="ID",
+        help="request ids; '-' reads them from stdin, separated by any whitespace "
+        "('#' starts a comment)",
+    )
     wait.add_argument("--json", action="store_true", help="print one JSON line per outcome")
     _tracking_options(wait)
 
-    simulate = commands.add_parser(
-        "simulate", help="run the Remote Dispatch simulator over HTTP until Ctrl-C"
-    )
-    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    simulate.add_argument(
-        "--port", type=_non_negative_int, default=8080, help="port (0 picks a free one)"
-    )
-    simulate.add_argument("--seed", type=int, help="fix every random choice of the run")
-    simulate.add_argument("--key", help="the API key it accepts (default: a new random one)")
-    simulate.add_argument(
-        "--rate", type=_positive, help="server-side limit in requests per second per key"
-    )
-    simulate.add_argument("--burst", type=int, default=10, help="burst of that limit (default 10)")
-    simulate.add_argument(
-        "--fault-rate",
-        type=_probability,
-        default=0.0,
-        help="share of status reads that fail (5xx, HTML pages, truncated or dropped bodies)",
-    )
-    simulate.add_argument(
-        "--time-scale",
-        type=_positive,
-        default=1.0,
-        help="real seconds per simulated second (0.1 runs ten times faster)",
-    )
-    simulate.add_argument(
-        "--median", type=float, default=30.0, help="median task duration, simulated seconds"
-    )
-    simulate.add_argument("--json", action="store_true", help="print the address as JSON")
+    _simulate_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="the whole story in ~25 s: simulator, hundreds of tasks, a summary"
@@ -293,6 +311,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
+
+
+def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``simulate``: every default is the library's `SimulatorConfig` default, and says so."""
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the Remote Dispatch simulator over HTTP until Ctrl-C",
+        description="Serve the Remote Dispatch simulator (the one async_dispatch.testing "
+        "runs in process) over HTTP until Ctrl-C. It prints the two variables to export.",
+    )
+    defaults = _SIM_DEFAULTS
+    simulate.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    simulate.add_argument(
+        "--port",
+        type=_non_negative_int,
+        default=_SIM_PORT,
+        help=f"port (default {_SIM_PORT}; 0 picks a free one)",
+    )
+    simulate.add_argument("--seed", type=int, help="fix every random choice (default: random)")
+    simulate.add_argument(
+        "--api-key",
+        "--key",
+        dest="api_key",
+        default=argparse.SUPPRESS,
+        help=f"the API key it accepts (default {defaults.default_key})",
+    )
+    simulate.add_argument(
+        "--rate",
+        type=_positive,
+        help="server-side limit in requests per second per key (default: no limit)",
+    )
+    simulate.add_argument("--burst", type=int, default=10, help="burst of that limit (default 10)")
+    simulate.add_argument(
+        "--fault-rate",
+        type=_probability,
+        default=0.0,
+        help="share of status reads that fail: 5xx, HTML pages, truncated or dropped "
+        "bodies (default 0)",
+    )
+    simulate.add_argument(
+        "--time-scale",
+        type=_positive,
+        default=defaults.time_scale,
+        help="real seconds per simulated second; 0.1 runs ten times faster "
+        f"(default {defaults.time_scale:g})",
+    )
+    simulate.add_argument(
+        "--median",
+        type=_positive,
+        default=defaults.durations.median,
+        help=f"median task duration in simulated seconds (default {defaults.durations.median:g})",
+    )
+    simulate.add_argument("--json", action="store_true", help="print the address as JSON")
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -365,15 +436,18 @@ async def _run_parsed(
     environ: Mapping[str, str],
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
-    key: str | None = None
-    if args.command in ("submit", "status", "wait"):
-        key = (args.api_key or environ.get(API_KEY_ENV) or "").strip() or None
+    talking = args.command in ("submit", "status", "wait")
+    key = configured_api_key(args.api_key, environ) if talking else None
+    key = key.strip() if key is not None else None
+    base_url = configured_base_url(args.base_url, environ)
     out, err = Redactor(stdout, key), Redactor(stderr, key)
     try:
         with _library_logging(err, quiet=args.command == "demo"):
             if args.command == "simulate":
+                _require_cli_extra("simulate")
                 return await _simulate(args, out)
             if args.command == "demo":
+                _require_cli_extra("demo")
                 from ._demo import run_demo  # the demo pulls in the simulator
 
                 return await run_demo(
@@ -384,7 +458,7 @@ async def _run_parsed(
                     json_output=args.json,
                     out=out,
                 )
-            async with _open_client(args, _require(key), environ, transport) as client:
+            async with _open_client(args, _require(key), base_url, transport) as client:
                 if args.command == "submit":
                     return await _submit(args, client, out, err)
                 if args.command == "status":
@@ -394,7 +468,7 @@ async def _run_parsed(
         expected = _expected_failure(exc)
         if expected is None:
             raise
-        err.line(f"{PROG}: error: {_one_line(str(expected))}")
+        err.line(f"{PROG}: error: {_error_line(expected, base_url)}")
         return expected.code if isinstance(expected, _CommandError) else exit_code_for(expected)
 
 
@@ -415,64 +489,73 @@ def _expected_failure(exc: BaseException) -> _CommandError | DispatchError | Non
     return None
 
 
+#: aiohttp names the TLS context it would use even for plain http://; noise to a user.
+_SSL_DEFAULT: Final = re.compile(r"\s*ssl:default")
+
+
+def _error_line(error: Exception, base_url: str) -> str:
+    """The one line that reports `error`, with what to check when the host is unreachable."""
+    text = one_line(str(error)) or "unknown error"
+    if isinstance(error, TransportError):
+        if base_url.startswith("http://"):
+            text = _SSL_DEFAULT.sub("", text)
+        text += f". Is the service running at {base_url}? Check --base-url or ${BASE_URL_ENV}"
+    return text
+
+
 def _require(key: str | None) -> str:
     if key is None:
         raise _CommandError(f"no API key: pass --api-key or set {API_KEY_ENV}")
     return key
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
+def _require_cli_extra(command: str) -> None:
+    """`simulate` and `demo` serve over HTTP with uvicorn, which only the extra installs."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise _CommandError(f"`{PROG} {command}` needs the cli extra: {CLI_EXTRA_HINT}") from None
 
 
 #: Library events the CLI reports itself, as its one error line.
 _REPORTED_EVENTS: Final = frozenset({"api_key_refused"})
 
 
-def _drop_reported_events(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
-    if event.get("event") in _REPORTED_EVENTS:
-        raise structlog.DropEvent
-    return event
+def _not_reported_by_the_cli(record: logging.LogRecord) -> bool:
+    """Drop the events that the command's own error line already tells."""
+    message = record.msg
+    event = message.get("event") if isinstance(message, dict) else str(message)
+    return not any(name in str(event) for name in _REPORTED_EVENTS)
 
 
 @contextlib.contextmanager
-def _library_logging(err: Redactor, *, quiet: bool) -> Any:
-    """Send the library's structlog events to stderr (warnings only) for this command.
+def _library_logging(err: Redactor, *, quiet: bool) -> Iterator[None]:
+    """Show the library's warnings (errors only when `quiet`) on stderr for this command.
 
-    structlog's default prints to stdout, which would corrupt ``--json`` output. The
-    previous configuration is restored afterwards, so embedding the CLI changes nothing.
+    A handler is attached to the ``async_dispatch`` logger for the command's duration
+    and removed afterwards: nothing global is configured, so a program that embeds
+    `run()` keeps its own logging exactly as it was.
     """
-    was_configured = structlog.is_configured()
-    previous = structlog.get_config()
-    structlog.configure(
-        processors=[
-            _drop_reported_events,
-            structlog.processors.add_log_level,
-            structlog.processors.KeyValueRenderer(key_order=["level", "event"]),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.ERROR if quiet else logging.WARNING
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=err),  # type: ignore[arg-type]
-        cache_logger_on_first_use=False,
-    )
+    handler = logging.StreamHandler(err)
+    handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.addFilter(_not_reported_by_the_cli)
+    library = logging.getLogger("async_dispatch")
+    library.addHandler(handler)
     try:
         yield
     finally:
-        if was_configured:
-            structlog.configure(**previous)
-        else:
-            structlog.reset_defaults()
+        library.removeHandler(handler)
 
 
 @contextlib.asynccontextmanager
 async def _open_client(
     args: argparse.Namespace,
     key: str,
-    environ: Mapping[str, str],
+    base_url: str,
     transport: httpx.AsyncBaseTransport | None,
 ) -> AsyncIterator[DispatchClient]:
-    base_url = args.base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    _check_base_url(base_url, allow_insecure=args.allow_insecure)
     async with contextlib.AsyncExitStack() as stack:
         http = None
         if transport is not None:
@@ -483,8 +566,26 @@ async def _open_client(
             http_client=http,
             timeout=args.timeout,
             retry=RetryPolicy(attempts=args.retries + 1),
+            allow_insecure=args.allow_insecure,
         )
         yield await stack.enter_async_context(client)
+
+
+def _check_base_url(base_url: str, *, allow_insecure: bool) -> None:
+    """The library's check, with the remedy a shell user has: a flag, not a keyword."""
+    url = httpx.URL(base_url) if "://" in base_url else None
+    if (
+        url is not None
+        and url.scheme == "http"
+        and not allow_insecure
+        and url.host
+        and not is_loopback_host(url.host)
+    ):
+        raise _CommandError(
+            f"refusing plain http:// to {url.host!r}: the API key would travel unencrypted. "
+            "Use https://, or pass --allow-insecure if you really mean it"
+        )
+    check_base_url(base_url, allow_insecure=allow_insecure)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -517,13 +618,13 @@ async def _submit(
         out.line(request_id)
     final = await _track_one(args, client, request_id, err)
     if args.json:
-        out.json(outcome_json(final))
+        out.json(final.as_dict())
     elif final.status is not None and final.kind in (OutcomeKind.SUCCESS, OutcomeKind.ERROR):
         for line in status_lines(final.status):
             out.line(line)
     else:
         out.line(f"{final.request_id}: {final.kind.value}: {outcome_detail(final)}")
-    return ExitCode.OK if final.kind is OutcomeKind.SUCCESS else ExitCode.TASK_FAILED
+    return _exit_code_of([final], expected=1)
 
 
 async def _track_one(
@@ -542,7 +643,7 @@ async def _track_one(
 async def _status(args: argparse.Namespace, client: DispatchClient, out: Redactor) -> int:
     status = await client.get_status(args.request_id)
     if args.json:
-        out.json(status_json(status))
+        out.json(status.as_dict())
     else:
         for line in status_lines(status):
             out.line(line)
@@ -568,18 +669,31 @@ async def _wait(
     order = {request_id: n for n, request_id in enumerate(ids)}
     finals.sort(key=lambda outcome: order.get(outcome.request_id, len(order)))
     display.finish(finals)
-    ok = len(finals) == len(ids) and all(o.kind is OutcomeKind.SUCCESS for o in finals)
-    return ExitCode.OK if ok else ExitCode.TASK_FAILED
+    return _exit_code_of(finals, expected=len(ids))
+
+
+def _exit_code_of(finals: Sequence[Outcome], *, expected: int) -> ExitCode:
+    """0 when all `expected` tasks succeeded; else what `status` would say about the first
+    task that could not be tracked (4 unknown id, 2 malformed id); else 1."""
+    if len(finals) == expected and all(o.kind is OutcomeKind.SUCCESS for o in finals):
+        return ExitCode.OK
+    for outcome in finals:
+        if outcome.kind is OutcomeKind.FAILED and isinstance(outcome.error, DispatchError):
+            return exit_code_for(outcome.error)
+    return ExitCode.TASK_FAILED
 
 
 def _expand_ids(ids: Sequence[str], stdin: TextIO) -> list[str]:
-    """The ids of the command line, ``-`` replaced by stdin's lines; duplicates dropped."""
+    """The ids of the command line, ``-`` replaced by the ids on stdin; duplicates dropped.
+
+    Stdin is split on any whitespace, so ``echo req_1 req_2 | async-dispatch wait -``
+    works as well as one id per line; ``#`` starts a comment up to the end of its line.
+    """
     expanded: list[str] = []
     for request_id in ids:
         if request_id == "-":
-            expanded.extend(
-                line.strip() for line in stdin if line.strip() and not line.startswith("#")
-            )
+            for line in stdin:
+                expanded.extend(line.partition("#")[0].split())
         else:
             expanded.append(request_id)
     if not expanded:
@@ -600,16 +714,16 @@ def _poller(args: argparse.Namespace, client: DispatchClient) -> Poller:
 
 async def _simulate(args: argparse.Namespace, out: Redactor) -> int:
     """Serve the simulator over TCP until SIGINT or SIGTERM."""
-    from .testing import Durations, Faults, RateLimit, SimulatorConfig, serve
+    from .testing import Faults, RateLimit, serve
 
-    key = args.key or f"sim-{secrets.token_hex(8)}"
+    key = args.api_key or _SIM_DEFAULTS.default_key
     fault = args.fault_rate
     try:
         config = SimulatorConfig(
             api_keys=key,
             seed=args.seed,
             time_scale=args.time_scale,
-            durations=Durations(median=args.median, sigma=0.5, maximum=max(args.median * 4, 1.0)),
+            durations=_durations(args.median),
             rate_limit=RateLimit(rate=args.rate, burst=args.burst) if args.rate else None,
             faults=Faults(
                 server_error=fault * 0.4,
@@ -642,6 +756,17 @@ async def _simulate(args: argparse.Namespace, out: Redactor) -> int:
     if not args.json:
         out.line("simulator stopped")
     return ExitCode.OK
+
+
+def _durations(median: float) -> Durations:
+    """The library's default spread around `median`, with room above it for the tail."""
+    default = _SIM_DEFAULTS.durations
+    return Durations(
+        median=median,
+        sigma=default.sigma,
+        minimum=min(default.minimum, median),
+        maximum=max(default.maximum, median * 4),
+    )
 
 
 if __name__ == "__main__":

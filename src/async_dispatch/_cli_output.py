@@ -2,6 +2,9 @@
 
 Every renderer writes through a `Redactor`, so whatever the service echoes back (a task's
 text, an error excerpt) can never put the API key on a terminal or into a CI log.
+
+rich comes with the ``cli`` extra and is imported only when a terminal display is drawn:
+with the core install alone, every command still works and prints plain lines.
 """
 
 from __future__ import annotations
@@ -10,41 +13,29 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Final, Protocol, TextIO, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TextIO, cast
 
 import attrs
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from ._models import TaskStatus
 from ._outcome import Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "FINAL_KINDS",
     "Display",
     "Redactor",
+    "have_rich",
     "make_display",
-    "outcome_json",
+    "one_line",
     "percentile",
-    "status_json",
 ]
 
-#: The four kinds that end a task, in the order summaries list them.
-FINAL_KINDS: Final = (
-    OutcomeKind.SUCCESS,
-    OutcomeKind.ERROR,
-    OutcomeKind.TIMED_OUT,
-    OutcomeKind.FAILED,
-)
+#: The kinds that end a task (every kind but the INPUT_REQUIRED notification), in the
+#: order summaries list them: the enum's own order.
+FINAL_KINDS: Final = tuple(kind for kind in OutcomeKind if kind is not OutcomeKind.INPUT_REQUIRED)
 _TEXT_WIDTH: Final = 60
 _KIND_STYLE: Final = {
     OutcomeKind.SUCCESS: "green",
@@ -53,6 +44,15 @@ _KIND_STYLE: Final = {
     OutcomeKind.FAILED: "magenta",
     OutcomeKind.INPUT_REQUIRED: "cyan",
 }
+
+
+def have_rich() -> bool:
+    """True when rich (the ``cli`` extra) can be imported."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class Redactor:
@@ -88,9 +88,12 @@ class Redactor:
     def json(self, document: Any) -> None:
         self.line(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
 
-    def console(self) -> Console:
+    def console(self, width: int | None = None) -> Console:
         """A rich console on this stream (colour and live display only on a terminal)."""
+        from rich.console import Console
+
         return Console(
+            width=width,
             file=cast(IO[str], self),
             force_terminal=self.isatty(),
             highlight=False,
@@ -98,38 +101,12 @@ class Redactor:
         )
 
 
-# -- values as JSON ---------------------------------------------------------------------------
+# -- values as text ---------------------------------------------------------------------------
 
 
-def status_json(status: TaskStatus) -> dict[str, Any]:
-    """A `TaskStatus` as the CLI's JSON (snake_case, ISO timestamps, raw status string)."""
-    usage = None
-    if status.usage is not None:
-        usage = {"actions": status.usage.actions, "credits": status.usage.credits}
-    return {
-        "request_id": status.request_id,
-        "status": status.raw_status,
-        "text": status.text,
-        "created_at": status.created_at.isoformat(),
-        "completed_at": status.completed_at.isoformat() if status.completed_at else None,
-        "usage": usage,
-        "browser_window_id": status.browser_window_id,
-        "structured_output": status.structured_output,
-        "hitl_input_metadata": _jsonable(status.hitl_input_metadata),
-    }
-
-
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
-    """An `Outcome` as one JSON line of ``wait``."""
-    return {
-        "request_id": outcome.request_id,
-        "kind": outcome.kind.value,
-        "final": outcome.final,
-        "status": status_json(outcome.status) if outcome.status is not None else None,
-        "error": _one_line(str(outcome.error)) if outcome.error is not None else None,
-        "polls": outcome.polls,
-        "elapsed": round(outcome.elapsed, 3),
-    }
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines included) made one space."""
+    return " ".join(text.split())
 
 
 def _jsonable(value: Any) -> Any:
@@ -140,22 +117,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _short(text: str, width: int | None) -> str:
+    if width is None or len(text) <= width:
+        return text
+    return text[: width - 3] + "..."
 
 
-def _short(text: str | None, width: int = _TEXT_WIDTH) -> str:
-    text = _one_line(text or "")
-    return text if len(text) <= width else text[: width - 3] + "..."
+def outcome_detail(outcome: Outcome, width: int | None = None) -> str:
+    """What to show beside an outcome: the task's text, else the error, on one line.
 
-
-def outcome_detail(outcome: Outcome) -> str:
-    """What to show beside an outcome: the task's text, else the error."""
+    `width` cuts it, for a terminal table; logs and pipes get it whole (None).
+    """
     if outcome.kind in (OutcomeKind.TIMED_OUT, OutcomeKind.FAILED) and outcome.error is not None:
-        return _short(str(outcome.error))
-    if outcome.status is not None and outcome.status.text:
-        return _short(outcome.status.text)
-    return _short(str(outcome.error)) if outcome.error is not None else ""
+        text = str(outcome.error)
+    elif outcome.status is not None and outcome.status.text:
+        text = outcome.status.text
+    else:
+        text = str(outcome.error) if outcome.error is not None else ""
+    return _short(one_line(text), width)
 
 
 def status_lines(status: TaskStatus) -> list[str]:
@@ -165,7 +144,7 @@ def status_lines(status: TaskStatus) -> list[str]:
     if status.completed_at is not None:
         lines.append(f"completed_at: {status.completed_at.isoformat()}")
     if status.text:
-        lines.append(f"text: {_one_line(status.text)}")
+        lines.append(f"text: {one_line(status.text)}")
     if status.usage is not None:
         lines.append(f"usage: actions={status.usage.actions} credits={status.usage.credits}")
     if status.structured_output is not None:
@@ -210,7 +189,7 @@ class JsonLinesDisplay:
         pass
 
     def outcome(self, outcome: Outcome) -> None:
-        self.out.json(outcome_json(outcome))
+        self.out.json(outcome.as_dict())
 
     def stop(self) -> None:
         pass
@@ -221,7 +200,11 @@ class JsonLinesDisplay:
 
 @attrs.define
 class PlainDisplay:
-    """One tab-separated line per outcome as it arrives, then a one-line summary."""
+    """One tab-separated line per outcome as it arrives, then a one-line summary.
+
+    Fields: request id, kind, ``elapsed=<seconds>s``, ``polls=<n>``, then the task's text
+    or the error, whole: a log or a pipe has no width to respect.
+    """
 
     out: Redactor
 
@@ -230,8 +213,8 @@ class PlainDisplay:
 
     def outcome(self, outcome: Outcome) -> None:
         self.out.line(
-            f"{outcome.request_id}\t{outcome.kind.value}\t{outcome.elapsed:.1f}s\t"
-            f"{outcome_detail(outcome)}"
+            f"{outcome.request_id}\t{outcome.kind.value}\telapsed={outcome.elapsed:.1f}s\t"
+            f"polls={outcome.polls}\t{outcome_detail(outcome)}"
         )
 
     def stop(self) -> None:
@@ -241,32 +224,43 @@ class PlainDisplay:
         self.out.line(summary_line(finals))
 
 
-@attrs.define
 class RichDisplay:
-    """A live progress bar with counts by kind, then a table of every task."""
+    """A live count of outcomes by kind on a terminal, then a table of every task."""
 
-    out: Redactor
-    console: Console = attrs.field(init=False)
-    progress: Progress = attrs.field(init=False)
-    task: TaskID | None = attrs.field(init=False, default=None)
-    counts: Counter[OutcomeKind] = attrs.field(init=False, factory=Counter)
+    def __init__(self, out: Redactor) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    def __attrs_post_init__(self) -> None:
-        self.console = self.out.console()
-        self.progress = progress_bar(self.console)
+        self.console = out.console()
+        self.progress = Progress(
+            TextColumn("[bold]finished"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=self.console,
+        )
+        self.task = self.progress.add_task("finished", total=None, counts="", start=False)
+        self.counts: Counter[OutcomeKind] = Counter()
 
     def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+        self.progress.start_task(self.task)
         self.progress.start()
-        self.task = self.progress.add_task("tracking", total=total, counts="")
 
     def outcome(self, outcome: Outcome) -> None:
         self.counts[outcome.kind] += 1
-        assert self.task is not None
         if outcome.kind is OutcomeKind.INPUT_REQUIRED:
-            self.progress.console.print(
-                f"[cyan]input required[/] {outcome.request_id}: {outcome_detail(outcome)}",
-                markup=True,
-            )
+            from rich.text import Text
+
+            detail = outcome_detail(outcome, _TEXT_WIDTH)
+            line = Text.assemble(("input required", "cyan"), f" {outcome.request_id}: {detail}")
+            self.progress.console.print(line)
         done = sum(self.counts[kind] for kind in FINAL_KINDS)
         self.progress.update(self.task, completed=done, counts=counts_markup(self.counts))
 
@@ -274,6 +268,8 @@ class RichDisplay:
         self.progress.stop()
 
     def finish(self, finals: Sequence[Outcome]) -> None:
+        from rich.table import Table
+
         table = Table(title=summary_line(finals), title_justify="left")
         for column in ("request id", "outcome", "polls", "elapsed", "detail"):
             table.add_column(column, justify="right" if column in ("polls", "elapsed") else "left")
@@ -284,32 +280,22 @@ class RichDisplay:
                 f"[{style}]{outcome.kind.value}[/]",
                 str(outcome.polls),
                 f"{outcome.elapsed:.1f}s",
-                outcome_detail(outcome),
+                outcome_detail(outcome, _TEXT_WIDTH),
             )
         self.console.print(table)
 
 
-def progress_bar(console: Console) -> Progress:
-    """The progress bar `wait` and the demo share; ``counts`` is a per-task field."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"),
-        console=console,
-        transient=False,
-    )
-
-
 def counts_markup(counts: Mapping[OutcomeKind, int]) -> str:
+    """The finished tasks by kind; input requests apart, as they are not an ending."""
     parts = [
         f"[{_KIND_STYLE[kind]}]{kind.value} {counts[kind]}[/]"
-        for kind in (*FINAL_KINDS, OutcomeKind.INPUT_REQUIRED)
+        for kind in FINAL_KINDS
         if counts.get(kind)
     ]
-    return "  ".join(parts)
+    asked = counts.get(OutcomeKind.INPUT_REQUIRED)
+    if asked:
+        parts.append(f"([cyan]asked for input {asked}[/])")
+    return " ".join(parts)
 
 
 def summary_line(finals: Iterable[Outcome]) -> str:
@@ -322,9 +308,9 @@ def summary_line(finals: Iterable[Outcome]) -> str:
 
 
 def make_display(out: Redactor, *, json_lines: bool) -> Display:
-    """JSON lines when asked, rich on a terminal, plain lines otherwise."""
+    """JSON lines when asked, rich on a terminal (when installed), plain lines otherwise."""
     if json_lines:
         return JsonLinesDisplay(out)
-    if out.isatty():
+    if out.isatty() and have_rich():
         return RichDisplay(out)
     return PlainDisplay(out)

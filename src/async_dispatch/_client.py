@@ -10,7 +10,6 @@ duplicate run.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -19,6 +18,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
+from ._config import API_KEY_ENV, DEFAULT_BASE_URL, configured_api_key, configured_base_url
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -46,15 +46,12 @@ from .instrumentation import Hook, Instrumentation
 
 __all__ = ["DEFAULT_BASE_URL", "DispatchClient"]
 
-DEFAULT_BASE_URL: Final = "https://api.narada.ai/fast/v2"
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: Connections per owned `AsyncClient`. httpx's pool bookkeeping grows with connections x
 #: waiting requests, so a handful of busy connections beats a hundred idle ones.
 DEFAULT_MAX_CONNECTIONS: Final = 16
 
-_USER_AGENT: Final = f"async-dispatch/{_version} httpx/{httpx.__version__}"
-_API_KEY_ENV: Final = "DISPATCH_API_KEY"
-_BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
+_USER_AGENT: Final = f"async-remote-dispatch/{_version} httpx/{httpx.__version__}"
 
 #: Failures where the request provably never left: safe to retry even a submit.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -124,10 +121,10 @@ class DispatchClient:
         trace: bool = False,
         hooks: Iterable[Hook] | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV)
-        if not key or not key.strip():
+        key = configured_api_key(api_key)
+        if key is None:
             raise UsageError(
-                f"no API key: pass api_key=... or set the {_API_KEY_ENV} environment variable"
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
             )
         if any(ch in key for ch in "\r\n\0"):
             raise UsageError("the API key contains a line break or NUL character")
@@ -137,7 +134,7 @@ class DispatchClient:
             raise UsageError(f"max_body_size must be >= 1, got {max_body_size!r}")
         self._key = _Secret(key.strip())
         self.base_url = check_base_url(
-            base_url or os.environ.get(_BASE_URL_ENV) or DEFAULT_BASE_URL,
+            configured_base_url(base_url),
             allow_insecure=allow_insecure,
         )
         self.retry = retry or RetryPolicy()

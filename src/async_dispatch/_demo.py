@@ -18,19 +18,14 @@ from __future__ import annotations
 import random
 import secrets
 from collections import Counter
-from typing import Any, Final, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.abc
 import attrs
 
-from ._cli_output import (
-    FINAL_KINDS,
-    Redactor,
-    counts_markup,
-    percentile,
-    progress_bar,
-)
+from ._cli_output import FINAL_KINDS, Redactor, have_rich, percentile
 from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
 from ._limiter import TokenBucket
@@ -39,7 +34,10 @@ from ._outcome import Outcome, OutcomeKind
 from ._poller import Poller
 from .testing import Durations, OutcomeMix, RateLimit, Simulator, SimulatorConfig, serve
 
-__all__ = ["DemoSummary", "plan_endings", "run_demo"]
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["DemoSummary", "Progress", "plan_endings", "run_demo"]
 
 Ending = Literal["success", "error", "input-required", "never"]
 
@@ -82,6 +80,8 @@ class DemoSummary:
     seed: int
     base_url: str
     seconds: float
+    #: The deadline of every task, in simulated seconds.
+    deadline: float
     planned: dict[str, int]
     outcomes: dict[str, int]
     submit_failures: int
@@ -98,6 +98,11 @@ class DemoSummary:
         """Every submitted task ended in exactly one final outcome."""
         return sum(self.outcomes.values()) == self.tasks - self.submit_failures
 
+    @property
+    def submits_resent(self) -> int:
+        """Submit requests the server turned away (429) before accepting them again."""
+        return max(0, self.submit_requests - (self.tasks - self.submit_failures))
+
     def as_dict(self) -> dict[str, Any]:
         p50, p95 = percentile(self.latencies, 50), percentile(self.latencies, 95)
         return {
@@ -105,6 +110,7 @@ class DemoSummary:
             "seed": self.seed,
             "base_url": self.base_url,
             "seconds": round(self.seconds, 3),
+            "deadline_s": self.deadline,
             "planned": self.planned,
             "outcomes": self.outcomes,
             "submit_failures": self.submit_failures,
@@ -115,6 +121,7 @@ class DemoSummary:
             "requests": {
                 "total": self.requests,
                 "submit": self.submit_requests,
+                "submit_resent": self.submits_resent,
                 "status": self.status_requests,
                 "per_task": round(self.requests / max(1, self.tasks), 2),
             },
@@ -128,27 +135,110 @@ class DemoSummary:
         }
 
     def lines(self) -> list[str]:
+        """The summary as ``name: value`` lines, every total shown with its parts."""
         data = self.as_dict()
-        outcomes = ", ".join(f"{kind} {n}" for kind, n in self.outcomes.items())
+        finished = sum(self.outcomes.values())
+        parts = " + ".join(f"{kind} {n}" for kind, n in self.outcomes.items())
         requests = data["requests"]
         latency = data["detection_latency_s"]
         lines = [
             f"{self.tasks} tasks on {self.base_url} in {self.seconds:.1f} s (seed {self.seed})",
-            f"outcomes: {outcomes}",
-            f"input required: {self.input_required_notified} notified, "
-            f"{self.input_required_completed} later completed",
-            f"requests: {requests['total']} ({requests['submit']} submits, "
-            f"{requests['status']} status checks), {requests['per_task']} per task",
+            f"outcomes: {parts} = {finished} tasks",
+            f"input required: {self.input_required_notified} tasks asked for a person on "
+            f"the way; {self.input_required_completed} then finished (counted above)",
+            f"timed out: {self.planned.get('never', 0)} tasks are made never to finish; "
+            f"each stops at its deadline ({self.deadline:g} simulated s)",
+            f"requests: {requests['total']} = {requests['submit']} submits "
+            f"({self.submits_resent} sent again after a 429) + {requests['status']} status "
+            f"checks; {requests['per_task']} per task",
             f"429s received: {self.rate_limited} (each paused the client's shared budget)",
         ]
         if latency["n"]:
             lines.append(
-                f"detection latency (server completion -> outcome): p50 {latency['p50']:.2f} s, "
-                f"p95 {latency['p95']:.2f} s, max {latency['max']:.2f} s (n={latency['n']})"
+                f"detection latency: p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s, "
+                f"max {latency['max']:.2f} s from server completion to outcome (n={latency['n']})"
             )
         if self.submit_failures:
-            lines.append(f"submits that failed: {self.submit_failures}")
+            lines.append(f"submits that failed: {self.submit_failures} (never tracked)")
         return lines
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """One moment of the demo, as the live display shows it.
+
+    Every number is shown with the parts it adds up to, because a first-time viewer
+    reads them as sums: submitted = finished + still open, finished = the four endings.
+    An input request is not an ending (the task goes on), so it is counted apart, never
+    inside "finished".
+    """
+
+    total: int
+    submitted: int
+    finished: Mapping[OutcomeKind, int]
+    #: Open tasks that have asked for a person at least once.
+    open_asked_input: int
+    asked_for_input: int
+    submit_requests: int
+    status_requests: int
+    rate_limited: int
+    never: int
+    deadline: float
+    elapsed: float
+
+    @property
+    def done(self) -> int:
+        return sum(self.finished.get(kind, 0) for kind in FINAL_KINDS)
+
+    @property
+    def still_open(self) -> int:
+        return self.submitted - self.done
+
+    def lines(self) -> list[str]:
+        """The detail under the two bars; each line fits 80 columns at any demo size."""
+        endings = " + ".join(f"{kind.value} {self.finished.get(kind, 0)}" for kind in FINAL_KINDS)
+        resent = max(0, self.submit_requests - self.submitted)
+        return [
+            f"finished {self.done} = {endings}",
+            f"still open {self.still_open} ({self.open_asked_input} of them asked for a person)",
+            f"asked for input so far: {self.asked_for_input} (not an ending: they go on)",
+            f"timed-out: made never to finish ({self.never} planned); deadline "
+            f"{self.deadline:g} simulated s",
+            f"requests {self.submit_requests + self.status_requests} = "
+            f"{self.submit_requests} submits + {self.status_requests} status checks",
+            f"429s {self.rate_limited}: each paused all requests; {resent} submits were resent",
+        ]
+
+    def plain(self) -> str:
+        """One line for a log, every ten seconds or so."""
+        return f"[{self.elapsed:5.1f} s] submitted {self.submitted}/{self.total}; " + "; ".join(
+            self.lines()[:2]
+        )
+
+    def renderable(self) -> RenderableType:
+        """Two bars and the detail lines, for rich; nothing here is ever cut short."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        bars = Table.grid(padding=(0, 1))
+        bars.add_column(style="bold", no_wrap=True)
+        bars.add_column(no_wrap=True)
+        bars.add_column(no_wrap=True)
+        total = max(1, self.total)
+        minutes, seconds = divmod(int(self.elapsed), 60)
+        bars.add_row(
+            "submitted",
+            ProgressBar(total=total, completed=self.submitted, width=30),
+            f"{self.submitted}/{self.total}",
+        )
+        bars.add_row(
+            "finished ",
+            ProgressBar(total=total, completed=self.done, width=30),
+            f"{self.done}/{self.total}  {minutes}:{seconds:02d}",
+        )
+        return Group(bars, *(Text("  " + line) for line in self.lines()))
 
 
 @attrs.define
@@ -162,11 +252,29 @@ class _Run:
     finals: list[Outcome] = attrs.Factory(list)
     counts: Counter[OutcomeKind] = attrs.Factory(Counter)
     notified: set[str] = attrs.Factory(set)
+    finished: set[str] = attrs.Factory(set)
     latencies: list[float] = attrs.Factory(list)
 
     @property
     def done(self) -> bool:
         return self.submitting_done and len(self.finals) >= self.tasks - self.submit_failures
+
+    def progress(
+        self, sim: Simulator, planned_never: int, deadline: float, elapsed: float
+    ) -> Progress:
+        return Progress(
+            total=self.tasks,
+            submitted=self.submitted,
+            finished={kind: self.counts[kind] for kind in FINAL_KINDS},
+            open_asked_input=len(self.notified - self.finished),
+            asked_for_input=len(self.notified),
+            submit_requests=sim.stats.requests["submit"],
+            status_requests=sim.stats.requests["status"],
+            rate_limited=sim.stats.rate_limited,
+            never=planned_never,
+            deadline=deadline,
+            elapsed=elapsed,
+        )
 
 
 async def run_demo(
@@ -215,12 +323,14 @@ async def run_demo(
                 seed=seed,
             ) as poller,
         ):
-            await _fan_out_and_track(poller, sim, endings, state, json_output, out)
+            view = _View(out, json_output, sim, endings.count("never"), started)
+            await _fan_out_and_track(poller, sim, endings, state, view)
     summary = DemoSummary(
         tasks=tasks,
         seed=seed,
         base_url=base_url,
         seconds=anyio.current_time() - started,
+        deadline=_DEADLINE,
         planned=dict(Counter(endings)),
         outcomes={kind.value: state.counts[kind] for kind in FINAL_KINDS},
         submit_failures=state.submit_failures,
@@ -241,20 +351,53 @@ async def run_demo(
     return 0 if summary.consistent else 1
 
 
+@attrs.define
+class _View:
+    """Where progress goes: a live rich display on a terminal, a line now and then on a
+    pipe, nothing with ``--json`` (stdout then holds one document)."""
+
+    out: Redactor
+    json_output: bool
+    sim: Simulator
+    never: int
+    started: float
+    _live: Any = attrs.field(init=False, default=None)
+    _last_plain: float = attrs.field(init=False, default=0.0)
+
+    @property
+    def live(self) -> bool:
+        return not self.json_output and self.out.isatty() and have_rich()
+
+    def start(self) -> None:
+        if self.live:
+            from rich.live import Live
+
+            self._live = Live(console=self.out.console(), auto_refresh=False)
+            self._live.start()
+
+    def show(self, state: _Run, *, final: bool = False) -> None:
+        now = anyio.current_time()
+        progress = state.progress(self.sim, self.never, _DEADLINE, now - self.started)
+        if self._live is not None:
+            self._live.update(progress.renderable(), refresh=True)
+        elif not self.json_output and (final or now - self._last_plain >= _PLAIN_PROGRESS_EVERY):
+            self._last_plain = now
+            self.out.line(progress.plain())
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
 async def _fan_out_and_track(
     poller: Poller,
     sim: Simulator,
     endings: list[Ending],
     state: _Run,
-    json_output: bool,
-    out: Redactor,
+    view: _View,
 ) -> None:
     """Submit every task while consuming outcomes; return when all are accounted for."""
-    live = not json_output and out.isatty()
-    console = out.console()
-    progress = progress_bar(console)
-    submit_bar = progress.add_task("submitted", total=len(endings), counts="")
-    track_bar = progress.add_task("finished ", total=len(endings), counts="")
     queue = iter(enumerate(endings))
 
     async def submitter() -> None:
@@ -286,6 +429,7 @@ async def _fan_out_and_track(
             if not outcome.final:
                 continue
             state.finals.append(outcome)
+            state.finished.add(outcome.request_id)
             if outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.ERROR):
                 finished = sim.task_completed_at(outcome.request_id)
                 if finished is not None:
@@ -294,28 +438,11 @@ async def _fan_out_and_track(
                 all_done.set()
 
     async def report() -> None:
-        last_plain = anyio.current_time()
         while True:
             await anyio.sleep(0.25)
-            if live:
-                progress.update(submit_bar, completed=state.submitted + state.submit_failures)
-                progress.update(
-                    track_bar,
-                    completed=len(state.finals),
-                    counts=f"{counts_markup(state.counts)}  requests "
-                    f"{sum(sim.stats.requests.values())}  429s {sim.stats.rate_limited}",
-                )
-            elif not json_output and anyio.current_time() - last_plain >= _PLAIN_PROGRESS_EVERY:
-                last_plain = anyio.current_time()
-                kinds = ", ".join(f"{k.value} {n}" for k, n in state.counts.items() if n)
-                out.line(
-                    f"submitted {state.submitted}/{len(endings)}, finished "
-                    f"{len(state.finals)}/{len(endings)} ({kinds or 'none yet'}), requests "
-                    f"{sum(sim.stats.requests.values())}, 429s {sim.stats.rate_limited}"
-                )
+            view.show(state)
 
-    if live:
-        progress.start()
+    view.start()
     try:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(report)
@@ -327,21 +454,16 @@ async def _fan_out_and_track(
             if not state.done:
                 await all_done.wait()
             task_group.cancel_scope.cancel()
-        if live:
-            progress.update(submit_bar, completed=state.submitted + state.submit_failures)
-            progress.update(
-                track_bar, completed=len(state.finals), counts=counts_markup(state.counts)
-            )
+        view.show(state, final=True)
     finally:
-        if live:
-            progress.stop()
+        view.stop()
 
 
 def _print_summary(summary: DemoSummary, json_output: bool, out: Redactor) -> None:
     if json_output:
         out.json(summary.as_dict())
         return
-    if not out.isatty():
+    if not (out.isatty() and have_rich()):
         for line in summary.lines():
             out.line(line)
         return
@@ -349,7 +471,7 @@ def _print_summary(summary: DemoSummary, json_output: bool, out: Redactor) -> No
 
     lines = summary.lines()
     table = Table(title=lines[0], title_justify="left", show_header=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for line in lines[1:]:
         name, _, value = line.partition(": ")

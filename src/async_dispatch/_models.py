@@ -84,3 +84,30 @@ class TaskStatus:
     def needs_input(self) -> bool:
         """True while the task waits for a person (`INPUT_REQUIRED`)."""
         return self.status is Status.INPUT_REQUIRED
+
+    def as_dict(self) -> dict[str, Any]:
+        """This reading as JSON-ready data: snake_case keys, ISO 8601 timestamps.
+
+        ``status`` is the string the service sent (`raw_status`), so a status this
+        version does not know survives a round trip through JSON. Everything else is
+        what was received, unchanged: the service's own JSON stays JSON.
+        """
+        usage = None
+        if self.usage is not None:
+            usage = {"actions": self.usage.actions, "credits": self.usage.credits}
+        return {
+            "request_id": self.request_id,
+            "status": self.raw_status,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "usage": usage,
+            "browser_window_id": self.browser_window_id,
+            "structured_output": self.structured_output,
+            "response": _plain(self.response),
+            "hitl_input_metadata": _plain(self.hitl_input_metadata),
+        }
+
+
+def _plain(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if mapping is None else dict(mapping)

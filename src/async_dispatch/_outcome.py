@@ -50,3 +50,19 @@ class Outcome:
     elapsed: float
     #: False only for an INPUT_REQUIRED notification after which tracking goes on.
     final: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """This outcome as JSON-ready data (the status through `TaskStatus.as_dict`).
+
+        `context` is left out: it is whatever the caller attached, which JSON may not
+        be able to hold, and the caller has it already. `error` becomes its message.
+        """
+        return {
+            "request_id": self.request_id,
+            "kind": self.kind.value,
+            "final": self.final,
+            "status": self.status.as_dict() if self.status is not None else None,
+            "error": str(self.error) if self.error is not None else None,
+            "polls": self.polls,
+            "elapsed": round(self.elapsed, 3),
+        }

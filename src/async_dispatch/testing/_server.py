@@ -73,7 +73,8 @@ def _require_uvicorn() -> None:
         import uvicorn  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ImportError(
-            "serving the simulator over TCP needs uvicorn: pip install 'async-dispatch[simulator]'"
+            "serving the simulator over TCP needs uvicorn: "
+            "pip install 'async-remote-dispatch[simulator]'"
         ) from exc
 
 

@@ -1,0 +1,47 @@
+"""Where the client's key and base URL come from when the caller does not pass them.
+
+The library and the ``async-dispatch`` command must agree on this to the letter: a user who
+exports ``DISPATCH_BASE_URL`` for a script expects the command line to honour it the same
+way. So the names and the order of precedence live here, once, and both import them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "configured_api_key",
+    "configured_base_url",
+]
+
+#: The public service; every path of the API is relative to it.
+DEFAULT_BASE_URL: Final = "https://api.narada.ai/fast/v2"
+API_KEY_ENV: Final = "DISPATCH_API_KEY"
+BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
+
+
+def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """`api_key` if given, else ``$DISPATCH_API_KEY``; None when neither holds a key.
+
+    An explicit value wins even when empty, so a caller who passes ``""`` by mistake gets
+    "no API key" rather than a key they did not choose from the environment. The value is
+    returned as found (blank counts as none): what whitespace or control characters inside
+    it mean is for the client to judge, not for this lookup.
+    """
+    env = os.environ if environ is None else environ
+    key = api_key if api_key is not None else env.get(API_KEY_ENV)
+    return key if key and key.strip() else None
+
+
+def configured_base_url(base_url: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """`base_url` if given, else ``$DISPATCH_BASE_URL``, else the public service.
+
+    Empty values count as unset: ``DISPATCH_BASE_URL=`` in a shell means "no override".
+    """
+    env = os.environ if environ is None else environ
+    return base_url or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
