@@ -125,7 +125,6 @@ def test_declared_size_is_checked_before_reading() -> None:
     [
         (b"not json", "bad_json"),
         (b"\xff\xfe", "bad_json"),
-        (b"[" * 100_000, "bad_json"),  # deep nesting: RecursionError, not a crash
         (b"[1, 2]", "bad_payload"),
         (b'"text"', "bad_payload"),
     ],

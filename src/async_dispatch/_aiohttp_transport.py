@@ -34,7 +34,8 @@ import aiohttp
 import httpx
 import yarl
 
-from ._errors import UsageError
+from ._errors import drop_tracebacks
+from ._validation import check_int, check_seconds
 
 __all__ = ["AiohttpTransport"]
 
@@ -62,8 +63,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if max_connections < 1:
-            raise UsageError(f"max_connections must be >= 1, got {max_connections!r}")
+        check_int("max_connections", max_connections, minimum=1)
+        check_seconds("keepalive_expiry", keepalive_expiry, maximum=86_400.0)
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
@@ -140,28 +141,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         request: httpx.Request,
         timeout: dict[str, float | None],
     ) -> aiohttp.ClientResponse:
-        headers = request.headers.multi_items()
         data: bytes | AsyncIterator[bytes] | None
         try:
             data = request.content or None
         except httpx.RequestNotRead:
             # A streamed body: aiohttp frames it itself (chunked), so drop httpx's framing.
             data = _aiter(request.stream)
-            headers = [(k, v) for k, v in headers if k not in ("transfer-encoding",)]
         try:
             return await session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),
-                headers=headers,
+                # Not in a local: this frame's locals show in tracebacks that render them.
+                headers=_headers_of(request, chunked=not isinstance(data, bytes | None)),
                 data=data,
                 allow_redirects=False,
                 compress=False,
                 timeout=self._timeout(timeout.get("connect"), timeout.get("read")),
             )
         except Exception as exc:
-            mapped = _map_error(exc, request)
+            mapped = _translated(exc, request)
             if mapped is None:
-                raise
+                raise  # with aiohttp's frames already forgotten
             raise mapped from exc
 
     def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
@@ -213,9 +213,9 @@ class _ResponseStream(httpx.AsyncByteStream):
             while chunk := await content.read(_CHUNK):
                 yield chunk
         except Exception as exc:
-            mapped = _map_error(exc, self._request)
+            mapped = _translated(exc, self._request)
             if mapped is None:
-                raise
+                raise  # with aiohttp's frames already forgotten
             raise mapped from exc
 
     async def aclose(self) -> None:
@@ -232,6 +232,22 @@ async def _aiter(stream: httpx.AsyncByteStream | httpx.SyncByteStream) -> AsyncI
     else:
         for chunk in stream:
             yield chunk
+
+
+def _headers_of(request: httpx.Request, *, chunked: bool) -> list[tuple[str, str]]:
+    """The request's headers for aiohttp (without httpx's framing for a streamed body)."""
+    headers = request.headers.multi_items()
+    if chunked:
+        headers = [(k, v) for k, v in headers if k != "transfer-encoding"]
+    return headers
+
+
+def _translated(exc: Exception, request: httpx.Request) -> httpx.TransportError | None:
+    """The httpx error for an aiohttp failure (None: re-raise it), with aiohttp's frames
+    forgotten (`drop_tracebacks`): its request frame holds the headers, so the API key,
+    in a local that renderers of tracebacks with locals print."""
+    drop_tracebacks(exc)
+    return _map_error(exc, request)
 
 
 def _map_error(exc: Exception, request: httpx.Request) -> httpx.TransportError | None:

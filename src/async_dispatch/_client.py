@@ -10,10 +10,11 @@ duplicate run.
 from __future__ import annotations
 
 import json
+import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import httpx
@@ -25,21 +26,25 @@ from ._errors import (
     BadRequestError,
     DeadlineExceeded,
     DispatchError,
+    InvalidRequestIdError,
     InvalidResponseError,
     NotFoundError,
+    NotOpenError,
     PermissionDeniedError,
     RateLimitedError,
+    RequestTimeoutError,
     ServerError,
     SubmitUncertainError,
     TransportError,
     UsageError,
+    drop_tracebacks,
 )
 from ._limiter import Limiter
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
-from ._transport import own_client
-from ._validation import check_base_url, check_request_id
+from ._transport import ACCEPT_ENCODING, own_client, read_body
+from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
 from .instrumentation import Hook, Instrumentation
@@ -50,6 +55,8 @@ DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: Connections per owned `AsyncClient`. httpx's pool bookkeeping grows with connections x
 #: waiting requests, so a handful of busy connections beats a hundred idle ones.
 DEFAULT_MAX_CONNECTIONS: Final = 16
+#: No single HTTP request of this API has a reason to take longer than this.
+MAX_TIMEOUT: Final = 3600.0
 
 _USER_AGENT: Final = f"async-remote-dispatch/{_version} httpx/{httpx.__version__}"
 
@@ -57,6 +64,13 @@ _USER_AGENT: Final = f"async-remote-dispatch/{_version} httpx/{httpx.__version__
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Failures that a status read may retry.
 _TRANSIENT = (RateLimitedError, ServerError, TransportError, InvalidResponseError)
+#: Answers that ask us to slow down (`RateLimitedError`); any other answer ends a streak.
+_SLOW_DOWN: Final = frozenset({408, 425, 429})
+#: A pause that ends less than this much later than the one in force is the same pause,
+#: as far as the warning about it goes: concurrent 429s must not each log one.
+_SAME_PAUSE: Final = 1.0
+
+_T = TypeVar("_T")
 
 _SUBMIT_FIELDS: Final = {
     "browser_window_id": "browserWindowId",
@@ -95,13 +109,18 @@ class DispatchClient:
         base_url: Defaults to ``$DISPATCH_BASE_URL``, then the public service.
         http_client: Your own `httpx.AsyncClient` (custom transport, proxy, tests). It is
             used as is and never closed by this client.
-        timeout: Seconds for each HTTP request (connect, read, write and pool each).
-        retry: How `get_status()` and `submit()` retry transient failures.
+        timeout: Seconds one HTTP request may take in total, from asking for a connection
+            to the last byte of the body (each phase is bounded by it too). A request
+            that runs out raises `RequestTimeoutError`. One call may make several
+            requests: see `RetryPolicy.max_wait` for the bound on a whole call.
+        retry: How `get_status()` and `submit()` retry transient failures, how long a
+            429 pauses the key, and how long one call may wait in total.
         bucket: A `Limiter` (e.g. `TokenBucket`) this client's own requests take tokens
             from, and pause on a 429. Share it with your pollers to keep the whole key
             within its limit. The client enters it while it is open.
         allow_insecure: Allow plain ``http://`` to non-loopback hosts.
-        max_body_size: Larger status bodies are rejected without being read whole.
+        max_body_size: Larger bodies are rejected without being read whole; the limit
+            counts decoded bytes, so a small compressed body cannot inflate past it.
         trace: Emit a debug log event for every request and retry.
         hooks: Instrumentation hooks (`async_dispatch.instrumentation`): Prometheus,
             OpenTelemetry, your own. None means the logging hook only; ``[]`` means none.
@@ -121,6 +140,8 @@ class DispatchClient:
         trace: bool = False,
         hooks: Iterable[Hook] | None = None,
     ) -> None:
+        if api_key is not None and not isinstance(api_key, str):
+            raise UsageError(f"api_key must be a str, got {type(api_key).__name__}")
         key = configured_api_key(api_key)
         if key is None:
             raise UsageError(
@@ -128,10 +149,10 @@ class DispatchClient:
             )
         if any(ch in key for ch in "\r\n\0"):
             raise UsageError("the API key contains a line break or NUL character")
-        if not timeout > 0:
-            raise UsageError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if max_body_size < 1:
-            raise UsageError(f"max_body_size must be >= 1, got {max_body_size!r}")
+        timeout = check_seconds("timeout", timeout, maximum=MAX_TIMEOUT)
+        max_body_size = check_int("max_body_size", max_body_size, minimum=1)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise UsageError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._key = _Secret(key.strip())
         self.base_url = check_base_url(
             configured_base_url(base_url),
@@ -145,8 +166,8 @@ class DispatchClient:
         )
         self.max_body_size = max_body_size
         self.trace = trace
-        #: Seconds allowed for each phase of a request (connect, write, read, pool).
-        self.timeout = float(timeout)
+        #: Seconds one request may take in total (and each of its phases).
+        self.timeout = timeout
         self._timeout = httpx.Timeout(timeout)
         self._submit_url = f"{self.base_url}/remote-dispatch"
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"
@@ -158,6 +179,10 @@ class DispatchClient:
         self._entered = False
         self._bucket_entered = False
         self._rng = random.Random()
+        #: 429s in a row met by this client's calls; any other answer resets it.
+        self._consecutive_429 = 0
+        #: When the latest pause this client announced ends (`anyio.current_time()`).
+        self._paused_until = -math.inf
 
     def __repr__(self) -> str:
         return f"DispatchClient(base_url={self.base_url!r})"
@@ -230,8 +255,10 @@ class DispatchClient:
             SubmitUncertainError: the request may have reached the service (a 5xx, or a
                 connection lost after sending). Do not resubmit blindly.
             BadRequestError, AuthenticationError, PermissionDeniedError: fix and retry.
-            RateLimitedError, TransportError: still failing after the allowed retries,
-                and the service never accepted the task.
+            RateLimitedError, TransportError: still failing after the allowed retries
+                (or the next wait would pass `RetryPolicy.max_wait`), and the service
+                never accepted the task. `RateLimitedError.retry_after` says how long the
+                key is paused.
         """
         return await self._submit_with(
             self.bucket,
@@ -262,17 +289,12 @@ class DispatchClient:
             content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise UsageError(f"submit body is not JSON-serialisable: {exc}") from exc
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if bucket is not None:
-                    await bucket.acquire()
-                return await self._submit_once(content)
-            except (RateLimitedError, TransportError) as exc:
-                if attempt >= self.retry.attempts:
-                    raise
-                await self._pause_before_retry(exc, attempt, request_id=None, bucket=bucket)
+        return await self._with_retries(
+            lambda: self._submit_once(content),
+            (RateLimitedError, TransportError),
+            request_id=None,
+            bucket=bucket,
+        )
 
     async def _submit_once(self, content: bytes) -> str:
         try:
@@ -299,12 +321,17 @@ class DispatchClient:
                 f"{self._excerpt(body)!r}"
             )
         self._raise_for_status(status_code, headers, body, request_id=None)
-        return self._request_id_from(status_code, body)
+        request_id = self._request_id_from(status_code, body)
+        if self.trace:
+            logger.debug("submitted", request_id=request_id, status_code=status_code)
+        return request_id
 
     def _request_id_from(self, status_code: int, body: bytes) -> str:
+        """The id in a submit's answer, checked *after* redaction: an id the service
+        built from our key is refused, and no error (nor its context) shows any of it."""
         try:
-            data = json.loads(body)
-        except ValueError:
+            data = json.loads(self._redacted(body))
+        except (ValueError, RecursionError):
             data = None
         request_id = data.get("requestId") if isinstance(data, dict) else None
         if not isinstance(request_id, str) or not request_id:
@@ -312,37 +339,35 @@ class DispatchClient:
                 f"submit answered HTTP {status_code} without a requestId; the task was "
                 f"probably created but cannot be tracked. Body: {self._excerpt(body)!r}"
             )
+        request_id = self._redact(request_id)  # an escaped key survives bytes redaction
         try:
             return check_request_id(request_id)
-        except DispatchError as exc:
-            raise SubmitUncertainError(
-                f"submit answered HTTP {status_code} with an unusable requestId: "
-                f"{self._redact(str(exc))}"
-            ) from None
+        except InvalidRequestIdError as exc:
+            problem = str(exc)
+        # Raised outside the `except`: the checker's error is not kept as `__context__`.
+        raise SubmitUncertainError(
+            f"submit answered HTTP {status_code} with an unusable requestId: {problem}"
+        )
 
     # -- status -------------------------------------------------------------------------
 
     async def get_status(self, request_id: str) -> TaskStatus:
         """Read a task's status once, retrying transient failures.
 
-        429s, 5xx, transport errors and bodies that are not the documented JSON are retried
-        under `retry` with capped exponential backoff and full jitter, waiting at least
-        any `Retry-After` the service sent. When attempts run out, the last error is raised.
+        5xx, transport errors and bodies that are not the documented JSON are retried
+        under `retry` with capped exponential backoff and full jitter (at least any
+        `Retry-After` the service sent). A 429 pauses the key (and `bucket`) for
+        `RetryPolicy.rate_limit_pause` before the next try. When attempts run out, or
+        the next wait would take the call past `RetryPolicy.max_wait`, the last error is
+        raised: a call returns within about ``attempts * timeout + max_wait`` seconds.
         """
         request_id = check_request_id(request_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            if self.bucket is not None:
-                await self.bucket.acquire()
-            try:
-                return await self.fetch_status(request_id)
-            except _TRANSIENT as exc:
-                if attempt >= self.retry.attempts:
-                    raise
-                await self._pause_before_retry(
-                    exc, attempt, request_id=request_id, bucket=self.bucket
-                )
+        return await self._with_retries(
+            lambda: self.fetch_status(request_id),
+            _TRANSIENT,
+            request_id=request_id,
+            bucket=self.bucket,
+        )
 
     async def fetch_status(self, request_id: str) -> TaskStatus:
         """Read a task's status with exactly one HTTP request: no retry, no token taken.
@@ -356,11 +381,11 @@ class DispatchClient:
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if self.trace:
             logger.debug("status_read", request_id=request_id, status_code=status_code)
-        try:
-            return parse_status_body(request_id, body, status_code=status_code)
-        except InvalidResponseError as exc:
-            exc.body_excerpt = self._excerpt(body)
-            raise
+        # Redacted before parsing, so that no value taken from it (a timestamp, a text
+        # quoted in an error) can carry the key; `redact` catches a JSON-escaped key.
+        return parse_status_body(
+            request_id, self._redacted(body), status_code=status_code, redact=self._redact
+        )
 
     async def wait(
         self,
@@ -376,17 +401,25 @@ class DispatchClient:
         `max_interval`. To track many tasks, use a `Poller` instead: it shares one rate
         budget among all of them.
 
+        A `RateLimitedError` that `get_status()` gives up on does not end the wait: it
+        sleeps for the pause the error carries (within `timeout`) and checks again.
+
         Raises:
             DeadlineExceeded: after `timeout` seconds.
             NotFoundError: the service does not know the id.
         """
         request_id = check_request_id(request_id)
-        if not timeout > 0:
-            raise UsageError(f"timeout must be > 0 seconds, got {timeout!r}")
+        timeout = check_seconds("timeout", timeout)
+        interval = check_seconds("interval", interval)
+        max_interval = max(check_seconds("max_interval", max_interval), interval)
         with anyio.move_on_after(timeout):
             delay = interval
             while True:
-                status = await self.get_status(request_id)
+                try:
+                    status = await self.get_status(request_id)
+                except RateLimitedError as exc:
+                    await anyio.sleep(max(exc.retry_after or 0.0, delay))
+                    continue
                 if status.is_terminal or status.status is Status.INPUT_REQUIRED:
                     return status
                 await anyio.sleep(delay)
@@ -395,66 +428,211 @@ class DispatchClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
+    async def _with_retries(
+        self,
+        once: Callable[[], Awaitable[_T]],
+        retryable: tuple[type[DispatchError], ...],
+        *,
+        request_id: str | None,
+        bucket: Limiter | None,
+    ) -> _T:
+        """Run `once` until it succeeds, a non-retryable error, `attempts` tries, or the
+        wait budget (`RetryPolicy.max_wait`) is spent, taking a token before each try."""
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            waited += await self._take_token(bucket, self.retry.max_wait - waited, request_id)
+            try:
+                return await once()
+            except retryable as exc:
+                failure: DispatchError = exc
+            delay = self._delay_after(failure, attempt)
+            retrying = attempt < self.retry.attempts and waited + delay <= self.retry.max_wait
+            if isinstance(failure, RateLimitedError) and (retrying or bucket is not None):
+                # The key slows down even when this call gives up: others share it.
+                self._announce_pause(delay, failure, bucket)
+                if bucket is not None:
+                    await bucket.pause(delay)
+            if attempt >= self.retry.attempts:
+                raise failure
+            if not retrying:
+                raise self._out_of_budget(failure, delay)
+            if self.trace:
+                logger.debug(
+                    "retrying",
+                    request_id=request_id,
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                    error=type(failure).__name__,
+                )
+            await anyio.sleep(delay)
+            waited += delay
+
+    async def _take_token(
+        self, bucket: Limiter | None, budget: float, request_id: str | None
+    ) -> float:
+        """Wait for `bucket`; return the seconds waited. A key paused for longer than the
+        call may still wait is not waited for: `RateLimitedError` at once, nothing sent."""
+        if bucket is None:
+            return 0.0
+        paused = bucket.paused_for()
+        if paused > budget:
+            raise RateLimitedError(
+                f"the API key is paused for {paused:.3g}s after a 429 (met by this client or "
+                f"by a poller sharing its bucket), longer than this call may still wait "
+                f"(retry.max_wait={self.retry.max_wait:g}s); nothing was sent",
+                status_code=429,
+                request_id=request_id,
+                retry_after=paused,
+            )
+        start = anyio.current_time()
+        await bucket.acquire()
+        return anyio.current_time() - start
+
+    def _delay_after(self, failure: DispatchError, attempt: int) -> float:
+        """Seconds to wait before the next try: the backoff, or for a 429 the pause of
+        the key (`RetryPolicy.rate_limit_pause`, counting 429s in a row)."""
+        if not isinstance(failure, RateLimitedError):
+            delay = self.retry.backoff(attempt, self._rng)
+            retry_after = getattr(failure, "retry_after", None)
+            return delay if retry_after is None else max(delay, retry_after)
+        self._consecutive_429 += 1
+        return self.retry.rate_limit_pause(failure.retry_after, self._consecutive_429)
+
+    def _announce_pause(
+        self, pause: float, failure: RateLimitedError, bucket: Limiter | None
+    ) -> None:
+        """One warning per pause that extends the one in force, not one per 429.
+
+        A limiter handed in by a poller (its submit lane) is the poller's to announce.
+        """
+        if bucket is not None and bucket is not self.bucket:
+            return
+        now = anyio.current_time()
+        current = self._paused_until
+        if bucket is not None:
+            current = max(current, now + bucket.paused_for())
+        until = now + pause
+        self._paused_until = max(self._paused_until, until)
+        if until > current + _SAME_PAUSE or current <= now:
+            logger.warning(
+                "rate_limited",
+                delay=round(pause, 3),
+                status_code=failure.status_code,
+                consecutive=self._consecutive_429,
+            )
+
+    def _out_of_budget(self, failure: DispatchError, delay: float) -> DispatchError:
+        """The error to raise instead of a wait that would pass `RetryPolicy.max_wait`."""
+        if not isinstance(failure, RateLimitedError):
+            return failure
+        return RateLimitedError(
+            f"{failure} The key is paused for {delay:.3g}s, longer than this call may "
+            f"still wait (retry.max_wait={self.retry.max_wait:g}s); try again later",
+            status_code=failure.status_code,
+            request_id=failure.request_id,
+            body_excerpt=failure.body_excerpt,
+            retry_after=delay,
+        )
+
     async def _send(
         self, method: str, url: str, *, content: bytes | None = None
     ) -> tuple[int, httpx.Headers, bytes]:
-        """One HTTP exchange; the body is read up to `max_body_size` and no further."""
+        """One HTTP exchange, bounded in total by `timeout`; the body is read up to
+        `max_body_size` (decoded) and no further.
+
+        Failures leave as this library's errors with the frames under them forgotten
+        (`drop_tracebacks`): the HTTP stack's locals hold the request headers, so the
+        key. Errors are raised outside any ``except`` block, so no unredacted exception
+        rides along as `__context__`.
+        """
         http = self._http
         if http is None:
-            raise RuntimeError(
+            raise NotOpenError(
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
-        headers = self._request_headers(json_body=content is not None)
-        try:
-            if self._direct is not None:
-                request = httpx.Request(
-                    method,
-                    url,
-                    headers=headers,
-                    content=content,
-                    extensions={"timeout": self._timeout_extension},
-                )
-                response = await self._direct.handle_async_request(request)
-            else:
-                request = http.build_request(
-                    method, url, headers=headers, content=content, timeout=self._timeout
-                )
-                response = await http.send(request, stream=True)
+        failure: DispatchError | None = None
+        with anyio.move_on_after(self.timeout):
             try:
-                body = await self._read_body(response)
-            finally:
-                await response.aclose()
-        except httpx.DecodingError as exc:
-            raise InvalidResponseError(
-                f"{method} {_path_of(url)}: the body could not be decoded ({exc})",
-                status_code=None,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"{method} {_path_of(url)} failed: {type(exc).__name__}: "
-                f"{self._redact(str(exc)) or 'no detail'}"
-            ) from exc
+                status_code, headers, body = await self._exchange(http, method, url, content)
+            except httpx.TransportError as exc:
+                failure = self._transport_error(method, url, exc)
+            except httpx.DecodingError as exc:  # decoded by a caller's own transport
+                failure = InvalidResponseError(
+                    f"{method} {_path_of(url)}: the body could not be decoded ({exc})",
+                    status_code=None,
+                )
+                failure.__cause__ = drop_tracebacks(exc)
+            except BaseException as exc:  # cancellation, and anything unforeseen
+                drop_tracebacks(exc)
+                raise
+            else:
+                if status_code not in _SLOW_DOWN:
+                    self._consecutive_429 = 0
+                return status_code, headers, body
+        if failure is None:  # the time ran out
+            failure = RequestTimeoutError(
+                f"{method} {_path_of(url)}: no complete answer within timeout="
+                f"{self.timeout:g}s (the bound on one whole request, body included)"
+            )
+        raise failure
+
+    async def _exchange(
+        self, http: httpx.AsyncClient, method: str, url: str, content: bytes | None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        if self._direct is not None:
+            response = await self._direct.handle_async_request(
+                self._request(method, url, content, None)
+            )
+        else:
+            response = await http.send(self._request(method, url, content, http), stream=True)
+        try:
+            body = await read_body(response, self.max_body_size)
+        finally:
+            await response.aclose()
         return response.status_code, response.headers, body
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        limit = self.max_body_size
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(response.status_code)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(response.status_code)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _request(
+        self, method: str, url: str, content: bytes | None, http: httpx.AsyncClient | None
+    ) -> httpx.Request:
+        """The request, with the key revealed at the last moment.
 
-    def _too_large(self, status_code: int) -> InvalidResponseError:
-        return InvalidResponseError(
-            f"response body exceeds max_body_size={self.max_body_size} bytes; not read",
-            status_code=status_code,
+        The key is a plain `str` only in this frame, which returns before any I/O and so
+        never appears in a traceback; an `httpx.Request`'s repr does not show headers.
+        """
+        headers = {
+            "x-api-key": self._key.reveal(),
+            "accept": "application/json",
+            "accept-encoding": ACCEPT_ENCODING,
+            "user-agent": _USER_AGENT,
+        }
+        if content is not None:
+            headers["content-type"] = "application/json"
+        if http is None:
+            return httpx.Request(
+                method,
+                url,
+                headers=headers,
+                content=content,
+                extensions={"timeout": self._timeout_extension},
+            )
+        return http.build_request(
+            method, url, headers=headers, content=content, timeout=self._timeout
         )
+
+    def _transport_error(self, method: str, url: str, exc: httpx.TransportError) -> DispatchError:
+        """Our error for an httpx failure, its cause kept without the cause's frames."""
+        error: DispatchError
+        detail = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
+        if isinstance(exc, httpx.TimeoutException):
+            error = RequestTimeoutError(
+                f"{method} {_path_of(url)} timed out ({detail}; timeout={self.timeout:g}s)"
+            )
+        else:
+            error = TransportError(f"{method} {_path_of(url)} failed: {detail}")
+        error.__cause__ = drop_tracebacks(exc)
+        return error
 
     def _raise_for_status(
         self, status_code: int, headers: httpx.Headers, body: bytes, *, request_id: str | None
@@ -508,45 +686,14 @@ class DispatchClient:
             )
         raise APIStatusError(f"HTTP {status_code}{where}: unexpected answer.{detail}", **kwargs)
 
-    async def _pause_before_retry(
-        self,
-        exc: Exception,
-        attempt: int,
-        *,
-        request_id: str | None,
-        bucket: Limiter | None,
-    ) -> None:
-        delay = self.retry.backoff(attempt, self._rng)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        if isinstance(exc, RateLimitedError) and bucket is not None:
-            await bucket.pause(delay)
-        if self.trace:
-            logger.debug(
-                "retrying",
-                request_id=request_id,
-                attempt=attempt,
-                delay=round(delay, 3),
-                error=type(exc).__name__,
-            )
-        await anyio.sleep(delay)
-
-    def _request_headers(self, *, json_body: bool) -> dict[str, str]:
-        """Built per request so that the key never sits in an attribute or a local."""
-        headers = {
-            "x-api-key": self._key.reveal(),
-            "accept": "application/json",
-            "user-agent": _USER_AGENT,
-        }
-        if json_body:
-            headers["content-type"] = "application/json"
-        return headers
-
     def _excerpt(self, body: bytes) -> str:
         """A safe excerpt of a body: the key is removed *before* cutting, so no fragment
         of it can survive at the cut."""
-        return excerpt(body.replace(self._key.reveal().encode(), b"***"))
+        return excerpt(self._redacted(body))
+
+    def _redacted(self, body: bytes) -> bytes:
+        """`body` with every literal occurrence of the key replaced by ``***``."""
+        return body.replace(self._key.reveal().encode(), b"***")
 
     def _redact(self, text: str) -> str:
         """Remove the key from text the service echoed back, before it reaches a message."""

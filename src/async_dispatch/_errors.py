@@ -17,12 +17,15 @@ __all__ = [
     "InvalidRequestIdError",
     "InvalidResponseError",
     "NotFoundError",
+    "NotOpenError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "ServerError",
     "SubmitUncertainError",
     "TransportError",
     "UsageError",
+    "drop_tracebacks",
 ]
 
 
@@ -85,7 +88,9 @@ class RateLimitedError(APIStatusError):
     """408/425/429: the service asked us to slow down, for `retry_after` seconds if it said.
 
     A 429 concerns the whole API key: everything sharing the key should pause, which is
-    what `TokenBucket.pause()` is for.
+    what `TokenBucket.pause()` is for. From `fetch_status()`, `retry_after` is the service's
+    hint as sent; from `get_status()`/`submit()`, which apply `RetryPolicy.rate_limit_pause`
+    before giving up, it is the pause the key is under: wait at least that long.
     """
 
 
@@ -123,6 +128,22 @@ class TransportError(DispatchError):
     """
 
 
+class RequestTimeoutError(TransportError, TimeoutError):
+    """One HTTP request took longer than the client's `timeout`, all phases together.
+
+    A server that trickles a body a byte at a time keeps every single read short; this is
+    the bound on the whole exchange. The request may have reached the service.
+    """
+
+
+class NotOpenError(DispatchError, RuntimeError):
+    """An object was used outside its ``async with``: not open yet, or already closed.
+
+    It is the one signal a `WebhookReceiver` answers with ``503`` (retry later): any other
+    failure while handling a payload is the payload's problem or ours, never "closed".
+    """
+
+
 class DeadlineExceeded(DispatchError, TimeoutError):
     """A task did not reach a final or input-required status before its deadline."""
 
@@ -144,3 +165,28 @@ class SubmitUncertainError(DispatchError):
     Submitting is not idempotent, so this is never retried automatically. Before
     resubmitting, decide whether a duplicate run is acceptable.
     """
+
+
+def drop_tracebacks(exc: BaseException) -> BaseException:
+    """Forget the frames of `exc` and of every exception chained below it; return `exc`.
+
+    A traceback keeps each frame's locals alive, and renderers that show locals
+    (``capture_locals=True``, rich, structlog's dev renderer) print them. Inside an HTTP
+    library those locals include the request headers, so the API key. The exception
+    types and messages stay: they are what a person needs to read.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    pending: list[BaseException] = []
+    while link is not None or pending:
+        if link is None:
+            link = pending.pop()
+        if id(link) in seen:
+            link = None
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        if link.__context__ is not None and link.__context__ is not link.__cause__:
+            pending.append(link.__context__)
+        link = link.__cause__
+    return exc

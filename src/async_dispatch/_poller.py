@@ -46,6 +46,7 @@ from ._errors import (
     InvalidRequestIdError,
     InvalidResponseError,
     NotFoundError,
+    NotOpenError,
     PermissionDeniedError,
     RateLimitedError,
     SubmitUncertainError,
@@ -95,7 +96,7 @@ class DeliveryResult(enum.Enum):
     UNKNOWN = "unknown"
 
 
-class PollerUnavailable(DispatchError, RuntimeError):
+class PollerUnavailable(NotOpenError):
     """The poller cannot take a webhook now: it is closed, or the key was refused and no
     outcome would reach the application. The sender should try again later."""
 
@@ -249,7 +250,7 @@ class Poller:
 
     def _check_open(self) -> None:
         if not self._service.running or self._closed:
-            raise RuntimeError("use the Poller inside `async with Poller(client) as poller:`")
+            raise PollerUnavailable("use the Poller inside `async with Poller(client) as poller:`")
         if threading.get_ident() != self._thread:
             raise RuntimeError(
                 "this Poller belongs to the event loop of another thread; use "

@@ -11,6 +11,10 @@ honour (no auth, event hooks, cookies or redirects), so its requests go straight
 transport, skipping about a third of the CPU of a request. The exception is a proxy set
 in the environment: httpx applies those only to transports it builds itself, so then the
 client is built the ordinary way and requests go through it.
+
+Bodies are read here too, by `read_body()`, and decoded by us rather than by httpx: httpx
+inflates each compressed chunk whole, so a 200 KB gzip body can become 200 MB in one
+call, before any size check could run. We inflate with a bound instead.
 """
 
 from __future__ import annotations
@@ -18,20 +22,29 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import urllib.request
+import zlib
 from typing import Final
 
 import httpx
 
+from ._errors import InvalidResponseError
+
 __all__ = [
+    "ACCEPT_ENCODING",
     "KEEPALIVE_EXPIRY",
     "aiohttp_available",
     "default_transport",
     "own_client",
+    "read_body",
     "running_asyncio",
 ]
 
 #: Seconds an idle connection is kept for reuse.
 KEEPALIVE_EXPIRY: Final = 30.0
+#: What we ask for, and all we decode: codings we can inflate with a bound on the output.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+#: Codings httpx decodes when an optional package is installed, but not within a bound.
+_UNBOUNDED_CODINGS: Final = frozenset({"br", "zstd"})
 
 
 def own_client(
@@ -101,3 +114,132 @@ def running_asyncio() -> bool:
         return sniffio.current_async_library() == "asyncio"
     except sniffio.AsyncLibraryNotFoundError:
         return False
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """The body of `response`, decoded, or `InvalidResponseError` once it passes `limit`.
+
+    Both the bytes received and the bytes they decode to are counted, as they arrive:
+    nothing larger than about `limit` (plus one network chunk) is ever held. Codings are
+    decoded as httpx would (``gzip`` and ``deflate``, in the order listed, unknown ones
+    passed through), except ``br`` and ``zstd``, which we never ask for and cannot inflate
+    within a bound, so they are refused.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(response.status_code, limit)
+    try:
+        body = response.content  # built in memory (a mock transport): already read whole
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        if len(body) > limit:
+            raise _too_large(response.status_code, limit)
+        return body
+    decoders = _decoders_for(response, limit)
+    chunks: list[bytes] = []
+    received = size = 0
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("read_body() needs a response with an async stream")
+    # The stream itself, not `aiter_raw()`: its async generator wraps the stream's, which
+    # closing the outer one would leave for the garbage collector to finalise.
+    raw_chunks = stream.__aiter__()
+    try:
+        async for raw in raw_chunks:
+            received += len(raw)
+            if received > limit:
+                raise _too_large(response.status_code, limit)
+            chunk = raw
+            for decoder in decoders:
+                chunk = decoder.decode(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(response.status_code, limit)
+            chunks.append(chunk)
+    finally:
+        # An async generator left early is finalised now, not whenever GC finds it.
+        aclose = getattr(raw_chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    tail = b""
+    for decoder in decoders:
+        tail = decoder.decode(tail) + decoder.flush()
+    if size + len(tail) > limit:
+        raise _too_large(response.status_code, limit)
+    chunks.append(tail)
+    return b"".join(chunks)
+
+
+class _Inflater:
+    """Incremental gzip/deflate decoding that never produces more than `limit` bytes."""
+
+    __slots__ = ("_coding", "_first", "_limit", "_produced", "_status_code", "_zlib")
+
+    def __init__(self, coding: str, limit: int, status_code: int) -> None:
+        self._coding = coding
+        self._limit = limit
+        self._status_code = status_code
+        self._produced = 0
+        self._first = True
+        # gzip: the gzip wrapper; deflate: the zlib wrapper, raw deflate as a fallback
+        # (servers send either under that name, and httpx accepts both).
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        first, self._first = self._first, False
+        budget = self._limit - self._produced + 1
+        try:
+            # `max_length` is the bound: zlib stops there and keeps the rest unconsumed.
+            out = self._zlib.decompress(data, budget)
+        except zlib.error as exc:
+            if not (first and self._coding == "deflate"):
+                raise self._undecodable(exc) from None
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.decode(data)
+        return self._count(out)
+
+    def flush(self) -> bytes:
+        try:
+            out = self._zlib.flush(self._limit - self._produced + 1)
+        except zlib.error as exc:
+            raise self._undecodable(exc) from None
+        return self._count(out)
+
+    def _count(self, out: bytes) -> bytes:
+        self._produced += len(out)
+        if self._produced > self._limit:
+            raise _too_large(self._status_code, self._limit)
+        return out
+
+    def _undecodable(self, exc: zlib.error) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"the body could not be decoded (Content-Encoding {self._coding}: {exc})",
+            status_code=self._status_code,
+        )
+
+
+def _decoders_for(response: httpx.Response, limit: int) -> list[_Inflater]:
+    """Decoders in the order to apply them: the reverse of the order codings were applied."""
+    decoders = []
+    for value in response.headers.get_list("content-encoding", split_commas=True):
+        coding = value.strip().lower()
+        if coding in ("gzip", "deflate"):
+            decoders.append(_Inflater(coding, limit, response.status_code))
+        elif coding in _UNBOUNDED_CODINGS:
+            raise InvalidResponseError(
+                f"the body has Content-Encoding {coding!r}, which this client does not ask "
+                f"for ({ACCEPT_ENCODING!r}) and cannot decode within max_body_size",
+                status_code=response.status_code,
+            )
+    decoders.reverse()
+    return decoders
+
+
+def _too_large(status_code: int, limit: int) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"response body exceeds max_body_size={limit} bytes (decoded); not read",
+        status_code=status_code,
+    )

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 import httpx
 
 from ._errors import InvalidRequestIdError, UsageError
 
-__all__ = ["check_base_url", "check_request_id", "is_loopback_host"]
+__all__ = [
+    "check_base_url",
+    "check_int",
+    "check_request_id",
+    "check_seconds",
+    "is_loopback_host",
+]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~:-]{1,256}")
 _MAX_SHOWN = 40
@@ -67,3 +74,39 @@ def check_base_url(base_url: str, *, allow_insecure: bool) -> str:
             "Use https://, or pass allow_insecure=True if you really mean it"
         )
     return str(url).rstrip("/")
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """Return `value` if it is a real integer >= `minimum`, else raise `UsageError`.
+
+    Floats are refused even when whole: `nan`, `inf` and `1.5` all compare in surprising
+    ways (``nan < 1`` is false), which is how a limit or a count silently switches off.
+    `bool` is refused too: ``True`` is an int to Python, but never a count on purpose.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(
+    name: str, value: object, *, maximum: float | None = None, allow_zero: bool = False
+) -> float:
+    """Return `value` as float seconds if it is a finite number in range, else raise.
+
+    The range is ``0 < value <= maximum`` (``0 <= value`` with `allow_zero`). Infinite and
+    absurd durations are refused rather than trusted: event loops overflow on them
+    (asyncio's timers raise `OverflowError` for ``inf``), far from where they were given.
+    """
+    low = ">= 0" if allow_zero else "> 0"
+    high = f" and <= {maximum:g}" if maximum is not None else ""
+    expected = f"{name} must be a finite number of seconds {low}{high}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(expected)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond float range
+        seconds = math.inf
+    in_range = seconds >= 0 if allow_zero else seconds > 0
+    if not (in_range and math.isfinite(seconds)) or (maximum is not None and seconds > maximum):
+        raise UsageError(expected)
+    return seconds

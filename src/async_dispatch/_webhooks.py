@@ -7,11 +7,15 @@ the answer out. That keeps every rule testable without a server:
 
 1. size, before anything is parsed (413);
 2. the optional header token sent through ``callbackHeaders`` (401);
-3. JSON object (400);
+3. JSON object (400), nested at most `MAX_JSON_DEPTH` levels (422: it never will be);
 4. ``callbackSecret`` (401), compared in constant time on bytes;
 5. ``requestId`` and the status fields, via `Poller.deliver()` (400);
 6. known id (404). A duplicate is a 200: the service delivers at least once, and a
    non-2xx would only make it send the same payload again.
+
+Only a poller that is not open (`NotOpenError`) gets ``503``, the one answer that asks
+the service to try again later. A payload we cannot process gets a 4xx: a 5xx would be
+retried forever.
 
 `WebhookReceiver.handle()` never raises: a framework that sees an exception answers 500
 and the service retries a payload that will never be accepted.
@@ -21,15 +25,18 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import attrs
 
-from ._errors import InvalidResponseError, UsageError
+from ._errors import InvalidResponseError, NotOpenError, UsageError
 from ._log import logger
-from ._poller import DeliveryResult, PollerUnavailable
+from ._poller import DeliveryResult
+from ._validation import check_int
+from ._wire import JSONTooDeepError, loads_bounded
 from .instrumentation import Instrumentation, WebhookAnswered
 
 __all__ = [
@@ -43,6 +50,8 @@ __all__ = [
 #: Status payloads are a few kilobytes; 1 MiB leaves room for large structured outputs.
 DEFAULT_MAX_WEBHOOK_BODY: Final = 1024 * 1024
 _MAX_LOGGED_ID: Final = 64
+#: An HTTP header name (RFC 9110 token).
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def generate_secret(nbytes: int = 32) -> str:
@@ -50,8 +59,10 @@ def generate_secret(nbytes: int = 32) -> str:
 
     32 bytes (256 bits) by default: far beyond guessing, short enough for a header.
     """
-    if nbytes < 16:
-        raise UsageError(f"a webhook secret needs at least 16 random bytes, got {nbytes}")
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 16:
+        raise UsageError(
+            f"a webhook secret needs an integer of at least 16 random bytes, got {nbytes!r}"
+        )
     return secrets.token_urlsafe(nbytes)
 
 
@@ -67,8 +78,8 @@ class WebhookResult:
 
     status_code: int
     #: A short machine-readable word: ``accepted``, ``duplicate``, ``too_large``,
-    #: ``bad_json``, ``bad_payload``, ``bad_secret``, ``bad_token``, ``unknown_request``,
-    #: ``unavailable``, ``internal_error``.
+    #: ``bad_json``, ``too_deep``, ``bad_payload``, ``bad_secret``, ``bad_token``,
+    #: ``unknown_request``, ``unavailable``, ``internal_error``.
     reason: str
     #: The id the payload named, once the payload was authenticated; else None.
     request_id: str | None = None
@@ -120,6 +131,18 @@ class WebhookReceiver:
     ) -> None:
         if (header_name is None) != (header_value is None):
             raise UsageError("give both header_name and header_value, or neither")
+        for name, value in (
+            ("secret", secret),
+            ("header_name", header_name),
+            ("header_value", header_value),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{name} must be a str or None, got {type(value).__name__}")
+        if header_name is not None and not _TOKEN.fullmatch(header_name):
+            raise UsageError(
+                f"header_name must be an HTTP header name (letters, digits and "
+                f"!#$%&'*+-.^_`|~), got {header_name!r}"
+            )
         if secret is not None and not secret:
             raise UsageError("secret must be non-empty (or None for no secret check)")
         if header_value is not None and not header_value:
@@ -129,8 +152,7 @@ class WebhookReceiver:
                 "a webhook receiver needs a secret or a header token; pass "
                 "allow_unauthenticated=True only if the URL is unreachable to others"
             )
-        if isinstance(max_body_size, bool) or max_body_size < 1:
-            raise UsageError(f"max_body_size must be >= 1, got {max_body_size!r}")
+        max_body_size = check_int("max_body_size", max_body_size, minimum=1)
         self.poller = poller
         self.instrumentation = instrumentation or Instrumentation([])
         self.max_body_size = max_body_size
@@ -186,8 +208,10 @@ class WebhookReceiver:
             if received is None or not hmac.compare_digest(_bytes(received), self._token):
                 return self._reject(WebhookResult(status_code=401, reason="bad_token"))
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            payload = loads_bounded(body)
+        except JSONTooDeepError:
+            return self._reject(WebhookResult(status_code=422, reason="too_deep"))
+        except ValueError:
             return self._reject(WebhookResult(status_code=400, reason="bad_json"))
         if not isinstance(payload, dict):
             return self._reject(WebhookResult(status_code=400, reason="bad_payload"))
@@ -203,7 +227,11 @@ class WebhookReceiver:
             return self._reject(
                 WebhookResult(status_code=400, reason="bad_payload", request_id=request_id)
             )
-        except PollerUnavailable:  # closed, not open yet, or stopped by a refused key
+        except RecursionError:  # a payload too deep for the poller: it never will fit
+            return self._reject(
+                WebhookResult(status_code=422, reason="too_deep", request_id=request_id)
+            )
+        except NotOpenError:  # closed, not open yet, or stopped by a refused key
             return self._reject(
                 WebhookResult(status_code=503, reason="unavailable", request_id=request_id)
             )

@@ -5,22 +5,49 @@ about everything else: unknown fields are ignored, optional fields of the wrong 
 dropped rather than fatal, and timestamps are accepted in the common ISO-8601 variants.
 Anything that cannot become a `TaskStatus` raises `InvalidResponseError`, never another
 exception: callers can rely on exactly those two outcomes for arbitrary bytes.
+
+Two promises about those errors: nesting deeper than `MAX_JSON_DEPTH` is refused here
+(the C parser accepts ~1,000 levels, and the next `json.dumps` or recursive walk of such
+a value raises `RecursionError` far from here), and no error keeps the body: nothing is
+chained (a `JSONDecodeError` holds the whole document in `.doc`), and every value quoted
+in a message goes through the caller's `redact` first, before it is cut.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._errors import InvalidResponseError
 from ._models import Status, TaskStatus, Usage
 
-__all__ = ["excerpt", "parse_status_body", "parse_status_payload", "parse_timestamp"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JSONTooDeepError",
+    "Redactor",
+    "excerpt",
+    "loads_bounded",
+    "parse_status_body",
+    "parse_status_payload",
+    "parse_timestamp",
+]
+
+#: Deepest nesting of arrays and objects accepted in a body or a webhook payload. The
+#: documented payloads are 3 levels deep; structured outputs and HITL metadata get room.
+MAX_JSON_DEPTH = 64
+
+#: Removes secrets from text taken from a response, before it is placed in a message.
+Redactor = Callable[[str], str]
 
 _EXCERPT_LIMIT = 200
+
+
+class JSONTooDeepError(ValueError):
+    """A JSON document nests arrays/objects deeper than we accept."""
+
 
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
@@ -78,35 +105,100 @@ def parse_timestamp(value: str) -> datetime:
     )
 
 
-def parse_status_body(request_id: str, body: bytes, *, status_code: int = 200) -> TaskStatus:
-    """Parse the body of a status response; `InvalidResponseError` if it is not one."""
+def loads_bounded(body: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """`json.loads`, refusing nesting deeper than `max_depth`.
+
+    Raises `ValueError` (a bad document, bad UTF-8, or too deep) and nothing else; the
+    error never holds the document (unlike `JSONDecodeError.doc`). The depth check costs
+    nothing for ordinary bodies: a document with fewer brackets than `max_depth` cannot
+    be that deep, and only others are walked.
+    """
+    too_deep = JSONTooDeepError(f"nested deeper than {max_depth} levels")
+    problem: ValueError | None = None
     try:
         data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        looks_html = body.lstrip()[:1] == b"<"
-        what = "an HTML page" if looks_html else "not valid JSON"
-        raise InvalidResponseError(
-            f"status of {request_id!r}: the service answered HTTP {status_code} with {what} "
-            "(a proxy or the service is misbehaving; usually transient)",
-            status_code=status_code,
-            body_excerpt=excerpt(body),
-        ) from exc
+    except json.JSONDecodeError as exc:
+        problem = ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})")
+    except UnicodeDecodeError as exc:
+        problem = ValueError(f"not valid UTF-8 ({exc.reason} at position {exc.start})")
+    except ValueError:
+        problem = ValueError("not valid JSON")
+    except RecursionError:
+        problem = too_deep
+    if problem is not None:  # raised outside the `except`: nothing is chained
+        raise problem
+    if _brackets(body) > max_depth and _deeper_than(data, max_depth):
+        raise too_deep
+    return data
+
+
+def _brackets(body: bytes | str) -> int:
+    """How many arrays/objects `body` could open: an upper bound on its depth."""
+    if isinstance(body, bytes):
+        return body.count(b"[") + body.count(b"{")
+    return body.count("[") + body.count("{")
+
+
+def _deeper_than(data: object, max_depth: int) -> bool:
+    """Whether `data` nests arrays/objects more than `max_depth` deep (no recursion)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_status_body(
+    request_id: str, body: bytes, *, status_code: int = 200, redact: Redactor | None = None
+) -> TaskStatus:
+    """Parse the body of a status response; `InvalidResponseError` if it is not one.
+
+    `redact` is applied to every value quoted in an error message, before it is cut.
+    """
+    clean = redact or _unchanged
     try:
-        return parse_status_payload(request_id, data)
-    except InvalidResponseError as exc:
-        exc.status_code = status_code
-        exc.body_excerpt = excerpt(body)
-        raise
+        data = loads_bounded(body)
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        try:
+            return parse_status_payload(request_id, data, redact=clean)
+        except InvalidResponseError as exc:
+            exc.status_code = status_code
+            exc.body_excerpt = excerpt(clean(_head(body)))
+            raise
+    looks_html = body.lstrip()[:1] == b"<"
+    what = "an HTML page" if looks_html else problem
+    raise InvalidResponseError(
+        f"status of {request_id!r}: the service answered HTTP {status_code} with {what} "
+        "(a proxy or the service is misbehaving; usually transient)",
+        status_code=status_code,
+        body_excerpt=excerpt(clean(_head(body))),
+    )
 
 
-def parse_status_payload(request_id: str, data: object) -> TaskStatus:
-    """Build a `TaskStatus` from decoded JSON (a status response or a webhook payload)."""
+def parse_status_payload(
+    request_id: str, data: object, *, redact: Redactor | None = None
+) -> TaskStatus:
+    """Build a `TaskStatus` from decoded JSON (a status response or a webhook payload).
+
+    `redact` is applied to every value quoted in an error message, before it is cut.
+    """
+    clean = redact or _unchanged
     if not isinstance(data, Mapping):
         raise _invalid(request_id, f"expected a JSON object, got {type(data).__name__}")
     raw_status = data.get("status")
     if not isinstance(raw_status, str) or not raw_status:
         raise _invalid(request_id, "field 'status' is missing or not a non-empty string")
-    created_at = _timestamp(request_id, data, "createdAt", required=True)
+    created_at = _timestamp(request_id, data, "createdAt", required=True, redact=clean)
     assert created_at is not None
     response = data.get("response")
     if response is not None and not isinstance(response, Mapping):
@@ -116,7 +208,7 @@ def parse_status_payload(request_id: str, data: object) -> TaskStatus:
         status=Status.from_wire(raw_status),
         raw_status=raw_status,
         created_at=created_at,
-        completed_at=_timestamp(request_id, data, "completedAt", required=False),
+        completed_at=_timestamp(request_id, data, "completedAt", required=False, redact=clean),
         text=_text_of(response),
         response=response,
         structured_output=_structured_output_of(response),
@@ -126,6 +218,15 @@ def parse_status_payload(request_id: str, data: object) -> TaskStatus:
     )
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _head(body: bytes) -> str:
+    """The start of a body, decoded, long enough for any excerpt of it."""
+    return body[: _EXCERPT_LIMIT * 8].decode("utf-8", "replace")
+
+
 def _invalid(request_id: str, problem: str) -> InvalidResponseError:
     return InvalidResponseError(
         f"status of {request_id!r} is not as documented: {problem}", status_code=None
@@ -133,7 +234,7 @@ def _invalid(request_id: str, problem: str) -> InvalidResponseError:
 
 
 def _timestamp(
-    request_id: str, data: Mapping[str, Any], key: str, *, required: bool
+    request_id: str, data: Mapping[str, Any], key: str, *, required: bool, redact: Redactor
 ) -> datetime | None:
     value = data.get(key)
     if value is None and not required:
@@ -142,8 +243,13 @@ def _timestamp(
         raise _invalid(request_id, f"field {key!r} is missing or not a string")
     try:
         return parse_timestamp(value)
-    except ValueError as exc:  # also out-of-range dates from datetime()
-        raise _invalid(request_id, f"field {key!r}: {exc}") from exc
+    except ValueError:  # also out-of-range dates from datetime()
+        pass
+    # Quoted from the redacted value, and raised outside the `except`: the `ValueError`
+    # (which quotes the raw value) is not kept as context.
+    raise _invalid(
+        request_id, f"field {key!r} is not an ISO-8601 timestamp: {excerpt(redact(value), 40)!r}"
+    )
 
 
 def _text_of(response: Mapping[str, Any] | None) -> str | None:
