@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from async_dispatch import RetryPolicy, UsageError, parse_retry_after
-from async_dispatch._retry import MAX_RETRY_AFTER
+from async_dispatch import RetryPolicy, UsageError
+from async_dispatch._retry import MAX_RETRY_AFTER, parse_retry_after
 
 
 class _Ceiling(random.Random):

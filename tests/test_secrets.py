@@ -26,8 +26,8 @@ from async_dispatch import (
     DispatchError,
     RetryPolicy,
     UsageError,
-    parse_status_body,
 )
+from async_dispatch._wire import parse_status_body
 
 pytestmark = pytest.mark.anyio
 

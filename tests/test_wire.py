@@ -18,10 +18,8 @@ from async_dispatch import (
     Status,
     TaskStatus,
     Usage,
-    parse_status_body,
-    parse_status_payload,
 )
-from async_dispatch._wire import excerpt, parse_timestamp
+from async_dispatch._wire import excerpt, parse_status_body, parse_status_payload, parse_timestamp
 
 UTC = timezone.utc
 DEC_19 = datetime(2024, 12, 19, tzinfo=UTC)

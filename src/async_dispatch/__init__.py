@@ -10,6 +10,7 @@ The public surface is re-exported here; the modules behind it are private.
                 print(outcome.request_id, outcome.kind)
 """
 
+from ._cadence import Cadence
 from ._client import DEFAULT_BASE_URL, DispatchClient
 from ._errors import (
     APIStatusError,
@@ -29,18 +30,20 @@ from ._errors import (
 )
 from ._limiter import Limiter, TokenBucket
 from ._models import Status, TaskStatus, Usage
+from ._options import SubmitOptions
 from ._outcome import Outcome, OutcomeKind
-from ._poller import DeliveryResult, Poller
-from ._retry import RetryPolicy, parse_retry_after
+from ._poller import DeliveryResult, Poller, PollerUnavailable
+from ._retry import RetryPolicy
 from ._stats import PollerStats
+from ._store import MemoryStore, TaskStore, TrackedTask
 from ._version import __version__
-from ._wire import parse_status_body, parse_status_payload
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "Cadence",
     "DeadlineExceeded",
     "DeliveryResult",
     "DispatchClient",
@@ -48,24 +51,26 @@ __all__ = [
     "InvalidRequestIdError",
     "InvalidResponseError",
     "Limiter",
+    "MemoryStore",
     "NotFoundError",
     "Outcome",
     "OutcomeKind",
     "PermissionDeniedError",
     "Poller",
     "PollerStats",
+    "PollerUnavailable",
     "RateLimitedError",
     "RetryPolicy",
     "ServerError",
     "Status",
+    "SubmitOptions",
     "SubmitUncertainError",
     "TaskStatus",
+    "TaskStore",
     "TokenBucket",
+    "TrackedTask",
     "TransportError",
     "Usage",
     "UsageError",
     "__version__",
-    "parse_retry_after",
-    "parse_status_body",
-    "parse_status_payload",
 ]

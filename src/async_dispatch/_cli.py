@@ -531,7 +531,7 @@ async def _track_one(
 ) -> Outcome:
     """Poll one task to its final outcome, telling stderr about input requests on the way."""
     async with _poller(args, client) as poller:
-        poller.track(request_id)
+        await poller.track(request_id)
         async for outcome in poller:
             if outcome.final:
                 return outcome
@@ -556,7 +556,7 @@ async def _wait(
     display: Display = make_display(out, json_lines=args.json)
     finals: list[Outcome] = []
     async with _poller(args, client) as poller:
-        poller.track_many(ids)
+        await poller.track_many(ids)
         display.start(len(ids))
         try:
             async for outcome in poller:

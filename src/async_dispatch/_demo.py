@@ -34,6 +34,7 @@ from ._cli_output import (
 from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
 from ._limiter import TokenBucket
+from ._options import SubmitOptions
 from ._outcome import Outcome, OutcomeKind
 from ._poller import Poller
 from .testing import Durations, OutcomeMix, RateLimit, Simulator, SimulatorConfig, serve
@@ -267,7 +268,7 @@ async def _fan_out_and_track(
                 await poller.submit(
                     f"/Operator demo task {n} ({ending})",
                     context=ending,
-                    extra={"simulate": simulate},
+                    options=SubmitOptions(extra={"simulate": simulate}),
                 )
                 state.submitted += 1
             except DispatchError:

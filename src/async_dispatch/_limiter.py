@@ -34,7 +34,7 @@ import anyio
 from ._clock import loop_clock
 from ._errors import UsageError
 
-__all__ = ["Limiter", "TokenBucket"]
+__all__ = ["Limiter", "OneAtATime", "TokenBucket"]
 
 
 class Limiter(Protocol):
@@ -188,3 +188,41 @@ class TokenBucket:
         self._waiters.remove(turn)
         if was_head and self._waiters:
             self._waiters[0].set()
+
+
+class OneAtATime:
+    """A limiter seen through a turnstile: one caller at a time waits in it.
+
+    The limiter is FIFO, and a poller's checks queue in it through a single dispatching
+    worker. If every concurrent submit queued on its own, fifty submitters would get
+    fifty turns for each turn of the checks. Through this view, at most one submit and
+    one check wait in the limiter at any moment, so when both are saturated they
+    alternate, and when no check is due the submits get the whole budget.
+    """
+
+    __slots__ = ("_limiter", "_lock")
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> OneAtATime:
+        return self  # the limiter itself is entered by its owner
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def try_acquire(self) -> bool:
+        return False  # always through the turnstile, or the alternation is lost
+
+    async def acquire(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            await self._limiter.acquire()
+
+    async def pause(self, seconds: float) -> None:
+        await self._limiter.pause(seconds)
+
+    def paused_for(self) -> float:
+        return self._limiter.paused_for()

@@ -22,6 +22,10 @@ __all__ = ["RetryPolicy", "parse_retry_after"]
 #: A `Retry-After` longer than this is treated as this: a broken proxy must not be able
 #: to park a client for days.
 MAX_RETRY_AFTER = 300.0
+#: A 429 without a usable `Retry-After` pauses the key this long, doubling per 429 in a
+#: row up to `_PAUSE_CAP`.
+_PAUSE_FLOOR = 1.0
+_PAUSE_CAP = 60.0
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -58,6 +62,19 @@ class RetryPolicy:
                 growth = math.inf
             ceiling = min(self.max_delay, self.initial_delay * growth)
         return (rng or random).uniform(0.0, ceiling)
+
+    def rate_limit_pause(self, retry_after: float | None, consecutive: int) -> float:
+        """How long a 429 pauses the whole key: the one rule, for client and poller alike.
+
+        `consecutive` counts the 429s met in a row (1 for the first). A usable
+        `Retry-After` is honoured (up to `MAX_RETRY_AFTER`); a missing or useless one
+        (zero, negative, a past date) gets a floor that doubles with each 429 in a row,
+        so a 429 always slows the key down.
+        """
+        floor = min(_PAUSE_CAP, _PAUSE_FLOOR * 2.0 ** min(max(consecutive, 1) - 1, 16))
+        if retry_after is None or not retry_after >= _PAUSE_FLOOR:
+            return floor
+        return min(retry_after, MAX_RETRY_AFTER)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -21,12 +21,17 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 
 from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
+from ._limiter import Limiter
 from ._log import logger
+from ._options import SubmitOptions
 from ._outcome import Outcome
 from ._poller import Poller
+from ._service import Service
+from ._store import TaskStore
 from ._webhooks import DEFAULT_MAX_WEBHOOK_BODY, WebhookReceiver, generate_secret
 
 __all__ = ["DispatchRuntime", "OutcomeHandler"]
@@ -53,7 +58,9 @@ class DispatchRuntime:
         on_outcome: Called with every outcome (see `OutcomeHandler`).
         keep: How many latest outcomes to keep for `outcome()`, oldest dropped first.
         max_body_size: Webhook bodies above this get 413.
-        poller_options: Passed to `Poller` (rate, burst, deadline, safety_interval...).
+        rate, burst, deadline, max_in_flight, safety_interval, stop_on_input_required,
+        bucket, store, seed: As for `Poller`. Pass a fleet's `RedisTokenBucket` and
+            `RedisStore` to run several replicas of the app on one key.
     """
 
     def __init__(
@@ -67,18 +74,36 @@ class DispatchRuntime:
         on_outcome: OutcomeHandler | None = None,
         keep: int = _DEFAULT_KEEP,
         max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
-        **poller_options: Any,
+        rate: float = 10.0,
+        burst: int = 10,
+        deadline: float = 600.0,
+        max_in_flight: int = 10,
+        safety_interval: float = 60.0,
+        stop_on_input_required: bool = False,
+        bucket: Limiter | None = None,
+        store: TaskStore | None = None,
+        seed: int | None = None,
     ) -> None:
-        if keep < 0:
-            raise UsageError(f"keep must be >= 0, got {keep!r}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise UsageError(f"keep must be an int >= 0, got {keep!r}")
         secret = callback_secret if callback_secret is not None else generate_secret()
         self.client = client if client is not None else DispatchClient()
         self.callback_url = callback_url
+        headers = {header_name.lower(): header_value} if header_name and header_value else None
         self.poller = Poller(
             self.client,
+            rate=rate,
+            burst=burst,
+            deadline=deadline,
+            max_in_flight=max_in_flight,
+            safety_interval=safety_interval,
+            stop_on_input_required=stop_on_input_required,
+            bucket=bucket,
+            store=store,
+            seed=seed,
             callback_url=callback_url,
             callback_secret=secret if callback_url is not None else None,
-            **poller_options,
+            callback_headers=headers if callback_url is not None else None,
         )
         self.receiver = WebhookReceiver(
             self.poller,
@@ -92,8 +117,7 @@ class DispatchRuntime:
         #: Set when the service refused the key: the poller stopped, nothing will finish.
         self.error: DispatchError | None = None
         self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._entered = False
+        self._service = Service("DispatchRuntime")
 
     def __repr__(self) -> str:
         mode = "hybrid" if self.callback_url else "polling"
@@ -102,21 +126,19 @@ class DispatchRuntime:
 
     @property
     def running(self) -> bool:
-        return self._stack is not None
+        return self._service.running
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> DispatchRuntime:
-        if self._entered:
-            raise RuntimeError("a DispatchRuntime can be opened only once")
-        self._entered = True
-        async with contextlib.AsyncExitStack() as stack:
+        async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.client)
             await stack.enter_async_context(self.poller)
-            task_group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(task_group.cancel_scope.cancel)  # runs first on the way out
+
+        def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._consume, name="async_dispatch.runtime-consumer")
-            self._stack = stack.pop_all()
+
+        await self._service.open(enter, start)
         return self
 
     async def __aexit__(
@@ -124,10 +146,8 @@ class DispatchRuntime:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        stack, self._stack = self._stack, None
-        assert stack is not None, "DispatchRuntime was not opened"
-        return await stack.__aexit__(exc_type, exc, tb)
+    ) -> None:
+        await self._service.close(exc_type, exc, tb)
 
     # -- using it -----------------------------------------------------------------------
 
@@ -137,14 +157,10 @@ class DispatchRuntime:
         *,
         deadline: float | None = None,
         context: Any = None,
-        **options: Any,
+        options: SubmitOptions | None = None,
     ) -> str:
-        """`Poller.submit()`, adding the header token to ``callbackHeaders`` if configured."""
-        headers = self.receiver.callback_headers
-        if headers is not None and self.callback_url is not None:
-            merged = {**headers, **(options.get("callback_headers") or {})}
-            options["callback_headers"] = merged
-        return await self.poller.submit(prompt, deadline=deadline, context=context, **options)
+        """`Poller.submit()`: in hybrid mode the callback URL, secret and header are added."""
+        return await self.poller.submit(prompt, deadline=deadline, context=context, options=options)
 
     def outcome(self, request_id: str) -> Outcome | None:
         """The latest outcome seen for `request_id` (among the last `keep`), or None."""

@@ -35,6 +35,9 @@ class PollerStats:
     #: Status payloads delivered from outside (webhooks), and those that changed nothing.
     deliveries: int = 0
     duplicate_deliveries: int = 0
+    #: How late past its due time the latest check was dispatched, in seconds. Above the
+    #: cadence's `max_interval`, the tracked load needs more budget than the key has.
+    check_lag: float = 0.0
     #: Outcomes yielded, by kind.
     outcomes: dict[OutcomeKind, int] = attrs.field(factory=_zero_per_kind)
 

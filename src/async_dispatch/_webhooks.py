@@ -29,7 +29,7 @@ import attrs
 
 from ._errors import InvalidResponseError, UsageError
 from ._log import logger
-from ._poller import DeliveryResult
+from ._poller import DeliveryResult, PollerUnavailable
 
 __all__ = [
     "DEFAULT_MAX_WEBHOOK_BODY",
@@ -57,7 +57,7 @@ def generate_secret(nbytes: int = 32) -> str:
 class Deliverer(Protocol):
     """What the receiver feeds payloads into: a `Poller`, or anything shaped like it."""
 
-    def deliver(self, payload: Mapping[str, Any]) -> DeliveryResult: ...
+    async def deliver(self, payload: Mapping[str, Any]) -> DeliveryResult: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -158,16 +158,16 @@ class WebhookReceiver:
         """The 413 answer, for adapters that stop reading a body past `max_body_size`."""
         return self._reject(_TOO_LARGE)
 
-    def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
+    async def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         """Decide the answer to one webhook delivery. Never raises."""
         try:
-            return self._handle(body, headers)
+            return await self._handle(body, headers)
         except Exception as exc:  # the framework must get an answer, not a traceback
             # No exc_info: rendered tracebacks may show locals, and the payload's are secret.
             logger.error("webhook_error", error=type(exc).__name__)
             return WebhookResult(status_code=500, reason="internal_error")
 
-    def _handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
+    async def _handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         if len(body) > self.max_body_size:
             return self._reject(_TOO_LARGE)
         if self._token is not None:
@@ -188,12 +188,12 @@ class WebhookReceiver:
         raw_id = payload.get("requestId")
         request_id = raw_id[:_MAX_LOGGED_ID] if isinstance(raw_id, str) else None
         try:
-            delivery = self.poller.deliver(payload)
+            delivery = await self.poller.deliver(payload)
         except InvalidResponseError:
             return self._reject(
                 WebhookResult(status_code=400, reason="bad_payload", request_id=request_id)
             )
-        except RuntimeError:  # the poller is closed (shutting down) or not open yet
+        except PollerUnavailable:  # closed, not open yet, or stopped by a refused key
             return self._reject(
                 WebhookResult(status_code=503, reason="unavailable", request_id=request_id)
             )

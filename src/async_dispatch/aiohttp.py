@@ -109,4 +109,4 @@ async def _handle(request: web.Request) -> WebhookResult:
         body += more
     if len(body) > receiver.max_body_size:
         return receiver.too_large()
-    return receiver.handle(body, request.headers)
+    return await receiver.handle(body, request.headers)

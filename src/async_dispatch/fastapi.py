@@ -133,4 +133,4 @@ async def _handle(request: Request) -> WebhookResult:
             if size > receiver.max_body_size:
                 return receiver.too_large()
             chunks.append(chunk)
-    return receiver.handle(b"".join(chunks), request.headers)
+    return await receiver.handle(b"".join(chunks), request.headers)

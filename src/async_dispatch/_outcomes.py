@@ -1,0 +1,97 @@
+"""`OutcomeQueue`: outcomes waiting for the application, and the iterator that takes them.
+
+Outcomes arrive from the task store (a check, a webhook or the deadline resolved a task)
+and leave through ``async for outcome in poller``. An outcome counts as handled when the
+consumer asks for the next one: only then is its receipt acknowledged to the store, so a
+store shared by a fleet can hand an outcome that a dead replica never finished to another.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio.lowlevel
+
+from ._alarm import Alarm
+from ._outcome import Outcome
+
+__all__ = ["OutcomeQueue", "OutcomeStream"]
+
+
+class OutcomeQueue:
+    """A FIFO of ``(outcome, receipt)``, with one consumer that sleeps when it is empty."""
+
+    __slots__ = ("_alarm", "_consuming", "_items", "_unacked")
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[Outcome, Any]] = deque()
+        self._alarm = Alarm()
+        self._consuming = False
+        self._unacked: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, outcome: Outcome, receipt: Any) -> None:
+        """Queue an outcome (the store's sink) and wake the consumer."""
+        self._items.append((outcome, receipt))
+        self._alarm.wake()
+
+    def wake(self) -> None:
+        """Make the consumer look again (something it waits on may have changed)."""
+        self._alarm.wake()
+
+    def waiting(self) -> Iterator[tuple[Outcome, Any]]:
+        """The queued outcomes with their receipts, oldest first."""
+        return iter(self._items)
+
+    async def take(
+        self,
+        *,
+        ack: Callable[[Any], Awaitable[None]],
+        stop: Callable[[], Awaitable[BaseException | None]],
+    ) -> Outcome:
+        """The next outcome, once the previous one is acknowledged.
+
+        `stop` is asked whenever the queue is empty: it returns the exception that ends
+        the iteration (`StopAsyncIteration`, or a fatal error), or None to keep waiting.
+        Queued outcomes always come first, so a fatal error never withholds an outcome
+        that was already known.
+        """
+        if self._consuming:
+            raise RuntimeError("these outcomes are already being iterated by another task")
+        self._consuming = True
+        try:
+            while self._unacked:
+                await ack(self._unacked[-1])
+                self._unacked.pop()
+            while True:
+                if self._items:
+                    # Yield to the loop *before* taking an outcome: a cancellation here
+                    # leaves it queued (and in snapshots) instead of losing it.
+                    await anyio.lowlevel.checkpoint()
+                    outcome, receipt = self._items.popleft()
+                    self._unacked.append(receipt)
+                    return outcome
+                reason = await stop()
+                if reason is not None:
+                    raise reason
+                if not self._items:
+                    await self._alarm.sleep_until(float("inf"))
+        finally:
+            self._consuming = False
+
+
+class OutcomeStream(AsyncIterator[Outcome]):
+    """The iterator `Poller.results()` returns (a class, not an async generator, so that
+    breaking out of ``async for`` leaves nothing suspended to be finalised later)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self, next_outcome: Callable[[], Awaitable[Outcome]]) -> None:
+        self._next = next_outcome
+
+    async def __anext__(self) -> Outcome:
+        return await self._next()

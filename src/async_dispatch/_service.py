@@ -1,0 +1,86 @@
+"""`Service`: the one way an object of this library owns background tasks.
+
+An object that runs background jobs (the poller's workers, the runtime's consumer, a
+Redis store's reader) opens an exit stack and a task group in ``__aenter__`` and must, on
+the way out by any path, cancel and await everything it started. The body's exception is
+not the background's business: it must come out as itself (``except ValueError:`` around
+the block works), not wrapped in an ``ExceptionGroup``. This class does that, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+import anyio
+import anyio.abc
+
+__all__ = ["Service"]
+
+#: Enters the resources the jobs need on the exit stack.
+Enter = Callable[[contextlib.AsyncExitStack], Awaitable[None]]
+#: Starts the jobs in the task group.
+Start = Callable[[anyio.abc.TaskGroup], None]
+
+
+class Service:
+    """A task group and the resources it needs, owned by one ``async with``.
+
+    The exit stack is entered first, so resources (a client, a store) outlive the jobs
+    that use them; on the way out the jobs are cancelled and awaited, then the resources
+    closed in reverse order. A failure of a background job propagates from the exit.
+    """
+
+    __slots__ = ("_name", "_stack", "_task_group", "_used")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._used = False
+
+    @property
+    def running(self) -> bool:
+        return self._task_group is not None
+
+    async def open(self, enter: Enter, start: Start) -> None:
+        """Enter the resources through `enter`, then start the jobs through `start`."""
+        if self._used:
+            raise RuntimeError(f"this {self._name} was already opened; enter it only once")
+        self._used = True
+        async with contextlib.AsyncExitStack() as stack:
+            await enter(stack)
+            task_group = anyio.create_task_group()
+            await stack.enter_async_context(_BodyBlind(task_group))
+            start(task_group)
+            self._stack = stack.pop_all()
+            self._task_group = task_group
+
+    async def close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Cancel and await the jobs, then close the resources."""
+        stack, self._stack, self._task_group = self._stack, None, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+
+class _BodyBlind:
+    """Enter a task group; on exit cancel it and await it without showing it the body's
+    exception, so that exception propagates as itself."""
+
+    __slots__ = ("_task_group",)
+
+    def __init__(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._task_group = task_group
+
+    async def __aenter__(self) -> None:
+        await self._task_group.__aenter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(None, None, None)

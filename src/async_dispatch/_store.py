@@ -1,0 +1,414 @@
+"""The task-store seam, and `MemoryStore`: where tracked tasks live.
+
+A task store is the one owner of every state change of a tracked task: it adds tasks,
+hands out due checks (`claim`), takes them back with their next check (`end_check`),
+gives a task its final outcome exactly once (`resolve`), times tasks out at their
+deadline (`expire`), and delivers outcomes to the poller's queue. The poller decides,
+the store records: that split is what lets a fleet of processes share one store
+(`async_dispatch.redis.RedisStore`) while a single process keeps everything in memory.
+
+`MemoryStore` costs one slotted record and a heap entry or two per task, a few hundred
+bytes, with no coroutine or timer per task: that is what lets one poller hold 100,000.
+Heap entries are never removed in place. Rescheduling pushes a new entry and the old one
+goes stale; stale entries are recognised and dropped when they reach the top, and the
+heaps are rebuilt when stale entries far outnumber live ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Final, Protocol
+
+from ._cadence import NextCheck
+from ._models import TaskStatus
+from ._outcome import Outcome, OutcomeKind
+
+__all__ = ["MemoryStore", "OutcomeSink", "TaskStore", "TrackedTask", "make_outcome"]
+
+#: How many finished ids are remembered to recognise late or duplicate webhooks.
+RECENTLY_FINISHED: Final = 65_536
+#: How many webhooks that beat their submit's answer are held for the submit.
+PARKED_READINGS: Final = 1_024
+
+#: Where a store hands outcomes: ``sink(outcome, receipt)``. The receipt comes back to
+#: `TaskStore.ack` once the application has taken the outcome.
+OutcomeSink = Callable[[Outcome, Any], None]
+
+
+class TrackedTask:
+    """The state of one tracked task: a record the store owns and the poller reads."""
+
+    __slots__ = (
+        "context",
+        "deadline",
+        "due",
+        "errors",
+        "last_check",
+        "last_error",
+        "last_input",
+        "last_status",
+        "lease",
+        "polls",
+        "request_id",
+        "seq",
+        "started",
+    )
+
+    def __init__(self, request_id: str, *, started: float, deadline: float, context: Any) -> None:
+        self.request_id = request_id
+        self.context = context
+        self.started = started
+        self.deadline = deadline
+        #: When the next check is due; `math.inf` while claimed, or when none is planned.
+        self.due = math.inf
+        #: True when the planned check is the last one before the deadline.
+        self.last_check = False
+        self.seq = 0
+        #: The fencing token of the claim a check runs under (stores that share tasks).
+        self.lease = 0
+        self.polls = 0
+        #: Consecutive transient failures, for the error backoff.
+        self.errors = 0
+        self.last_error: Exception | None = None
+        self.last_status: TaskStatus | None = None
+        #: Identity of the last input request reported, so each is reported once.
+        self.last_input: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<TrackedTask {self.request_id} due={self.due:.3f} polls={self.polls}>"
+
+
+def make_outcome(
+    task: TrackedTask,
+    kind: OutcomeKind,
+    now: float,
+    *,
+    status: TaskStatus | None = None,
+    error: Exception | None = None,
+    final: bool = True,
+) -> Outcome:
+    """The outcome `task` ends (or, with ``final=False``, notifies) with at `now`."""
+    return Outcome(
+        request_id=task.request_id,
+        kind=kind,
+        status=status or task.last_status,
+        error=error,
+        context=task.context,
+        polls=task.polls,
+        elapsed=now - task.started,
+        final=final,
+    )
+
+
+class TaskStore(Protocol):
+    """What a `Poller` needs of the place its tasks live. See the module docstring.
+
+    Times are in the poller's clock (`anyio.current_time()`); a store shared between
+    processes translates them. Every method may do I/O, except the ones that are not
+    coroutines: those answer from what the store already knows.
+    """
+
+    def attach(
+        self, sink: OutcomeSink, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serve one poller, handing outcomes to `sink`, for the duration of the block."""
+        ...
+
+    def __len__(self) -> int:
+        """Tasks tracked, as far as this process knows without I/O."""
+        ...
+
+    async def add(self, task: TrackedTask) -> bool:
+        """Track `task` with its first check at `task.due`; False if its id is tracked."""
+        ...
+
+    async def get(self, request_id: str) -> TrackedTask | None:
+        """The tracked task with this id, or None."""
+        ...
+
+    async def forget(self, request_id: str) -> bool:
+        """Stop tracking without an outcome; True if the id was tracked."""
+        ...
+
+    def next_due(self) -> float:
+        """When a check may next be claimable: a hint for the dispatcher's alarm."""
+        ...
+
+    async def claim(self, now: float) -> TrackedTask | None:
+        """Take the most urgent check due at `now` (last checks first), or None."""
+        ...
+
+    async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
+        """Finish a claimed check: record the task's state and plan its next check."""
+        ...
+
+    async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
+        """Give `task` its final `outcome` if nobody did first; True if this call did.
+
+        `fenced`: only if the caller's claim still holds (a poll). A webhook or the
+        deadline resolves whoever holds the claim.
+        """
+        ...
+
+    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
+        """Deliver a non-final outcome and record `task.last_input`."""
+        ...
+
+    def next_deadline(self) -> float:
+        """When the earliest deadline falls, as far as this process knows."""
+        ...
+
+    async def expire(self, now: float) -> int:
+        """Resolve every task whose deadline is at or before `now` as TIMED_OUT."""
+        ...
+
+    async def ack(self, receipt: Any) -> None:
+        """The application took the outcome this receipt came with."""
+        ...
+
+    async def begin_submit(self) -> Any:
+        """A submit is about to be sent; returns a ticket for `end_submit`."""
+        ...
+
+    async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
+        """The submit is over: track `task` (None if it failed) and return a reading that
+        arrived for it meanwhile, if any."""
+        ...
+
+    async def park(self, request_id: str, status: TaskStatus) -> bool:
+        """Hold a webhook for an id not tracked yet, if a submit might still own it."""
+        ...
+
+    async def finished(self, request_id: str) -> bool:
+        """Whether this id recently got its final outcome (a late or repeated webhook)."""
+        ...
+
+    async def idle(self) -> bool:
+        """Nothing tracked, and no submit in flight."""
+        ...
+
+
+class MemoryStore:
+    """The default `TaskStore`: this process's memory, for one poller on one event loop."""
+
+    __slots__ = (
+        "_clock",
+        "_deadlines",
+        "_due",
+        "_finished",
+        "_last",
+        "_parked",
+        "_seq",
+        "_sink",
+        "_submitting",
+        "tasks",
+    )
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, TrackedTask] = {}
+        # Routine checks and last checks, each a heap of (due, seq, task).
+        self._due: list[tuple[float, int, TrackedTask]] = []
+        self._last: list[tuple[float, int, TrackedTask]] = []
+        self._deadlines: list[tuple[float, int, TrackedTask]] = []
+        self._seq = itertools.count()
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._parked: OrderedDict[str, TaskStatus] = OrderedDict()
+        self._submitting = 0
+        self._sink: OutcomeSink | None = None
+        self._clock: Callable[[], float] | None = None
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore tracked={len(self.tasks)}>"
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @contextlib.asynccontextmanager
+    async def attach(self, sink: OutcomeSink, clock: Callable[[], float]) -> AsyncIterator[None]:
+        if self._sink is not None:
+            raise RuntimeError("this MemoryStore already serves a Poller; give each its own")
+        self._sink, self._clock = sink, clock
+        try:
+            yield
+        finally:
+            self._sink = None
+
+    # -- tracking -----------------------------------------------------------------------
+
+    async def add(self, task: TrackedTask) -> bool:
+        return self.add_now(task)
+
+    def add_now(self, task: TrackedTask) -> bool:
+        """`add()` without the coroutine, for bulk restores."""
+        if task.request_id in self.tasks:
+            return False
+        self.tasks[task.request_id] = task
+        seq = next(self._seq)
+        heapq.heappush(self._deadlines, (task.deadline, seq, task))
+        self._plan(task, NextCheck(task.due, task.last_check))
+        return True
+
+    async def get(self, request_id: str) -> TrackedTask | None:
+        return self.tasks.get(request_id)
+
+    async def forget(self, request_id: str) -> bool:
+        if self.tasks.pop(request_id, None) is None:
+            return False
+        self._compact()
+        return True
+
+    def snapshot_tasks(self) -> Iterator[TrackedTask]:
+        """Every tracked task, for `Poller.snapshot()`."""
+        return iter(self.tasks.values())
+
+    # -- checks -------------------------------------------------------------------------
+
+    def next_due(self) -> float:
+        return min(self._top(self._last), self._top(self._due))
+
+    async def claim(self, now: float) -> TrackedTask | None:
+        return self.claim_now(now)
+
+    def claim_now(self, now: float) -> TrackedTask | None:
+        """`claim()` without the coroutine: the dispatcher's fast path."""
+        for heap in (self._last, self._due):
+            if self._top(heap) <= now:
+                task = heapq.heappop(heap)[2]
+                task.due = math.inf
+                return task
+        return None
+
+    async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
+        if self.tasks.get(task.request_id) is task:
+            self._plan(task, next_check)
+
+    def _plan(self, task: TrackedTask, next_check: NextCheck) -> None:
+        task.due = next_check.due
+        task.last_check = next_check.last
+        task.seq = seq = next(self._seq)
+        if next_check.due < math.inf:
+            heapq.heappush(
+                self._last if next_check.last else self._due, (next_check.due, seq, task)
+            )
+
+    def _top(self, heap: list[tuple[float, int, TrackedTask]]) -> float:
+        tasks = self.tasks
+        while heap:
+            when, seq, task = heap[0]
+            if task.seq == seq and tasks.get(task.request_id) is task:
+                return when
+            heapq.heappop(heap)
+        return math.inf
+
+    # -- endings ------------------------------------------------------------------------
+
+    async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
+        # One process, one record per task: identity is the fence.
+        if self.tasks.get(task.request_id) is not task:
+            return False
+        del self.tasks[task.request_id]
+        self._compact()
+        self._remember(task.request_id)
+        self._deliver(outcome, task)
+        return True
+
+    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
+        if self.tasks.get(task.request_id) is task:
+            self._deliver(outcome, task)
+
+    def next_deadline(self) -> float:
+        deadlines, tasks = self._deadlines, self.tasks
+        while deadlines:
+            when, _, task = deadlines[0]
+            if tasks.get(task.request_id) is task:
+                return when
+            heapq.heappop(deadlines)
+        return math.inf
+
+    async def expire(self, now: float) -> int:
+        expired = 0
+        while self.next_deadline() <= now:
+            task = heapq.heappop(self._deadlines)[2]
+            del self.tasks[task.request_id]
+            self._remember(task.request_id)
+            outcome = make_outcome(task, OutcomeKind.TIMED_OUT, now, error=task.last_error)
+            self._deliver(outcome, task)
+            expired += 1
+        if expired:
+            self._compact()
+        return expired
+
+    async def ack(self, receipt: Any) -> None:
+        return None
+
+    def _deliver(self, outcome: Outcome, task: TrackedTask) -> None:
+        assert self._sink is not None, "the store is not attached to a Poller"
+        self._sink(outcome, task)
+
+    def _remember(self, request_id: str) -> None:
+        finished = self._finished
+        finished[request_id] = None
+        if len(finished) > RECENTLY_FINISHED:
+            finished.popitem(last=False)
+
+    # -- submits and early webhooks -----------------------------------------------------
+
+    async def begin_submit(self) -> None:
+        self._submitting += 1
+
+    async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
+        self._submitting -= 1
+        parked = None
+        if task is not None:
+            self.add_now(task)
+            parked = self._parked.pop(task.request_id, None)
+        if not self._submitting:
+            self._parked.clear()  # webhooks for ids that no submit turned out to own
+        return parked
+
+    async def park(self, request_id: str, status: TaskStatus) -> bool:
+        if not self._submitting:
+            return False
+        self._parked[request_id] = status
+        if len(self._parked) > PARKED_READINGS:
+            self._parked.popitem(last=False)
+        return True
+
+    async def finished(self, request_id: str) -> bool:
+        return request_id in self._finished
+
+    async def idle(self) -> bool:
+        return not self.tasks and not self._submitting
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they far outnumber live ones.
+
+        A finished task's entries would otherwise stay until they reach the top of their
+        heap, that is until its deadline, keeping the record (and its last status) alive
+        long after the caller got the outcome. Rebuilding only when stale entries are
+        several times the live ones keeps the cost amortised O(1) per removal.
+        """
+        live = len(self.tasks)
+        if not live:
+            self._due.clear()
+            self._last.clear()
+            self._deadlines.clear()
+            return
+        limit = 4 * live + 1024
+        tasks = self.tasks
+        for name in ("_due", "_last"):
+            heap: list[tuple[float, int, TrackedTask]] = getattr(self, name)
+            if len(heap) > limit:
+                heap = [e for e in heap if e[2].seq == e[1] and tasks.get(e[2].request_id) is e[2]]
+                heapq.heapify(heap)
+                setattr(self, name, heap)
+        if len(self._deadlines) > limit:
+            self._deadlines = [e for e in self._deadlines if tasks.get(e[2].request_id) is e[2]]
+            heapq.heapify(self._deadlines)
