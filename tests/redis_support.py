@@ -1,0 +1,191 @@
+"""A real Redis for the fleet tests: the shared one named by $REDIS_URL, or a private one.
+
+Contract tests run against a real server (no fakes: Lua, TIME and pub/sub must be real).
+Where the URL comes from, in order:
+
+1. ``$REDIS_URL``;
+2. a private ``redis-server`` started on a free loopback port for the test session, when
+   the binary is installed;
+3. otherwise the tests are skipped, or fail when ``ASYNC_DISPATCH_REQUIRE_REDIS=1`` (CI sets
+   it, so fleet tests can never be skipped there unnoticed).
+
+`RedisServer` is also what a test uses to stop and restart a server of its own: it only
+ever signals the process it started, by that process's id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+__all__ = [
+    "REQUIRE_ENV",
+    "RedisServer",
+    "delete_keys",
+    "free_port",
+    "redis_command",
+    "unavailable_reason",
+    "unique_name",
+]
+
+REQUIRE_ENV = "ASYNC_DISPATCH_REQUIRE_REDIS"
+SKIP_REASON = "fleet tests need Redis: set REDIS_URL or install redis-server"
+
+
+def unavailable_reason() -> str | None:
+    """Why no Redis can be had here, or None when one can."""
+    if os.environ.get("REDIS_URL") or shutil.which("redis-server"):
+        return None
+    return SKIP_REASON
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique_name(prefix: str = "test") -> str:
+    """A fleet name no other test (or concurrent test run) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, keeping nothing on disk.
+
+    ``stop()`` kills it (SIGKILL: as abrupt as a crash), ``start()`` starts it again on the
+    same port, so a test can watch its code through a Redis restart.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(SKIP_REASON)
+        self._binary = binary
+        self.port = port or free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="async-dispatch-redis-")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self._process is not None:
+            return
+        log = Path(self._dir.name) / "redis.log"
+        args = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", self._dir.name]
+        args += ["--logfile", str(log), "--daemonize", "no"]
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if redis_command(self.url, "PING") == "PONG":
+                    return
+            except OSError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}: see {log}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def redis_command(url: str, *args: str, timeout: float = 2.0) -> object:
+    """Send one command over a fresh connection, synchronously, and return the reply.
+
+    Enough RESP2 for setup and clean-up in fixtures, which run outside any event loop.
+    """
+    parts = urlsplit(url)
+    with socket.create_connection(
+        (parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout
+    ) as sock:
+        reader = sock.makefile("rb")
+        commands: list[tuple[str, ...]] = []
+        if parts.password:
+            auth = (parts.username, parts.password) if parts.username else (parts.password,)
+            commands.append(("AUTH", *auth))
+        db = parts.path.strip("/")
+        if db:
+            commands.append(("SELECT", db))
+        commands.append(args)
+        reply: object = None
+        for command in commands:
+            sock.sendall(_encode(command))
+            reply = _read(reader)
+        return reply
+
+
+def delete_keys(url: str, name: str) -> int:
+    """Delete every key of fleet `name`; returns how many there were."""
+    script = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
+    script += "n = n + redis.call('DEL', k) end return n"
+    pattern = "async_dispatch:{" + name + "}:*"
+    reply = redis_command(url, "EVAL", script, "0", pattern)
+    return reply if isinstance(reply, int) else 0
+
+
+def _encode(args: tuple[str, ...]) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _read(reader: BinaryIO) -> object:
+    line = reader.readline()
+    if not line:
+        raise ConnectionError("Redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = reader.read(size + 2)
+        return data[:-2]
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_read(reader) for _ in range(count)]
+    raise RuntimeError(f"unexpected reply from Redis: {line!r}")
