@@ -15,7 +15,8 @@ __all__ = ["Outcome", "OutcomeKind"]
 class OutcomeKind(enum.Enum):
     """Why an outcome was yielded.
 
-    `SUCCESS`, `ERROR`, `TIMED_OUT` and `FAILED` are final: each tracked task ends in
+    `SUCCESS`, `ERROR`, `TIMED_OUT` and `FAILED` (and, in fleet mode, `SUBMIT_UNCERTAIN`)
+    are final: each tracked task ends in
     exactly one of them. `INPUT_REQUIRED` is a notification (once per distinct input
     request) and tracking goes on, unless the poller was built with
     ``stop_on_input_required=True``, in which case it is final too.
@@ -29,6 +30,11 @@ class OutcomeKind(enum.Enum):
     TIMED_OUT = "timed-out"
     #: The task cannot be tracked: the service does not know it (404) or the id is invalid.
     FAILED = "failed"
+    #: Fleet mode only (`async_dispatch.redis.RedisStore`): a replica died while
+    #: submitting, so the task may exist at the service without anybody tracking it;
+    #: check before resubmitting. `request_id` is the id of the submit intent, not of a
+    #: task, and `context` is None. Final, like the four above.
+    SUBMIT_UNCERTAIN = "submit-uncertain"
 
 
 @attrs.frozen(kw_only=True)
@@ -50,6 +56,11 @@ class Outcome:
     elapsed: float
     #: False only for an INPUT_REQUIRED notification after which tracking goes on.
     final: bool = True
+    #: How many times this outcome was handed to an application: more than 1 only in fleet
+    #: mode, when a replica died after taking the outcome and before asking for the next,
+    #: and another replica took it over. The request id is the idempotency key: a handler
+    #: whose side effects are not idempotent checks it when `deliveries` > 1.
+    deliveries: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """This outcome as JSON-ready data (the status through `TaskStatus.as_dict`).

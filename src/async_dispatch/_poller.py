@@ -229,7 +229,9 @@ class Poller:
 
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
-            await stack.enter_async_context(self.store.attach(self._on_outcome, clock))
+            await stack.enter_async_context(
+                self.store.attach(self._on_outcome, clock, self._outcomes.wake)
+            )
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._reap, name="async_dispatch.reaper")

@@ -114,9 +114,11 @@ class TaskStore(Protocol):
     """
 
     def attach(
-        self, sink: OutcomeSink, clock: Callable[[], float]
+        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """Serve one poller, handing outcomes to `sink`, for the duration of the block."""
+        """Serve one poller for the duration of the block: hand outcomes to `sink`, and
+        call `wake` when `idle()` may have changed without an outcome (another process
+        finished the last task)."""
         ...
 
     def __len__(self) -> int:
@@ -229,7 +231,9 @@ class MemoryStore:
         return len(self.tasks)
 
     @contextlib.asynccontextmanager
-    async def attach(self, sink: OutcomeSink, clock: Callable[[], float]) -> AsyncIterator[None]:
+    async def attach(
+        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+    ) -> AsyncIterator[None]:
         if self._sink is not None:
             raise RuntimeError("this MemoryStore already serves a Poller; give each its own")
         self._sink, self._clock = sink, clock

@@ -22,6 +22,13 @@ from __future__ import annotations
 
 from ._connection import RedisConnection
 from ._errors import CoordinationError
+from ._task_store import RedisStore, ReportedError
 from ._token_bucket import RedisTokenBucket
 
-__all__ = ["CoordinationError", "RedisConnection", "RedisTokenBucket"]
+__all__ = [
+    "CoordinationError",
+    "RedisConnection",
+    "RedisStore",
+    "RedisTokenBucket",
+    "ReportedError",
+]

@@ -1,0 +1,664 @@
+"""`RedisStore`: the `TaskStore` of a fleet, so that N replicas behave like one poller.
+
+Every replica builds ``Poller(client, bucket=RedisTokenBucket(...), store=RedisStore(url,
+name="team-key"))`` with the same ``name``. Tasks live in Redis, not in any process:
+
+Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
+
+    task:<id>        hash: rid, ctx (JSON), started, deadline, polls, errors, last_input,
+                     status (the last status payload, JSON), err (last transient error,
+                     JSON), token (fencing token), lease (expiry while claimed, else 0),
+                     last (1 if the planned check is the last before the deadline)
+    due              zset id -> next routine check; while claimed, the lease expiry
+    last             zset id -> next *last* check (served before `due`); same rule
+    deadlines        zset id -> deadline
+    done:<id>        "finished" marker, TTL `finished_ttl`: late webhooks are DUPLICATE
+    outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
+    intents          zset intent id -> expiry (submit in flight); intent_started: hash
+    parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
+
+Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
+the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
+replica's checks come due again for the others once `lease` runs out, and the fencing
+token makes a late write from a replica that lost its lease a no-op. A background job
+renews the leases of the checks this process runs, every ``lease / 3``.
+
+Clocks: scripts use the Redis server's clock (``TIME``); scores are server seconds. The
+`TaskStore` protocol speaks the poller's loop clock, so the store keeps ``offset =
+server time - loop time``, measured when attached (half a round trip of error at most)
+and again every `resync` seconds; it converts at the boundary and nowhere else.
+
+Outcomes go through the stream, whichever replica resolved the task: each replica reads
+with XREADGROUP as its own consumer and hands outcomes to its poller; an outcome is
+acknowledged (and deleted) when the application asks for the next one. Entries that a dead
+replica read but never acknowledged are taken over by a live reader with XAUTOCLAIM once
+they were idle `outcome_idle` seconds, and delivered again with ``Outcome.deliveries`` > 1.
+That is the one window of duplicates: a replica that took an outcome, did the side
+effect and died before asking for the next. The request id is the idempotency key: each
+task has exactly one final outcome, whatever replica handles it.
+
+Durability is Redis's: a Redis that keeps nothing on disk forgets tracked tasks when it
+restarts. While Redis is unreachable, the store's methods raise `CoordinationError` (the
+poller stops with it: re-enter a new poller when Redis is back); the background jobs
+retry with backoff, log one warning per outage, and carry on when Redis is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+
+from .._errors import DispatchError, UsageError
+from .._log import logger
+from .._models import TaskStatus
+from .._outcome import Outcome, OutcomeKind
+from .._store import OutcomeSink, TrackedTask
+from .._wire import parse_status_payload
+from ._connection import RedisConnection
+from ._errors import CoordinationError
+
+__all__ = ["RedisStore", "ReportedError", "status_payload"]
+
+GROUP: Final = "pollers"
+#: How stale a hint (`next_due`, `next_deadline`, `len()`) may get: work another replica
+#: adds is noticed within this many seconds.
+REFRESH: Final = 0.25
+_EXPIRE_BATCH: Final = 100
+_READ_BATCH: Final = 100
+
+
+class ReportedError(DispatchError):
+    """An error carried by an outcome that came through Redis (from this replica or
+    another): the original exception's type name is `type_name`, its message the message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"ReportedError({self.type_name!r}, {str(self)!r})"
+
+
+def status_payload(status: TaskStatus) -> dict[str, Any]:
+    """The wire payload `status` was parsed from (what `parse_status_payload` reads)."""
+    payload: dict[str, Any] = {
+        "requestId": status.request_id,
+        "status": status.raw_status,
+        "createdAt": status.created_at.isoformat(),
+    }
+    if status.completed_at is not None:
+        payload["completedAt"] = status.completed_at.isoformat()
+    if status.response is not None:
+        payload["response"] = dict(status.response)
+    if status.usage is not None:
+        payload["usage"] = {"actions": status.usage.actions, "credits": status.usage.credits}
+    if status.browser_window_id is not None:
+        payload["browserWindowId"] = status.browser_window_id
+    if status.hitl_input_metadata is not None:
+        payload["hitlInputMetadata"] = dict(status.hitl_input_metadata)
+    return payload
+
+
+def _error_json(error: Exception | None) -> str:
+    if error is None:
+        return ""
+    type_name = error.type_name if isinstance(error, ReportedError) else type(error).__name__
+    return json.dumps({"type": type_name, "message": str(error)})
+
+
+def _error_of(data: Any) -> Exception | None:
+    if not isinstance(data, Mapping):
+        return None
+    return ReportedError(str(data.get("type", "DispatchError")), str(data.get("message", "")))
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)
+
+
+def _seconds(value: float) -> str:
+    return "inf" if value == math.inf else f"{value:.6f}"
+
+
+class RedisStore:
+    """A `TaskStore` in Redis, shared by every replica using the same `name`.
+
+    Args:
+        url_or_connection: A Redis URL, or a `RedisConnection` shared with other fleet
+            objects of this process (e.g. the `RedisTokenBucket`).
+        name: The fleet: every replica of one API key uses the same name.
+        lease: Seconds a claimed check is held before another replica may take it over
+            (renewed every ``lease / 3`` while the check runs). A dead replica's checks
+            resume after at most this long: keep it short.
+        outcome_idle: Seconds an outcome may stay read-but-unacknowledged by a replica
+            before a live one takes it over and delivers it again.
+        submit_timeout: How long a submit may take; an intent older than this plus
+            `lease` means its replica died mid-submit (a SUBMIT_UNCERTAIN outcome).
+        finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
+        park_ttl, max_parked: How long and how many early webhooks are held.
+        resync: Seconds between measurements of the offset to Redis's clock.
+        timeout: Seconds to wait for Redis (only with a URL).
+    """
+
+    def __init__(
+        self,
+        url_or_connection: str | RedisConnection,
+        *,
+        name: str,
+        lease: float = 30.0,
+        outcome_idle: float = 60.0,
+        submit_timeout: float = 60.0,
+        finished_ttl: float = 3600.0,
+        park_ttl: float = 300.0,
+        max_parked: int = 1024,
+        resync: float = 10.0,
+        timeout: float = 2.0,
+    ) -> None:
+        if not isinstance(name, str) or not name or "{" in name or "}" in name:
+            raise UsageError(f"name must be a non-empty str without braces, got {name!r}")
+        for label, value in (
+            ("lease", lease),
+            ("outcome_idle", outcome_idle),
+            ("submit_timeout", submit_timeout),
+            ("finished_ttl", finished_ttl),
+            ("park_ttl", park_ttl),
+            ("resync", resync),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UsageError(f"{label} must be a number of seconds, got {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"{label} must be a finite number > 0, got {value!r}")
+        if isinstance(url_or_connection, RedisConnection):
+            self._connection = url_or_connection
+        else:
+            self._connection = RedisConnection(url_or_connection, timeout=timeout)
+        self.name = name
+        self.lease = float(lease)
+        self.outcome_idle = float(outcome_idle)
+        self.submit_timeout = float(submit_timeout)
+        self.finished_ttl = max(1, round(finished_ttl))
+        self.park_ttl = max(1, round(park_ttl))
+        self.max_parked = max_parked
+        self.resync = float(resync)
+        #: This replica's consumer name in the outcome stream's group.
+        self.consumer = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._prefix = RedisConnection.key(name, "")
+        key = self._key
+        self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
+        self._stream, self._intents = key("outcomes"), key("intents")
+        self._intent_started, self._parked = key("intent_started"), key("parked")
+        self._sink: OutcomeSink | None = None
+        self._wake: Callable[[], None] | None = None
+        self._clock: Callable[[], float] = anyio.current_time
+        self._offset = 0.0
+        self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
+        self._tracked = 0
+        self._hint_due = 0.0  # server seconds
+        self._hint_deadline = 0.0
+        self._refreshed = -math.inf  # loop time of the last hints
+        self._outage: dict[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
+
+    def __len__(self) -> int:
+        return self._tracked
+
+    @property
+    def connection(self) -> RedisConnection:
+        return self._connection
+
+    def _key(self, suffix: str) -> str:
+        return self._prefix + suffix
+
+    # -- clocks -------------------------------------------------------------------------
+
+    def _to_server(self, loop_time: float) -> float:
+        return loop_time + self._offset if loop_time != math.inf else math.inf
+
+    def _to_loop(self, server_time: float) -> float:
+        return server_time - self._offset
+
+    async def _measure_offset(self) -> None:
+        before = self._clock()
+        with self._connection.translate_errors("reading the server's clock"):
+            server = await self._connection.client.time()
+        after = self._clock()
+        self._offset = server.timestamp() - (before + after) / 2
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def attach(
+        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+    ) -> AsyncIterator[None]:
+        if self._sink is not None:
+            raise RuntimeError("this RedisStore already serves a Poller; give each its own")
+        async with self._connection:
+            self._sink, self._clock = sink, clock
+            # Wakes the poller's consumer when the fleet becomes idle through another
+            # replica (no outcome arrives here then).
+            self._wake = wake
+            try:
+                await self._measure_offset()
+                await self._ensure_group()
+                await self._refresh()
+                async with anyio.create_task_group() as jobs:
+                    jobs.start_soon(self._read_outcomes, name="async_dispatch.redis.outcomes")
+                    jobs.start_soon(self._maintain, name="async_dispatch.redis.leases")
+                    try:
+                        yield
+                    finally:
+                        jobs.cancel_scope.cancel()
+            finally:
+                self._sink = self._wake = None
+                self._held.clear()
+
+    async def _ensure_group(self) -> None:
+        await self._script("store_group.lua", [self._stream], [GROUP])
+
+    async def _script(self, filename: str, keys: list[str], args: list[Any]) -> list[Any]:
+        return await self._connection.run_script(filename, keys, args)
+
+    # -- tracking -----------------------------------------------------------------------
+
+    def _add_args(self, task: TrackedTask) -> list[Any]:
+        try:
+            context = json.dumps(task.context)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a fleet's task context must be JSON-serialisable: {exc} "
+                f"(request id {task.request_id!r})"
+            ) from exc
+        return [
+            task.request_id,
+            context,
+            _seconds(self._to_server(task.started)),
+            _seconds(self._to_server(task.deadline)),
+            _seconds(self._to_server(task.due)),
+            "1" if task.last_check else "0",
+        ]
+
+    def _add_keys(self, request_id: str) -> list[str]:
+        return [
+            self._key(f"task:{request_id}"),
+            self._last,
+            self._due,
+            self._deadlines,
+            self._intents,
+            self._intent_started,
+            self._key(f"parked:{request_id}"),
+            self._parked,
+        ]
+
+    async def add(self, task: TrackedTask) -> bool:
+        reply = await self._script(
+            "store_add.lua", self._add_keys(task.request_id), [*self._add_args(task), ""]
+        )
+        if reply[0]:
+            self._tracked += 1
+            self._hint_due = min(self._hint_due, self._to_server(task.due))
+            self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
+        return bool(reply[0])
+
+    async def get(self, request_id: str) -> TrackedTask | None:
+        with self._connection.translate_errors("reading a task"):
+            fields = await self._connection.client.hmget(
+                self._key(f"task:{request_id}"),
+                [
+                    "token",
+                    "ctx",
+                    "started",
+                    "deadline",
+                    "polls",
+                    "errors",
+                    "last_input",
+                    "status",
+                    "err",
+                    "last",
+                ],
+            )
+        if fields[2] is None:
+            return None
+        return self._task(request_id, fields)
+
+    def _task(self, request_id: str, f: Any) -> TrackedTask:
+        """A `TrackedTask` from [token, ctx, started, deadline, polls, errors, last_input,
+        status, err, last] as stored."""
+        task = TrackedTask(
+            request_id,
+            started=self._to_loop(float(_text(f[2]))),
+            deadline=self._to_loop(float(_text(f[3]))),
+            context=json.loads(_text(f[1]) or "null"),
+        )
+        task.lease = int(_text(f[0]) or 0)
+        task.polls = int(_text(f[4]) or 0)
+        task.errors = int(_text(f[5]) or 0)
+        task.last_input = _text(f[6]) or None
+        status = _text(f[7])
+        if status:
+            task.last_status = parse_status_payload(request_id, json.loads(status))
+        err = _text(f[8])
+        task.last_error = _error_of(json.loads(err)) if err else None
+        task.last_check = _text(f[9]) == "1"
+        return task
+
+    async def forget(self, request_id: str) -> bool:
+        reply = await self._script(
+            "store_forget.lua",
+            [self._key(f"task:{request_id}"), self._last, self._due, self._deadlines],
+            [request_id],
+        )
+        self._held.pop(request_id, None)
+        return bool(reply[0])
+
+    # -- checks -------------------------------------------------------------------------
+
+    def next_due(self) -> float:
+        return min(self._to_loop(self._hint_due), self._refreshed + REFRESH)
+
+    async def claim(self, now: float) -> TrackedTask | None:
+        reply = await self._script(
+            "store_claim.lua",
+            [self._last, self._due, self._deadlines],
+            [self._prefix, _seconds(self.lease)],
+        )
+        server_now = float(_text(reply[1]))
+        self._tracked = int(reply[2])
+        self._refreshed = self._clock()
+        if not reply[0]:
+            next_due = _text(reply[3])
+            self._hint_due = float(next_due) if next_due else math.inf
+            return None
+        # Something was due: more may be. The next claim round says.
+        self._hint_due = server_now
+        request_id, token = _text(reply[3]), int(reply[4])
+        task = self._task(request_id, [token, *reply[5:]])
+        task.due = math.inf
+        self._held[request_id] = token
+        return task
+
+    async def end_check(self, task: TrackedTask, next_check: Any) -> None:
+        self._held.pop(task.request_id, None)
+        due = self._to_server(next_check.due)
+        status = task.last_status
+        await self._script(
+            "store_end_check.lua",
+            [self._key(f"task:{task.request_id}"), self._last, self._due],
+            [
+                task.request_id,
+                str(task.lease),
+                str(task.polls),
+                str(task.errors),
+                _error_json(task.last_error),
+                json.dumps(status_payload(status)) if status is not None else "",
+                _seconds(due),
+                "1" if next_check.last else "0",
+            ],
+        )
+        task.due, task.last_check = next_check.due, next_check.last
+        self._hint_due = min(self._hint_due, due)
+
+    # -- endings ------------------------------------------------------------------------
+
+    def _outcome_json(self, outcome: Outcome) -> str:
+        status = outcome.status
+        return json.dumps(
+            {
+                "request_id": outcome.request_id,
+                "kind": outcome.kind.value,
+                "status": status_payload(status) if status is not None else None,
+                "error": json.loads(_error_json(outcome.error) or "null"),
+                "context": outcome.context,
+                "polls": outcome.polls,
+                "elapsed": outcome.elapsed,
+                "final": outcome.final,
+            },
+            default=repr,
+        )
+
+    async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
+        if fenced:
+            self._held.pop(task.request_id, None)
+        reply = await self._script(
+            "store_resolve.lua",
+            [
+                self._key(f"task:{task.request_id}"),
+                self._last,
+                self._due,
+                self._deadlines,
+                self._key(f"done:{task.request_id}"),
+                self._stream,
+            ],
+            [
+                task.request_id,
+                "1" if fenced else "0",
+                str(task.lease),
+                self._outcome_json(outcome),
+                str(self.finished_ttl),
+            ],
+        )
+        if reply[0]:
+            self._held.pop(task.request_id, None)
+            self._tracked = max(0, self._tracked - 1)
+        return bool(reply[0])
+
+    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
+        await self._script(
+            "store_notify.lua",
+            [self._key(f"task:{task.request_id}"), self._stream],
+            [task.last_input or "", self._outcome_json(outcome)],
+        )
+
+    def next_deadline(self) -> float:
+        return min(self._to_loop(self._hint_deadline), self._refreshed + REFRESH)
+
+    async def expire(self, now: float) -> int:
+        return await self._refresh()
+
+    async def _refresh(self) -> int:
+        """The periodic round of store_expire.lua: end what is due to end, read the hints."""
+        reply = await self._script(
+            "store_expire.lua",
+            [
+                self._deadlines,
+                self._last,
+                self._due,
+                self._stream,
+                self._intents,
+                self._intent_started,
+            ],
+            [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
+        )
+        ended = int(reply[0])
+        self._tracked = int(reply[2])
+        deadline, due = _text(reply[3]), _text(reply[4])
+        self._hint_deadline = float(deadline) if deadline else math.inf
+        self._hint_due = float(due) if due else math.inf
+        self._refreshed = self._clock()
+        if not self._tracked and not int(reply[5]) and not int(reply[6]) and self._wake:
+            self._wake()  # the fleet may have become idle elsewhere: let `async for` look
+        return ended
+
+    async def ack(self, receipt: Any) -> None:
+        if not isinstance(receipt, str):
+            return  # an outcome the poller made itself (an invalid id): nothing stored
+        await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
+
+    # -- submits and early webhooks -----------------------------------------------------
+
+    async def begin_submit(self) -> str:
+        ticket = uuid.uuid4().hex
+        await self._script(
+            "store_begin_submit.lua",
+            [self._intents, self._intent_started],
+            [ticket, _seconds(self.submit_timeout + self.lease)],
+        )
+        return ticket
+
+    async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
+        if task is None:
+            await self._script(
+                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
+            )
+            return None
+        reply = await self._script(
+            "store_add.lua",
+            self._add_keys(task.request_id),
+            [*self._add_args(task), str(ticket)],
+        )
+        if reply[0]:
+            self._tracked += 1
+            self._hint_due = min(self._hint_due, self._to_server(task.due))
+            self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
+        parked = _text(reply[1])
+        return parse_status_payload(task.request_id, json.loads(parked)) if parked else None
+
+    async def park(self, request_id: str, status: TaskStatus) -> bool:
+        reply = await self._script(
+            "store_park.lua",
+            [self._intents, self._key(f"parked:{request_id}"), self._parked],
+            [
+                request_id,
+                json.dumps(status_payload(status)),
+                str(self.park_ttl),
+                str(self.max_parked),
+                self._prefix,
+            ],
+        )
+        return bool(reply[0])
+
+    async def finished(self, request_id: str) -> bool:
+        with self._connection.translate_errors("reading a finished marker"):
+            return bool(await self._connection.client.exists([self._key(f"done:{request_id}")]))
+
+    async def idle(self) -> bool:
+        reply = await self._script(
+            "store_idle.lua", [self._deadlines, self._intents, self._stream], []
+        )
+        self._tracked = int(reply[0])
+        return not any(int(n) for n in reply)
+
+    # -- background jobs ----------------------------------------------------------------
+
+    def _failed(self, job: str, exc: CoordinationError) -> None:
+        if not self._outage.get(job):
+            self._outage[job] = True
+            logger.warning("redis_unavailable", job=job, store=self.name, error=str(exc))
+
+    def _recovered(self, job: str) -> None:
+        if self._outage.pop(job, False):
+            logger.warning("redis_recovered", job=job, store=self.name)
+
+    async def _maintain(self) -> None:
+        """Renew the leases of the checks this replica runs; re-measure the clock offset."""
+        backoff = 0.1
+        last_sync = self._clock()
+        while True:
+            try:
+                if self._held:
+                    args: list[Any] = [self._prefix, _seconds(self.lease)]
+                    held = dict(self._held)
+                    for request_id, token in held.items():
+                        args += [request_id, str(token)]
+                    lost = await self._script("store_renew.lua", [self._last, self._due], args)
+                    for request_id in map(_text, lost):
+                        # Unless it was claimed again meanwhile, under a new token.
+                        if self._held.get(request_id) == held.get(request_id):
+                            self._held.pop(request_id, None)
+                if self._clock() - last_sync >= self.resync:
+                    await self._measure_offset()
+                    last_sync = self._clock()
+                self._recovered("leases")
+                backoff = 0.1
+                await anyio.sleep(self.lease / 3)
+            except CoordinationError as exc:
+                self._failed("leases", exc)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _read_outcomes(self) -> None:
+        """Read the outcome stream as this replica's consumer; take over a dead one's."""
+        backoff = 0.1
+        block_ms = max(1, min(500, int(self._connection_timeout() * 500)))
+        takeover_every = min(self.outcome_idle / 4, 5.0)
+        next_takeover = self._clock()
+        client_error = False
+        while True:
+            try:
+                if client_error:
+                    await self._ensure_group()  # Redis may have restarted without it
+                    client_error = False
+                if self._clock() >= next_takeover:
+                    await self._take_over()
+                    next_takeover = self._clock() + takeover_every
+                with self._connection.translate_errors("reading outcomes"):
+                    reply = await self._connection.client.xreadgroup(
+                        GROUP,
+                        self.consumer,
+                        streams={self._stream: ">"},
+                        count=_READ_BATCH,
+                        block=block_ms,
+                    )
+                for entries in (reply or {}).values():
+                    for entry in entries:
+                        payload = entry.field_values.get(b"o")
+                        self._hand(_text(entry.identifier), _text(payload), 1)
+                self._recovered("outcomes")
+                backoff = 0.1
+            except CoordinationError as exc:
+                self._failed("outcomes", exc)
+                client_error = True
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _connection_timeout(self) -> float:
+        return float(getattr(self._connection, "_timeout", 2.0))
+
+    async def _take_over(self) -> None:
+        reply = await self._script(
+            "store_takeover.lua",
+            [self._stream],
+            [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(_READ_BATCH)],
+        )
+        for i in range(0, len(reply), 3):
+            entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
+            logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
+            self._hand(entry_id, payload, count)
+
+    def _hand(self, entry_id: str, payload: str, deliveries: int) -> None:
+        sink = self._sink
+        assert sink is not None
+        try:
+            outcome = self._decode(payload, deliveries)
+        except (ValueError, KeyError, TypeError, DispatchError) as exc:
+            logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
+            return  # stays pending, never acked; an operator can inspect the stream
+        sink(outcome, entry_id)
+
+    @staticmethod
+    def _decode(payload: str, deliveries: int) -> Outcome:
+        data = json.loads(payload)
+        request_id = str(data["request_id"])
+        status = data.get("status")
+        return Outcome(
+            request_id=request_id,
+            kind=OutcomeKind(data["kind"]),
+            status=parse_status_payload(request_id, status) if status is not None else None,
+            error=_error_of(data.get("error")),
+            context=data.get("context"),
+            polls=int(data.get("polls", 0)),
+            elapsed=float(data.get("elapsed", 0.0)),
+            final=bool(data.get("final", True)),
+            deliveries=deliveries,
+        )

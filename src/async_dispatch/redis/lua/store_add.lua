@@ -1,0 +1,43 @@
+-- Track a task, and/or end a submit: the one script behind RedisStore.add() and
+-- RedisStore.end_submit(), so a submit's task appears and its intent disappears atomically
+-- (a replica dying in between can leave neither a lost task nor a stale intent).
+--
+-- KEYS[1]  the task's hash                      KEYS[5]  intents (zset: id -> expiry)
+-- KEYS[2]  last checks (zset: id -> due)        KEYS[6]  intent start times (hash)
+-- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  the parked webhook of this id
+-- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> time)
+-- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
+-- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
+-- ARGV[5]  first check (server seconds, or 'inf')   ARGV[6] '1' if it is a last check
+-- ARGV[7]  intent id to drop, or ''
+--
+-- Returns {added (0/1), parked payload or ''}.
+
+if ARGV[7] ~= '' then
+  redis.call('ZREM', KEYS[5], ARGV[7])
+  redis.call('HDEL', KEYS[6], ARGV[7])
+end
+local rid = ARGV[1]
+if rid == '' then
+  return {0, ''}
+end
+local parked = ''
+if ARGV[7] ~= '' then
+  -- A webhook that beat the submit's answer: hand it over, once.
+  parked = redis.call('GET', KEYS[7]) or ''
+  if parked ~= '' then
+    redis.call('DEL', KEYS[7])
+    redis.call('ZREM', KEYS[8], rid)
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, parked}
+end
+redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],
+           'deadline', ARGV[4], 'polls', 0, 'errors', 0, 'last_input', '',
+           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last', ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[4], rid)
+if ARGV[5] ~= 'inf' then
+  redis.call('ZADD', ARGV[6] == '1' and KEYS[2] or KEYS[3], ARGV[5], rid)
+end
+return {1, parked}

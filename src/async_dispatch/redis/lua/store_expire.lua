@@ -1,0 +1,75 @@
+-- The store's periodic round (run by every replica's reaper, a few times a second):
+--   1. resolve every task whose deadline has passed as TIMED_OUT (server clock), with the
+--      outcome built here from the task's hash;
+--   2. turn every submit intent older than its timeout into a SUBMIT_UNCERTAIN outcome: a
+--      replica died between recording the intent and tracking the task it submitted;
+--   3. report what the replicas use as hints: tracked count, next deadline, next check.
+--
+-- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
+-- KEYS[5] intents (zset: id -> expiry)   KEYS[6] intent start times (hash)
+-- ARGV[1] key prefix   ARGV[2] most endings per call   ARGV[3] finished marker TTL (s)
+--
+-- Returns {ended, now, tracked, next deadline or '', next check or '', intents,
+--          outcome stream length}, times in server seconds.
+--
+-- Outcomes are JSON built by concatenation, so the stored context and status payload
+-- (already JSON) go out byte for byte as they came in.
+
+local prefix, limit, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
+local ended = 0
+
+local function nullable(value)
+  if value == false or value == nil or value == '' then
+    return 'null'
+  end
+  return value
+end
+
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)) do
+  local key = prefix .. 'task:' .. rid
+  local f = redis.call('HMGET', key, 'ctx', 'started', 'polls', 'status', 'err')
+  redis.call('ZREM', KEYS[1], rid)
+  redis.call('ZREM', KEYS[2], rid)
+  redis.call('ZREM', KEYS[3], rid)
+  if f[2] then
+    redis.call('DEL', key)
+    redis.call('SET', prefix .. 'done:' .. rid, '1', 'EX', ttl)
+    local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
+      .. ',"status":' .. nullable(f[4]) .. ',"error":' .. nullable(f[5])
+      .. ',"context":' .. nullable(f[1]) .. ',"polls":' .. (tonumber(f[3]) or 0)
+      .. ',"elapsed":' .. string.format('%.6f', now - tonumber(f[2])) .. ',"final":true}'
+    redis.call('XADD', KEYS[4], '*', 'o', outcome)
+    ended = ended + 1
+  end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT', 0, limit)) do
+  local started = tonumber(redis.call('HGET', KEYS[6], id)) or now
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('HDEL', KEYS[6], id)
+  local outcome = '{"request_id":' .. cjson.encode(id) .. ',"kind":"submit-uncertain"'
+    .. ',"status":null,"error":{"type":"SubmitUncertainError","message":'
+    .. cjson.encode('a replica died while submitting: the task may exist at the service; '
+                    .. 'check before resubmitting') .. '}'
+    .. ',"context":null,"polls":0,"elapsed":' .. string.format('%.6f', now - started)
+    .. ',"final":true}'
+  redis.call('XADD', KEYS[4], '*', 'o', outcome)
+  ended = ended + 1
+end
+
+local function first_score(zset)
+  local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+  return first[2]
+end
+local next_due = ''
+for _, zset in ipairs({KEYS[2], KEYS[3]}) do
+  local score = first_score(zset)
+  if score and (next_due == '' or tonumber(score) < tonumber(next_due)) then
+    next_due = score
+  end
+end
+return {ended, stamp, redis.call('ZCARD', KEYS[1]), first_score(KEYS[1]) or '', next_due,
+        redis.call('ZCARD', KEYS[5]), redis.call('XLEN', KEYS[4])}
