@@ -6,14 +6,16 @@
 Submits ``--submit`` tasks per round (0: only serves the fleet), and prints one JSON line
 per event, flushed at once so a test that kills it reads everything it did:
 ``{"submitted": id}``, ``{"outcome": id, "kind": ..., "final": ..., "deliveries": n}``,
-``{"error": message}`` (Redis unreachable: the poller stopped; a new one is opened after a
-short sleep, in the same process), ``{"ready": true}`` when the poller is open.
+``{"error": message}`` (a submit met an unreachable Redis, and is tried again),
+``{"log": "coordination_unavailable" | "coordination_recovered", ...}`` (the poller riding
+out an outage: one poller for the whole run), ``{"ready": true}`` when the poller is open.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from typing import Any
 
@@ -27,53 +29,64 @@ def say(**event: Any) -> None:
     print(json.dumps(event), flush=True)
 
 
-def coordination_error(exc: BaseException) -> CoordinationError | None:
-    if isinstance(exc, CoordinationError):
-        return exc
-    for inner in getattr(exc, "exceptions", ()):
-        found = coordination_error(inner)
-        if found is not None:
-            return found
-    cause = exc.__cause__ or exc.__context__
-    return coordination_error(cause) if cause is not None else None
+class EventLines(logging.Handler):
+    """Print the library's coordination events as JSON lines, and note a recovery."""
+
+    def __init__(self, state: dict[str, bool]) -> None:
+        super().__init__(logging.WARNING)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", "")
+        if event.startswith("coordination_"):
+            say(log=event, error=getattr(record, "error", None), at=time.time())
+        if event == "coordination_recovered":
+            self.state["recovered"] = True
 
 
-async def one_poller(args: argparse.Namespace, client: DispatchClient, store: RedisStore) -> None:
-    async with Poller(
-        client, store=store, initial_interval=0.2, max_interval=0.5, deadline=60
-    ) as poller:
-        say(ready=True)
-        for index in range(args.submit):
-            say(submitted=await poller.submit(f"/Operator replica task {index}"))
-        async for outcome in poller.results(forever=True):
-            say(
-                outcome=outcome.request_id,
-                kind=outcome.kind.value,
-                final=outcome.final,
-                deliveries=outcome.deliveries,
-            )
+async def submit(poller: Poller, count: int) -> None:
+    """Submit `count` tasks, trying again while Redis is unreachable."""
+    while count:
+        try:
+            say(submitted=await poller.submit("/Operator replica task"))
+            count -= 1
+        except CoordinationError as exc:
+            say(error=str(exc), at=time.time())
+            await anyio.sleep(0.5)
 
 
 async def replica(args: argparse.Namespace) -> None:
+    state = {"recovered": False}
+    logging.getLogger("async_dispatch").addHandler(EventLines(state))
     bucket = RedisTokenBucket(args.redis_url, name=args.name, rate=200, burst=20, timeout=1.0)
+    store = RedisStore(bucket.connection, name=args.name, lease=args.lease, outcome_idle=args.lease)
     async with (
         bucket,
         DispatchClient(api_key="sim-key", base_url=args.base_url, bucket=bucket) as client,
+        Poller(client, store=store, initial_interval=0.2, max_interval=0.5, deadline=60) as poller,
+        anyio.create_task_group() as tasks,
     ):
-        with anyio.move_on_after(args.run_for):
-            while True:
-                store = RedisStore(
-                    bucket.connection, name=args.name, lease=args.lease, outcome_idle=args.lease
+        say(ready=True)
+
+        async def consume() -> None:
+            async for outcome in poller.results(forever=True):
+                say(
+                    outcome=outcome.request_id,
+                    kind=outcome.kind.value,
+                    final=outcome.final,
+                    deliveries=outcome.deliveries,
                 )
-                try:
-                    await one_poller(args, client, store)
-                except Exception as exc:
-                    error = coordination_error(exc)
-                    if error is None:
-                        raise
-                    say(error=str(error), at=time.time())
-                    args.submit = args.submit_after_error
-                    await anyio.sleep(0.5)
+
+        tasks.start_soon(consume)
+        with anyio.move_on_after(args.run_for):
+            await submit(poller, args.submit)
+            if args.submit_after_error:
+                # One poller throughout: after Redis comes back, the same one goes on.
+                while not state["recovered"]:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+                await submit(poller, args.submit_after_error)
+            await anyio.sleep_forever()
+        tasks.cancel_scope.cancel()
 
 
 def main() -> None:

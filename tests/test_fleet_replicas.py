@@ -182,13 +182,16 @@ async def test_redis_restart(private_redis: RedisServer, replicas: list[Replica]
 
         await wait_events(replica, lambda ev: finals(ev) >= 3, timeout=15)
         private_redis.stop()
-        events = await wait_events(replica, lambda ev: any("error" in e for e in ev), timeout=10)
-        error = next(e["error"] for e in events if "error" in e)
+        down = "coordination_unavailable"
+        events = await wait_events(replica, lambda ev: any(e.get("log") == down for e in ev), 10)
+        error = next(e["error"] for e in events if e.get("log") == down)
         print(f"while Redis is down: {error}")
         assert private_redis.url.split("/0")[0].split("//")[1] in error
         await anyio.sleep(1.0)
         private_redis.start()
         restarted = time.monotonic()
-        await wait_events(replica, lambda ev: finals(ev) >= 6, timeout=20)
+        events = await wait_events(replica, lambda ev: finals(ev) >= 6, timeout=20)
         print(f"recovered: 3 new tasks done {time.monotonic() - restarted:.1f} s after restart")
-        assert replica.process.poll() is None  # the same process throughout
+        assert replica.process.poll() is None  # the same process, and the same poller
+        assert [e["log"] for e in events if "log" in e][-1] == "coordination_recovered"
+        assert sum(1 for e in events if e.get("ready")) == 1

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from _chaos import ChaosService, Timeline, client_for
-from async_dispatch import Limiter, MemoryStore, OutcomeKind, Poller, TaskStore
+from _logs import capture_logs
+from async_dispatch import (
+    CoordinationError,
+    Limiter,
+    MemoryStore,
+    OutcomeKind,
+    Poller,
+    TaskStore,
+)
 from async_dispatch._cadence import NextCheck
 from async_dispatch._models import TaskStatus
 from async_dispatch._outcome import Outcome
@@ -148,3 +156,42 @@ async def test_a_poller_runs_on_other_limiters_and_stores() -> None:
     assert store.calls["resolve"] == 1
     assert store.calls["expired"] == 1
     assert store.calls["ack"] >= 1
+
+
+class FlakyStore(ForwardingStore):
+    """A store that is unreachable for its first few claims and expiries."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def _maybe_fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise CoordinationError("store down (test)")
+
+    async def claim(self, now: float) -> TrackedTask | None:
+        self._maybe_fail()
+        return await super().claim(now)
+
+    async def expire(self, now: float) -> int:
+        self._maybe_fail()
+        return await super().expire(now)
+
+
+async def test_a_poller_rides_out_a_store_outage() -> None:
+    store = FlakyStore(failures=6)
+    service = ChaosService({f"req_{n}": Timeline.finishing(0.05) for n in range(5)})
+    service.start()
+    settings: dict[str, Any] = {"initial_interval": 0.01, "max_interval": 0.02, "jitter": 0}
+    with capture_logs() as logs:
+        async with (
+            client_for(service) as client,
+            Poller(client, store=store, **settings) as poller,
+        ):
+            await poller.track_many(f"req_{n}" for n in range(5))
+            kinds = [outcome.kind async for outcome in poller]
+    assert kinds == [OutcomeKind.SUCCESS] * 5
+    assert store.failures == 0
+    said = [log["event"] for log in logs if log["event"].startswith("coordination_")]
+    assert said == ["coordination_unavailable", "coordination_recovered"]

@@ -12,6 +12,7 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "CoordinationError",
     "DeadlineExceeded",
     "DispatchError",
     "InvalidRequestIdError",
@@ -141,6 +142,18 @@ class NotOpenError(DispatchError, RuntimeError):
 
     It is the one signal a `WebhookReceiver` answers with ``503`` (retry later): any other
     failure while handling a payload is the payload's problem or ours, never "closed".
+    """
+
+
+class CoordinationError(DispatchError):
+    """A shared limiter or task store (Redis, for a fleet) failed to answer.
+
+    Raised for a refused or reset connection, a timeout, a failed login or a command the
+    store rejected. The message names where it tried (never a password) and what to check;
+    the original error is chained as ``__cause__``. Nothing was decided for the caller: a
+    limiter that raises this granted no token, a store that raises it changed nothing the
+    caller can rely on. A poller rides out an outage (its workers wait and try again); a
+    call you made yourself raises it, so retry later or stop.
     """
 
 

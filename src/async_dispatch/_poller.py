@@ -42,6 +42,7 @@ from ._clock import loop_clock
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    CoordinationError,
     DispatchError,
     InvalidRequestIdError,
     InvalidResponseError,
@@ -83,6 +84,8 @@ __all__ = ["DeliveryResult", "Poller"]
 #: The longest deadline accepted: about 11.6 days. Longer makes no sense for a task the
 #: service runs, and bounded values keep every clock sum finite.
 MAX_DEADLINE: Final = 1_000_000.0
+#: The shortest wait before trying an unreachable limiter or store again.
+_OUTAGE_MIN_WAIT: Final = 0.1
 
 
 class DeliveryResult(enum.Enum):
@@ -198,6 +201,8 @@ class Poller:
         self._dispatcher = Alarm()
         self._reaper = Alarm()
         self._lag_warned = False
+        #: Consecutive failures to reach a shared limiter or store (0: all is well).
+        self._outage = 0
         self._instrumentation = client.instrumentation
         #: How the outcome being resolved right now was learnt, for `TaskResolved`.
         self._via: ResolvedVia = "other"
@@ -514,13 +519,19 @@ class Poller:
         async def stop() -> BaseException | None:
             if self._fatal is not None:
                 return self._fatal.with_traceback(None)
-            if not forever and await self.store.idle():
-                return StopAsyncIteration()
-            return None
+            if forever:
+                return None
+            while True:
+                try:
+                    idle = await self.store.idle()
+                except CoordinationError as exc:
+                    await self._ride_out(exc)
+                else:
+                    return StopAsyncIteration() if idle else None
 
         async def next_outcome() -> Outcome:
             self._check_open()
-            outcome = await self._outcomes.take(ack=self.store.ack, stop=stop)
+            outcome = await self._outcomes.take(ack=self._ack, stop=stop)
             self._stats.outcomes[outcome.kind] += 1
             return outcome
 
@@ -549,10 +560,16 @@ class Poller:
             ):
                 task = fast(self._now())
                 assert task is not None  # due was checked just above, with no await since
-            if task is None:
-                async with lock:
-                    task = await self._next_check()
-            await self._check(task)
+            try:
+                if task is None:
+                    async with lock:
+                        task = await self._next_check()
+                await self._check(task)
+            except CoordinationError as exc:
+                await self._ride_out(exc)
+            else:
+                if self._outage:
+                    self._recovered()
 
     async def _next_check(self) -> TrackedTask:
         """Wait for a due check and a token; return the most urgent task at that moment."""
@@ -716,10 +733,41 @@ class Poller:
         """Time out tasks at their deadline, whether or not a check is due or in flight."""
         store = self.store
         while True:
-            if await store.expire(self._now()):
+            try:
+                expired = await store.expire(self._now())
+            except CoordinationError as exc:
+                await self._ride_out(exc)
+                continue
+            if self._outage:
+                self._recovered()
+            if expired:
                 await anyio.lowlevel.checkpoint()
                 continue
             await self._reaper.sleep_until(store.next_deadline())
+
+    async def _ride_out(self, error: CoordinationError) -> None:
+        """The shared limiter or store is unreachable: wait, then let the caller retry.
+
+        Nothing is lost meanwhile: a claimed check whose result could not be written is
+        claimed again once its lease expires, and an outcome that could not be
+        acknowledged is delivered again (`Outcome.deliveries`). Said once per outage.
+        """
+        self._outage += 1
+        if self._outage == 1:
+            logger.warning("coordination_unavailable", error=str(error))
+        backoff = self.client.retry.backoff(min(self._outage, 8), self._rng)
+        await anyio.sleep(max(backoff, _OUTAGE_MIN_WAIT))
+
+    def _recovered(self) -> None:
+        logger.warning("coordination_recovered", failures=self._outage)
+        self._outage = 0
+
+    async def _ack(self, receipt: Any) -> None:
+        try:
+            await self.store.ack(receipt)
+        except CoordinationError as exc:
+            # The outcome reached the application; the store will offer it again.
+            logger.warning("ack_failed", error=str(exc))
 
 
 _CHECK_RESULTS: Final[dict[Action, CheckResult]] = {

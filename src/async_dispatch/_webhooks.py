@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from ._errors import InvalidResponseError, NotOpenError, UsageError
+from ._errors import CoordinationError, InvalidResponseError, NotOpenError, UsageError
 from ._log import logger
 from ._poller import DeliveryResult
 from ._validation import check_int
@@ -231,7 +231,7 @@ class WebhookReceiver:
             return self._reject(
                 WebhookResult(status_code=422, reason="too_deep", request_id=request_id)
             )
-        except NotOpenError:  # closed, not open yet, or stopped by a refused key
+        except (NotOpenError, CoordinationError):  # closed, stopped, or its store is down
             return self._reject(
                 WebhookResult(status_code=503, reason="unavailable", request_id=request_id)
             )
