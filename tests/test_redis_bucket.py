@@ -132,8 +132,10 @@ async def test_replicas_share_one_limit_and_use_it(redis_url: str, redis_name: s
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_waiters_are_served_in_reservation_order(redis_url: str, redis_name: str) -> None:
-    a = RedisTokenBucket(redis_url, name=redis_name, rate=20)
-    b = RedisTokenBucket(redis_url, name=redis_name, rate=20)
+    # Slots 250 ms apart and arrivals 100 ms apart: a queue builds, and each reservation
+    # has 100 ms to reach Redis before the next waiter asks, even on a loaded machine.
+    a = RedisTokenBucket(redis_url, name=redis_name, rate=4)
+    b = RedisTokenBucket(redis_url, name=redis_name, rate=4)
     served: list[int] = []
 
     async def waiter(index: int) -> None:
@@ -143,7 +145,7 @@ async def test_waiters_are_served_in_reservation_order(redis_url: str, redis_nam
     async with a, b, anyio.create_task_group() as tg:
         for index in range(8):
             tg.start_soon(waiter, index)
-            await anyio.sleep(0.015)  # ample for each reservation to reach Redis first
+            await anyio.sleep(0.1)
     assert served == list(range(8))
 
 
