@@ -47,38 +47,21 @@ The API key of the default config is ``sim-key``.
 
 from __future__ import annotations
 
-from ._app import SimulatorApp
-from ._config import (
-    Durations,
-    Faults,
-    OutcomeMix,
-    OutcomeName,
-    RateLimit,
-    SimulatorConfig,
-    Webhooks,
-)
-from ._faults import Fault
+from ._config import Durations, Faults, OutcomeMix, RateLimit, SimulatorConfig, Webhooks
 from ._harness import simulator
 from ._server import RunningSimulator, bind_socket, run_forever, serve, serve_asgi
-from ._simulator import IN_PROCESS_BASE_URL, Simulator
-from ._stats import CompletionTime, SimulatorStats
-from ._transport import SimulatorTransport
+from ._simulator import Simulator
+from ._stats import SimulatorStats
 
 __all__ = [
-    "IN_PROCESS_BASE_URL",
-    "CompletionTime",
     "Durations",
-    "Fault",
     "Faults",
     "OutcomeMix",
-    "OutcomeName",
     "RateLimit",
     "RunningSimulator",
     "Simulator",
-    "SimulatorApp",
     "SimulatorConfig",
     "SimulatorStats",
-    "SimulatorTransport",
     "Webhooks",
     "bind_socket",
     "run_forever",
