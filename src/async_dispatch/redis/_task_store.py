@@ -38,9 +38,10 @@ effect and died before asking for the next. The request id is the idempotency ke
 task has exactly one final outcome, whatever replica handles it.
 
 Durability is Redis's: a Redis that keeps nothing on disk forgets tracked tasks when it
-restarts. While Redis is unreachable, the store's methods raise `CoordinationError` (the
-poller stops with it: re-enter a new poller when Redis is back); the background jobs
-retry with backoff, log one warning per outage, and carry on when Redis is back.
+restarts. While Redis is unreachable, the store's methods raise `CoordinationError`: the
+poller's workers and reaper wait and try again (a submit or `track()` raises it to the
+caller); the store's background jobs retry with backoff, log one warning per outage, and
+carry on when Redis is back, all without a process restart.
 """
 
 from __future__ import annotations
