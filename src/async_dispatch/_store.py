@@ -126,7 +126,8 @@ class TaskStore(Protocol):
         ...
 
     async def add(self, task: TrackedTask) -> bool:
-        """Track `task` with its first check at `task.due`; False if its id is tracked."""
+        """Track `task` with its first check at `task.due`; False if its id is tracked,
+        or got its final outcome recently (that outcome stays its only one)."""
         ...
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -249,8 +250,8 @@ class MemoryStore:
 
     def add_now(self, task: TrackedTask) -> bool:
         """`add()` without the coroutine, for bulk restores."""
-        if task.request_id in self.tasks:
-            return False
+        if task.request_id in self.tasks or task.request_id in self._finished:
+            return False  # a second life would give the id a second final outcome
         self.tasks[task.request_id] = task
         seq = next(self._seq)
         heapq.heappush(self._deadlines, (task.deadline, seq, task))
