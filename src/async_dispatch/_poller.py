@@ -272,8 +272,9 @@ class Poller:
 
         Tracking an id that is already tracked changes nothing (the first deadline and
         context stay), and so does tracking one that got its final outcome recently
-        (queued or already yielded): that outcome stays its only one. An id that cannot be valid is not an exception here: it yields a
-        FAILED outcome like any other task that cannot be tracked.
+        (queued or already yielded): that outcome stays its only one. An id that cannot
+        be valid is not an exception here: it yields a FAILED outcome like any other task
+        that cannot be tracked.
         """
         self._check_open()
         task = self._new_task(request_id, deadline, context)
@@ -305,6 +306,7 @@ class Poller:
         )
         first = self.cadence.first(now, task.deadline, self._rng)
         task.due, task.last_check = first.due, first.last
+        task.last_due = self.cadence.last_due(task.deadline)
         return task
 
     @staticmethod
