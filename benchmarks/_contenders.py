@@ -107,6 +107,7 @@ async def naive(setting: Setting, ids: list[str], seen: Detections) -> None:
                 await anyio.sleep(setting.real(rng.uniform(3.0, 5.0)))
         if scope.cancelled_caught:
             seen.timed_out += 1
+            seen.timed_out_ids.append(request_id)
 
     async with _http() as http, anyio.create_task_group() as tg:
         for request_id in ids:
@@ -176,6 +177,7 @@ async def careful(setting: Setting, ids: list[str], seen: Detections) -> None:
                 interval = min(_CAREFUL_MAX, interval * _CAREFUL_GROWTH)
         if scope.cancelled_caught:
             seen.timed_out += 1
+            seen.timed_out_ids.append(request_id)
 
     async with _http() as http, anyio.create_task_group() as tg:
         for request_id in ids:
@@ -221,6 +223,7 @@ async def _poller(
                     seen.detected(outcome.status.completed_at if outcome.status else None)
                 elif outcome.kind is OutcomeKind.TIMED_OUT:
                     seen.timed_out += 1
+                    seen.timed_out_ids.append(outcome.request_id)
                 elif outcome.kind is OutcomeKind.FAILED:
                     seen.lost += 1
             seen.requests += poller.stats.polls_sent

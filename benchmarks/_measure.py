@@ -25,12 +25,14 @@ __all__ = ["Detections", "Meter", "median_of", "metered", "percentile"]
 class Detections:
     """What a contender saw, task by task: completion-to-detection latencies, losses."""
 
-    __slots__ = ("latencies", "lost", "requests", "throttled", "timed_out")
+    __slots__ = ("latencies", "lost", "requests", "throttled", "timed_out", "timed_out_ids")
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.lost = 0
         self.timed_out = 0
+        #: Which tasks were reported timed out: the server says which had finished.
+        self.timed_out_ids: list[str] = []
         self.requests = 0
         self.throttled = 0
 

@@ -30,6 +30,8 @@ def _workload_rows(block: dict[str, Any]) -> list[list[str]]:
             [
                 name,
                 f"{f['completed']:g}/{f['tasks']:g}",
+                _fmt(f.get("timed_out"), 0),
+                _fmt(f.get("false_timeouts"), 0),
                 _fmt(f["requests_per_task"]),
                 _fmt(f["http_429"], 0),
                 _fmt(f["latency_p50"], 1),
@@ -48,6 +50,8 @@ def _workload_rows(block: dict[str, Any]) -> list[list[str]]:
 _WORKLOAD_HEADER = [
     "contender",
     "completed",
+    "TIMED_OUT",
+    "false TIMED_OUT",
     "requests/task",
     "429s",
     "latency p50 (sim s)",

@@ -110,6 +110,12 @@ async def _one_run(
         else:
             await CONTENDERS[name](setting, ids, seen)
     after = await server.stats(started)
+    # A TIMED_OUT task that the server had finished before its deadline is a false one.
+    # The deadline is counted from `create` (the contender tracks a moment later, so its
+    # own deadline is later still): a task counted here finished before any deadline.
+    deadline = started + setting.real(setting.deadline)
+    finish_times = await server.finished(seen.timed_out_ids) if seen.timed_out_ids else {}
+    false_timeouts = sum(1 for t in finish_times.values() if t is not None and t < deadline)
     requests = after["requests"].get("status", 0) - before["requests"].get("status", 0)
     http_429 = after["rate_limited"] - before["rate_limited"]
     completed = len(seen.latencies)
@@ -121,6 +127,7 @@ async def _one_run(
         "completed": completed,
         "lost": seen.lost,
         "timed_out": seen.timed_out,
+        "false_timeouts": false_timeouts,
         "requests": requests,
         "requests_per_task": requests / completed if completed else None,
         "http_429": http_429,

@@ -89,6 +89,14 @@ def _bench_app(sim: Any) -> Any:
             **sim.stats.as_dict(),
         }
 
+    def finished(body: dict[str, Any]) -> dict[str, Any]:
+        """When each task finishes on the server's clock (None: never), from its own record."""
+        times = {}
+        for request_id in body.get("ids", []):
+            completion = sim.task_completed_at(request_id)
+            times[request_id] = completion.clock if completion is not None else None
+        return {"finished": times}
+
     async def bench(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/_bench/"):
             await app(scope, receive, send)
@@ -102,6 +110,8 @@ def _bench_app(sim: Any) -> Any:
         body = json.loads(raw or b"{}")
         if scope["path"] == "/_bench/create":
             result = await create(body, send)
+        elif scope["path"] == "/_bench/finished":
+            result = finished(body)
         else:
             result = stats(body)
         data = json.dumps(result).encode()

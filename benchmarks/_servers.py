@@ -34,6 +34,13 @@ class ServerHandle:
         data = answer.json()
         return data["ids"], data["now"]
 
+    async def finished(self, ids: list[str]) -> dict[str, float | None]:
+        """When each task finishes (or finished) on the server's clock; None if never."""
+        answer = await self._control.post(f"{self.base_url}/_bench/finished", json={"ids": ids})
+        answer.raise_for_status()
+        times: dict[str, float | None] = answer.json()["finished"]
+        return times
+
     async def stats(self, since: float = 0.0) -> dict[str, Any]:
         answer = await self._control.post(f"{self.base_url}/_bench/stats", json={"since": since})
         answer.raise_for_status()

@@ -300,6 +300,7 @@ async def test_unreachable_redis_raises_coordination_error() -> None:
         async with attached(store):
             pass
     assert "secret" not in str(caught.value)
+    del caught  # its traceback keeps the leaked streams alive past the collection
     gc.collect()
 
 

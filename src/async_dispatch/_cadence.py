@@ -92,6 +92,10 @@ class Cadence:
             return NextCheck(last, last=True)
         return NextCheck(math.inf)
 
+    def last_due(self, deadline: float) -> float:
+        """When the last check before `deadline` falls due."""
+        return deadline - self._lead
+
     @property
     def _lead(self) -> float:
         # Never more than one routine interval: a task with a short deadline keeps its

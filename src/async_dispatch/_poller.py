@@ -107,9 +107,13 @@ class PollerUnavailable(NotOpenError):
 def _positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise UsageError(f"{name} must be a number > 0, got {value!r}")
-    if not math.isfinite(value):
-        raise UsageError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond float range
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise UsageError(f"{name} must be finite, got {value!r}"[:200])
+    return seconds
 
 
 class Poller:
@@ -180,7 +184,7 @@ class Poller:
         )
         self.store: TaskStore = store if store is not None else MemoryStore()
         self.cadence = cadence
-        self.default_deadline = self._deadline_seconds(_positive("deadline", deadline))
+        self.default_deadline = _positive("deadline", self._deadline_seconds(deadline))
         self.max_in_flight = max_in_flight
         self.stop_on_input_required = stop_on_input_required
         self.callback_url = callback_url
@@ -272,8 +276,10 @@ class Poller:
         """Start tracking a task submitted elsewhere. Idempotent.
 
         Tracking an id that is already tracked changes nothing (the first deadline and
-        context stay). An id that cannot be valid is not an exception here: it yields a
-        FAILED outcome like any other task that cannot be tracked.
+        context stay), and so does tracking one that got its final outcome recently
+        (queued or already yielded): that outcome stays its only one. An id that cannot
+        be valid is not an exception here: it yields a FAILED outcome like any other task
+        that cannot be tracked.
         """
         self._check_open()
         task = self._new_task(request_id, deadline, context)
@@ -305,6 +311,7 @@ class Poller:
         )
         first = self.cadence.first(now, task.deadline, self._rng)
         task.due, task.last_check = first.due, first.last
+        task.last_due = self.cadence.last_due(task.deadline)
         return task
 
     @staticmethod
@@ -435,7 +442,7 @@ class Poller:
             try:
                 request_id = entry["request_id"]
                 remaining = float(entry["deadline"]) - offset
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise UsageError(f"not a snapshot entry: {entry!r}"[:300]) from exc
             if not isinstance(request_id, str) or math.isnan(remaining):
                 raise UsageError(f"not a snapshot entry: {entry!r}"[:300])
@@ -812,8 +819,9 @@ def _detection_delay(outcome: Outcome) -> float | None:
 
 
 def _json_or_none(value: Any) -> Any:
+    """`value` if it is strict JSON (no NaN or infinity either), else None."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
         return None
     return value

@@ -49,6 +49,7 @@ class TrackedTask:
         "due",
         "errors",
         "last_check",
+        "last_due",
         "last_error",
         "last_input",
         "last_status",
@@ -68,6 +69,10 @@ class TrackedTask:
         self.due = math.inf
         #: True when the planned check is the last one before the deadline.
         self.last_check = False
+        #: When the last check before the deadline falls due (`Cadence.last_due`): a
+        #: check planned at or after it is the last one, and a routine check still
+        #: waiting then is served as the last one. `math.inf`: not known to the store.
+        self.last_due = math.inf
         self.seq = 0
         #: The fencing token of the claim a check runs under (stores that share tasks).
         self.lease = 0
@@ -126,7 +131,8 @@ class TaskStore(Protocol):
         ...
 
     async def add(self, task: TrackedTask) -> bool:
-        """Track `task` with its first check at `task.due`; False if its id is tracked."""
+        """Track `task` with its first check at `task.due`; False if its id is tracked,
+        or got its final outcome recently (that outcome stays its only one)."""
         ...
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -204,6 +210,7 @@ class MemoryStore:
         "_due",
         "_finished",
         "_last",
+        "_last_due",
         "_parked",
         "_seq",
         "_sink",
@@ -216,6 +223,9 @@ class MemoryStore:
         # Routine checks and last checks, each a heap of (due, seq, task).
         self._due: list[tuple[float, int, TrackedTask]] = []
         self._last: list[tuple[float, int, TrackedTask]] = []
+        # One entry per task at its `last_due`, pushed when it is added: a routine check
+        # that the budget delays past that time is served from here, ahead of routine ones.
+        self._last_due: list[tuple[float, int, TrackedTask]] = []
         self._deadlines: list[tuple[float, int, TrackedTask]] = []
         self._seq = itertools.count()
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -249,11 +259,13 @@ class MemoryStore:
 
     def add_now(self, task: TrackedTask) -> bool:
         """`add()` without the coroutine, for bulk restores."""
-        if task.request_id in self.tasks:
-            return False
+        if task.request_id in self.tasks or task.request_id in self._finished:
+            return False  # a second life would give the id a second final outcome
         self.tasks[task.request_id] = task
         seq = next(self._seq)
         heapq.heappush(self._deadlines, (task.deadline, seq, task))
+        if task.last_due < math.inf and task.due < task.last_due:
+            heapq.heappush(self._last_due, (task.last_due, seq, task))
         self._plan(task, NextCheck(task.due, task.last_check))
         return True
 
@@ -273,13 +285,20 @@ class MemoryStore:
     # -- checks -------------------------------------------------------------------------
 
     def next_due(self) -> float:
-        return min(self._top(self._last), self._top(self._due))
+        now = self._clock() if self._clock is not None else -math.inf
+        return min(self._top(self._last), self._top_last_due(now), self._top(self._due))
 
     async def claim(self, now: float) -> TrackedTask | None:
         return self.claim_now(now)
 
     def claim_now(self, now: float) -> TrackedTask | None:
         """`claim()` without the coroutine: the dispatcher's fast path."""
+        if self._top(self._last) > now and self._top_last_due(now) <= now:
+            # A routine check still waiting at the task's last-check time: serve it now,
+            # as the last check (its routine entry goes stale with the new seq).
+            task = heapq.heappop(self._last_due)[2]
+            task.due, task.last_check, task.seq = math.inf, True, next(self._seq)
+            return task
         for heap in (self._last, self._due):
             if self._top(heap) <= now:
                 task = heapq.heappop(heap)[2]
@@ -293,18 +312,35 @@ class MemoryStore:
 
     def _plan(self, task: TrackedTask, next_check: NextCheck) -> None:
         task.due = next_check.due
-        task.last_check = next_check.last
+        # Planned at or after its last-check time (a 429 keeps a check's place): last.
+        task.last_check = last = next_check.last or next_check.due >= task.last_due
         task.seq = seq = next(self._seq)
         if next_check.due < math.inf:
-            heapq.heappush(
-                self._last if next_check.last else self._due, (next_check.due, seq, task)
-            )
+            heapq.heappush(self._last if last else self._due, (next_check.due, seq, task))
 
     def _top(self, heap: list[tuple[float, int, TrackedTask]]) -> float:
         tasks = self.tasks
         while heap:
             when, seq, task = heap[0]
             if task.seq == seq and tasks.get(task.request_id) is task:
+                return when
+            heapq.heappop(heap)
+        return math.inf
+
+    def _top_last_due(self, now: float) -> float:
+        """The earliest last-check time of a task whose planned check is still routine.
+
+        From that time on, an entry is needed only if the task still waits for a routine
+        check; otherwise (claimed, or its next check is already a last one) it is
+        dropped: every check planned from then on is a last one. Before it, the entry
+        stays (a check in flight may come back with a routine one).
+        """
+        heap, tasks = self._last_due, self.tasks
+        while heap:
+            when, _, task = heap[0]
+            if tasks.get(task.request_id) is task and (
+                when > now or (task.due < math.inf and not task.last_check)
+            ):
                 return when
             heapq.heappop(heap)
         return math.inf
@@ -403,6 +439,7 @@ class MemoryStore:
         if not live:
             self._due.clear()
             self._last.clear()
+            self._last_due.clear()
             self._deadlines.clear()
             return
         limit = 4 * live + 1024
@@ -413,6 +450,9 @@ class MemoryStore:
                 heap = [e for e in heap if e[2].seq == e[1] and tasks.get(e[2].request_id) is e[2]]
                 heapq.heapify(heap)
                 setattr(self, name, heap)
-        if len(self._deadlines) > limit:
-            self._deadlines = [e for e in self._deadlines if tasks.get(e[2].request_id) is e[2]]
-            heapq.heapify(self._deadlines)
+        for name in ("_deadlines", "_last_due"):
+            heap = getattr(self, name)
+            if len(heap) > limit:
+                heap = [e for e in heap if tasks.get(e[2].request_id) is e[2]]
+                heapq.heapify(heap)
+                setattr(self, name, heap)
