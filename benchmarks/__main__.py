@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 import attrs
-import structlog
 
 from . import _scenarios
 from ._report import markdown, plots
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(size) for size in args.sizes.split(","))
         plan = attrs.evolve(plan, sizes=sizes, repeats={n: plan.repeats.get(n, 1) for n in sizes})
     # The poller warns on every 429 pause; the figures count them, the log would drown them.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    logging.getLogger("async_dispatch").setLevel(logging.ERROR)
     results = anyio.run(run, plan, only, backend="asyncio")
     out: Path = args.out or RESULTS / ("quick.json" if plan.quick else "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
