@@ -102,6 +102,8 @@ async def test_add_claim_end_check_resolve(redis_url: str, redis_name: str) -> N
         assert await store.finished("req_a")
         assert not await store.finished("req_b")
         assert await store.get("req_a") is None
+        assert not await store.add(new_task("req_a"))  # its one final outcome exists
+        assert await store.get("req_a") is None
         await wait_for(received, 1)
         got, receipt = received[0]
         assert got.request_id == "req_a"

@@ -300,6 +300,7 @@ class RedisStore:
             self._intent_started,
             self._key(f"parked:{request_id}"),
             self._parked,
+            self._key(f"done:{request_id}"),
         ]
 
     async def add(self, task: TrackedTask) -> bool:

@@ -6,6 +6,7 @@
 -- KEYS[2]  last checks (zset: id -> due)        KEYS[6]  intent start times (hash)
 -- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  the parked webhook of this id
 -- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> time)
+-- KEYS[9]  the id's "finished" marker
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
 -- ARGV[5]  first check (server seconds, or 'inf')   ARGV[6] '1' if it is a last check
@@ -30,7 +31,8 @@ if ARGV[7] ~= '' then
     redis.call('ZREM', KEYS[8], rid)
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- Tracked already, or finished recently (its one final outcome exists): nothing to add.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[9]) == 1 then
   return {0, parked}
 end
 redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],
