@@ -31,7 +31,7 @@ __all__ = ["main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-SCENARIOS = ("overhead", "memory", "saturated", "workload", "faults", "hybrid")
+SCENARIOS = ("overhead", "memory", "saturated", "workload", "faults", "hybrid", "fleet")
 
 
 def _log(message: str) -> None:
@@ -87,6 +87,13 @@ async def _hybrid(plan: Plan) -> dict[str, Any]:
     return result if isinstance(result, dict) else {"result": result}
 
 
+async def _fleet(plan: Plan) -> dict[str, Any]:
+    from . import fleet  # four replica processes on one key; skips itself without Redis
+
+    _log("fleet: four replicas on one key (Redis)")
+    return await fleet.run_fleet(quick=plan.quick)
+
+
 async def run(plan: Plan, only: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
     """Run the chosen scenarios in this event loop (asyncio); returns the results."""
     results: dict[str, Any] = {"meta": _meta(plan)}
@@ -96,6 +103,8 @@ async def run(plan: Plan, only: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
             results[name] = await _memory(plan)
         elif name == "hybrid":
             results[name] = await _hybrid(plan)
+        elif name == "fleet":
+            results[name] = await _fleet(plan)
         else:
             results[name] = await getattr(_scenarios, name)(plan, _log)
         _log(f"{name}: done in {time.perf_counter() - started:.1f}s")

@@ -147,6 +147,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
     if "hybrid" in results:
         out += _hybrid(results["hybrid"])
+    if "fleet" in results:
+        from .fleet import table
+
+        out += ["", "### Fleet: four replicas on one key", "", table(results["fleet"])]
     return "\n".join(out) + "\n"
 
 

@@ -8,117 +8,534 @@ rate R and poll as fast as their limiter allows. Variants:
   fleet mode): together they offer 4R, and the server answers the excess with 429s.
 - ``redis``: one `RedisTokenBucket` shared through Redis: the fleet sends R, and no 429.
 
-Needs a Redis (``--redis-url``, default the local one). Run alone:
-``python -m benchmarks.fleet [--quick]``; prints one JSON object.
+- ``store``: four processes with the shared bucket AND one `RedisStore` (true fleet
+  mode: any replica checks any task), against ``memory``: the shared bucket with each
+  replica's own `MemoryStore`, on the same workload of tasks that finish. Both report the
+  429 share, the rate achieved, detection latency (completion on the simulator to the
+  outcome reaching the app, p50/p95), Redis round trips per status check (counted in each
+  replica: every command and script it sends, background jobs included) and client CPU
+  per status check (``time.process_time()`` of each replica).
+- ``takeover``: four `RedisStore` replicas whose status reads are slow (so checks are
+  always in flight), one killed with SIGKILL while it holds leases: the time from the
+  kill to the last of its leased tasks resolving on a survivor.
+
+Needs a Redis (``--redis-url``, default ``$REDIS_URL`` then the local one); without one it
+prints why and skips. Run alone: ``python -m benchmarks.fleet [--quick]`` (prints a table,
+writes ``benchmarks/results/fleet.json``), or ``python -m benchmarks --only fleet``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
-from async_dispatch.testing import OutcomeMix, RateLimit, SimulatorConfig, serve
-
-REPLICA = Path(__file__).resolve().parent.parent / "tests" / "fleet_replica.py"
-STARTUP = 4.0  # seconds for the replicas' interpreters to start
-
-
-def _replica_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleet_replica", REPLICA)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-async def run_variant(
-    limiter: str, *, rate: float, server_burst: int, duration: float, redis_url: str
-) -> dict[str, Any]:
-    harness = _replica_module()
-    config = SimulatorConfig(
-        outcomes=OutcomeMix.only("never"),
-        rate_limit=RateLimit(rate=rate, burst=server_burst),
-        seed=12,
-    )
-    name = f"bench-fleet-{uuid.uuid4().hex[:8]}"
-    async with serve(config) as running:
-        sim = running.simulator
-        start_at = time.time() + STARTUP
-        loop_start = anyio.current_time() + STARTUP
-        commands = [
-            harness.replica_command(
-                running.base_url,
-                rate=rate,
-                limiter=limiter,
-                redis_url=redis_url,
-                name=name,
-                backend=backend,
-                start_at=start_at,
-                duration=duration,
-            )
-            for backend in ("asyncio", "trio", "asyncio", "trio")
-        ]
-        summaries = await anyio.to_thread.run_sync(
-            harness.run_replicas, commands, STARTUP + duration + 30
-        )
-        requests = sum(sim.stats.requests.values())
-        rejected = sim.stats.rate_limited
-        window = (loop_start + 0.5, loop_start + duration - 0.5)
-        accepted = sum(window[0] <= t < window[1] for t in sim.accepted_request_times())
-    return {
-        "requests": requests,
-        "rate_limited": rate_limited_share(rejected, requests),
-        "accepted_per_second": round(accepted / (window[1] - window[0]), 2),
-        "share_of_rate": round(accepted / (window[1] - window[0]) / rate, 3),
-        "replica_pauses": [s["pauses"] for s in summaries],
-    }
+from async_dispatch.testing import Durations, Faults, OutcomeMix, RateLimit, SimulatorConfig, serve
 
 
 def rate_limited_share(rejected: int, requests: int) -> dict[str, float]:
     return {"count": rejected, "share": round(rejected / requests, 4) if requests else 0.0}
 
 
+# -- fleet mode with a shared store: one replica process ------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "fleet.json"
+
+
+def _say(**event: Any) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def _count_round_trips() -> Counter[str]:
+    """Count every command this process sends to Redis, by what it was for.
+
+    Every command of `RedisConnection` (scripts included) and of `RedisStore`'s direct
+    calls goes through `RedisConnection.translate_errors`: counting its entries counts the
+    round trips (the connect is left out).
+    """
+    from async_dispatch.redis import RedisConnection
+
+    counts: Counter[str] = Counter()
+    original = RedisConnection.translate_errors
+
+    def counted(self: RedisConnection, doing: str) -> contextlib.AbstractContextManager[None]:
+        if doing != "connecting":
+            counts[doing.removeprefix("running ").removesuffix(".lua")] += 1
+        return original(self, doing)
+
+    RedisConnection.translate_errors = counted  # type: ignore[method-assign,assignment]
+    return counts
+
+
+async def _replica(args: argparse.Namespace) -> None:
+    """One replica: submit tasks at a steady pace, print each outcome with its wall time."""
+    from async_dispatch import DispatchClient, DispatchError, Limiter, Poller, TokenBucket
+    from async_dispatch.redis import RedisStore, RedisTokenBucket
+
+    counts = _count_round_trips()
+    shared = RedisTokenBucket(args.redis_url, name=args.name, rate=args.rate, burst=args.burst)
+    # "local": each replica its own bucket, the mistake fleet mode exists to prevent.
+    bucket: Limiter = shared if args.limiter == "redis" else TokenBucket(args.rate, args.burst)
+    store = None
+    if args.store == "redis":
+        store = RedisStore(
+            shared.connection, name=args.name, lease=args.lease, outcome_idle=args.lease
+        )
+    async with (
+        shared.connection,
+        bucket,
+        DispatchClient(api_key="sim-key", base_url=args.base_url, bucket=bucket) as client,
+    ):
+        poller = Poller(
+            client,
+            store=store,
+            initial_interval=0.05,  # as fast as the budget lets it: the fleet is saturated
+            max_interval=0.1,
+            max_in_flight=8,
+            deadline=120,
+        )
+        async with poller:
+            _say(ready=os.getpid(), consumer=store.consumer if store is not None else None)
+            while not os.path.exists(args.go):  # noqa: ASYNC110, ASYNC240 (start when all are ready)
+                await anyio.sleep(0.01)
+            cpu, sent = time.process_time(), sum(counts.values())
+
+            async def submit() -> None:
+                for index in range(args.tasks):
+                    try:
+                        _say(submitted=await poller.submit(f"/Operator fleet bench {index}"))
+                    except DispatchError as exc:  # e.g. 429s past the retries, with "local"
+                        _say(submit_failed=type(exc).__name__)
+                    await anyio.sleep(args.submit_every)
+
+            with anyio.move_on_after(args.duration):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(submit)
+                    async for outcome in poller.results(forever=True):
+                        _say(
+                            outcome=outcome.request_id,
+                            at=time.time(),
+                            kind=outcome.kind.value,
+                            final=outcome.final,
+                            deliveries=outcome.deliveries,
+                        )
+            stats = poller.stats
+            _say(
+                summary=True,
+                polls_sent=stats.polls_sent,
+                submits_sent=stats.submits_sent,
+                cpu=time.process_time() - cpu,
+                round_trips=sum(counts.values()) - sent,
+                by_purpose=dict(counts),
+            )
+
+
+class _Process:
+    """A replica process whose JSON lines land in a file (readable while it runs)."""
+
+    def __init__(self, *args: str) -> None:
+        self.out = tempfile.NamedTemporaryFile("w+", prefix="fleet-bench-", suffix=".jsonl")  # noqa: SIM115
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.fleet", "replica", *args],
+            cwd=ROOT,
+            stdout=self.out,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        with open(self.out.name) as lines:
+            return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def kill(self) -> None:
+        """SIGKILL, to this process only (by its PID), if it still runs."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.kill()
+        self.out.close()
+
+
+async def _wait_for(predicate: Any, timeout: float) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = int(rank), min(int(rank) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def run_store_variant(
+    limiter: str,
+    store: str,
+    *,
+    rate: float,
+    server_burst: int,
+    duration: float,
+    tasks: int,
+    redis_url: str,
+) -> dict[str, Any]:
+    """Four replicas: `limiter` "local" (a bucket each) or "redis" (one shared), `store`
+    "memory" (each its own tasks) or "redis" (one RedisStore for the fleet)."""
+    # A third of the tasks never finish: the fleet stays saturated (rate achieved), and the
+    # rest give the detection latency.
+    config = SimulatorConfig(
+        outcomes=OutcomeMix(success=2.0, error=0.0, input_required=0.0, never=1.0),
+        durations=Durations(median=1.0, sigma=0.5, minimum=0.3, maximum=2.5),
+        rate_limit=RateLimit(rate=rate, burst=server_burst),
+        seed=12,
+    )
+    name = f"bench-fleet-{uuid.uuid4().hex[:8]}"
+    submit_every = duration * 0.3 / tasks
+    processes: list[_Process] = []
+    go = Path(tempfile.gettempdir()) / f"{name}.go"
+    async with serve(config) as running:
+        sim = running.simulator
+        try:
+            for _ in range(4):
+                processes.append(
+                    _Process(
+                        *("--base-url", running.base_url, "--redis-url", redis_url),
+                        *("--name", name, "--rate", repr(rate), "--store", store),
+                        *("--limiter", limiter),
+                        *("--go", str(go), "--duration", repr(duration)),
+                        *("--tasks", str(tasks), "--submit-every", repr(submit_every)),
+                    )
+                )
+            await _wait_for(
+                lambda: all(any("ready" in e for e in p.events()) for p in processes), 120
+            )
+            go.touch()
+            loop_start = anyio.current_time()
+            await _wait_for(
+                lambda: all(any("summary" in e for e in p.events()) for p in processes),
+                duration + 30,
+            )
+            events = [p.events() for p in processes]
+        finally:
+            for process in processes:
+                process.close()
+            go.unlink(missing_ok=True)
+            await _delete_keys(redis_url, name)
+        requests = sum(sim.stats.requests.values())
+        rejected = sim.stats.rate_limited
+        window = (loop_start + 0.5, loop_start + duration - 0.5)
+        accepted = sum(window[0] <= t < window[1] for t in sim.accepted_request_times())
+        submitted = {e["submitted"] for ev in events for e in ev if "submitted" in e}
+        latencies: list[float] = []
+        seen: Counter[str] = Counter()
+        for ev in events:
+            for e in ev:
+                if "outcome" in e and e["final"]:
+                    seen[e["outcome"]] += 1
+                    completed = sim.task_completed_at(e["outcome"])
+                    if completed is not None and e["deliveries"] == 1:
+                        latencies.append(e["at"] - completed.wall.timestamp())
+    summaries = [next(e for e in ev if "summary" in e) for ev in events]
+    polls = sum(s["polls_sent"] for s in summaries)
+    trips = sum(s["round_trips"] for s in summaries)
+    purposes: Counter[str] = Counter()
+    for summary in summaries:
+        purposes.update(summary["by_purpose"])
+    # The check path: a token (less the submits' own), a claim, the end of the check.
+    submits = sum(s["submits_sent"] for s in summaries)
+    check_path = purposes["token_bucket_acquire"] - submits
+    check_path += sum(purposes[n] for n in ("store_claim", "store_end_check", "store_resolve"))
+    return {
+        "requests": requests,
+        "rate_limited": rate_limited_share(rejected, requests),
+        "accepted_per_second": round(accepted / (window[1] - window[0]), 2),
+        "share_of_rate": round(accepted / (window[1] - window[0]) / rate, 3),
+        "tasks": len(submitted),
+        "resolved": len(submitted & set(seen)),
+        "duplicates": sum(n - 1 for n in seen.values()),
+        "latency_p50": _round(_percentile(latencies, 50)),
+        "latency_p95": _round(_percentile(latencies, 95)),
+        "status_checks": polls,
+        "round_trips_per_check": round(trips / polls, 2) if polls and trips else None,
+        "check_path_round_trips_per_check": (
+            round(check_path / polls, 2) if polls and trips else None
+        ),
+        "round_trips_by_purpose": dict(purposes.most_common()),
+        "cpu_ms_per_check": round(sum(s["cpu"] for s in summaries) / polls * 1000, 3)
+        if polls
+        else None,
+    }
+
+
+async def _delete_keys(redis_url: str, name: str) -> None:
+    """Leave nothing behind in a shared Redis: every key of the benchmark's fleet name."""
+    from async_dispatch.redis import RedisConnection
+
+    async with RedisConnection(redis_url) as connection:
+        client = connection.client
+        keys = [key async for key in client.scan_iter(match=RedisConnection.key(name, "*"))]
+        if keys:
+            await client.delete(keys)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def _victim_leases(redis_url: str, name: str, consumer: str) -> list[str]:
+    """The ids whose check `consumer` holds under a live lease right now."""
+    from async_dispatch.redis import RedisConnection
+
+    async with RedisConnection(redis_url) as connection:
+        client = connection.client
+        now = (await client.time()).timestamp()
+        ids: list[str] = []
+        for zset in ("last", "due"):
+            for rid in await client.zrange(RedisConnection.key(name, zset), 0, -1):
+                rid_text = rid.decode() if isinstance(rid, bytes) else str(rid)
+                key = RedisConnection.key(name, f"task:{rid_text}")
+                lease, by = await client.hmget(key, ["lease", "by"])
+                if lease and float(lease) > now and by is not None and by.decode() == consumer:
+                    ids.append(rid_text)
+        return ids
+
+
+async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str, Any]:
+    """Kill -9 a replica that holds leases; time until the last of its tasks resolves."""
+    config = SimulatorConfig(
+        outcomes=OutcomeMix.only("success"),
+        durations=Durations.fixed(1.0),
+        faults=Faults(slow=1.0, slow_delay=1.0),  # every status read takes a second
+        seed=12,
+    )
+    name = f"bench-takeover-{uuid.uuid4().hex[:8]}"
+    processes: list[_Process] = []
+    go = Path(tempfile.gettempdir()) / f"{name}.go"
+    async with serve(config) as running:
+        try:
+            for _ in range(4):
+                processes.append(
+                    _Process(
+                        *("--base-url", running.base_url, "--redis-url", redis_url),
+                        *("--name", name, "--rate", "100", "--burst", "20", "--store", "redis"),
+                        *("--go", str(go), "--duration", "60", "--lease", repr(lease)),
+                        *("--tasks", str(tasks), "--submit-every", "0"),
+                    )
+                )
+            await _wait_for(
+                lambda: all(any("ready" in e for e in p.events()) for p in processes), 60
+            )
+            go.touch()
+            victim, survivors = processes[0], processes[1:]
+            consumer = next(e["consumer"] for e in victim.events() if "ready" in e)
+            held: list[str] = []
+            with anyio.fail_after(30):
+                while not held:
+                    held = await _victim_leases(redis_url, name, consumer)
+                    await anyio.sleep(0.05)
+            victim.kill()
+            killed_at = time.time()
+
+            def finals() -> dict[str, float]:
+                done: dict[str, float] = {}
+                for process in survivors:
+                    for e in process.events():
+                        if "outcome" in e and e["final"]:
+                            done.setdefault(e["outcome"], e["at"])
+                return done
+
+            await _wait_for(lambda: set(held) <= set(finals()), lease * 3 + 30)
+            took = max(finals()[rid] for rid in held) - killed_at
+            submitted = {e["submitted"] for p in processes for e in p.events() if "submitted" in e}
+            await _wait_for(lambda: submitted <= set(finals()) | _victim_done(victim), 60)
+            redelivered = sum(
+                1
+                for p in survivors
+                for e in p.events()
+                if "outcome" in e and e.get("deliveries", 1) > 1
+            )
+        finally:
+            for process in processes:
+                process.close()
+            go.unlink(missing_ok=True)
+            await _delete_keys(redis_url, name)
+    return {
+        "lease": lease,
+        "tasks": len(submitted),
+        "victim_leases": len(held),
+        "takeover_seconds": round(took, 2),
+        "redelivered_outcomes": redelivered,
+        "lost": 0,
+    }
+
+
+def _victim_done(victim: _Process) -> set[str]:
+    return {e["outcome"] for e in victim.events() if "outcome" in e and e["final"]}
+
+
+# -- the whole benchmark --------------------------------------------------------------------
+
+#: Result key -> (limiter, store) of the four replicas.
+VARIANTS = {"local": ("local", "memory"), "redis": ("redis", "memory"), "store": ("redis", "redis")}
+
+
+def redis_unavailable(url: str) -> str | None:
+    """Why no Redis answers at `url`, or None when one does."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1.0):
+            return None
+    except OSError as exc:
+        return f"no Redis at {parts.hostname}:{parts.port or 6379} ({exc.strerror or exc})"
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    reason = redis_unavailable(args.redis_url)
+    if reason is not None:
+        return {"skipped": f"fleet benchmark needs Redis: {reason}; set REDIS_URL"}
     results: dict[str, Any] = {
+        "quick": args.quick,
         "rate": args.rate,
         "server_burst": args.server_burst,
         "duration": args.duration,
         "replicas": 4,
     }
-    for limiter in ("local", "redis"):
-        results[limiter] = await run_variant(
-            limiter,
-            rate=args.rate,
-            server_burst=args.server_burst,
-            duration=args.duration,
-            redis_url=args.redis_url,
+    for key, (limiter, store) in VARIANTS.items():
+        results[key] = await _reported(
+            run_store_variant(
+                limiter,
+                store,
+                rate=args.rate,
+                server_burst=args.server_burst,
+                duration=args.duration,
+                tasks=args.tasks,
+                redis_url=args.redis_url,
+            )
         )
+    results["takeover"] = await _reported(
+        run_takeover(lease=args.lease, tasks=args.takeover_tasks, redis_url=args.redis_url)
+    )
     return results
+
+
+async def _reported(variant: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's figures, or what went wrong: one failed variant loses only its own."""
+    try:
+        return await variant
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {str(exc)[-500:]}"}
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as a Markdown table (what the README section shows)."""
+    if "skipped" in results:
+        return f"fleet: skipped ({results['skipped']})"
+    rows = [
+        "| variant | 429 share | accepted/s (of R) | p50 / p95 latency s "
+        "| Redis round trips/check (check path) | CPU ms/check |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("local", "own TokenBucket + MemoryStore each"),
+        ("redis", "RedisTokenBucket + MemoryStore each"),
+        ("store", "RedisTokenBucket + RedisStore"),
+    ):
+        r = results[key]
+        if "error" in r:
+            rows.append(f"| {label} | failed: {r['error'][:60]} | | | | |")
+            continue
+        latency = "-"
+        if "latency_p50" in r:
+            latency = f"{r['latency_p50']} / {r['latency_p95']}"
+        rows.append(
+            f"| {label} | {r['rate_limited']['share']:.2%} | {r['accepted_per_second']} "
+            f"({r['share_of_rate']:.0%}) | {latency} | {r['round_trips_per_check'] or '-'} "
+            f"({r['check_path_round_trips_per_check'] or '-'}) "
+            f"| {r.get('cpu_ms_per_check', '-')} |"
+        )
+    t = results["takeover"]
+    rows.append("")
+    if "error" in t:
+        rows.append(f"Takeover after kill -9: failed: {t['error']}")
+        return "\n".join(rows)
+    rows.append(
+        f"Takeover after kill -9 (lease {t['lease']:g} s): the victim held "
+        f"{t['victim_leases']} leases; the last of them resolved {t['takeover_seconds']} s "
+        f"after the kill; {t['tasks']} tasks, none lost, {t['redelivered_outcomes']} "
+        "outcomes redelivered."
+    )
+    return "\n".join(rows)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (5 s a variant)")
+    parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--server-burst", type=int, default=10)
     parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--tasks", type=int, default=30, help="tasks per replica (store runs)")
+    parser.add_argument("--takeover-tasks", type=int, default=8)
+    parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration = 5.0
+        args.duration, args.tasks = 5.0, 10
     return args
 
 
+def parse_replica(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="one replica of the fleet benchmark")
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--burst", type=int, default=1)
+    parser.add_argument("--store", choices=("memory", "redis"), default="redis")
+    parser.add_argument("--limiter", choices=("local", "redis"), default="redis")
+    parser.add_argument("--go", required=True, help="start once this file exists")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--submit-every", type=float, default=0.0)
+    parser.add_argument("--lease", type=float, default=2.0)
+    return parser.parse_args(argv)
+
+
+async def run_fleet(*, quick: bool) -> dict[str, Any]:
+    """For ``python -m benchmarks --only fleet``: this benchmark, in the suite's loop."""
+    return await main(parse(["--quick"] if quick else []))
+
+
 if __name__ == "__main__":
-    outcome = anyio.run(main, parse(sys.argv[1:]), backend="asyncio")
-    print(json.dumps(outcome, indent=2))
+    if sys.argv[1:2] == ["replica"]:
+        anyio.run(_replica, parse_replica(sys.argv[2:]), backend="asyncio")
+        sys.exit(0)
+    options = parse(sys.argv[1:])
+    outcome = anyio.run(main, options, backend="asyncio")
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(outcome, indent=1) + "\n")
+    print(table(outcome))
+    print(f"wrote {options.out}", file=sys.stderr)

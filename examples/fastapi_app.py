@@ -12,6 +12,12 @@ Configuration (environment):
   Unset: polling only.
 - ``DISPATCH_CALLBACK_SECRET``: the webhook secret; a random one is generated if unset.
 - ``DISPATCH_SAFETY_INTERVAL``: seconds between safety-net polls (default 60).
+- ``DISPATCH_REDIS_URL``: fleet mode (extra ``redis``). Every worker, on every machine,
+  shares one rate limit (`RedisTokenBucket`), one set of tracked tasks (`RedisStore`) and
+  the batches (a hash per batch in the same Redis), so any worker can take a request, a
+  webhook or an outcome. ``DISPATCH_CALLBACK_SECRET`` is then required: a webhook for a
+  task one worker submitted may reach any other, which must accept the same secret.
+- ``DISPATCH_FLEET_NAME``: which fleet (default ``dispatch-example``); one per API key.
 
 Try it against the local simulator, in two shells::
 
@@ -25,13 +31,36 @@ Try it against the local simulator, in two shells::
     curl -s -XPOST localhost:8001/batches -H 'content-type: application/json' \\
         -d '{"prompts": ["/Operator find flights to Lisbon", "summarise the news"]}'
     curl -s localhost:8001/batches/<batch_id>
+
+Fleet mode, four workers on one key (a third shell for Redis, or an existing one)::
+
+    redis-server --port 6379 --save '' --appendonly no
+    async-dispatch simulate --port 8000 --api-key sim-key
+
+    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
+    DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
+    DISPATCH_CALLBACK_SECRET=change-me-to-32-random-characters \\
+    DISPATCH_REDIS_URL=redis://127.0.0.1:6379 \\
+        uvicorn --factory examples.fastapi_app:create_app --port 8001 --workers 4
+
+    curl -s -XPOST localhost:8001/batches -H 'content-type: application/json' \\
+        -d '{"prompts": ["/Operator one", "/Operator two", "/Operator three"]}'
+    curl -s localhost:8001/batches/<batch_id>      # any worker answers
+    async-dispatch fleet --name dispatch-example --redis-url redis://127.0.0.1:6379
+
+Each result then also says which worker recorded it (``replica``) and how many final
+outcomes reached the app for it (``outcomes``: 1, or more only for a redelivery after a
+worker died between taking an outcome and asking for the next).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import uuid
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import attrs
@@ -46,8 +75,11 @@ from async_dispatch import (
     OutcomeKind,
     PermissionDeniedError,
 )
-from async_dispatch.fastapi import RuntimeDep, dispatch_lifespan, webhook_router
+from async_dispatch.fastapi import RuntimeDep, dispatch_lifespan, open_runtime, webhook_router
 from async_dispatch.webhooks import DispatchRuntime
+
+if TYPE_CHECKING:  # fleet mode only: the redis extra
+    from async_dispatch.redis import RedisConnection
 
 WEBHOOK_PATH = "/webhooks/dispatch"
 MAX_BATCH = 100
@@ -64,6 +96,9 @@ class Settings:
     safety_interval: float = 60.0
     deadline: float = 600.0
     rate: float = 10.0
+    #: Fleet mode when set (it may hold a password: kept out of repr).
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    fleet_name: str = "dispatch-example"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,6 +106,8 @@ class Settings:
             callback_url=os.environ.get("DISPATCH_CALLBACK_URL") or None,
             callback_secret=os.environ.get("DISPATCH_CALLBACK_SECRET") or None,
             safety_interval=float(os.environ.get("DISPATCH_SAFETY_INTERVAL", "60")),
+            redis_url=os.environ.get("DISPATCH_REDIS_URL") or None,
+            fleet_name=os.environ.get("DISPATCH_FLEET_NAME") or "dispatch-example",
         )
 
 
@@ -85,6 +122,9 @@ class Item:
     text: str | None = None
     polls: int | None = None
     error: str | None = None
+    #: Fleet mode: the worker that recorded the outcome, and how many final outcomes came.
+    replica: str | None = None
+    outcomes: int | None = None
 
     def as_dict(self, index: int) -> dict[str, Any]:
         return {"index": index, **attrs.asdict(self)}
@@ -132,8 +172,17 @@ class Batches:
     def get(self, batch_id: str) -> Batch | None:
         return self._batches.get(batch_id)
 
-    def record(self, outcome: Outcome) -> None:
+    async def save(self, batch: Batch) -> None:
+        """Fleet mode: make the batch's submit-side state visible to every worker."""
+
+    async def load(self, batch_id: str) -> Batch | None:
+        """Fleet mode: a batch this worker does not hold, from the shared copy."""
+        return None
+
+    def record(self, outcome: Outcome) -> Any:
         """The runtime's ``on_outcome``: file each outcome under its batch item."""
+        if outcome.context is None:  # SUBMIT_UNCERTAIN from a dead worker: no batch known
+            return
         batch_id, index = outcome.context
         item = self._batches[batch_id].items[index]
         if item.state not in _UNFINISHED:
@@ -166,11 +215,75 @@ class Batches:
         async with anyio.create_task_group() as task_group:
             for index, item in enumerate(batch.items):
                 task_group.start_soon(one, index, item)
+        await self.save(batch)
         return sum(1 for item in batch.items if item.request_id is not None)
 
     def healthy(self, dispatch: DispatchRuntime) -> bool:
         """False while the service refuses the key, from a submit or from the poller."""
         return dispatch.error is None and self.refused is None
+
+
+class SharedBatches(Batches):
+    """Fleet mode: the batches live in Redis, so any worker answers for any batch.
+
+    One hash per batch, under the fleet's key prefix (so in the fleet's hash slot):
+    ``items`` is the submitting worker's view (JSON), ``o:<index>`` the final outcome
+    (written once: HSETNX) with ``n:<index>`` counting the final outcomes that arrived,
+    ``q:<index>`` the latest input request. Reading merges them, so an outcome recorded by
+    one worker before the submitting worker saved its view is never overwritten.
+    """
+
+    TTL = 86_400
+
+    def __init__(self, connection: RedisConnection, fleet_name: str) -> None:
+        super().__init__()
+        self._connection = connection
+        self._prefix = connection.key(fleet_name, "app:batch:")
+        self._replica = f"pid-{os.getpid()}"
+
+    def _key(self, batch_id: str) -> str:
+        return self._prefix + batch_id
+
+    async def save(self, batch: Batch) -> None:
+        items = [{"prompt": i.prompt, "request_id": i.request_id, "state": i.state,
+                  "error": i.error} for i in batch.items]  # fmt: skip
+        client = self._connection.client
+        await client.hset(self._key(batch.id), {"items": json.dumps(items)})
+        await client.expire(self._key(batch.id), self.TTL)
+        self._batches.pop(batch.id, None)  # Redis is the one copy
+
+    async def load(self, batch_id: str) -> Batch | None:
+        fields = {
+            k.decode(): v.decode()
+            for k, v in (await self._connection.client.hgetall(self._key(batch_id))).items()
+        }
+        if "items" not in fields:
+            return None
+        items = [Item(**item) for item in json.loads(fields["items"])]
+        for index, item in enumerate(items):
+            found = fields.get(f"o:{index}") or fields.get(f"q:{index}")
+            if found is not None:
+                item.state, item.text, item.polls, item.error, item.replica = json.loads(found)
+                item.outcomes = int(fields.get(f"n:{index}", 0))
+        return Batch(batch_id, items)
+
+    async def record(self, outcome: Outcome) -> None:
+        if outcome.context is None:
+            return
+        batch_id, index = outcome.context
+        value = json.dumps([
+            outcome.kind.value,
+            outcome.status.text if outcome.status is not None else None,
+            outcome.polls,
+            str(outcome.error) if outcome.error is not None else None,
+            self._replica,
+        ])  # fmt: skip
+        client, key = self._connection.client, self._key(batch_id)
+        if outcome.final:
+            await client.hsetnx(key, f"o:{index}", value)
+            await client.hincrby(key, f"n:{index}", 1)
+        else:
+            await client.hset(key, {f"q:{index}": value})
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -190,6 +303,10 @@ def create_app(
     """Build the app; ``uvicorn --factory examples.fastapi_app:create_app`` calls this."""
     settings = settings or Settings.from_env()
     batches = Batches()
+    fleet: dict[str, Any] = {}
+    connection: RedisConnection | None = None
+    if settings.redis_url is not None:
+        connection, fleet, batches = _fleet_mode(settings)
     runtime = DispatchRuntime(
         client,
         callback_url=settings.callback_url,
@@ -199,8 +316,12 @@ def create_app(
         deadline=settings.deadline,
         rate=settings.rate,
         burst=max(1, int(settings.rate)),
+        **fleet,
     )
-    app = FastAPI(title="dispatch batches", lifespan=dispatch_lifespan(runtime))
+    lifespan = dispatch_lifespan(runtime)
+    if connection is not None:
+        lifespan = _fleet_lifespan(connection, runtime)
+    app = FastAPI(title="dispatch batches", lifespan=lifespan)
     app.include_router(webhook_router(WEBHOOK_PATH))
 
     @app.post("/batches", status_code=status.HTTP_202_ACCEPTED)
@@ -208,6 +329,7 @@ def create_app(
         body: BatchRequest, dispatch: RuntimeDep, response: Response
     ) -> dict[str, Any]:
         batch = batches.new(body.prompts)
+        await batches.save(batch)
         if not await batches.submit(dispatch, batch, body.deadline):
             # Nothing was accepted: say so, rather than 202 for work that will never run.
             response.status_code = status.HTTP_502_BAD_GATEWAY
@@ -216,7 +338,7 @@ def create_app(
 
     @app.get("/batches/{batch_id}")
     async def get_batch(batch_id: str) -> dict[str, Any]:
-        batch = batches.get(batch_id)
+        batch = batches.get(batch_id) or await batches.load(batch_id)
         if batch is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such batch")
         return batch.summary()
@@ -234,3 +356,41 @@ def create_app(
         }
 
     return app
+
+
+# -- fleet mode ----------------------------------------------------------------------------
+
+
+def _fleet_mode(settings: Settings) -> tuple[RedisConnection, dict[str, Any], SharedBatches]:
+    """The shared bucket, store and batches of every worker of the fleet."""
+    from async_dispatch.redis import RedisConnection, RedisStore, RedisTokenBucket
+
+    assert settings.redis_url is not None
+    if settings.callback_url is not None and settings.callback_secret is None:
+        raise RuntimeError(
+            "fleet mode with webhooks needs DISPATCH_CALLBACK_SECRET, the same on every "
+            "worker: a webhook may reach any worker, not only the one that submitted"
+        )
+    connection = RedisConnection(settings.redis_url)
+    name = settings.fleet_name
+    fleet: dict[str, Any] = {
+        "bucket": RedisTokenBucket(
+            connection, name=name, rate=settings.rate, burst=max(1, int(settings.rate))
+        ),
+        "store": RedisStore(connection, name=name),
+    }
+    return connection, fleet, SharedBatches(connection, name)
+
+
+def _fleet_lifespan(
+    connection: RedisConnection, runtime: DispatchRuntime
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The runtime inside the Redis connection: the connection is entered first and left
+    last, in the lifespan's own task (coredis's task group requires it)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connection, open_runtime(app, runtime):
+            yield
+
+    return lifespan

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -337,3 +341,111 @@ async def _first_line(proc: anyio.abc.Process) -> str:
         while b"\n" not in data:
             data += await proc.stdout.receive()
     return data.decode().splitlines()[0]
+
+
+# -- fleet mode: the FastAPI example under `uvicorn --workers 4` ------------------------------
+
+FLEET_WORKERS = 4
+
+
+class _UvicornFleet:
+    """``uvicorn --workers 4`` running the FastAPI example in fleet mode, as documented.
+
+    Stops only what it started: SIGTERM to the uvicorn process (which stops its workers),
+    then, if it hangs, SIGKILL to its worker processes (its children) and to it, by PID.
+    """
+
+    def __init__(self, port: int, env: dict[str, str]) -> None:
+        root = Path(__file__).resolve().parent.parent
+        command = [sys.executable, "-m", "uvicorn", "--factory", "examples.fastapi_app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(FLEET_WORKERS)]
+        command += ["--log-level", "warning"]
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        for child in children:  # the workers this uvicorn started, if it left any behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        self._log.close()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_fleet_mode_four_uvicorn_workers_one_outcome_per_task(
+    anyio_backend: str, redis_url: str, redis_name: str
+) -> None:
+    """Four workers, one key, webhooks on any worker: each task has exactly one outcome."""
+    from async_dispatch.redis import RedisConnection, read_fleet
+    from redis_support import free_port
+
+    hooks = Webhooks(duplicate=0.3)  # duplicates must change nothing, whichever worker
+    config = SimulatorConfig(
+        seed=12,
+        durations=Durations.fixed(0.3),
+        outcomes=OutcomeMix.only("success"),
+        webhooks=hooks,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with bound_socket() as (sim_sock, sim_port):
+        async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
+            env = {
+                **os.environ,
+                "DISPATCH_API_KEY": "sim-key",
+                "DISPATCH_BASE_URL": f"http://127.0.0.1:{sim_port}",
+                "DISPATCH_CALLBACK_URL": f"{url}/webhooks/dispatch",
+                "DISPATCH_CALLBACK_SECRET": SECRET,
+                "DISPATCH_REDIS_URL": redis_url,
+                "DISPATCH_FLEET_NAME": redis_name,
+            }
+            fleet = _UvicornFleet(port, env)
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                    with anyio.fail_after(60):  # four interpreters starting on busy cores
+                        while True:
+                            with contextlib.suppress(httpx.TransportError):
+                                if (await http.get("/healthz")).status_code == 200:
+                                    break
+                            assert fleet.process.poll() is None, fleet.log()
+                            await anyio.sleep(0.2)
+                    served = Served(url, http, sim.stats)
+                    batch_ids = [
+                        await served.post_batch([f"/Operator fleet {b}.{n}" for n in range(8)])
+                        for b in range(4)
+                    ]
+                    batches = [await served.wait_complete(b, timeout=60) for b in batch_ids]
+                    async with RedisConnection(redis_url) as connection:
+                        with anyio.fail_after(10):
+                            while (await read_fleet(connection, redis_name)).tracked:  # noqa: ASYNC110
+                                await anyio.sleep(0.1)
+            finally:
+                fleet.stop()
+    results = [r for batch in batches for r in batch["results"]]
+    assert len(results) == 32
+    assert all(r["state"] == "success" for r in results), results
+    assert all(r["outcomes"] == 1 for r in results), results  # exactly one, fleet-wide
+    assert len({r["request_id"] for r in results}) == 32
+    replicas = {r["replica"] for r in results}
+    print(f"32 tasks, outcomes recorded by {len(replicas)} of {FLEET_WORKERS} workers")
+    assert sim.stats.webhooks_delivered >= 32
+    assert sim.stats.webhooks_failed == 0  # every worker accepts the shared secret

@@ -1,4 +1,5 @@
-"""The ``async-dispatch`` command: submit, inspect and wait for tasks; run the simulator.
+"""The ``async-dispatch`` command: submit, inspect and wait for tasks; run the simulator;
+watch a fleet (``fleet``).
 
 Two promises shape this module. Expected failures (a bad or missing key, an unreachable
 host, an unknown id) end in one line on stderr and an exit code that says which class of
@@ -22,8 +23,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Final, TextIO
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, TextIO
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -31,6 +33,9 @@ import httpx
 from ._cli_output import (
     Display,
     Redactor,
+    fleet_lines,
+    fleet_renderable,
+    have_rich,
     make_display,
     one_line,
     outcome_detail,
@@ -64,12 +69,18 @@ from ._validation import check_base_url, is_loopback_host
 from ._version import __version__
 from .testing._config import Durations, SimulatorConfig
 
+if TYPE_CHECKING:
+    from .redis import FleetView
+
 __all__ = ["ExitCode", "build_parser", "main", "run"]
 
 PROG: Final = "async-dispatch"
 DISTRIBUTION: Final = "async-remote-dispatch"
 #: What to install for the commands that need more than the core (uvicorn, rich).
 CLI_EXTRA_HINT: Final = f"pip install '{DISTRIBUTION}[cli]'"
+REDIS_EXTRA_HINT: Final = f"pip install '{DISTRIBUTION}[redis]'"
+#: Where `fleet` finds its Redis when --redis-url is not given (then $REDIS_URL).
+REDIS_URL_ENV: Final = "DISPATCH_REDIS_URL"
 #: The simulator's defaults are the library's: `simulate`, `run_forever()` and the
 #: pytest fixtures serve the same service unless told otherwise.
 _SIM_DEFAULTS: Final = SimulatorConfig()
@@ -294,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_options(wait)
 
     _simulate_parser(commands)
+    _fleet_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="the whole story in ~25 s: simulator, hundreds of tasks, a summary"
@@ -364,6 +376,51 @@ def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help=f"median task duration in simulated seconds (default {defaults.durations.median:g})",
     )
     simulate.add_argument("--json", action="store_true", help="print the address as JSON")
+
+
+def _fleet_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fleet``: a live view of one fleet's state in Redis (needs the ``redis`` extra)."""
+    fleet = commands.add_parser(
+        "fleet",
+        help="show a fleet's state in Redis: tasks, claims, outcomes, budget, pause",
+        description="Read the state that the replicas of one fleet share in Redis (fleet "
+        "mode: RedisStore and RedisTokenBucket with the same name) and show it: tasks "
+        "tracked and due, checks claimed and by which replica, outcomes waiting, submits "
+        "in flight, the budget in use and any 429 pause. On a terminal the view refreshes "
+        "every --interval seconds until Ctrl-C; elsewhere it prints once (--watch: again "
+        "every interval). Exit 5 when Redis cannot be reached.",
+    )
+    fleet.add_argument(
+        "--redis-url",
+        help=f"the fleet's Redis (default: ${REDIS_URL_ENV}, then $REDIS_URL; prefer the "
+        "variables when the URL holds a password). The password is never printed",
+    )
+    fleet.add_argument("--name", required=True, help="the fleet's name (RedisStore's name=)")
+    fleet.add_argument(
+        "--rate",
+        type=_positive,
+        help="the bucket's rate, to count the budget in tokens (default: shown in seconds)",
+    )
+    fleet.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (with --watch: one line per interval)",
+    )
+    fleet.add_argument(
+        "--watch", action="store_true", help="print again every interval, also when piped"
+    )
+    fleet.add_argument(
+        "--once", action="store_true", help="on a terminal: print once, no live view"
+    )
+    fleet.add_argument(
+        "--interval", type=_positive, default=1.0, help="seconds between reads (default 1)"
+    )
+    fleet.add_argument(
+        "--count",
+        type=_non_negative_int,
+        default=0,
+        help="stop after this many reads (default 0: until Ctrl-C)",
+    )
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -440,7 +497,10 @@ async def _run_parsed(
     key = configured_api_key(args.api_key, environ) if talking else None
     key = key.strip() if key is not None else None
     base_url = configured_base_url(args.base_url, environ)
-    out, err = Redactor(stdout, key), Redactor(stderr, key)
+    secret = key
+    if args.command == "fleet":
+        secret = _redis_password(_redis_url(args, environ))
+    out, err = Redactor(stdout, secret), Redactor(stderr, secret)
     try:
         with _library_logging(err, quiet=args.command == "demo"):
             if args.command == "simulate":
@@ -458,6 +518,8 @@ async def _run_parsed(
                     json_output=args.json,
                     out=out,
                 )
+            if args.command == "fleet":
+                return await _fleet(args, out, _redis_url(args, environ))
             async with _open_client(args, _require(key), base_url, transport) as client:
                 if args.command == "submit":
                     return await _submit(args, client, out, err)
@@ -756,6 +818,75 @@ async def _simulate(args: argparse.Namespace, out: Redactor) -> int:
     if not args.json:
         out.line("simulator stopped")
     return ExitCode.OK
+
+
+def _redis_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    return args.redis_url or environ.get(REDIS_URL_ENV) or environ.get("REDIS_URL") or None
+
+
+def _redis_password(url: str | None) -> str | None:
+    """The password in `url`, to mask in every output: only when long enough that masking
+    it cannot mangle ordinary figures (the view itself never prints it anyway)."""
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return password if password is not None and len(password) >= 4 else None
+
+
+async def _fleet(args: argparse.Namespace, out: Redactor, url: str | None) -> int:
+    """Read the fleet's state once, or every interval, and show it."""
+    try:
+        from .redis import CoordinationError, RedisConnection, read_fleet
+    except ImportError:
+        raise _CommandError(f"`{PROG} fleet` needs the redis extra: {REDIS_EXTRA_HINT}") from None
+    if url is None:
+        raise _CommandError(f"no Redis URL: pass --redis-url or set {REDIS_URL_ENV}")
+    if "{" in args.name or "}" in args.name:
+        raise _CommandError(f"--name must not contain braces: {args.name!r}")
+    connection = RedisConnection(url)
+    live = not args.json and not args.once and out.isatty() and have_rich()
+    repeat = args.watch or live
+    try:
+        async with connection:
+            reads = 0
+
+            async def each(show: Callable[[FleetView], None]) -> None:
+                nonlocal reads
+                while True:
+                    show(await read_fleet(connection, args.name, rate=args.rate))
+                    reads += 1
+                    if not repeat or (args.count and reads >= args.count):
+                        return
+                    await anyio.sleep(args.interval)
+
+            if args.json:
+                await each(lambda view: out.json(view.as_dict()))
+            elif live:
+                from rich.live import Live
+
+                console = out.console()
+                with Live(console=console, auto_refresh=False, transient=False) as screen:
+                    await each(
+                        lambda view: screen.update(
+                            fleet_renderable(view, connection.url), refresh=True
+                        )
+                    )
+            elif out.isatty() and have_rich():
+                console = out.console()
+                await each(lambda view: console.print(fleet_renderable(view, connection.url)))
+            else:
+                await each(lambda view: _print_lines(out, fleet_lines(view, connection.url)))
+    except CoordinationError as exc:
+        raise _CommandError(str(exc), ExitCode.UNREACHABLE) from None
+    return ExitCode.OK
+
+
+def _print_lines(out: Redactor, lines: Sequence[str]) -> None:
+    for line in lines:
+        out.line(line)
 
 
 def _durations(median: float) -> Durations:

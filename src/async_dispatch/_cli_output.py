@@ -21,12 +21,17 @@ from ._models import TaskStatus
 from ._outcome import Outcome, OutcomeKind
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
+
+    from .redis import FleetView
 
 __all__ = [
     "FINAL_KINDS",
     "Display",
     "Redactor",
+    "fleet_lines",
+    "fleet_renderable",
+    "fleet_rows",
     "have_rich",
     "make_display",
     "one_line",
@@ -314,3 +319,98 @@ def make_display(out: Redactor, *, json_lines: bool) -> Display:
     if out.isatty() and have_rich():
         return RichDisplay(out)
     return PlainDisplay(out)
+
+
+# -- the fleet view ---------------------------------------------------------------------------
+
+#: Replica names are ``host-pid-suffix``: long hosts are cut to keep the table in 80 columns.
+_REPLICA_WIDTH: Final = 40
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}s"
+
+
+def _budget(view: FleetView) -> str:
+    tokens = view.tokens_in_use
+    text = f"{view.schedule_ahead:.3f}s ahead"
+    if tokens is not None:
+        text += f" ({tokens:.1f} tokens at {view.rate:g}/s)"
+    return text
+
+
+def fleet_rows(view: FleetView) -> list[tuple[str, str]]:
+    """The fleet's figures as (label, value) pairs, in the order both views show them."""
+    leased = str(view.leased)
+    if view.stale_leases:
+        leased += f" ({view.stale_leases} ran out: replica gone?)"
+    if view.truncated:
+        leased += f" (first {view.inspected} checks read)"
+    submits = str(view.submits_in_flight)
+    if view.oldest_submit_age is not None:
+        submits += f" (oldest {_seconds(view.oldest_submit_age)})"
+    outcomes = f"{view.outcomes_waiting} ({view.outcomes_pending} read, not yet acked)"
+    return [
+        ("tasks tracked", str(view.tracked)),
+        ("due now", str(view.due_now)),
+        ("last checks pending", str(view.last_checks)),
+        ("next check in", _seconds(view.next_check_in)),
+        ("next deadline in", _seconds(view.next_deadline_in)),
+        ("checks leased", leased),
+        ("outcomes waiting", outcomes),
+        ("submits in flight", submits),
+        ("webhooks parked", str(view.parked_webhooks)),
+        ("budget in use", _budget(view)),
+        ("paused", f"{view.paused_for:.1f}s left" if view.paused_for > 0 else "no"),
+    ]
+
+
+def _replica_rows(view: FleetView) -> list[tuple[str, str, str]]:
+    return [
+        (
+            _short(name or "?", _REPLICA_WIDTH),
+            str(view.leases_by_replica.get(name, 0)),
+            str(view.outcomes_pending_by_replica.get(name, 0)),
+        )
+        for name in view.replicas
+    ]
+
+
+def fleet_lines(view: FleetView, url: str) -> list[str]:
+    """The fleet view as plain lines (logs, pipes). `url` must be the redacted one."""
+    lines = [f"fleet {view.name} at {url}"]
+    lines += [f"{label}: {value}" for label, value in fleet_rows(view)]
+    for name, leases, pending in _replica_rows(view):
+        lines.append(f"replica {name}: leases={leases} outcomes_pending={pending}")
+    return lines
+
+
+def fleet_renderable(view: FleetView, url: str) -> RenderableType:
+    """The fleet view for a terminal: figures, then one row per replica; fits 80 columns."""
+    from rich.console import Group
+    from rich.table import Table
+
+    figures = Table(
+        title=f"fleet [bold]{view.name}[/] at {url}",
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 2, 0, 0),
+    )
+    figures.add_column("figure", style="bold", no_wrap=True)
+    figures.add_column("value", overflow="fold")
+    for label, value in fleet_rows(view):
+        style = "yellow" if label == "paused" and view.paused_for > 0 else ""
+        figures.add_row(label, f"[{style}]{value}[/]" if style else value)
+    rows = _replica_rows(view)
+    if not rows:
+        return figures
+    replicas = Table(title="by replica", title_justify="left")
+    replicas.add_column("replica", overflow="ellipsis", no_wrap=True, max_width=_REPLICA_WIDTH)
+    replicas.add_column("leases", justify="right")
+    replicas.add_column("outcomes read, unacked", justify="right")
+    for row in rows:
+        replicas.add_row(*row)
+    return Group(figures, replicas)

@@ -15,20 +15,23 @@ under asyncio and trio alike.
 Enter the bucket first, around the client (`RedisTokenBucket` says why). Every replica
 configured with the same ``name`` shares one rate limit and one 429 pause.
 Several fleet objects of one process can share one connection: pass a `RedisConnection`
-instead of a URL.
+instead of a URL. `read_fleet()` reads what a fleet is doing (``async-dispatch fleet``).
 """
 
 from __future__ import annotations
 
 from ._connection import RedisConnection
 from ._errors import CoordinationError
+from ._fleet_view import FleetView, read_fleet
 from ._task_store import RedisStore, ReportedError
 from ._token_bucket import RedisTokenBucket
 
 __all__ = [
     "CoordinationError",
+    "FleetView",
     "RedisConnection",
     "RedisStore",
     "RedisTokenBucket",
     "ReportedError",
+    "read_fleet",
 ]

@@ -8,7 +8,9 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     task:<id>        hash: rid, ctx (JSON), started, deadline, polls, errors, last_input,
                      status (the last status payload, JSON), err (last transient error,
                      JSON), token (fencing token), lease (expiry while claimed, else 0),
-                     last (1 if the planned check is the last before the deadline)
+                     last (1 if the planned check is the last before the deadline),
+                     by (the consumer name of the replica that last claimed it: the
+                     claimer while lease is not 0)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     deadlines        zset id -> deadline
@@ -373,7 +375,7 @@ class RedisStore:
         reply = await self._script(
             "store_claim.lua",
             [self._last, self._due, self._deadlines],
-            [self._prefix, _seconds(self.lease)],
+            [self._prefix, _seconds(self.lease), self.consumer],
         )
         server_now = float(_text(reply[1]))
         self._tracked = int(reply[2])

@@ -2,11 +2,13 @@
 --
 -- KEYS[1]  last checks (zset)   KEYS[2]  routine checks (zset)   KEYS[3]  deadlines (zset)
 -- ARGV[1]  key prefix ('async_dispatch:{name}:')   ARGV[2]  lease length in seconds
+-- ARGV[3]  the claiming replica (its consumer name), recorded as 'by' for the fleet view
 --
 -- A claim leases the check: its score becomes the lease expiry (so if this replica dies,
 -- the check simply comes due again for another one once the lease runs out), 'lease'
 -- in the hash records that expiry, and the fencing token 'token' goes up by one: only
 -- writes carrying the new token count from now on (store_end_check.lua, store_resolve.lua).
+-- 'by' names the claimer; it is only meaningful while 'lease' is not 0.
 --
 -- Returns, in server seconds:
 --   {1, now, tracked, request id, token, ctx, started, deadline, polls, errors,
@@ -33,7 +35,7 @@ for _, zset in ipairs({KEYS[1], KEYS[2]}) do
     else
       local token = redis.call('HINCRBY', key, 'token', 1)
       local expiry = string.format('%.6f', now + lease)
-      redis.call('HSET', key, 'lease', expiry)
+      redis.call('HSET', key, 'lease', expiry, 'by', ARGV[3] or '')
       redis.call('ZADD', zset, expiry, rid)
       local f = redis.call('HMGET', key, 'ctx', 'started', 'deadline', 'polls', 'errors',
                           'last_input', 'status', 'err', 'last')
