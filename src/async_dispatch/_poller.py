@@ -84,6 +84,8 @@ __all__ = ["DeliveryResult", "Poller"]
 #: The longest deadline accepted: about 11.6 days. Longer makes no sense for a task the
 #: service runs, and bounded values keep every clock sum finite.
 MAX_DEADLINE: Final = 1_000_000.0
+#: How soon a dispatcher that lost a due check to another replica looks again.
+_CLAIM_RETRY: Final = 0.01
 #: The shortest wait before trying an unreachable limiter or store again.
 _OUTAGE_MIN_WAIT: Final = 0.1
 
@@ -579,25 +581,45 @@ class Poller:
                     self._recovered()
 
     async def _next_check(self) -> TrackedTask:
-        """Wait for a due check and a token; return the most urgent task at that moment."""
+        """Wait for a due check and a token; return the most urgent task at that moment.
+
+        In this process's memory, the token comes first and the task second, so a token
+        is never spent on a check that became less urgent while it waited. A store shared
+        by a fleet claims first instead: another replica may take the due check, and a
+        token taken for nothing would leave its slot of the shared budget unused.
+        """
         store = self.store
+        claim_first = not isinstance(store, MemoryStore)
         while True:
             due = store.next_due()
             if self._fatal is not None or due > self._now():
                 await self._dispatcher.sleep_until(due if self._fatal is None else math.inf)
                 continue
+            if claim_first:
+                task = await store.claim(self._now())
+                if task is None:  # another replica took it: look again at the fresh hint
+                    await self._dispatcher.sleep_until(
+                        max(store.next_due(), self._now() + _CLAIM_RETRY)
+                    )
+                    continue
+                await self._take_token()
+                self._note_lag(self._now() - due)
+                return task
             if not self._token_in_hand:
-                asked = self._now()
-                await self.bucket.acquire()
+                await self._take_token()
                 self._token_in_hand = True
-                if self._instrumentation.enabled:
-                    self._instrumentation.emit(TokenWaited(seconds=self._now() - asked))
             now = self._now()
             task = await store.claim(now)
             if task is not None:
                 self._token_in_hand = False
                 self._note_lag(now - due)
                 return task
+
+    async def _take_token(self) -> None:
+        asked = self._now()
+        await self.bucket.acquire()
+        if self._instrumentation.enabled:
+            self._instrumentation.emit(TokenWaited(seconds=self._now() - asked))
 
     def _note_lag(self, lag: float) -> None:
         """Say once when checks run later than the cadence allows: the budget is short."""
