@@ -173,6 +173,24 @@ async def test_last_checks_go_first(redis_url: str, redis_name: str) -> None:
         assert first.last_check
 
 
+async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
+    redis_url: str, redis_name: str
+) -> None:
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        now = anyio.current_time()
+        await store.add(new_task("req_old", due=-5.0))  # the most overdue routine check
+        late = new_task("req_near_deadline", due=-1.0)
+        late.last_due = now + 0.1  # the budget kept its routine check waiting past this
+        await store.add(late)
+        await anyio.sleep(0.2)
+        await store.expire(anyio.current_time())  # the periodic round promotes it
+        first = await store.claim(anyio.current_time())
+        assert first is not None
+        assert first.request_id == "req_near_deadline"
+        assert first.last_check
+
+
 async def test_expire_times_out_with_context_and_last_error(
     redis_url: str, redis_name: str
 ) -> None:

@@ -198,6 +198,7 @@ class RedisStore:
         self._prefix = RedisConnection.key(name, "")
         key = self._key
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
+        self._last_due = key("last_due")
         self._stream, self._intents = key("outcomes"), key("intents")
         self._intent_started, self._parked = key("intent_started"), key("parked")
         self._sink: OutcomeSink | None = None
@@ -303,11 +304,17 @@ class RedisStore:
             self._key(f"parked:{request_id}"),
             self._parked,
             self._key(f"done:{request_id}"),
+            self._last_due,
         ]
+
+    def _last_due_arg(self, task: TrackedTask) -> str:
+        return _seconds(self._to_server(task.last_due))
 
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
-            "store_add.lua", self._add_keys(task.request_id), [*self._add_args(task), ""]
+            "store_add.lua",
+            self._add_keys(task.request_id),
+            [*self._add_args(task), "", self._last_due_arg(task)],
         )
         if reply[0]:
             self._tracked += 1
@@ -481,6 +488,7 @@ class RedisStore:
                 self._stream,
                 self._intents,
                 self._intent_started,
+                self._last_due,
             ],
             [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
         )
@@ -513,13 +521,13 @@ class RedisStore:
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
-                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
+                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket), "inf"]
             )
             return None
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
-            [*self._add_args(task), str(ticket)],
+            [*self._add_args(task), str(ticket), self._last_due_arg(task)],
         )
         if reply[0]:
             self._tracked += 1

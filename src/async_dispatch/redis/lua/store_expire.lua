@@ -3,10 +3,13 @@
 --      outcome built here from the task's hash;
 --   2. turn every submit intent older than its timeout into a SUBMIT_UNCERTAIN outcome: a
 --      replica died between recording the intent and tracking the task it submitted;
---   3. report what the replicas use as hints: tracked count, next deadline, next check.
+--   3. promote to a last check every routine check still waiting at its task's last-check
+--      time (so that the last checks of a short budget are served first);
+--   4. report what the replicas use as hints: tracked count, next deadline, next check.
 --
 -- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
 -- KEYS[5] intents (zset: id -> expiry)   KEYS[6] intent start times (hash)
+-- KEYS[7] last-check times (zset: id -> time)
 -- ARGV[1] key prefix   ARGV[2] most endings per call   ARGV[3] finished marker TTL (s)
 --
 -- Returns {ended, now, tracked, next deadline or '', next check or '', intents,
@@ -58,6 +61,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT',
     .. ',"final":true}'
   redis.call('XADD', KEYS[4], '*', 'o', outcome)
   ended = ended + 1
+end
+
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[7], rid)
+  -- Only a routine check that is waiting (not claimed: its score is not a lease) moves;
+  -- a claimed one becomes a last check when its check ends (store_end_check.lua).
+  local due = redis.call('ZSCORE', KEYS[3], rid)
+  local key = prefix .. 'task:' .. rid
+  if due and redis.call('HGET', key, 'lease') == '0' then
+    redis.call('ZREM', KEYS[3], rid)
+    redis.call('ZADD', KEYS[2], due, rid)
+    redis.call('HSET', key, 'last', '1')
+  end
 end
 
 local function first_score(zset)
