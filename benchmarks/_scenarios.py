@@ -19,6 +19,7 @@ import httpx
 from async_dispatch import DispatchClient, Poller, RetryPolicy
 from async_dispatch._aiohttp_transport import AiohttpTransport
 from async_dispatch._transport import httpx_transport
+from async_dispatch.instrumentation import Hook
 
 from ._contenders import CONTENDERS, KEY, Setting, raw
 from ._measure import Detections, median_of, metered, percentile
@@ -312,9 +313,44 @@ async def _loop(count: int, get: Callable[[str], Awaitable[None]]) -> int:
     return count
 
 
-async def _poller_checks(base_url: str, count: int, http: httpx.AsyncClient | None) -> int:
+def _hooks(kind: str) -> list[Hook] | None:
+    """The instrumentation of one overhead contender, built fresh for each run.
+
+    ``default``: the client's default (the logging hook, debug off); ``none``: ``[]``;
+    ``prometheus``: `PrometheusHook` in a registry of its own; ``otel``: `OpenTelemetryHook`
+    on the SDK's providers, metrics kept by an in-memory reader, every span made, recorded
+    and dropped (no exporter: exporting is the application's cost, not ours).
+    """
+    if kind == "default":
+        return None
+    if kind == "none":
+        return []
+    if kind == "prometheus":
+        from prometheus_client import CollectorRegistry
+
+        from async_dispatch.instrumentation.prometheus import PrometheusHook
+
+        return [PrometheusHook(CollectorRegistry())]
+    assert kind == "otel"
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from async_dispatch.instrumentation.otel import OpenTelemetryHook
+
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return [OpenTelemetryHook(meter_provider=meters, tracer_provider=TracerProvider())]
+
+
+async def _poller_checks(
+    base_url: str, count: int, http: httpx.AsyncClient | None, hooks: str = "default"
+) -> int:
     client = DispatchClient(
-        api_key=KEY, base_url=base_url, http_client=http, retry=RetryPolicy(attempts=1)
+        api_key=KEY,
+        base_url=base_url,
+        http_client=http,
+        retry=RetryPolicy(attempts=1),
+        hooks=_hooks(hooks),
     )
     async with (
         client,
@@ -352,6 +388,10 @@ async def overhead(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
                 prefix, count, AiohttpTransport(max_connections=16)
             ),
             "poller": lambda: _poller_checks(base, count, None),
+            # The same poller and stack, instrumented four ways (issue #13).
+            "poller_no_hooks": lambda: _poller_checks(base, count, None, "none"),
+            "poller_prometheus": lambda: _poller_checks(base, count, None, "prometheus"),
+            "poller_otel": lambda: _poller_checks(base, count, None, "otel"),
             "poller_stock_httpx": lambda: _poller_checks(
                 base,
                 count,
@@ -389,6 +429,12 @@ async def overhead(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         "httpx_stock_vs_aiohttp": per_request("bare_httpx") / per_request("bare_aiohttp"),
         "httpx_our_transport_vs_aiohttp": per_request("bare_httpx_our_aiohttp_transport")
         / per_request("bare_aiohttp"),
+        # Instrumentation, each against the same poller with no hooks at all.
+        "no_hooks_vs_bare_httpx_same_transport": per_request("poller_no_hooks")
+        / per_request("bare_httpx_our_aiohttp_transport"),
+        "logging_hook_vs_no_hooks": per_request("poller") / per_request("poller_no_hooks"),
+        "prometheus_vs_no_hooks": per_request("poller_prometheus") / per_request("poller_no_hooks"),
+        "otel_vs_no_hooks": per_request("poller_otel") / per_request("poller_no_hooks"),
     }
     return {
         "concurrency": _CONCURRENCY,

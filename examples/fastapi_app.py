@@ -4,6 +4,7 @@
 long-lived poller in hybrid mode: the service pushes each result to ``/webhooks/dispatch``
 and a slow safety-net poll catches any webhook that never arrives.
 ``GET /batches/{id}`` reports progress (counts per state) and the results so far.
+``GET /metrics`` serves the library's Prometheus metrics (extra ``prometheus``).
 
 Configuration (environment):
 
@@ -65,6 +66,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 import attrs
 from fastapi import FastAPI, HTTPException, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from async_dispatch import (
@@ -76,6 +78,8 @@ from async_dispatch import (
     PermissionDeniedError,
 )
 from async_dispatch.fastapi import RuntimeDep, dispatch_lifespan, open_runtime, webhook_router
+from async_dispatch.instrumentation import LoggingHook
+from async_dispatch.instrumentation.prometheus import PrometheusHook
 from async_dispatch.webhooks import DispatchRuntime
 
 if TYPE_CHECKING:  # fleet mode only: the redis extra
@@ -298,10 +302,20 @@ class BatchRequest(BaseModel):
 
 
 def create_app(
-    settings: Settings | None = None, *, client: DispatchClient | None = None
+    settings: Settings | None = None,
+    *,
+    client: DispatchClient | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
-    """Build the app; ``uvicorn --factory examples.fastapi_app:create_app`` calls this."""
+    """Build the app; ``uvicorn --factory examples.fastapi_app:create_app`` calls this.
+
+    ``/metrics`` serves ``registry`` (one of the app's own by default). A ``client`` you
+    pass reports to it if you gave it a ``PrometheusHook(registry)``.
+    """
     settings = settings or Settings.from_env()
+    registry = registry if registry is not None else CollectorRegistry()
+    if client is None:
+        client = DispatchClient(hooks=[LoggingHook(), PrometheusHook(registry)])
     batches = Batches()
     fleet: dict[str, Any] = {}
     connection: RedisConnection | None = None
@@ -342,6 +356,10 @@ def create_app(
         if batch is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such batch")
         return batch.summary()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def health(dispatch: RuntimeDep, response: Response) -> dict[str, Any]:

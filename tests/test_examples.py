@@ -27,6 +27,8 @@ import anyio.abc
 import httpx
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from _webhooks_helpers import (
     bound_socket,
@@ -35,6 +37,7 @@ from _webhooks_helpers import (
     wait_until,
 )
 from async_dispatch import DispatchClient
+from async_dispatch.instrumentation.prometheus import PrometheusHook
 from async_dispatch.testing import (
     Durations,
     OutcomeMix,
@@ -259,6 +262,48 @@ async def test_an_app_whose_submits_all_fail_says_so(framework: str) -> None:
                     assert health.json()["ok"] is False
                     assert "401" in health.json()["error"]
                     assert "not-the-key" not in posted.text + health.text
+
+
+@pytest.mark.anyio
+async def test_the_fastapi_app_serves_its_metrics() -> None:
+    """``GET /metrics``: what the app's client did, in Prometheus' text format, no key."""
+    module = load_example("fastapi_app")
+    config = SimulatorConfig(
+        seed=4, durations=Durations.fixed(0.1), outcomes=OutcomeMix.only("success")
+    )
+    registry = CollectorRegistry()
+    with bound_socket() as (sim_sock, sim_port):
+        async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
+            with bound_socket() as (sock, port):
+                url = f"http://127.0.0.1:{port}"
+                settings = module.Settings(
+                    callback_url=f"{url}{module.WEBHOOK_PATH}", callback_secret=SECRET
+                )
+                client = DispatchClient(
+                    api_key="sim-key",
+                    base_url=f"http://127.0.0.1:{sim_port}",
+                    hooks=[PrometheusHook(registry)],
+                )
+                app = module.create_app(settings, client=client, registry=registry)
+                async with httpx.AsyncClient(base_url=url) as http, serve_app("fastapi", sock, app):
+                    served = Served(url, http, sim.stats)
+                    batch_id = await served.post_batch(["/Operator one", "/Operator two"])
+                    await served.wait_complete(batch_id)
+                    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    assert samples[("async_dispatch_submits_total", (("result", "accepted"),))] == 2
+    assert samples[("async_dispatch_outcomes_total", (("kind", "success"),))] == 2
+    assert samples[("async_dispatch_webhook_answers_total", (("reason", "accepted"),))] == 2
+    assert samples[("async_dispatch_tracked_tasks", ())] == 0
+    assert "sim-key" not in response.text
+    assert SECRET not in response.text
+    assert "req_" not in response.text
 
 
 class _SlowRuntime:

@@ -280,7 +280,13 @@ def test_logging_hook_traces_every_request_at_debug_level() -> None:
             "latency": 0.123,
             "attempt": 2,
         },
-        {"event": "submitted", "log_level": "debug", "result": "accepted", "latency": 0.5},
+        {
+            "event": "submitted",
+            "log_level": "debug",
+            "request_id": None,
+            "result": "accepted",
+            "latency": 0.5,
+        },
         {
             "event": "resolved",
             "log_level": "debug",

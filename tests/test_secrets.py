@@ -114,7 +114,8 @@ async def test_tracing_logs_every_request_and_retry_without_the_key(
     fake = service(reply(503, content=ECHO.encode()), reply(200, SUCCESS))
     async with fake.client(trace=True) as client:
         await client.get_status("req_1")
-    assert [event["event"] for event in logs] == ["retrying", "status_read"]
+    # Each request and retry (trace=True), then the check as a whole (the logging hook).
+    assert [event["event"] for event in logs] == ["retrying", "status_read", "checked"]
     assert logs[0]["request_id"] == "req_1"
     assert logs[0]["log_level"] == "debug"
     assert_no_key([repr(event) for event in logs])

@@ -47,7 +47,19 @@ from ._transport import ACCEPT_ENCODING, own_client, read_body
 from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
-from .instrumentation import Hook, Instrumentation
+from .instrumentation import (
+    SPAN_CHECK,
+    SPAN_SUBMIT,
+    CheckDone,
+    CheckResult,
+    Hook,
+    Instrumentation,
+    RateLimitPaused,
+    RateLimitSource,
+    SubmitDone,
+    SubmitResult,
+    TokenWaited,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DispatchClient"]
 
@@ -67,7 +79,7 @@ _TRANSIENT = (RateLimitedError, ServerError, TransportError, InvalidResponseErro
 #: Answers that ask us to slow down (`RateLimitedError`); any other answer ends a streak.
 _SLOW_DOWN: Final = frozenset({408, 425, 429})
 #: A pause that ends less than this much later than the one in force is the same pause,
-#: as far as the warning about it goes: concurrent 429s must not each log one.
+#: as far as reporting it goes: concurrent 429s must not each report (and log) one.
 _SAME_PAUSE: Final = 1.0
 
 _T = TypeVar("_T")
@@ -281,7 +293,10 @@ class DispatchClient:
     async def _submit_with(
         self, bucket: Limiter | None, prompt: str, options: Mapping[str, Any]
     ) -> str:
-        """`submit()` taking tokens from `bucket`, for pollers that bring their own."""
+        """`submit()` taking tokens from `bucket`, for pollers that bring their own.
+
+        The one place a submit is reported (`SPAN_SUBMIT`, `SubmitDone`), whoever calls.
+        """
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError("prompt must be a non-empty string")
         body = _submit_body(prompt, options)
@@ -289,12 +304,37 @@ class DispatchClient:
             content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise UsageError(f"submit body is not JSON-serialisable: {exc}") from exc
-        return await self._with_retries(
-            lambda: self._submit_once(content),
-            (RateLimitedError, TransportError),
-            request_id=None,
-            bucket=bucket,
-        )
+        instrumentation = self.instrumentation
+        if not instrumentation.enabled:
+            return await self._with_retries(
+                lambda: self._submit_once(content),
+                (RateLimitedError, TransportError),
+                request_id=None,
+                bucket=bucket,
+                source="submit",
+            )
+        waits = _Waits()
+        started = anyio.current_time()
+        result: SubmitResult = "failed"
+        request_id: str | None = None
+        try:
+            with instrumentation.span(SPAN_SUBMIT):
+                request_id = await self._with_retries(
+                    lambda: self._submit_once(content),
+                    (RateLimitedError, TransportError),
+                    request_id=None,
+                    bucket=bucket,
+                    source="submit",
+                    waits=waits,
+                )
+            result = "accepted"
+            return request_id
+        except DispatchError as exc:
+            result = submit_result(exc)
+            raise
+        finally:
+            latency = anyio.current_time() - started - waits.seconds
+            instrumentation.emit(SubmitDone(result=result, latency=latency, request_id=request_id))
 
     async def _submit_once(self, content: bytes) -> str:
         try:
@@ -321,10 +361,8 @@ class DispatchClient:
                 f"{self._excerpt(body)!r}"
             )
         self._raise_for_status(status_code, headers, body, request_id=None)
-        request_id = self._request_id_from(status_code, body)
-        if self.trace:
-            logger.debug("submitted", request_id=request_id, status_code=status_code)
-        return request_id
+        # No log line here: `SubmitDone` is the submit's (`LoggingHook` logs it at debug).
+        return self._request_id_from(status_code, body)
 
     def _request_id_from(self, status_code: int, body: bytes) -> str:
         """The id in a submit's answer, checked *after* redaction: an id the service
@@ -361,13 +399,45 @@ class DispatchClient:
         the next wait would take the call past `RetryPolicy.max_wait`, the last error is
         raised: a call returns within about ``attempts * timeout + max_wait`` seconds.
         """
-        request_id = check_request_id(request_id)
-        return await self._with_retries(
-            lambda: self.fetch_status(request_id),
-            _TRANSIENT,
-            request_id=request_id,
-            bucket=self.bucket,
-        )
+        return await self._read_status(check_request_id(request_id), 1)
+
+    async def _read_status(self, request_id: str, attempt: int) -> TaskStatus:
+        """`get_status()` of a valid id, reported as one check (`SPAN_CHECK`, `CheckDone`)."""
+        instrumentation = self.instrumentation
+        if not instrumentation.enabled:
+            return await self._with_retries(
+                lambda: self.fetch_status(request_id),
+                _TRANSIENT,
+                request_id=request_id,
+                bucket=self.bucket,
+                source="client",
+            )
+        waits = _Waits()
+        started = anyio.current_time()
+        reading: TaskStatus | DispatchError | None = None  # None: cancelled
+        try:
+            with instrumentation.span(SPAN_CHECK, request_id=request_id, attempt=attempt):
+                reading = await self._with_retries(
+                    lambda: self.fetch_status(request_id),
+                    _TRANSIENT,
+                    request_id=request_id,
+                    bucket=self.bucket,
+                    source="client",
+                    waits=waits,
+                )
+            return reading
+        except DispatchError as exc:
+            reading = exc
+            raise
+        finally:
+            instrumentation.emit(
+                CheckDone(
+                    request_id=request_id,
+                    result=check_result(reading),
+                    latency=anyio.current_time() - started - waits.seconds,
+                    attempt=attempt,
+                )
+            )
 
     async def fetch_status(self, request_id: str) -> TaskStatus:
         """Read a task's status with exactly one HTTP request: no retry, no token taken.
@@ -414,9 +484,11 @@ class DispatchClient:
         max_interval = max(check_seconds("max_interval", max_interval), interval)
         with anyio.move_on_after(timeout):
             delay = interval
+            attempt = 0
             while True:
+                attempt += 1
                 try:
-                    status = await self.get_status(request_id)
+                    status = await self._read_status(request_id, attempt)
                 except RateLimitedError as exc:
                     await anyio.sleep(max(exc.retry_after or 0.0, delay))
                     continue
@@ -435,14 +507,23 @@ class DispatchClient:
         *,
         request_id: str | None,
         bucket: Limiter | None,
+        source: RateLimitSource,
+        waits: _Waits | None = None,
     ) -> _T:
         """Run `once` until it succeeds, a non-retryable error, `attempts` tries, or the
-        wait budget (`RetryPolicy.max_wait`) is spent, taking a token before each try."""
+        wait budget (`RetryPolicy.max_wait`) is spent, taking a token before each try.
+
+        `source` says whose 429 it is (`RateLimitPaused`); `waits` adds up the seconds
+        spent waiting for tokens, which a reported latency leaves out.
+        """
         attempt = 0
         waited = 0.0
         while True:
             attempt += 1
-            waited += await self._take_token(bucket, self.retry.max_wait - waited, request_id)
+            token_wait = await self._take_token(bucket, self.retry.max_wait - waited, request_id)
+            waited += token_wait
+            if waits is not None:
+                waits.seconds += token_wait
             try:
                 return await once()
             except retryable as exc:
@@ -451,7 +532,7 @@ class DispatchClient:
             retrying = attempt < self.retry.attempts and waited + delay <= self.retry.max_wait
             if isinstance(failure, RateLimitedError) and (retrying or bucket is not None):
                 # The key slows down even when this call gives up: others share it.
-                self._announce_pause(delay, failure, bucket)
+                self._announce_pause(delay, bucket, source)
                 if bucket is not None:
                     await bucket.pause(delay)
             if attempt >= self.retry.attempts:
@@ -488,7 +569,10 @@ class DispatchClient:
             )
         start = anyio.current_time()
         await bucket.acquire()
-        return anyio.current_time() - start
+        waited = anyio.current_time() - start
+        if waited > 0 and self.instrumentation.enabled:
+            self.instrumentation.emit(TokenWaited(seconds=waited))
+        return waited
 
     def _delay_after(self, failure: DispatchError, attempt: int) -> float:
         """Seconds to wait before the next try: the backoff, or for a 429 the pause of
@@ -501,27 +585,18 @@ class DispatchClient:
         return self.retry.rate_limit_pause(failure.retry_after, self._consecutive_429)
 
     def _announce_pause(
-        self, pause: float, failure: RateLimitedError, bucket: Limiter | None
+        self, pause: float, bucket: Limiter | None, source: RateLimitSource
     ) -> None:
-        """One warning per pause that extends the one in force, not one per 429.
-
-        A limiter handed in by a poller (its submit lane) is the poller's to announce.
-        """
-        if bucket is not None and bucket is not self.bucket:
-            return
+        """One `RateLimitPaused` per pause that extends the one in force, not one per 429
+        (`LoggingHook` turns it into the ``rate_limited`` warning)."""
         now = anyio.current_time()
         current = self._paused_until
         if bucket is not None:
             current = max(current, now + bucket.paused_for())
         until = now + pause
         self._paused_until = max(self._paused_until, until)
-        if until > current + _SAME_PAUSE or current <= now:
-            logger.warning(
-                "rate_limited",
-                delay=round(pause, 3),
-                status_code=failure.status_code,
-                consecutive=self._consecutive_429,
-            )
+        if (until > current + _SAME_PAUSE or current <= now) and self.instrumentation.enabled:
+            self.instrumentation.emit(RateLimitPaused(seconds=pause, source=source))
 
     def _out_of_budget(self, failure: DispatchError, delay: float) -> DispatchError:
         """The error to raise instead of a wait that would pass `RetryPolicy.max_wait`."""
@@ -723,3 +798,54 @@ def _submit_body(prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def _path_of(url: str) -> str:
     """The URL without scheme and host, for messages (the host is in `base_url`)."""
     return "/" + url.split("://", 1)[-1].partition("/")[2]
+
+
+class _Waits:
+    """Seconds one reported call spent waiting for rate-limit tokens."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+_STATUS_RESULTS: Final[dict[Status, CheckResult]] = {
+    Status.PENDING: "pending",
+    Status.SUCCESS: "success",
+    Status.ERROR: "error",
+    Status.INPUT_REQUIRED: "input-required",
+    Status.UNKNOWN: "unknown-status",
+}
+
+
+def check_result(reading: TaskStatus | DispatchError | None) -> CheckResult:
+    """The bounded word a status check is counted under (`CheckDone.result`).
+
+    The same words as `classify()`'s verdicts: a refused key, an unknown task, a refused
+    id, a 429; anything else that failed is transient. None is a check that never ended
+    (cancelled: its deadline struck, or its caller gave up).
+    """
+    if isinstance(reading, TaskStatus):
+        return _STATUS_RESULTS[reading.status]
+    if reading is None:
+        return "abandoned"
+    if isinstance(reading, (AuthenticationError, PermissionDeniedError)):
+        return "refused"
+    if isinstance(reading, NotFoundError):
+        return "not-found"
+    if isinstance(reading, BadRequestError):
+        return "rejected"
+    if isinstance(reading, RateLimitedError):
+        return "rate-limited"
+    return "transient"
+
+
+def submit_result(error: DispatchError) -> SubmitResult:
+    """The bounded word a failed submit is counted under (`SubmitDone.result`)."""
+    if isinstance(error, SubmitUncertainError):
+        return "uncertain"
+    if isinstance(error, RateLimitedError):
+        return "rate-limited"
+    if isinstance(error, (BadRequestError, AuthenticationError, PermissionDeniedError)):
+        return "rejected"
+    return "failed"

@@ -37,20 +37,15 @@ import anyio.abc
 from ._alarm import Alarm
 from ._cadence import Cadence, NextCheck
 from ._classify import Action, Decision, classify
-from ._client import DispatchClient
+from ._client import DispatchClient, check_result
 from ._clock import loop_clock
 from ._errors import (
-    AuthenticationError,
-    BadRequestError,
     CoordinationError,
     DispatchError,
     InvalidRequestIdError,
     InvalidResponseError,
-    NotFoundError,
     NotOpenError,
-    PermissionDeniedError,
     RateLimitedError,
-    SubmitUncertainError,
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
@@ -66,13 +61,10 @@ from ._validation import check_request_id
 from ._wire import parse_status_payload
 from .instrumentation import (
     SPAN_CHECK,
-    SPAN_SUBMIT,
     CheckDone,
     CheckResult,
     RateLimitPaused,
     ResolvedVia,
-    SubmitDone,
-    SubmitResult,
     TaskForgotten,
     TaskResolved,
     TaskTracked,
@@ -288,7 +280,10 @@ class Poller:
         try:
             check_request_id(request_id)
         except InvalidRequestIdError as exc:
-            self._outcomes.put(make_outcome(task, OutcomeKind.FAILED, self._now(), error=exc), task)
+            # Reported like any other outcome: tracked, then resolved (`TaskResolved`).
+            if self._instrumentation.enabled:
+                self._instrumentation.emit(TaskTracked(request_id=task.request_id))
+            self._on_outcome(make_outcome(task, OutcomeKind.FAILED, self._now(), error=exc), task)
             return
         if await self.store.add(task):
             self._planned(task)
@@ -356,22 +351,15 @@ class Poller:
             )
         ticket = await self.store.begin_submit()
         task: TrackedTask | None = None
-        instrumentation, started = self._instrumentation, self._now()
-        result: SubmitResult = "failed"
+        instrumentation = self._instrumentation
         try:
-            with instrumentation.span(SPAN_SUBMIT):
-                request_id = await self.client._submit_with(
-                    self._submit_lane, prompt, options.as_kwargs()
-                )
-            result = "accepted"
+            # The client reports the submit (its span, `SubmitDone`, a 429's pause).
+            request_id = await self.client._submit_with(
+                self._submit_lane, prompt, options.as_kwargs()
+            )
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
-        except DispatchError as exc:
-            result = _submit_result(exc)
-            raise
         finally:
-            if instrumentation.enabled:
-                instrumentation.emit(SubmitDone(result=result, latency=self._now() - started))
             with anyio.CancelScope(shield=task is not None):
                 early = await self.store.end_submit(ticket, task)
             self._outcomes.wake()
@@ -648,7 +636,7 @@ class Poller:
             # reaper owns the task from then on, so the outcome does not depend on a race.
             reading: TaskStatus | DispatchError
             with (
-                instrumentation.span(SPAN_CHECK, request_id=task.request_id),
+                instrumentation.span(SPAN_CHECK, request_id=task.request_id, attempt=task.polls),
                 anyio.CancelScope(deadline=task.deadline) as scope,
             ):
                 try:
@@ -658,7 +646,7 @@ class Poller:
             if scope.cancelled_caught or self._now() >= task.deadline:
                 return
             decision = classify(task, reading, stop_on_input_required=self.stop_on_input_required)
-            result = _check_result(reading, decision)
+            result = check_result(reading)
             self._via = "poll"
             try:
                 await self._apply(task, decision, polled=True)
@@ -797,39 +785,6 @@ class Poller:
         except CoordinationError as exc:
             # The outcome reached the application; the store will offer it again.
             logger.warning("ack_failed", error=str(exc))
-
-
-_CHECK_RESULTS: Final[dict[Action, CheckResult]] = {
-    Action.RATE_LIMITED: "rate-limited",
-    Action.REFUSED: "refused",
-    Action.RETRY: "transient",
-}
-_STATUS_RESULTS: Final[dict[Status, CheckResult]] = {
-    Status.PENDING: "pending",
-    Status.SUCCESS: "success",
-    Status.ERROR: "error",
-    Status.INPUT_REQUIRED: "input-required",
-    Status.UNKNOWN: "unknown-status",
-}
-
-
-def _check_result(reading: TaskStatus | DispatchError, decision: Decision) -> CheckResult:
-    """The bounded word a check's result is counted under."""
-    if isinstance(reading, TaskStatus):
-        return _STATUS_RESULTS[reading.status]
-    if decision.action is Action.RESOLVE:
-        return "not-found" if isinstance(reading, NotFoundError) else "rejected"
-    return _CHECK_RESULTS[decision.action]
-
-
-def _submit_result(error: DispatchError) -> SubmitResult:
-    if isinstance(error, SubmitUncertainError):
-        return "uncertain"
-    if isinstance(error, RateLimitedError):
-        return "rate-limited"
-    if isinstance(error, (BadRequestError, AuthenticationError, PermissionDeniedError)):
-        return "rejected"
-    return "failed"
 
 
 def _detection_delay(outcome: Outcome) -> float | None:

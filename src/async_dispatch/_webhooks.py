@@ -115,7 +115,7 @@ class WebhookReceiver:
         allow_unauthenticated: Accept payloads with neither a secret nor a header token
             configured. Off by default: anyone who can reach the URL could forge results.
         instrumentation: Told of every answer (`WebhookAnswered`); the runtime passes its
-            client's.
+            client's. By default the logging hook, which logs each refusal at info level.
     """
 
     def __init__(
@@ -154,7 +154,9 @@ class WebhookReceiver:
             )
         max_body_size = check_int("max_body_size", max_body_size, minimum=1)
         self.poller = poller
-        self.instrumentation = instrumentation or Instrumentation([])
+        self.instrumentation = (
+            Instrumentation.default() if instrumentation is None else instrumentation
+        )
         self.max_body_size = max_body_size
         self.header_name = header_name.lower() if header_name is not None else None
         self._secret = _bytes(secret) if secret is not None else None
@@ -178,12 +180,12 @@ class WebhookReceiver:
         """
         declared = (content_length or "").strip()
         if declared.isdigit() and int(declared) > self.max_body_size:
-            return self._reject(_TOO_LARGE)
+            return self._answered(_TOO_LARGE)
         return None
 
     def too_large(self) -> WebhookResult:
         """The 413 answer, for adapters that stop reading a body past `max_body_size`."""
-        return self._reject(_TOO_LARGE)
+        return self._answered(_TOO_LARGE)
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         """Decide the answer to one webhook delivery. Never raises."""
@@ -193,6 +195,11 @@ class WebhookReceiver:
             # No exc_info: rendered tracebacks may show locals, and the payload's are secret.
             logger.error("webhook_error", error=type(exc).__name__)
             result = WebhookResult(status_code=500, reason="internal_error")
+        return self._answered(result)
+
+    def _answered(self, result: WebhookResult) -> WebhookResult:
+        """Report one answer (`WebhookAnswered`: `LoggingHook` logs a refusal, with its
+        reason and code, never the secret or the body)."""
         if self.instrumentation.enabled:
             self.instrumentation.emit(
                 WebhookAnswered(reason=result.reason, status_code=result.status_code)
@@ -251,13 +258,7 @@ class WebhookReceiver:
 
     @staticmethod
     def _reject(result: WebhookResult) -> WebhookResult:
-        """One warning per rejection: the reason and code, never the secret or the body."""
-        logger.warning(
-            "webhook_rejected",
-            reason=result.reason,
-            status_code=result.status_code,
-            request_id=result.request_id,
-        )
+        """A refusal; reported (and logged) by `handle()` with every other answer."""
         return result
 
 

@@ -80,6 +80,7 @@ WebhookReason: TypeAlias = Literal[
     "duplicate",
     "too_large",
     "bad_json",
+    "too_deep",
     "bad_payload",
     "bad_secret",
     "bad_token",
@@ -97,8 +98,10 @@ WEBHOOK_REASONS: Final[tuple[WebhookReason, ...]] = get_args(WebhookReason)
 class CheckDone:
     """One status check of one task finished, whatever its answer.
 
-    A check is one `get_status` call as the poller sees it: the client's own retries of
-    transient failures happen inside it, so `latency` covers them and their backoff.
+    A check is one status read as its caller sees it: one request of a poller, or one
+    `DispatchClient.get_status` call (each check of `DispatchClient.wait`), whose own
+    retries of transient failures happen inside it, so `latency` covers them and their
+    backoff (not the waits for a rate-limit token).
     """
 
     request_id: str
@@ -115,7 +118,8 @@ class CheckDone:
     result: CheckResult
     #: Seconds from sending the check to classifying its answer.
     latency: float
-    #: 1 for the first check of this task, 2 for the second, and so on.
+    #: 1 for the first check of this task, 2 for the second, and so on (as counted by the
+    #: poller tracking it, or by one `DispatchClient.wait`; a bare `get_status` says 1).
     attempt: int
 
 
@@ -161,11 +165,15 @@ class TaskForgotten:
 
 @attrs.frozen(kw_only=True)
 class RateLimitPaused:
-    """A rate-limited answer paused the shared limiter: every check and submit waits."""
+    """A rate-limited answer paused the key: every check and submit sharing its limiter
+    waits. Sent once per pause, not per 429: a 429 met while a pause at least as long is
+    in force changes nothing and says nothing."""
 
     #: How long the limiter was told to pause.
     seconds: float
-    #: Whose request drew the 429: a poller's ``check`` or ``submit``, or a bare ``client``.
+    #: Whose request drew the 429: a poller's status ``check``, a ``submit`` (a poller's or
+    #: `DispatchClient.submit`), or the ``client``'s own status reads (`get_status`,
+    #: `wait`).
     source: RateLimitSource
 
 
@@ -191,8 +199,12 @@ class SubmitDone:
     """
 
     result: SubmitResult
-    #: Seconds from sending the submit to its answer (waiting for a token not included).
+    #: Seconds from sending the submit to its answer, the client's retries and their
+    #: backoff included, waiting for a rate-limit token not included.
     latency: float
+    #: The id the service gave the task, when ``accepted``: for logs and traces, never a
+    #: metric label.
+    request_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)

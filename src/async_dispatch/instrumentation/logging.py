@@ -69,7 +69,12 @@ def _debug(event: CheckDone | SubmitDone | TaskResolved) -> None:
             attempt=event.attempt,
         )
     elif isinstance(event, SubmitDone):
-        logger.debug("submitted", result=event.result, latency=round(event.latency, 3))
+        logger.debug(
+            "submitted",
+            request_id=event.request_id,
+            result=event.result,
+            latency=round(event.latency, 3),
+        )
     else:
         logger.debug(
             "resolved",
