@@ -454,7 +454,7 @@ async def test_the_key_never_reaches_logs_outcomes_or_errors() -> None:
     texts: list[str] = []
     with capture_logs() as logs:
         service.start()
-        async with client_for(service, trace=True) as client:
+        async with client_for(service) as client:
             async with Poller(client, **options) as poller:
                 await poller.track_many(timelines)
                 await poller.track("req_unknown")
@@ -465,7 +465,7 @@ async def test_the_key_never_reaches_logs_outcomes_or_errors() -> None:
         service.key = "another-key"  # now every answer is a 401 that echoes the key
         service.start()
         async with (
-            client_for(service, trace=True) as client,
+            client_for(service) as client,
             Poller(client, **options) as poller,
         ):
             await poller.track("req_0")

@@ -565,7 +565,7 @@ class TestOnVirtualTime:
 
 async def test_tracing_emits_events_for_a_submit(logs: list[MutableMapping[str, Any]]) -> None:
     fake = service(reply(429, headers={"Retry-After": "0"}), reply(202, {"requestId": "req_9"}))
-    async with fake.client(trace=True, retry=RetryPolicy(rate_limit_floor=0.001)) as client:
+    async with fake.client(retry=RetryPolicy(rate_limit_floor=0.001)) as client:
         assert await client.submit("/Operator go") == "req_9"
     debug = [e for e in logs if e["log_level"] == "debug"]
     # "submitted" is the logging hook's line for `SubmitDone`: one per submit.

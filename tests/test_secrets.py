@@ -98,7 +98,7 @@ async def test_the_key_is_in_no_error_and_no_log_line(
 ) -> None:
     answers, call = SCENARIOS[name]
     fake = service(*answers)
-    async with fake.client(trace=True) as client:
+    async with fake.client() as client:
         with pytest.raises(DispatchError) as caught:
             await call(client)
     assert fake.requests, "the scenario never reached the fake service"
@@ -112,9 +112,9 @@ async def test_tracing_logs_every_request_and_retry_without_the_key(
     logs: list[MutableMapping[str, Any]],
 ) -> None:
     fake = service(reply(503, content=ECHO.encode()), reply(200, SUCCESS))
-    async with fake.client(trace=True) as client:
+    async with fake.client() as client:
         await client.get_status("req_1")
-    # Each request and retry (trace=True), then the check as a whole (the logging hook).
+    # Each request and retry (debug level), then the check as a whole (the logging hook).
     assert [event["event"] for event in logs] == ["retrying", "status_read", "checked"]
     assert logs[0]["request_id"] == "req_1"
     assert logs[0]["log_level"] == "debug"

@@ -40,7 +40,7 @@ from ._errors import (
     drop_tracebacks,
 )
 from ._limiter import Limiter
-from ._log import logger
+from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
 from ._transport import ACCEPT_ENCODING, own_client, read_body
@@ -133,7 +133,6 @@ class DispatchClient:
         allow_insecure: Allow plain ``http://`` to non-loopback hosts.
         max_body_size: Larger bodies are rejected without being read whole; the limit
             counts decoded bytes, so a small compressed body cannot inflate past it.
-        trace: Emit a debug log event for every request and retry.
         hooks: Instrumentation hooks (`async_dispatch.instrumentation`): Prometheus,
             OpenTelemetry, your own. None means the logging hook only; ``[]`` means none.
     """
@@ -149,7 +148,6 @@ class DispatchClient:
         bucket: Limiter | None = None,
         allow_insecure: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        trace: bool = False,
         hooks: Iterable[Hook] | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
@@ -177,7 +175,6 @@ class DispatchClient:
             Instrumentation.default() if hooks is None else Instrumentation(hooks)
         )
         self.max_body_size = max_body_size
-        self.trace = trace
         #: Seconds one request may take in total (and each of its phases).
         self.timeout = timeout
         self._timeout = httpx.Timeout(timeout)
@@ -449,7 +446,7 @@ class DispatchClient:
         request_id = check_request_id(request_id)
         status_code, headers, body = await self._send("GET", self._status_url + request_id)
         self._raise_for_status(status_code, headers, body, request_id=request_id)
-        if self.trace:
+        if debug_enabled():
             logger.debug("status_read", request_id=request_id, status_code=status_code)
         # Redacted before parsing, so that no value taken from it (a timestamp, a text
         # quoted in an error) can carry the key; `redact` catches a JSON-escaped key.
@@ -539,7 +536,7 @@ class DispatchClient:
                 raise failure
             if not retrying:
                 raise self._out_of_budget(failure, delay)
-            if self.trace:
+            if debug_enabled():
                 logger.debug(
                     "retrying",
                     request_id=request_id,
