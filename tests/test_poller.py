@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -17,6 +15,7 @@ import pytest
 
 import _poller_helpers as helpers
 from _chaos import ChaosService, Fault, Step, Timeline, client_for, status_payload
+from _poller_helpers import drain, fast, running
 from async_dispatch import (
     AuthenticationError,
     BadRequestError,
@@ -38,32 +37,6 @@ from async_dispatch import (
 anyio_backend = helpers.anyio_backend
 scale = helpers.scale
 wait_until = helpers.wait_until
-
-
-def fast(scale: float, **overrides: Any) -> dict[str, Any]:
-    """Poller settings that check every half (virtual) second, scaled."""
-    settings: dict[str, Any] = {
-        "rate": 1000.0,
-        "burst": 100,
-        "deadline": 100 * scale,
-        "initial_interval": 0.5 * scale,
-        "max_interval": 0.5 * scale,
-        "jitter": 0.0,
-        "seed": 7,
-    }
-    settings.update(overrides)
-    return settings
-
-
-@asynccontextmanager
-async def running(service: ChaosService, **settings: Any) -> AsyncIterator[Poller]:
-    service.start()
-    async with client_for(service) as client, Poller(client, **settings) as poller:
-        yield poller
-
-
-async def drain(poller: Poller) -> list[Outcome]:
-    return [outcome async for outcome in poller]
 
 
 async def next_outcome(poller: Poller) -> Outcome:

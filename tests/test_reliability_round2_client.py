@@ -13,7 +13,7 @@ import math
 import traceback
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -34,6 +34,7 @@ from _foundation_helpers import (
     stream,
 )
 from _logs import capture_logs
+from _tcp import Handler, tcp_server
 from _webhooks_helpers import RecordingDeliverer
 from async_dispatch import (
     DispatchClient,
@@ -52,30 +53,8 @@ from async_dispatch.webhooks import WebhookReceiver, generate_secret
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
-
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def tcp_server(handler: Handler) -> AsyncIterator[str]:
-    """A loopback server running `handler` per connection (on asyncio and trio alike);
-    yields its base URL."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-
-    async def serve(conn: anyio.abc.SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            async with conn:
-                await handler(conn)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, serve)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            tg.cancel_scope.cancel()
 
 
 async def read_request(conn: anyio.abc.SocketStream) -> bytes:

@@ -14,11 +14,9 @@ trio's virtual clock only, the ones over real sockets in real time on both.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -30,6 +28,8 @@ import trio.testing
 import _poller_helpers as helpers
 from _chaos import BASE_URL, KEY, ChaosService, Step, Timeline, client_for, status_payload
 from _logs import capture_logs
+from _poller_helpers import drain, fast, running
+from _tcp import tcp_server
 from async_dispatch import (
     AuthenticationError,
     DispatchClient,
@@ -50,32 +50,6 @@ NO_RETRY = RetryPolicy(attempts=1, initial_delay=0, max_delay=0)
 VIRTUAL_TRIO = ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
-def fast(scale: float, **overrides: Any) -> dict[str, Any]:
-    """Poller settings that check every half (virtual) second, scaled."""
-    settings: dict[str, Any] = {
-        "rate": 1000.0,
-        "burst": 100,
-        "deadline": 100 * scale,
-        "initial_interval": 0.5 * scale,
-        "max_interval": 0.5 * scale,
-        "jitter": 0.0,
-        "seed": 7,
-    }
-    settings.update(overrides)
-    return settings
-
-
-@contextlib.asynccontextmanager
-async def running(service: ChaosService, **settings: Any) -> AsyncIterator[Poller]:
-    service.start()
-    async with client_for(service) as client, Poller(client, **settings) as poller:
-        yield poller
-
-
-async def drain(poller: Poller) -> list[Outcome]:
-    return [outcome async for outcome in poller]
-
-
 def finals(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
     result: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
@@ -85,27 +59,6 @@ def finals(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
 
 
 # -- 1. a stuck check holds no worker past its task's deadline -------------------------------
-
-Handler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def tcp_server(handler: Handler) -> AsyncIterator[str]:
-    """A loopback server running `handler` per connection; yields its base URL."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-
-    async def serve(conn: anyio.abc.SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            async with conn:
-                await handler(conn)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, serve)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            tg.cancel_scope.cancel()
 
 
 async def read_head(conn: anyio.abc.SocketStream) -> bytes:
