@@ -96,11 +96,13 @@ class Cadence:
         """When the last check before `deadline` falls due."""
         return deadline - self._lead
 
-    @property
-    def _lead(self) -> float:
-        # Never more than one routine interval: a task with a short deadline keeps its
-        # routine checks until close to the end.
-        return min(self.last_check_lead, self.initial_interval)
+    #: How long before a deadline its last check falls: never more than one routine
+    #: interval, so a task with a short deadline keeps its routine checks until close
+    #: to the end. Computed once.
+    _lead: float = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_lead", min(self.last_check_lead, self.initial_interval))
 
     def _jittered(self, interval: float, rng: random.Random) -> float:
         if not self.jitter:

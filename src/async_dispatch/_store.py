@@ -262,11 +262,13 @@ class MemoryStore:
         if task.request_id in self.tasks or task.request_id in self._finished:
             return False  # a second life would give the id a second final outcome
         self.tasks[task.request_id] = task
-        seq = next(self._seq)
-        heapq.heappush(self._deadlines, (task.deadline, seq, task))
+        entry = (task.deadline, next(self._seq), task)
+        heapq.heappush(self._deadlines, entry)
         if task.last_due < math.inf and task.due < task.last_due:
-            heapq.heappush(self._last_due, (task.last_due, seq, task))
-        self._plan(task, NextCheck(task.due, task.last_check))
+            # The same entry: last-check times keep the order of deadlines (one lead for
+            # every task of a poller), and sharing it costs a list slot, not a tuple.
+            heapq.heappush(self._last_due, entry)
+        self._plan(task, task.due, task.last_check)
         return True
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -308,15 +310,15 @@ class MemoryStore:
 
     async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
         if self.tasks.get(task.request_id) is task:
-            self._plan(task, next_check)
+            self._plan(task, next_check.due, next_check.last)
 
-    def _plan(self, task: TrackedTask, next_check: NextCheck) -> None:
-        task.due = next_check.due
+    def _plan(self, task: TrackedTask, due: float, last: bool) -> None:
+        task.due = due
         # Planned at or after its last-check time (a 429 keeps a check's place): last.
-        task.last_check = last = next_check.last or next_check.due >= task.last_due
+        task.last_check = last = last or due >= task.last_due
         task.seq = seq = next(self._seq)
-        if next_check.due < math.inf:
-            heapq.heappush(self._last if last else self._due, (next_check.due, seq, task))
+        if due < math.inf:
+            heapq.heappush(self._last if last else self._due, (due, seq, task))
 
     def _top(self, heap: list[tuple[float, int, TrackedTask]]) -> float:
         tasks = self.tasks
@@ -337,7 +339,8 @@ class MemoryStore:
         """
         heap, tasks = self._last_due, self.tasks
         while heap:
-            when, _, task = heap[0]
+            task = heap[0][2]  # ordered by deadline, the same order as last-check times
+            when = task.last_due
             if tasks.get(task.request_id) is task and (
                 when > now or (task.due < math.inf and not task.last_check)
             ):

@@ -74,7 +74,7 @@ class Instrumentation:
             get a span around every submit and check.
     """
 
-    __slots__ = ("_failed", "_hooks", "_tracers", "enabled")
+    __slots__ = ("_failed", "_hooks", "_ignored", "_tracers", "enabled")
 
     #: True if any hook is installed. The core tests it before building an event, so a
     #: client without hooks allocates nothing for instrumentation.
@@ -86,9 +86,23 @@ class Instrumentation:
             hook for hook in self._hooks if isinstance(hook, TracingHook)
         )
         self.enabled = bool(self._hooks)
+        # Event types that no hook wants: a hook may say what it ignores with an
+        # `ignores` attribute (a collection of event types), so the core can skip
+        # building events per task that nobody reads.
+        self._ignored: frozenset[type] = (
+            frozenset.intersection(
+                *(frozenset(getattr(hook, "ignores", ())) for hook in self._hooks)
+            )
+            if self._hooks
+            else frozenset()
+        )
         # id() of each hook whose failure was logged already. Hooks need not be hashable;
         # the tuple above keeps them alive, so their ids stay theirs.
         self._failed: set[int] = set()
+
+    def wants(self, event_type: type) -> bool:
+        """Whether any hook wants events of `event_type` (asked once, at set-up)."""
+        return self.enabled and event_type not in self._ignored
 
     @classmethod
     def default(cls) -> Instrumentation:

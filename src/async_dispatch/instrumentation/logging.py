@@ -25,7 +25,10 @@ from ._events import (
     Event,
     RateLimitPaused,
     SubmitDone,
+    TaskForgotten,
     TaskResolved,
+    TaskTracked,
+    TokenWaited,
     WebhookAnswered,
 )
 
@@ -45,6 +48,9 @@ class LoggingHook:
     """
 
     __slots__ = ()
+
+    #: What it never logs: the per-task bookkeeping events (see `Instrumentation.wants`).
+    ignores: Final = frozenset({TaskTracked, TaskForgotten, TokenWaited})
 
     def __repr__(self) -> str:
         return "LoggingHook()"
