@@ -29,11 +29,6 @@ class Alarm:
         self._event: anyio.Event | None = None
         self._until = math.inf
 
-    @property
-    def sleeping_until(self) -> float:
-        """When the sleeper will wake by itself; `math.inf` when asleep for good or awake."""
-        return self._until
-
     def wake_by(self, when: float) -> None:
         """Wake the sleeper if it would otherwise sleep past `when`."""
         if when < self._until and self._event is not None:

@@ -403,6 +403,8 @@ class Poller:
         return forgotten
 
     def __contains__(self, request_id: object) -> bool:
+        """Whether this process tracks `request_id` in memory; always False for a store
+        shared by a fleet (ask it with ``await poller.store.get(request_id)``)."""
         store = self.store
         return isinstance(store, MemoryStore) and request_id in store.tasks
 
