@@ -43,6 +43,7 @@ from redis_support import free_port
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 RATE = 10.0
+LEAD = 45.0  # how long before its deadline a task's last check falls
 PASSWORD = "hunter2-very-secret"
 
 
@@ -54,11 +55,12 @@ class Scene:
     b: str  # replica B's
 
 
-def _task(rid: str, *, due: float, last: bool = False) -> TrackedTask:
+def _task(rid: str, *, due: float) -> TrackedTask:
+    """A task due in `due` seconds, with its deadline in 60 s: a check due in 15 s or more
+    is its last (see `LEAD`)."""
     now = anyio.current_time()
     task = TrackedTask(rid, started=now, deadline=now + 60, context={"n": rid})
     task.due = now + due
-    task.last_check = last
     return task
 
 
@@ -80,10 +82,10 @@ async def scene(redis_url: str, redis_name: str) -> AsyncIterator[Scene]:
         b = RedisStore(connection, name=redis_name, lease=0.2)
         bucket = RedisTokenBucket(connection, name=redis_name, rate=RATE, burst=5)
         sink = lambda outcome, receipt: received.append(outcome)  # noqa: E731
-        async with a.attach(sink, anyio.current_time, lambda: None):
+        async with a.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
             for rid, due in (("t1", -3.0), ("t2", -2.0), ("t3", -1.0), ("t5", 10.0)):
                 assert await a.add(_task(rid, due=due))
-            assert await a.add(_task("t4", due=20.0, last=True))
+            assert await a.add(_task("t4", due=20.0))
             claimed = await a.claim(anyio.current_time())
             assert claimed is not None
             assert claimed.request_id == "t1"

@@ -30,6 +30,8 @@ from redis_support import RedisServer
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 Received = list[tuple[Outcome, Any]]
+#: How long before its deadline a task's last check falls, in these tests.
+LEAD = 2.0
 
 
 @contextlib.asynccontextmanager
@@ -40,7 +42,7 @@ async def attached(store: RedisStore) -> AsyncIterator[Received]:
     def sink(outcome: Outcome, receipt: Any) -> None:
         received.append((outcome, receipt))
 
-    async with store.attach(sink, anyio.current_time, lambda: None):
+    async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
         yield received
 
 
@@ -164,13 +166,11 @@ async def test_last_checks_go_first(redis_url: str, redis_name: str) -> None:
     store = RedisStore(redis_url, name=redis_name)
     async with attached(store):
         await store.add(new_task("req_routine", due=-5.0))
-        last = new_task("req_last", due=-1.0)
-        last.last_check = True
-        await store.add(last)
+        # Due within LEAD of its deadline: its last check.
+        await store.add(new_task("req_last", due=-1.0, deadline=0.5))
         first = await store.claim(anyio.current_time())
         assert first is not None
         assert first.request_id == "req_last"
-        assert first.last_check
 
 
 async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
@@ -178,17 +178,14 @@ async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
 ) -> None:
     store = RedisStore(redis_url, name=redis_name)
     async with attached(store):
-        now = anyio.current_time()
         await store.add(new_task("req_old", due=-5.0))  # the most overdue routine check
-        late = new_task("req_near_deadline", due=-1.0)
-        late.last_due = now + 0.1  # the budget kept its routine check waiting past this
-        await store.add(late)
+        # Its last check falls due in 0.1 s; the budget keeps its routine check waiting.
+        await store.add(new_task("req_near_deadline", due=-1.0, deadline=LEAD + 0.1))
         await anyio.sleep(0.2)
         await store.expire(anyio.current_time())  # the periodic round promotes it
         first = await store.claim(anyio.current_time())
         assert first is not None
         assert first.request_id == "req_near_deadline"
-        assert first.last_check
 
 
 async def test_expire_times_out_with_context_and_last_error(

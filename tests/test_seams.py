@@ -70,9 +70,14 @@ class ForwardingStore:
 
     @contextlib.asynccontextmanager
     async def attach(
-        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+        self,
+        sink: OutcomeSink,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        *,
+        last_check_lead: float,
     ) -> AsyncIterator[None]:
-        async with self._inner.attach(sink, clock, wake):
+        async with self._inner.attach(sink, clock, wake, last_check_lead=last_check_lead):
             yield
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import pytest
 
 from async_dispatch import DispatchClient, RetryPolicy, SubmitUncertainError, TransportError
 from async_dispatch._aiohttp_transport import AiohttpTransport, _map_error
-from async_dispatch._transport import default_transport, running_asyncio
+from async_dispatch._transport import DEADLINE, default_transport, running_asyncio
 
 pytestmark = pytest.mark.anyio
 
@@ -159,6 +159,15 @@ async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Re
     await asyncio.sleep(30)
 
 
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received) -> None:
+    """Promise 1000 bytes, then send one every 0.1 s: no read waits long, the body never ends."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{")
+    for _ in range(999):
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b" ")
+
+
 ROUTES: dict[str, Handler] = {
     "/ok": ok,
     "/echo": echo,
@@ -168,6 +177,7 @@ ROUTES: dict[str, Handler] = {
     "/cut": cut,
     "/hangup": hangup,
     "/hang": hang,
+    "/trickle": trickle,
 }
 
 
@@ -291,6 +301,36 @@ async def test_pool_timeout_when_every_connection_is_busy(server: Server) -> Non
                 await http.get(f"{server.url}/ok")
         # The slot comes back when the first response closes.
         assert (await http.get(f"{server.url}/ok")).status_code == 200
+
+
+async def _read_by(http: httpx.AsyncClient, url: str, seconds: float) -> bytes:
+    """GET `url` and read its body, the whole exchange due within `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    request = http.build_request("GET", url, extensions={DEADLINE: deadline})
+    response = await http.send(request, stream=True)
+    try:
+        return await response.aread()
+    finally:
+        await response.aclose()
+
+
+async def test_the_deadline_bounds_a_body_that_never_ends(server: Server) -> None:
+    # Each read is quick (well within the 5 s read timeout); only the total bound stops it.
+    async with _client(timeout=5.0) as http:
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(httpx.ReadTimeout):
+            await _read_by(http, f"{server.url}/trickle", 0.5)
+        assert anyio.current_time() - started < 4.0
+        assert (await http.get(f"{server.url}/ok")).status_code == 200  # its slot is back
+
+
+async def test_the_deadline_bounds_the_wait_for_a_connection_slot(server: Server) -> None:
+    async with _client(max_connections=1, timeout=5.0) as http:
+        async with http.stream("GET", f"{server.url}/trickle"):  # holds the only slot
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(httpx.PoolTimeout):
+                await _read_by(http, f"{server.url}/ok", 0.3)
+            assert anyio.current_time() - started < 4.0
 
 
 async def test_cancelled_request_frees_its_slot(server: Server) -> None:

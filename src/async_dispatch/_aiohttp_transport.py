@@ -17,7 +17,8 @@ to an httpx error that means "the request may have been received".
 Timeouts come from httpx's ``timeout`` request extension: ``pool`` bounds the wait for a
 free connection slot (our own semaphore, so it can be told apart from a connect timeout),
 ``connect`` bounds connection setup, ``read`` bounds each wait for bytes. aiohttp has no
-write timeout; ``write`` is not enforced.
+write timeout; ``write`` is not enforced. The `DEADLINE` extension, when present, bounds
+the whole exchange, slot wait and body included, with aiohttp's own ``total`` timer.
 
 Bodies are not decompressed here: aiohttp hands over the bytes as received and httpx
 decodes them according to ``Content-Encoding``, exactly as with httpx's own transport.
@@ -26,6 +27,7 @@ decodes them according to ``Content-Encoding``, exactly as with httpx's own tran
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import AsyncIterator
 from typing import Final
@@ -35,6 +37,7 @@ import httpx
 import yarl
 
 from ._errors import drop_tracebacks
+from ._transport import DEADLINE
 from ._validation import check_int, check_seconds
 
 __all__ = ["AiohttpTransport"]
@@ -73,15 +76,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._closed = False
 
+    #: It enforces the `DEADLINE` request extension (see `async_dispatch._transport`).
+    honours_deadline: Final = True
+
     def __repr__(self) -> str:
         return f"AiohttpTransport(max_connections={self.max_connections})"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session, slots = self._open()
         timeout = request.extensions.get("timeout", {})
-        await _take_slot(slots, timeout.get("pool"), request)
+        deadline: float | None = request.extensions.get(DEADLINE)
+        pool = timeout.get("pool")
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            pool = left if pool is None else min(pool, left)
+        await _take_slot(slots, pool, request)
         try:
-            response = await self._send(session, request, timeout)
+            response = await self._send(session, request, timeout, deadline)
         except BaseException:
             slots.release()
             raise
@@ -140,6 +151,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session: aiohttp.ClientSession,
         request: httpx.Request,
         timeout: dict[str, float | None],
+        deadline: float | None,
     ) -> aiohttp.ClientResponse:
         data: bytes | AsyncIterator[bytes] | None
         try:
@@ -156,7 +168,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=data,
                 allow_redirects=False,
                 compress=False,
-                timeout=self._timeout(timeout.get("connect"), timeout.get("read")),
+                timeout=self._timeout(timeout.get("connect"), timeout.get("read"), deadline),
             )
         except Exception as exc:
             mapped = _translated(exc, request)
@@ -164,7 +176,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 raise  # with aiohttp's frames already forgotten
             raise mapped from exc
 
-    def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    def _timeout(
+        self, connect: float | None, read: float | None, deadline: float | None
+    ) -> aiohttp.ClientTimeout:
+        if deadline is not None:
+            # What is left of the whole exchange: aiohttp's total timer bounds the body's
+            # reads too. Not rounded up to whole seconds (aiohttp's `ceil_threshold`).
+            total = max(0.0, deadline - asyncio.get_running_loop().time())
+            return aiohttp.ClientTimeout(
+                total=total,
+                connect=connect,
+                sock_connect=connect,
+                sock_read=read,
+                ceil_threshold=math.inf,
+            )
         key = (connect, read)
         found = self._timeouts.get(key)
         if found is None:

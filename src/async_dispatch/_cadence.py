@@ -65,7 +65,7 @@ class Cadence:
         if deadline <= now:
             return NextCheck(math.inf)
         due = now + self._jittered(self.initial_interval, rng)
-        last = deadline - self._lead
+        last = deadline - self.lead
         if due < last:
             return NextCheck(due)
         return NextCheck(max(now, min(due, last)), last=True)
@@ -85,7 +85,7 @@ class Cadence:
         check made inside the stretch is the last, so nothing more is scheduled and the
         deadline decides (`due` is `math.inf`).
         """
-        last = deadline - self._lead
+        last = deadline - self.lead
         if due < last:
             return NextCheck(due)
         if now < last:
@@ -94,15 +94,15 @@ class Cadence:
 
     def last_due(self, deadline: float) -> float:
         """When the last check before `deadline` falls due."""
-        return deadline - self._lead
+        return deadline - self.lead
 
-    #: How long before a deadline its last check falls: never more than one routine
-    #: interval, so a task with a short deadline keeps its routine checks until close
-    #: to the end. Computed once.
-    _lead: float = attrs.field(init=False, repr=False, eq=False)
+    #: How long before a deadline its last check falls: `last_check_lead`, but never
+    #: more than one routine interval, so a task with a short deadline keeps its routine
+    #: checks until close to the end.
+    lead: float = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_lead", min(self.last_check_lead, self.initial_interval))
+        object.__setattr__(self, "lead", min(self.last_check_lead, self.initial_interval))
 
     def _jittered(self, interval: float, rng: random.Random) -> float:
         if not self.jitter:

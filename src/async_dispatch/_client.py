@@ -43,7 +43,7 @@ from ._limiter import Limiter
 from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
-from ._transport import ACCEPT_ENCODING, own_client, read_body
+from ._transport import ACCEPT_ENCODING, DEADLINE, own_client, read_body
 from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
@@ -78,6 +78,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TRANSIENT = (RateLimitedError, ServerError, TransportError, InvalidResponseError)
 #: Answers that ask us to slow down (`RateLimitedError`); any other answer ends a streak.
 _SLOW_DOWN: Final = frozenset({408, 425, 429})
+
 #: A pause that ends less than this much later than the one in force is the same pause,
 #: as far as reporting it goes: concurrent 429s must not each report (and log) one.
 _SAME_PAUSE: Final = 1.0
@@ -184,6 +185,8 @@ class DispatchClient:
         self._owns_http = http_client is None
         #: The transport under our own client, when requests may go straight to it.
         self._direct: httpx.AsyncBaseTransport | None = None
+        #: Whether `_direct` bounds a whole exchange itself (see `_transport.DEADLINE`).
+        self._direct_bounded = False
         self._timeout_extension = self._timeout.as_dict()
         self._entered = False
         self._bucket_entered = False
@@ -210,6 +213,7 @@ class DispatchClient:
             self._http, self._direct = own_client(
                 max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
+            self._direct_bounded = getattr(self._direct, "honours_deadline", False) is True
         if self.bucket is not None:
             await self.bucket.__aenter__()
             self._bucket_entered = True
@@ -233,6 +237,7 @@ class DispatchClient:
             await self.bucket.__aexit__(None, None, None)
         if self._owns_http and self._http is not None:
             http, self._http, self._direct = self._http, None, None
+            self._direct_bounded = False
             with anyio.CancelScope(shield=True):
                 await http.aclose()
 
@@ -625,24 +630,28 @@ class DispatchClient:
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
         failure: DispatchError | None = None
-        with anyio.move_on_after(self.timeout):
-            try:
-                status_code, headers, body = await self._exchange(http, method, url, content)
-            except httpx.TransportError as exc:
-                failure = self._transport_error(method, url, exc)
-            except httpx.DecodingError as exc:  # decoded by a caller's own transport
-                failure = InvalidResponseError(
-                    f"{method} {_path_of(url)}: the body could not be decoded ({exc})",
-                    status_code=None,
-                )
-                failure.__cause__ = drop_tracebacks(exc)
-            except BaseException as exc:  # cancellation, and anything unforeseen
-                drop_tracebacks(exc)
-                raise
+        answer: tuple[int, httpx.Headers, bytes] | None = None
+        try:
+            if self._direct_bounded:  # the transport's own timer bounds the whole exchange
+                answer = await self._exchange(http, method, url, content)
             else:
-                if status_code not in _SLOW_DOWN:
-                    self._consecutive_429 = 0
-                return status_code, headers, body
+                with anyio.move_on_after(self.timeout):
+                    answer = await self._exchange(http, method, url, content)
+        except httpx.TransportError as exc:
+            failure = self._transport_error(method, url, exc)
+        except httpx.DecodingError as exc:  # decoded by a caller's own transport
+            failure = InvalidResponseError(
+                f"{method} {_path_of(url)}: the body could not be decoded ({exc})",
+                status_code=None,
+            )
+            failure.__cause__ = drop_tracebacks(exc)
+        except BaseException as exc:  # cancellation, and anything unforeseen
+            drop_tracebacks(exc)
+            raise
+        if answer is not None:
+            if answer[0] not in _SLOW_DOWN:
+                self._consecutive_429 = 0
+            return answer
         if failure is None:  # the time ran out
             failure = RequestTimeoutError(
                 f"{method} {_path_of(url)}: no complete answer within timeout="
@@ -654,9 +663,10 @@ class DispatchClient:
         self, http: httpx.AsyncClient, method: str, url: str, content: bytes | None
     ) -> tuple[int, httpx.Headers, bytes]:
         if self._direct is not None:
-            response = await self._direct.handle_async_request(
-                self._request(method, url, content, None)
-            )
+            request = self._request(method, url, content, None)
+            if self._direct_bounded:
+                request.extensions[DEADLINE] = anyio.current_time() + self.timeout
+            response = await self._direct.handle_async_request(request)
         else:
             response = await http.send(self._request(method, url, content, http), stream=True)
         try:

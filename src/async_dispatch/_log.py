@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -63,6 +63,11 @@ def get_logger(name: str = ROOT) -> Any:
 logger = get_logger()
 
 
-def debug_enabled(name: str = ROOT) -> bool:
-    """Whether debug events of `name` would go anywhere: the switch for tracing."""
-    return logging.getLogger(name).isEnabledFor(logging.DEBUG)
+#: The standard-library logger behind `logger`, held so that asking its level costs no
+#: lookup (`isEnabledFor` caches its own answer until logging is reconfigured).
+_STDLIB: Final = logging.getLogger(ROOT)
+
+
+def debug_enabled() -> bool:
+    """Whether the library's debug events would go anywhere: the switch for tracing."""
+    return _STDLIB.isEnabledFor(logging.DEBUG)

@@ -237,7 +237,12 @@ class Poller:
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
             await stack.enter_async_context(
-                self.store.attach(self._on_outcome, clock, self._outcomes.wake)
+                self.store.attach(
+                    self._on_outcome,
+                    clock,
+                    self._outcomes.wake,
+                    last_check_lead=self.cadence.lead,
+                )
             )
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
@@ -332,8 +337,7 @@ class Poller:
             context=context,
         )
         first = self.cadence.first(now, task.deadline, self._rng)
-        task.due, task.last_check = first.due, first.last
-        task.last_due = self.cadence.last_due(task.deadline)
+        task.due = first.due  # at or after the last-check time when it is the last
         return task
 
     @staticmethod
@@ -716,10 +720,11 @@ class Poller:
             assert isinstance(decision.error, RateLimitedError)
             task.last_error = decision.error
             await self._pause_key(decision.error)
-            next_check = NextCheck(now, task.last_check)  # keep its place: the pause waits
+            # Keep its place (a last check stays one: it is past its last-check time).
+            next_check = NextCheck(now)
         elif action is Action.REFUSED:
             self._refused(decision.error)
-            next_check = NextCheck(now, task.last_check)
+            next_check = NextCheck(now)
         elif action is Action.RETRY:
             self._stats.retries += 1
             task.errors += 1

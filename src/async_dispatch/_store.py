@@ -41,19 +41,20 @@ OutcomeSink = Callable[[Outcome, Any], None]
 
 
 class TrackedTask:
-    """The state of one tracked task: a record the store owns and the poller reads."""
+    """The state of one tracked task: a record the store owns and the poller reads.
+
+    Kept to what every store needs, because a poller holds 100,000 of them: a store
+    that needs more per task (a fencing token) subclasses it.
+    """
 
     __slots__ = (
         "context",
         "deadline",
         "due",
         "errors",
-        "last_check",
-        "last_due",
         "last_error",
         "last_input",
         "last_status",
-        "lease",
         "polls",
         "request_id",
         "seq",
@@ -66,16 +67,10 @@ class TrackedTask:
         self.started = started
         self.deadline = deadline
         #: When the next check is due; `math.inf` while claimed, or when none is planned.
+        #: A check due at or after the task's last-check time (`Cadence.last_due`) is
+        #: its last one: that is the whole rule, so no flag is kept per task.
         self.due = math.inf
-        #: True when the planned check is the last one before the deadline.
-        self.last_check = False
-        #: When the last check before the deadline falls due (`Cadence.last_due`): a
-        #: check planned at or after it is the last one, and a routine check still
-        #: waiting then is served as the last one. `math.inf`: not known to the store.
-        self.last_due = math.inf
         self.seq = 0
-        #: The fencing token of the claim a check runs under (stores that share tasks).
-        self.lease = 0
         self.polls = 0
         #: Consecutive transient failures, for the error backoff.
         self.errors = 0
@@ -119,11 +114,21 @@ class TaskStore(Protocol):
     """
 
     def attach(
-        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+        self,
+        sink: OutcomeSink,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        *,
+        last_check_lead: float,
     ) -> contextlib.AbstractAsyncContextManager[None]:
         """Serve one poller for the duration of the block: hand outcomes to `sink`, and
         call `wake` when `idle()` may have changed without an outcome (another process
-        finished the last task)."""
+        finished the last task).
+
+        `last_check_lead` is the poller's `Cadence.lead`: a check due that long before a
+        task's deadline, or later, is its last one and is served ahead of routine checks;
+        a routine check still waiting by then is served as the last one.
+        """
         ...
 
     def __len__(self) -> int:
@@ -211,6 +216,7 @@ class MemoryStore:
         "_finished",
         "_last",
         "_last_due",
+        "_lead",
         "_parked",
         "_seq",
         "_sink",
@@ -233,6 +239,7 @@ class MemoryStore:
         self._submitting = 0
         self._sink: OutcomeSink | None = None
         self._clock: Callable[[], float] | None = None
+        self._lead = 0.0  # the attached poller's `Cadence.lead`
 
     def __repr__(self) -> str:
         return f"<MemoryStore tracked={len(self.tasks)}>"
@@ -242,11 +249,16 @@ class MemoryStore:
 
     @contextlib.asynccontextmanager
     async def attach(
-        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+        self,
+        sink: OutcomeSink,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        *,
+        last_check_lead: float,
     ) -> AsyncIterator[None]:
         if self._sink is not None:
             raise RuntimeError("this MemoryStore already serves a Poller; give each its own")
-        self._sink, self._clock = sink, clock
+        self._sink, self._clock, self._lead = sink, clock, last_check_lead
         try:
             yield
         finally:
@@ -262,13 +274,14 @@ class MemoryStore:
         if task.request_id in self.tasks or task.request_id in self._finished:
             return False  # a second life would give the id a second final outcome
         self.tasks[task.request_id] = task
-        entry = (task.deadline, next(self._seq), task)
+        seq = next(self._seq)
+        entry = (task.deadline, seq, task)
         heapq.heappush(self._deadlines, entry)
-        if task.last_due < math.inf and task.due < task.last_due:
+        if task.due < task.deadline - self._lead:
             # The same entry: last-check times keep the order of deadlines (one lead for
             # every task of a poller), and sharing it costs a list slot, not a tuple.
             heapq.heappush(self._last_due, entry)
-        self._plan(task, task.due, task.last_check)
+        self._schedule(task, task.due, False, seq)
         return True
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -299,7 +312,7 @@ class MemoryStore:
             # A routine check still waiting at the task's last-check time: serve it now,
             # as the last check (its routine entry goes stale with the new seq).
             task = heapq.heappop(self._last_due)[2]
-            task.due, task.last_check, task.seq = math.inf, True, next(self._seq)
+            task.due, task.seq = math.inf, next(self._seq)
             return task
         for heap in (self._last, self._due):
             if self._top(heap) <= now:
@@ -310,14 +323,13 @@ class MemoryStore:
 
     async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
         if self.tasks.get(task.request_id) is task:
-            self._plan(task, next_check.due, next_check.last)
+            self._schedule(task, next_check.due, next_check.last, next(self._seq))
 
-    def _plan(self, task: TrackedTask, due: float, last: bool) -> None:
-        task.due = due
-        # Planned at or after its last-check time (a 429 keeps a check's place): last.
-        task.last_check = last = last or due >= task.last_due
-        task.seq = seq = next(self._seq)
+    def _schedule(self, task: TrackedTask, due: float, last: bool, seq: int) -> None:
+        task.due, task.seq = due, seq
         if due < math.inf:
+            # Planned at or after its last-check time (a 429 keeps a check's place): last.
+            last = last or due >= task.deadline - self._lead
             heapq.heappush(self._last if last else self._due, (due, seq, task))
 
     def _top(self, heap: list[tuple[float, int, TrackedTask]]) -> float:
@@ -337,13 +349,13 @@ class MemoryStore:
         dropped: every check planned from then on is a last one. Before it, the entry
         stays (a check in flight may come back with a routine one).
         """
-        heap, tasks = self._last_due, self.tasks
+        heap, tasks, lead = self._last_due, self.tasks, self._lead
         while heap:
             task = heap[0][2]  # ordered by deadline, the same order as last-check times
-            when = task.last_due
-            if tasks.get(task.request_id) is task and (
-                when > now or (task.due < math.inf and not task.last_check)
-            ):
+            when = task.deadline - lead
+            # `task.due < when`: its planned check is a routine one (not claimed, and
+            # not a last one: those fall at or after `when`).
+            if tasks.get(task.request_id) is task and (when > now or task.due < when):
                 return when
             heapq.heappop(heap)
         return math.inf

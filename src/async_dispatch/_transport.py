@@ -12,6 +12,12 @@ transport, skipping about a third of the CPU of a request. The exception is a pr
 in the environment: httpx applies those only to transports it builds itself, so then the
 client is built the ordinary way and requests go through it.
 
+A request has one bound on its whole exchange, body included (a body trickled a byte at
+a time must not hold a worker forever). A transport that can enforce it cheaply, with the
+timer it already keeps, says so with a true `honours_deadline` attribute and finds the
+bound in the `DEADLINE` request extension; for any other the client wraps the exchange in
+a cancel scope, which costs a few per cent of a request's CPU.
+
 Bodies are read here too, by `read_body()`, and decoded by us rather than by httpx: httpx
 inflates each compressed chunk whole, so a 200 KB gzip body can become 200 MB in one
 call, before any size check could run. We inflate with a bound instead.
@@ -31,6 +37,7 @@ from ._errors import InvalidResponseError
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "DEADLINE",
     "KEEPALIVE_EXPIRY",
     "aiohttp_available",
     "default_transport",
@@ -43,6 +50,9 @@ __all__ = [
 KEEPALIVE_EXPIRY: Final = 30.0
 #: What we ask for, and all we decode: codings we can inflate with a bound on the output.
 ACCEPT_ENCODING: Final = "gzip, deflate"
+#: The request extension that carries when the whole exchange must be over, in the event
+#: loop's clock (`anyio.current_time()`), to a transport whose `honours_deadline` is true.
+DEADLINE: Final = "async_dispatch.deadline"
 #: Codings httpx decodes when an optional package is installed, but not within a bound.
 _UNBOUNDED_CODINGS: Final = frozenset({"br", "zstd"})
 
@@ -136,7 +146,8 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         if len(body) > limit:
             raise _too_large(response.status_code, limit)
         return body
-    decoders = _decoders_for(response, limit)
+    # Most bodies are not encoded: then nothing is decoded and only one count is kept.
+    decoders = _decoders_for(response, limit) if "content-encoding" in response.headers else ()
     chunks: list[bytes] = []
     received = size = 0
     stream = response.stream
@@ -150,24 +161,25 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
             received += len(raw)
             if received > limit:
                 raise _too_large(response.status_code, limit)
-            chunk = raw
-            for decoder in decoders:
-                chunk = decoder.decode(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(response.status_code, limit)
-            chunks.append(chunk)
+            if decoders:
+                for decoder in decoders:
+                    raw = decoder.decode(raw)
+                size += len(raw)
+                if size > limit:
+                    raise _too_large(response.status_code, limit)
+            chunks.append(raw)
     finally:
         # An async generator left early is finalised now, not whenever GC finds it.
         aclose = getattr(raw_chunks, "aclose", None)
         if aclose is not None:
             await aclose()
-    tail = b""
-    for decoder in decoders:
-        tail = decoder.decode(tail) + decoder.flush()
-    if size + len(tail) > limit:
-        raise _too_large(response.status_code, limit)
-    chunks.append(tail)
+    if decoders:
+        tail = b""
+        for decoder in decoders:
+            tail = decoder.decode(tail) + decoder.flush()
+        if size + len(tail) > limit:
+            raise _too_large(response.status_code, limit)
+        chunks.append(tail)
     return b"".join(chunks)
 
 

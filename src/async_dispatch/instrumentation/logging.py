@@ -16,10 +16,9 @@ Everything else is for metrics, not logs.
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
-from .._log import logger
+from .._log import debug_enabled, logger
 from ._events import (
     CheckDone,
     Event,
@@ -34,9 +33,6 @@ from ._events import (
 
 __all__ = ["LoggingHook"]
 
-#: The standard-library logger the library's events end up on. Its level decides whether
-#: debug events are worth building; `isEnabledFor` caches its answer, so asking is cheap.
-_STDLIB_LOGGER: Final = logging.getLogger("async_dispatch")
 #: The per-request events, logged at debug level only.
 _TRACED: Final = (CheckDone, SubmitDone, TaskResolved)
 
@@ -61,7 +57,7 @@ class LoggingHook:
         elif isinstance(event, WebhookAnswered):
             if event.status_code >= 400:
                 logger.info("webhook_refused", reason=event.reason, status_code=event.status_code)
-        elif isinstance(event, _TRACED) and _STDLIB_LOGGER.isEnabledFor(logging.DEBUG):
+        elif isinstance(event, _TRACED) and debug_enabled():
             _debug(event)
 
 

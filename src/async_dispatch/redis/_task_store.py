@@ -133,6 +133,27 @@ def _seconds(value: float) -> str:
     return "inf" if value == math.inf else f"{value:.6f}"
 
 
+class LeasedTask(TrackedTask):
+    """A task as a replica sees it while it runs a check: with the claim's fencing token.
+
+    The token lives here and not on `TrackedTask`, so a poller in one process pays
+    nothing for it. A check whose lease ran out (and that another replica claimed again,
+    under a newer token) can then no longer write its result.
+    """
+
+    __slots__ = ("lease",)
+
+    def __init__(
+        self, request_id: str, *, started: float, deadline: float, context: Any, lease: int
+    ) -> None:
+        super().__init__(request_id, started=started, deadline=deadline, context=context)
+        self.lease = lease
+
+
+def _token(task: TrackedTask) -> str:
+    return str(task.lease) if isinstance(task, LeasedTask) else "0"
+
+
 class RedisStore:
     """A `TaskStore` in Redis, shared by every replica using the same `name`.
 
@@ -204,6 +225,7 @@ class RedisStore:
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = anyio.current_time
+        self._lead = 0.0  # the attached poller's `Cadence.lead`
         self._offset = 0.0
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
         self._tracked = 0
@@ -244,12 +266,17 @@ class RedisStore:
 
     @contextlib.asynccontextmanager
     async def attach(
-        self, sink: OutcomeSink, clock: Callable[[], float], wake: Callable[[], None]
+        self,
+        sink: OutcomeSink,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        *,
+        last_check_lead: float,
     ) -> AsyncIterator[None]:
         if self._sink is not None:
             raise RuntimeError("this RedisStore already serves a Poller; give each its own")
         async with self._connection:
-            self._sink, self._clock = sink, clock
+            self._sink, self._clock, self._lead = sink, clock, last_check_lead
             # Wakes the poller's consumer when the fleet becomes idle through another
             # replica (no outcome arrives here then).
             self._wake = wake
@@ -290,7 +317,7 @@ class RedisStore:
             _seconds(self._to_server(task.started)),
             _seconds(self._to_server(task.deadline)),
             _seconds(self._to_server(task.due)),
-            "1" if task.last_check else "0",
+            "1" if task.due >= task.deadline - self._lead else "0",
         ]
 
     def _add_keys(self, request_id: str) -> list[str]:
@@ -308,7 +335,7 @@ class RedisStore:
         ]
 
     def _last_due_arg(self, task: TrackedTask) -> str:
-        return _seconds(self._to_server(task.last_due))
+        return _seconds(self._to_server(task.deadline - self._lead))
 
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
@@ -322,7 +349,7 @@ class RedisStore:
             self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
         return bool(reply[0])
 
-    async def get(self, request_id: str) -> TrackedTask | None:
+    async def get(self, request_id: str) -> LeasedTask | None:
         with self._connection.translate_errors("reading a task"):
             fields = await self._connection.client.hmget(
                 self._key(f"task:{request_id}"),
@@ -336,23 +363,22 @@ class RedisStore:
                     "last_input",
                     "status",
                     "err",
-                    "last",
                 ],
             )
         if fields[2] is None:
             return None
         return self._task(request_id, fields)
 
-    def _task(self, request_id: str, f: Any) -> TrackedTask:
-        """A `TrackedTask` from [token, ctx, started, deadline, polls, errors, last_input,
-        status, err, last] as stored."""
-        task = TrackedTask(
+    def _task(self, request_id: str, f: Any) -> LeasedTask:
+        """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
+        err] as stored."""
+        task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
             deadline=self._to_loop(float(_text(f[3]))),
             context=json.loads(_text(f[1]) or "null"),
+            lease=int(_text(f[0]) or 0),
         )
-        task.lease = int(_text(f[0]) or 0)
         task.polls = int(_text(f[4]) or 0)
         task.errors = int(_text(f[5]) or 0)
         task.last_input = _text(f[6]) or None
@@ -361,7 +387,6 @@ class RedisStore:
             task.last_status = parse_status_payload(request_id, json.loads(status))
         err = _text(f[8])
         task.last_error = _error_of(json.loads(err)) if err else None
-        task.last_check = _text(f[9]) == "1"
         return task
 
     async def forget(self, request_id: str) -> bool:
@@ -378,7 +403,7 @@ class RedisStore:
     def next_due(self) -> float:
         return min(self._to_loop(self._hint_due), self._refreshed + REFRESH)
 
-    async def claim(self, now: float) -> TrackedTask | None:
+    async def claim(self, now: float) -> LeasedTask | None:
         reply = await self._script(
             "store_claim.lua",
             [self._last, self._due, self._deadlines],
@@ -408,7 +433,7 @@ class RedisStore:
             [self._key(f"task:{task.request_id}"), self._last, self._due],
             [
                 task.request_id,
-                str(task.lease),
+                _token(task),
                 str(task.polls),
                 str(task.errors),
                 _error_json(task.last_error),
@@ -417,7 +442,7 @@ class RedisStore:
                 "1" if next_check.last else "0",
             ],
         )
-        task.due, task.last_check = next_check.due, next_check.last
+        task.due = next_check.due
         self._hint_due = min(self._hint_due, due)
 
     # -- endings ------------------------------------------------------------------------
@@ -454,7 +479,7 @@ class RedisStore:
             [
                 task.request_id,
                 "1" if fenced else "0",
-                str(task.lease),
+                _token(task),
                 self._outcome_json(outcome),
                 str(self.finished_ttl),
             ],

@@ -12,7 +12,7 @@
 --
 -- Returns, in server seconds:
 --   {1, now, tracked, request id, token, ctx, started, deadline, polls, errors,
---    last_input, status, err, last}                                     a claim;
+--    last_input, status, err}                                           a claim;
 --   {0, now, tracked, next due or ''}                                   nothing due.
 
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
@@ -38,9 +38,8 @@ for _, zset in ipairs({KEYS[1], KEYS[2]}) do
       redis.call('HSET', key, 'lease', expiry, 'by', ARGV[3] or '')
       redis.call('ZADD', zset, expiry, rid)
       local f = redis.call('HMGET', key, 'ctx', 'started', 'deadline', 'polls', 'errors',
-                          'last_input', 'status', 'err', 'last')
-      return {1, stamp, tracked, rid, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-              f[9]}
+                          'last_input', 'status', 'err')
+      return {1, stamp, tracked, rid, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
     end
   end
 end
