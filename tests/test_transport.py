@@ -325,12 +325,14 @@ async def test_the_deadline_bounds_a_body_that_never_ends(server: Server) -> Non
 
 
 async def test_the_deadline_bounds_the_wait_for_a_connection_slot(server: Server) -> None:
-    async with _client(max_connections=1, timeout=5.0) as http:
-        async with http.stream("GET", f"{server.url}/trickle"):  # holds the only slot
-            started = anyio.current_time()
-            with anyio.fail_after(10), pytest.raises(httpx.PoolTimeout):
-                await _read_by(http, f"{server.url}/ok", 0.3)
-            assert anyio.current_time() - started < 4.0
+    async with (
+        _client(max_connections=1, timeout=5.0) as http,
+        http.stream("GET", f"{server.url}/trickle"),  # holds the only slot
+    ):
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(httpx.PoolTimeout):
+            await _read_by(http, f"{server.url}/ok", 0.3)
+        assert anyio.current_time() - started < 4.0
 
 
 async def test_cancelled_request_frees_its_slot(server: Server) -> None:
