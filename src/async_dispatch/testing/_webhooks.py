@@ -2,10 +2,11 @@
 
 A task with a ``callbackUrl`` adds a heap entry per status change it will report (its
 finish, and its input requests if asked), timed when the task is created: no sleeping
-coroutine per task. The scheduler wakes for the earliest entry and hands due deliveries to
-a small pool of workers, so one slow receiver does not hold up the rest. Delivery is at
-least once and may fail, like the real service: retried with doubling backoff, and on
-purpose sometimes dropped or sent twice.
+coroutine per task. The scheduler sleeps on the library's `Alarm` until the earliest entry
+is due (woken early when an earlier one arrives) and hands due deliveries to a small pool
+of workers, so one slow receiver does not hold up the rest. Delivery is at least once and
+may fail, like the real service: retried with doubling backoff, and on purpose sometimes
+dropped or sent twice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import anyio
 import httpx
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from .._alarm import Alarm
 from ._config import Webhooks
 from ._stats import SimulatorStats
 from ._tasks import Task
@@ -46,6 +48,7 @@ class WebhookDispatcher:
     """Schedules and sends the webhooks of a simulator run."""
 
     __slots__ = (
+        "_alarm",
         "_client",
         "_config",
         "_heap",
@@ -55,7 +58,6 @@ class WebhookDispatcher:
         "_rng",
         "_seq",
         "_stats",
-        "_wake",
     )
 
     def __init__(
@@ -72,7 +74,8 @@ class WebhookDispatcher:
         self._owns_client = client is None
         self._heap: list[tuple[float, int, _Delivery]] = []
         self._seq = itertools.count()
-        self._wake: anyio.Event | None = None
+        #: The scheduler's: woken when a delivery earlier than the one it waits for arrives.
+        self._alarm = Alarm()
         self._in_flight = 0
         self._idle_waiters: list[anyio.Event] = []
 
@@ -104,7 +107,6 @@ class WebhookDispatcher:
                     tg.start_soon(self._work, receive)
                 await self._schedule(send)
         finally:
-            self._wake = None
             if self._owns_client and self._client is not None:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
@@ -112,8 +114,7 @@ class WebhookDispatcher:
 
     def _push(self, due: float, delivery: _Delivery) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), delivery))
-        if self._wake is not None and self._heap[0][2] is delivery:
-            self._wake.set()
+        self._alarm.wake_by(due)
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -132,10 +133,7 @@ class WebhookDispatcher:
                     self._done()
                     continue
                 await send.send(delivery)
-            self._wake = anyio.Event()
-            delay = self._heap[0][0] - anyio.current_time() if self._heap else math.inf
-            with anyio.move_on_after(delay):
-                await self._wake.wait()
+            await self._alarm.sleep_until(self._heap[0][0] if self._heap else math.inf)
 
     def _judge(self, delivery: _Delivery, now: float) -> bool:
         """Decide drop and duplicate for a first attempt, here in heap order so a seeded
