@@ -78,7 +78,6 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TRANSIENT = (RateLimitedError, ServerError, TransportError, InvalidResponseError)
 #: Answers that ask us to slow down (`RateLimitedError`); any other answer ends a streak.
 _SLOW_DOWN: Final = frozenset({408, 425, 429})
-
 #: A pause that ends less than this much later than the one in force is the same pause,
 #: as far as reporting it goes: concurrent 429s must not each report (and log) one.
 _SAME_PAUSE: Final = 1.0
