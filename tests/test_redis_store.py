@@ -22,7 +22,8 @@ from async_dispatch._models import Status, TaskStatus
 from async_dispatch._outcome import Outcome, OutcomeKind
 from async_dispatch._store import TrackedTask, make_outcome
 from async_dispatch.redis import CoordinationError, RedisStore, ReportedError
-from async_dispatch.redis._task_store import status_payload
+from async_dispatch.redis._connection import RedisConnection
+from async_dispatch.redis._task_store import GROUP, _text, status_payload
 from async_dispatch.testing import simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import RedisServer
@@ -59,6 +60,13 @@ def new_task(
     task = TrackedTask(rid, started=now, deadline=now + deadline, context=context)
     task.due = now + due
     return task
+
+
+async def finish_new(store: RedisStore, rid: str) -> None:
+    """Track `rid` and give it its final outcome at once, as a webhook would."""
+    task = new_task(rid)
+    await store.add(task)
+    await store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
 
 
 def reading(rid: str, status: str = "success") -> TaskStatus:
@@ -285,9 +293,7 @@ async def test_stale_submit_intent_becomes_submit_uncertain(
 async def test_outcomes_of_a_dead_reader_are_taken_over(redis_url: str, redis_name: str) -> None:
     dead = RedisStore(redis_url, name=redis_name, outcome_idle=0.5)
     async with attached(dead) as got_dead:
-        task = new_task("req_d")
-        await dead.add(task)
-        await dead.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
+        await finish_new(dead, "req_d")
         await wait_for(got_dead, 1)
     # `dead` took the outcome and never acked it (it "crashed").
     live = RedisStore(redis_url, name=redis_name, outcome_idle=0.5)
@@ -302,6 +308,33 @@ async def test_outcomes_of_a_dead_reader_are_taken_over(redis_url: str, redis_na
         assert not await live.idle()
         await live.ack(receipt)
         assert await live.idle()
+
+
+async def test_a_replica_that_is_gone_leaves_the_outcome_group(
+    redis_url: str, redis_name: str
+) -> None:
+    gone = RedisStore(redis_url, name=redis_name, outcome_idle=0.3)
+    async with attached(gone) as got:
+        await finish_new(gone, "req_g")
+        await wait_for(got, 1)
+        await gone.ack(got[0][1])  # it took its outcome, acked it, and went away
+    stream = RedisConnection.key(redis_name, "outcomes")
+    live = RedisStore(redis_url, name=redis_name, outcome_idle=0.3)
+    async with attached(live) as got_live:
+        client = live.connection.client
+
+        async def readers() -> set[str]:
+            return {_text(info[b"name"]) for info in await client.xinfo_consumers(stream, GROUP)}
+
+        assert gone.consumer in await readers()
+        with anyio.fail_after(5):
+            while gone.consumer in await readers():  # noqa: ASYNC110 - Redis has no event for it
+                await anyio.sleep(0.05)
+        # The live one stays a reader: it gets (and holds) the next outcome.
+        await finish_new(live, "req_h")
+        await wait_for(got_live, 1)
+        await anyio.sleep(0.8)  # past the idle limit: holding an outcome keeps it
+        assert await readers() == {live.consumer}
 
 
 # coredis 6.9.0 leaves the streams of a connection that failed to connect unclosed (see

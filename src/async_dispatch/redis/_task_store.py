@@ -165,7 +165,9 @@ class RedisStore:
             (renewed every ``lease / 3`` while the check runs). A dead replica's checks
             resume after at most this long: keep it short.
         outcome_idle: Seconds an outcome may stay read-but-unacknowledged by a replica
-            before a live one takes it over and delivers it again.
+            before a live one takes it over and delivers it again. A replica that has
+            read nothing for this long and holds no outcome leaves the stream's
+            consumer group (it joins again when it next reads).
         submit_timeout: How long a submit may take; an intent older than this plus
             `lease` means its replica died mid-submit (a SUBMIT_UNCERTAIN outcome).
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
@@ -668,7 +670,9 @@ class RedisStore:
             [self._stream],
             [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(_READ_BATCH)],
         )
-        for i in range(0, len(reply), 3):
+        if int(reply[0]):
+            logger.info("outcome_readers_forgotten", store=self.name, count=int(reply[0]))
+        for i in range(1, len(reply), 3):
             entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
             logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
             self._hand(entry_id, payload, count)
