@@ -310,6 +310,21 @@ async def test_outcomes_of_a_dead_reader_are_taken_over(redis_url: str, redis_na
         assert await live.idle()
 
 
+async def test_a_live_replica_keeps_the_outcomes_it_holds(redis_url: str, redis_name: str) -> None:
+    # An application slower than `outcome_idle` over one outcome (or a long queue of them)
+    # must not get it twice: only a dead replica's outcomes are taken over.
+    live = RedisStore(redis_url, name=redis_name, outcome_idle=1.0)
+    other = RedisStore(redis_url, name=redis_name, outcome_idle=1.0)
+    async with attached(live) as got, attached(other) as got_other:
+        await finish_new(live, "req_slow")
+        await wait_for(got, 1)
+        await anyio.sleep(3.5)  # several idle limits (holds are renewed every 0.25 s)
+        assert [outcome.deliveries for outcome, _ in got] == [1]
+        assert not got_other
+        await live.ack(got[0][1])
+        assert await live.idle()
+
+
 async def test_a_replica_that_is_gone_leaves_the_outcome_group(
     redis_url: str, redis_name: str
 ) -> None:

@@ -32,9 +32,11 @@ and again every `resync` seconds; it converts at the boundary and nowhere else.
 
 Outcomes go through the stream, whichever replica resolved the task: each replica reads
 with XREADGROUP as its own consumer and hands outcomes to its poller; an outcome is
-acknowledged (and deleted) when the application asks for the next one. Entries that a dead
-replica read but never acknowledged are taken over by a live reader with XAUTOCLAIM once
-they were idle `outcome_idle` seconds, and delivered again with ``Outcome.deliveries`` > 1.
+acknowledged (and deleted) when the application asks for the next one. A live replica
+renews its claim on the outcomes its application holds (at least every `outcome_idle / 4`),
+however long the application takes over them. Entries that a dead replica read but never
+acknowledged are taken over by a live reader with XAUTOCLAIM once they were idle
+`outcome_idle` seconds, and delivered again with ``Outcome.deliveries`` > 1.
 That is the one window of duplicates: a replica that took an outcome, did the side
 effect and died before asking for the next. The request id is the idempotency key: each
 task has exactly one final outcome, whatever replica handles it.
@@ -76,6 +78,8 @@ GROUP: Final = "pollers"
 REFRESH: Final = 0.25
 _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
+#: Outcome holds renewed per script call (each is one XPENDING on the server).
+_HOLD_BATCH: Final = 500
 
 
 class ReportedError(DispatchError):
@@ -164,8 +168,9 @@ class RedisStore:
         lease: Seconds a claimed check is held before another replica may take it over
             (renewed every ``lease / 3`` while the check runs). A dead replica's checks
             resume after at most this long: keep it short.
-        outcome_idle: Seconds an outcome may stay read-but-unacknowledged by a replica
-            before a live one takes it over and delivers it again. A replica that has
+        outcome_idle: Seconds an outcome read by a replica may go without that replica
+            renewing its claim (it is dead, or stalled that long) before a live one takes
+            it over and delivers it again. A replica that has
             read nothing for this long and holds no outcome leaves the stream's
             consumer group (it joins again when it next reads).
         submit_timeout: How long a submit may take; an intent older than this plus
@@ -230,6 +235,8 @@ class RedisStore:
         self._lead = 0.0  # the attached poller's `Cadence.lead`
         self._offset = 0.0
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
+        #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
+        self._holding: set[str] = set()
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
@@ -296,6 +303,7 @@ class RedisStore:
             finally:
                 self._sink = self._wake = None
                 self._held.clear()
+                self._holding.clear()
 
     async def _ensure_group(self) -> None:
         await self._script("store_group.lua", [self._stream], [GROUP])
@@ -533,6 +541,7 @@ class RedisStore:
         if not isinstance(receipt, str):
             return  # an outcome the poller made itself (an invalid id): nothing stored
         await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
+        self._holding.discard(receipt)
 
     # -- submits and early webhooks -----------------------------------------------------
 
@@ -627,10 +636,15 @@ class RedisStore:
                 backoff = min(backoff * 2, 2.0)
 
     async def _read_outcomes(self) -> None:
-        """Read the outcome stream as this replica's consumer; take over a dead one's."""
+        """Read the outcome stream as this replica's consumer, keep what it holds, and
+        take over a dead one's."""
         backoff = 0.1
-        block_ms = max(1, min(500, int(self._connection_timeout() * 500)))
+        # Renewals and takeovers every quarter of the idle limit at most, so a read never
+        # blocks longer than half of that: the outcomes this replica holds stay its own.
         takeover_every = min(self.outcome_idle / 4, 5.0)
+        block_ms = max(
+            1, min(500, int(self._connection_timeout() * 500), int(takeover_every * 500))
+        )
         next_takeover = self._clock()
         client_error = False
         while True:
@@ -639,6 +653,7 @@ class RedisStore:
                     await self._ensure_group()  # Redis may have restarted without it
                     client_error = False
                 if self._clock() >= next_takeover:
+                    await self._keep_holding()
                     await self._take_over()
                     next_takeover = self._clock() + takeover_every
                 with self._connection.translate_errors("reading outcomes"):
@@ -674,8 +689,20 @@ class RedisStore:
             logger.info("outcome_readers_forgotten", store=self.name, count=int(reply[0]))
         for i in range(1, len(reply), 3):
             entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
+            if entry_id in self._holding:
+                continue  # ours, with the application already (renewed late: a stall)
             logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
             self._hand(entry_id, payload, count)
+
+    async def _keep_holding(self) -> None:
+        """Renew this replica's claim on the outcomes its poller holds (store_hold.lua)."""
+        holding = list(self._holding)
+        for start in range(0, len(holding), _HOLD_BATCH):
+            await self._script(
+                "store_hold.lua",
+                [self._stream],
+                [GROUP, self.consumer, *holding[start : start + _HOLD_BATCH]],
+            )
 
     def _hand(self, entry_id: str, payload: str, deliveries: int) -> None:
         sink = self._sink
@@ -685,6 +712,7 @@ class RedisStore:
         except (ValueError, KeyError, TypeError, DispatchError) as exc:
             logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
             return  # stays pending, never acked; an operator can inspect the stream
+        self._holding.add(entry_id)
         sink(outcome, entry_id)
 
     @staticmethod
