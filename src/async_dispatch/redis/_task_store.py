@@ -170,9 +170,9 @@ class RedisStore:
             resume after at most this long: keep it short.
         outcome_idle: Seconds an outcome read by a replica may go without that replica
             renewing its claim (it is dead, or stalled that long) before a live one takes
-            it over and delivers it again. A replica that has
-            read nothing for this long and holds no outcome leaves the stream's
-            consumer group (it joins again when it next reads).
+            it over and delivers it again. A replica that has read nothing for this long
+            and holds no outcome leaves the stream's consumer group (it joins again when
+            it next reads).
         submit_timeout: How long a submit may take; an intent older than this plus
             `lease` means its replica died mid-submit (a SUBMIT_UNCERTAIN outcome).
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
