@@ -38,10 +38,13 @@ def _fraction(_instance: object, attribute: attrs.Attribute[float], value: float
 
 @attrs.frozen(slots=True)
 class NextCheck:
-    """When to check a task next, and whether that is its last check before the deadline."""
+    """When to check a task next (`math.inf`: no more checks, the deadline decides).
+
+    A check due at or after the task's last-check time (``deadline - Cadence.lead``) is
+    its last one: the store files it by that rule, so nothing else marks it.
+    """
 
     due: float
-    last: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -68,7 +71,7 @@ class Cadence:
         last = deadline - self.lead
         if due < last:
             return NextCheck(due)
-        return NextCheck(max(now, min(due, last)), last=True)
+        return NextCheck(max(now, min(due, last)))
 
     def next(self, started: float, now: float, deadline: float, rng: random.Random) -> NextCheck:
         """The routine check after one made at `now`, for a task tracked at `started`."""
@@ -89,12 +92,8 @@ class Cadence:
         if due < last:
             return NextCheck(due)
         if now < last:
-            return NextCheck(last, last=True)
+            return NextCheck(last)
         return NextCheck(math.inf)
-
-    def last_due(self, deadline: float) -> float:
-        """When the last check before `deadline` falls due."""
-        return deadline - self.lead
 
     #: How long before a deadline its last check falls: `last_check_lead`, but never
     #: more than one routine interval, so a task with a short deadline keeps its routine

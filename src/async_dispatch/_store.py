@@ -67,8 +67,8 @@ class TrackedTask:
         self.started = started
         self.deadline = deadline
         #: When the next check is due; `math.inf` while claimed, or when none is planned.
-        #: A check due at or after the task's last-check time (`Cadence.last_due`) is
-        #: its last one: that is the whole rule, so no flag is kept per task.
+        #: A check due at or after the task's last-check time (``deadline - Cadence.lead``)
+        #: is its last one: that is the whole rule, so no flag is kept per task.
         self.due = math.inf
         self.seq = 0
         self.polls = 0
@@ -229,7 +229,7 @@ class MemoryStore:
         # Routine checks and last checks, each a heap of (due, seq, task).
         self._due: list[tuple[float, int, TrackedTask]] = []
         self._last: list[tuple[float, int, TrackedTask]] = []
-        # One entry per task at its `last_due`, pushed when it is added: a routine check
+        # One entry per task at its last-check time, pushed when it is added: a routine check
         # that the budget delays past that time is served from here, ahead of routine ones.
         self._last_due: list[tuple[float, int, TrackedTask]] = []
         self._deadlines: list[tuple[float, int, TrackedTask]] = []
@@ -281,7 +281,7 @@ class MemoryStore:
             # The same entry: last-check times keep the order of deadlines (one lead for
             # every task of a poller), and sharing it costs a list slot, not a tuple.
             heapq.heappush(self._last_due, entry)
-        self._schedule(task, task.due, False, seq)
+        self._schedule(task, task.due, seq)
         return True
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -323,13 +323,13 @@ class MemoryStore:
 
     async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
         if self.tasks.get(task.request_id) is task:
-            self._schedule(task, next_check.due, next_check.last, next(self._seq))
+            self._schedule(task, next_check.due, next(self._seq))
 
-    def _schedule(self, task: TrackedTask, due: float, last: bool, seq: int) -> None:
+    def _schedule(self, task: TrackedTask, due: float, seq: int) -> None:
         task.due, task.seq = due, seq
         if due < math.inf:
             # Planned at or after its last-check time (a 429 keeps a check's place): last.
-            last = last or due >= task.deadline - self._lead
+            last = due >= task.deadline - self._lead
             heapq.heappush(self._last if last else self._due, (due, seq, task))
 
     def _top(self, heap: list[tuple[float, int, TrackedTask]]) -> float:

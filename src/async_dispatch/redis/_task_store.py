@@ -327,7 +327,8 @@ class RedisStore:
             _seconds(self._to_server(task.started)),
             _seconds(self._to_server(task.deadline)),
             _seconds(self._to_server(task.due)),
-            "1" if task.due >= task.deadline - self._lead else "0",
+            # When its last check falls due: the script files each check by it.
+            _seconds(self._to_server(task.deadline - self._lead)),
         ]
 
     def _add_keys(self, request_id: str) -> list[str]:
@@ -344,14 +345,11 @@ class RedisStore:
             self._last_due,
         ]
 
-    def _last_due_arg(self, task: TrackedTask) -> str:
-        return _seconds(self._to_server(task.deadline - self._lead))
-
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
-            [*self._add_args(task), "", self._last_due_arg(task)],
+            [*self._add_args(task), ""],
         )
         if reply[0]:
             self._tracked += 1
@@ -449,7 +447,6 @@ class RedisStore:
                 _error_json(task.last_error),
                 json.dumps(status_payload(status)) if status is not None else "",
                 _seconds(due),
-                "1" if next_check.last else "0",
             ],
         )
         task.due = next_check.due
@@ -557,13 +554,13 @@ class RedisStore:
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
-                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket), "inf"]
+                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
             )
             return None
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
-            [*self._add_args(task), str(ticket), self._last_due_arg(task)],
+            [*self._add_args(task), str(ticket)],
         )
         if reply[0]:
             self._tracked += 1

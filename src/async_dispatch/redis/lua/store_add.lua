@@ -9,9 +9,10 @@
 -- KEYS[9]  the id's "finished" marker        KEYS[10] last-check times (zset: id -> time)
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
--- ARGV[5]  first check (server seconds, or 'inf')   ARGV[6] '1' if it is a last check
+-- ARGV[5]  first check (server seconds, or 'inf')
+-- ARGV[6]  when the last check before the deadline falls due (server seconds): a check
+--          due then or later is the last one
 -- ARGV[7]  intent id to drop, or ''
--- ARGV[8]  when the last check before the deadline falls due (server seconds, or 'inf')
 --
 -- Returns {added (0/1), parked payload or ''}.
 
@@ -38,15 +39,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[9]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],
            'deadline', ARGV[4], 'polls', 0, 'errors', 0, 'last_input', '',
-           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last', ARGV[6],
-           'last_due', ARGV[8])
+           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 if ARGV[5] ~= 'inf' then
-  redis.call('ZADD', ARGV[6] == '1' and KEYS[2] or KEYS[3], ARGV[5], rid)
-end
--- From its last-check time on, a routine check still waiting is served as the last one
--- (store_expire.lua promotes it): a short budget must not starve a task's last check.
-if ARGV[8] ~= 'inf' and ARGV[6] ~= '1' then
-  redis.call('ZADD', KEYS[10], ARGV[8], rid)
+  local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])
+  redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[5], rid)
+  -- From its last-check time on, a routine check still waiting is served as the last one
+  -- (store_expire.lua promotes it): a short budget must not starve a task's last check.
+  if not last then
+    redis.call('ZADD', KEYS[10], ARGV[6], rid)
+  end
 end
 return {1, parked}

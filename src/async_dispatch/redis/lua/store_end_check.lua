@@ -6,7 +6,6 @@
 -- ARGV[1]  request id        ARGV[2]  fencing token of the claim
 -- ARGV[3]  polls   ARGV[4] errors   ARGV[5] last error (JSON or '')   ARGV[6] status ('' = keep)
 -- ARGV[7]  next check (server seconds, or 'inf': none, the deadline decides)
--- ARGV[8]  '1' if the next check is the last before the deadline
 --
 -- Returns {1} if written, 0 if the token no longer matches (or the task is gone).
 
@@ -14,20 +13,17 @@ local token = redis.call('HGET', KEYS[1], 'token')
 if token ~= ARGV[2] then
   return {0}
 end
--- A check planned at or after the task's last-check time is its last one.
-local last = ARGV[8]
-local last_due = tonumber(redis.call('HGET', KEYS[1], 'last_due') or '')
-if ARGV[7] ~= 'inf' and last_due and tonumber(ARGV[7]) >= last_due then
-  last = '1'
-end
 redis.call('HSET', KEYS[1], 'polls', ARGV[3], 'errors', ARGV[4], 'err', ARGV[5],
-           'lease', 0, 'last', last)
+           'lease', 0)
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[6])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[7] ~= 'inf' then
-  redis.call('ZADD', last == '1' and KEYS[2] or KEYS[3], ARGV[7], ARGV[1])
+  -- A check planned at or after the task's last-check time is its last one.
+  local last_due = tonumber(redis.call('HGET', KEYS[1], 'last_due') or '')
+  local last = last_due and tonumber(ARGV[7]) >= last_due
+  redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[7], ARGV[1])
 end
 return {1}

@@ -72,7 +72,6 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT'
   if due and redis.call('HGET', key, 'lease') == '0' then
     redis.call('ZREM', KEYS[3], rid)
     redis.call('ZADD', KEYS[2], due, rid)
-    redis.call('HSET', key, 'last', '1')
   end
 end
 
