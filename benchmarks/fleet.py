@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,6 +175,34 @@ class _Process:
         self.out.close()
 
 
+@contextlib.asynccontextmanager
+async def _four_replicas(
+    base_url: str, redis_url: str, name: str, *args: str, ready_within: float
+) -> AsyncIterator[list[_Process]]:
+    """Four replica processes on fleet `name`, all ready and started together (the go
+    file), for the block; then each is stopped by its PID and the fleet's keys deleted."""
+    go = Path(tempfile.gettempdir()) / f"{name}.go"
+    processes: list[_Process] = []
+    try:
+        for _ in range(4):
+            processes.append(
+                _Process(
+                    *("--base-url", base_url, "--redis-url", redis_url, "--name", name),
+                    *("--go", str(go), *args),
+                )
+            )
+        await _wait_for(
+            lambda: all(any("ready" in e for e in p.events()) for p in processes), ready_within
+        )
+        go.touch()
+        yield processes
+    finally:
+        for process in processes:
+            process.close()
+        go.unlink(missing_ok=True)
+        await _delete_keys(redis_url, name)
+
+
 async def _wait_for(predicate: Any, timeout: float) -> None:
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110
@@ -212,36 +240,23 @@ async def run_store_variant(
     )
     name = f"bench-fleet-{uuid.uuid4().hex[:8]}"
     submit_every = duration * 0.3 / tasks
-    processes: list[_Process] = []
-    go = Path(tempfile.gettempdir()) / f"{name}.go"
     async with serve(config) as running:
         sim = running.simulator
-        try:
-            for _ in range(4):
-                processes.append(
-                    _Process(
-                        *("--base-url", running.base_url, "--redis-url", redis_url),
-                        *("--name", name, "--rate", repr(rate), "--store", store),
-                        *("--limiter", limiter),
-                        *("--go", str(go), "--duration", repr(duration)),
-                        *("--tasks", str(tasks), "--submit-every", repr(submit_every)),
-                    )
-                )
-            await _wait_for(
-                lambda: all(any("ready" in e for e in p.events()) for p in processes), 120
-            )
-            go.touch()
+        async with _four_replicas(
+            running.base_url,
+            redis_url,
+            name,
+            *("--rate", repr(rate), "--store", store, "--limiter", limiter),
+            *("--duration", repr(duration)),
+            *("--tasks", str(tasks), "--submit-every", repr(submit_every)),
+            ready_within=120,
+        ) as processes:
             loop_start = anyio.current_time()
             await _wait_for(
                 lambda: all(any("summary" in e for e in p.events()) for p in processes),
                 duration + 30,
             )
             events = [p.events() for p in processes]
-        finally:
-            for process in processes:
-                process.close()
-            go.unlink(missing_ok=True)
-            await _delete_keys(redis_url, name)
         requests = sum(sim.stats.requests.values())
         rejected = sim.stats.rate_limited
         window = (loop_start + 0.5, loop_start + duration - 0.5)
@@ -330,56 +345,46 @@ async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str,
         seed=12,
     )
     name = f"bench-takeover-{uuid.uuid4().hex[:8]}"
-    processes: list[_Process] = []
-    go = Path(tempfile.gettempdir()) / f"{name}.go"
-    async with serve(config) as running:
-        try:
-            for _ in range(4):
-                processes.append(
-                    _Process(
-                        *("--base-url", running.base_url, "--redis-url", redis_url),
-                        *("--name", name, "--rate", "100", "--burst", "20", "--store", "redis"),
-                        *("--go", str(go), "--duration", "60", "--lease", repr(lease)),
-                        *("--tasks", str(tasks), "--submit-every", "0"),
-                    )
-                )
-            await _wait_for(
-                lambda: all(any("ready" in e for e in p.events()) for p in processes), 60
-            )
-            go.touch()
-            victim, survivors = processes[0], processes[1:]
-            consumer = next(e["consumer"] for e in victim.events() if "ready" in e)
-            held: list[str] = []
-            with anyio.fail_after(30):
-                while not held:
-                    held = await _victim_leases(redis_url, name, consumer)
-                    await anyio.sleep(0.05)
-            victim.kill()
-            killed_at = time.time()
+    async with (
+        serve(config) as running,
+        _four_replicas(
+            running.base_url,
+            redis_url,
+            name,
+            *("--rate", "100", "--burst", "20", "--store", "redis"),
+            *("--duration", "60", "--lease", repr(lease)),
+            *("--tasks", str(tasks), "--submit-every", "0"),
+            ready_within=60,
+        ) as processes,
+    ):
+        victim, survivors = processes[0], processes[1:]
+        consumer = next(e["consumer"] for e in victim.events() if "ready" in e)
+        held: list[str] = []
+        with anyio.fail_after(30):
+            while not held:
+                held = await _victim_leases(redis_url, name, consumer)
+                await anyio.sleep(0.05)
+        victim.kill()
+        killed_at = time.time()
 
-            def finals() -> dict[str, float]:
-                done: dict[str, float] = {}
-                for process in survivors:
-                    for e in process.events():
-                        if "outcome" in e and e["final"]:
-                            done.setdefault(e["outcome"], e["at"])
-                return done
+        def finals() -> dict[str, float]:
+            done: dict[str, float] = {}
+            for process in survivors:
+                for e in process.events():
+                    if "outcome" in e and e["final"]:
+                        done.setdefault(e["outcome"], e["at"])
+            return done
 
-            await _wait_for(lambda: set(held) <= set(finals()), lease * 3 + 30)
-            took = max(finals()[rid] for rid in held) - killed_at
-            submitted = {e["submitted"] for p in processes for e in p.events() if "submitted" in e}
-            await _wait_for(lambda: submitted <= set(finals()) | _victim_done(victim), 60)
-            redelivered = sum(
-                1
-                for p in survivors
-                for e in p.events()
-                if "outcome" in e and e.get("deliveries", 1) > 1
-            )
-        finally:
-            for process in processes:
-                process.close()
-            go.unlink(missing_ok=True)
-            await _delete_keys(redis_url, name)
+        await _wait_for(lambda: set(held) <= set(finals()), lease * 3 + 30)
+        took = max(finals()[rid] for rid in held) - killed_at
+        submitted = {e["submitted"] for p in processes for e in p.events() if "submitted" in e}
+        await _wait_for(lambda: submitted <= set(finals()) | _victim_done(victim), 60)
+        redelivered = sum(
+            1
+            for p in survivors
+            for e in p.events()
+            if "outcome" in e and e.get("deliveries", 1) > 1
+        )
     return {
         "lease": lease,
         "tasks": len(submitted),
