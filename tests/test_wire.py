@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from _foundation_helpers import CREATED, ERROR, INPUT_REQUIRED, PENDING, SUCCESS
 from async_dispatch import (
+    InputKind,
+    InputVariable,
     InvalidResponseError,
     Status,
     TaskStatus,
@@ -151,8 +153,6 @@ def test_a_response_text_of_the_wrong_type_is_dropped() -> None:
         ({"createdAt": CREATED}, "status"),
         ({**PENDING, "status": ""}, "status"),
         ({**PENDING, "status": 1}, "status"),
-        ({"status": "pending"}, "createdAt"),
-        ({**PENDING, "createdAt": None}, "createdAt"),
         ({**PENDING, "createdAt": "yesterday"}, "createdAt"),
         ({**SUCCESS, "completedAt": 1734566400}, "completedAt"),
         ({**SUCCESS, "response": "done"}, "response"),
@@ -314,7 +314,7 @@ def parses_or_is_invalid(body: bytes) -> None:
         assert outcome.status_code == 200
         assert len(outcome.body_excerpt) <= 200
     else:
-        assert outcome.created_at.tzinfo is not None
+        assert outcome.created_at is None or outcome.created_at.tzinfo is not None
         assert outcome.completed_at is None or outcome.completed_at.tzinfo is not None
         assert outcome.raw_status
         assert repr(outcome)
@@ -367,3 +367,145 @@ def test_optional_fields_of_any_type_never_make_a_status_invalid(value: dict[str
 @given(st.integers(min_value=1, max_value=100_000))
 def test_deeply_nested_json_is_invalid_not_a_crash(depth: int) -> None:
     parses_or_is_invalid(b"[" * depth + b"]" * depth)
+
+
+# -- the shapes the official SDK expects (narada 0.2.18, narada-core 0.1.13) -----------------
+
+SDK_SUCCESS = {
+    "status": "success",
+    "response": {"text": "Found 42", "output": {"type": "text", "content": "Found 42"}},
+    "usage": {"actions": 7, "credits": 1.5},
+    "createdAt": "2026-01-01T00:00:00Z",
+    "completedAt": "2026-01-01T00:01:10Z",
+}
+
+
+def test_a_status_without_created_at_is_valid() -> None:
+    """The SDK never reads `createdAt`, so the service need not send it."""
+    for payload in ({"status": "pending"}, {"status": "pending", "createdAt": None}):
+        status = parse(payload)
+        assert status.created_at is None
+        assert status.as_dict()["created_at"] is None
+
+
+def test_timestamps_with_z_and_no_fraction() -> None:
+    status = parse(SDK_SUCCESS)
+    assert status.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert status.completed_at == datetime(2026, 1, 1, 0, 1, 10, tzinfo=UTC)
+    assert status.usage == Usage(actions=7, credits=1.5)
+
+
+def test_a_text_output_gives_the_text_when_response_text_is_missing() -> None:
+    payload = {**SDK_SUCCESS, "response": {"output": {"type": "text", "content": "only here"}}}
+    assert parse(payload).text == "only here"
+    assert parse(SDK_SUCCESS).text == "Found 42"
+
+
+def test_an_error_carries_its_output_too() -> None:
+    payload = {
+        **SDK_SUCCESS,
+        "status": "error",
+        "response": {"text": "boom", "output": {"type": "text", "content": "boom"}},
+    }
+    status = parse(payload)
+    assert status.status is Status.ERROR
+    assert status.text == "boom"
+    assert status.is_final
+
+
+def test_is_final_follows_completed_at_whatever_the_status() -> None:
+    """The SDK stops polling once `completedAt` is set: a task may end waiting for input."""
+    ended_waiting = parse({"status": "input-required", "completedAt": "2026-01-01T00:00:05Z"})
+    assert ended_waiting.is_final and not ended_waiting.is_terminal
+    assert not parse({"status": "input-required", "completedAt": None}).is_final
+    assert parse({"status": "success"}).is_final
+
+
+APPROVAL = {
+    "inputId": "in-1",
+    "action": {
+        "name": "user_approval",
+        "step_id": "s1",
+        "prompt_message": "Pay 12 EUR?",
+        "approve_label": "Pay",
+        "reject_label": "Cancel",
+    },
+}
+FORM = {
+    "inputId": "in-2",
+    "action": {
+        "name": "prompt_for_user_input",
+        "step_id": "s2",
+        "prompt_message": "Log in",
+        "variables": [
+            {"name": "user", "type": "string", "required": True, "enum_values": None},
+            {"name": "region", "type": "enum", "required": False, "enum_values": ["eu", "us"]},
+            "not a variable",
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("field", ["hitlInputMetadata", "activeInputRequest"])
+def test_an_input_request_is_typed_under_either_field_name(field: str) -> None:
+    status = parse({"status": "input-required", "response": None, field: FORM})
+    request = status.input_request
+    assert request is not None
+    assert request.input_id == "in-2"
+    assert request.kind is InputKind.PROMPT_FOR_USER_INPUT
+    assert request.prompt == "Log in"
+    assert request.variables == (
+        InputVariable(name="user", type="string", required=True),
+        InputVariable(name="region", type="enum", required=False, enum_values=("eu", "us")),
+    )
+    assert request.raw == FORM
+    assert status.hitl_input_metadata == FORM
+
+
+def test_an_approval_and_a_file_request_are_typed() -> None:
+    approval = parse({"status": "input-required", "hitlInputMetadata": APPROVAL}).input_request
+    assert approval is not None
+    assert approval.kind is InputKind.USER_APPROVAL
+    assert (approval.approve_label, approval.reject_label, approval.step_id) == (
+        "Pay",
+        "Cancel",
+        "s1",
+    )
+    file_request = {
+        "inputId": "in-3",
+        "action": {"name": "prompt_for_user_file", "variable_name": "cv", "step_id": "s3"},
+    }
+    typed = parse({"status": "input-required", "hitlInputMetadata": file_request}).input_request
+    assert typed is not None
+    assert (typed.kind, typed.variable_name) == (InputKind.PROMPT_FOR_USER_FILE, "cv")
+
+
+def test_the_current_field_name_wins_over_the_legacy_one() -> None:
+    status = parse(
+        {"status": "input-required", "hitlInputMetadata": APPROVAL, "activeInputRequest": FORM}
+    )
+    assert status.input_request is not None
+    assert status.input_request.input_id == "in-1"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "inputId": _JSON,
+            "action": _JSON | st.fixed_dictionaries({"name": _JSON, "variables": _JSON}),
+        },
+    )
+)
+@settings(max_examples=100)
+def test_an_input_request_of_any_shape_never_breaks_parsing(metadata: dict[str, Any]) -> None:
+    status = parse_status_payload("r", {"status": "input-required", "hitlInputMetadata": metadata})
+    assert status.input_request is not None
+    assert status.input_request.kind in InputKind

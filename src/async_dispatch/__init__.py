@@ -32,9 +32,9 @@ from ._errors import (
     UsageError,
 )
 from ._limiter import Limiter, TokenBucket
-from ._models import Status, TaskStatus, Usage
+from ._models import InputKind, InputRequest, InputVariable, Status, TaskStatus, Usage
 from ._options import SubmitOptions
-from ._outcome import Outcome, OutcomeKind
+from ._outcome import Outcome, OutcomeKind, TimeoutCause
 from ._poller import DeliveryResult, Poller, PollerUnavailable
 from ._retry import RetryPolicy
 from ._stats import PollerStats
@@ -52,6 +52,9 @@ __all__ = [
     "DeliveryResult",
     "DispatchClient",
     "DispatchError",
+    "InputKind",
+    "InputRequest",
+    "InputVariable",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "Limiter",
@@ -73,6 +76,7 @@ __all__ = [
     "SubmitUncertainError",
     "TaskStatus",
     "TaskStore",
+    "TimeoutCause",
     "TokenBucket",
     "TrackedTask",
     "TransportError",

@@ -17,6 +17,7 @@ from ._errors import (
     AuthenticationError,
     BadRequestError,
     DispatchError,
+    InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
@@ -82,6 +83,25 @@ def _classify_status(task: TrackedTask, status: TaskStatus, stop: bool) -> Decis
     kind = _FINAL.get(status.status)
     if kind is not None:
         return Decision(Action.RESOLVE, kind, status)
+    if status.completed_at is not None:
+        # The service's rule for "finished" (its SDK stops polling here, whatever the
+        # status): a task can *end* waiting for input, and then waiting longer is
+        # pointless. A finished task in a status this version cannot read (pending, or
+        # one the service added) cannot be reported as anything it is not: FAILED, with
+        # the reading attached.
+        if status.status is Status.INPUT_REQUIRED:
+            return Decision(Action.RESOLVE, OutcomeKind.INPUT_REQUIRED, status)
+        return Decision(
+            Action.RESOLVE,
+            OutcomeKind.FAILED,
+            status,
+            InvalidResponseError(
+                f"task {status.request_id!r} finished (completedAt is set) with status "
+                f"{status.raw_status[:40]!r}, which this version cannot interpret; its "
+                "reading is on the outcome",
+                status_code=None,
+            ),
+        )
     if status.status is Status.INPUT_REQUIRED:
         identity = input_identity(status)
         if identity != task.last_input:
@@ -107,7 +127,11 @@ def _classify_error(error: DispatchError) -> Decision:
 
 
 def input_identity(status: TaskStatus) -> str:
-    """What makes one input request distinct from the next: its metadata, else its text."""
+    """What makes one input request distinct from the next: its ``inputId`` (the official
+    SDK's rule), else its whole metadata, else its text."""
+    request = status.input_request
+    if request is not None and request.input_id is not None:
+        return "id:" + request.input_id
     metadata = status.hitl_input_metadata
     if metadata:
         try:

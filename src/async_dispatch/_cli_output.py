@@ -145,7 +145,8 @@ def outcome_detail(outcome: Outcome, width: int | None = None) -> str:
 def status_lines(status: TaskStatus) -> list[str]:
     """A status as ``name: value`` lines for people and logs."""
     lines = [f"request_id: {status.request_id}", f"status: {status.raw_status}"]
-    lines.append(f"created_at: {status.created_at.isoformat()}")
+    if status.created_at is not None:
+        lines.append(f"created_at: {status.created_at.isoformat()}")
     if status.completed_at is not None:
         lines.append(f"completed_at: {status.completed_at.isoformat()}")
     if status.text:

@@ -15,6 +15,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -448,7 +449,9 @@ class DispatchClient:
         `request_id` must already be valid (see `get_status()`).
         """
         request_id = check_request_id(request_id)
-        status_code, headers, body = await self._send("GET", self._status_url + request_id)
+        # One path segment whatever the id holds: `AbC/def+gh==` must not climb the path.
+        url = self._status_url + quote(request_id, safe="")
+        status_code, headers, body = await self._send("GET", url)
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if debug_enabled():
             logger.debug("status_read", request_id=request_id, status_code=status_code)

@@ -7,34 +7,53 @@ from typing import Any
 
 import attrs
 
-from ._models import TaskStatus
+from ._models import InputRequest, TaskStatus
 
-__all__ = ["Outcome", "OutcomeKind"]
+__all__ = ["Outcome", "OutcomeKind", "TimeoutCause"]
 
 
 class OutcomeKind(enum.Enum):
     """Why an outcome was yielded.
 
     `SUCCESS`, `ERROR`, `TIMED_OUT` and `FAILED` (and, in fleet mode, `SUBMIT_UNCERTAIN`)
-    are final: each tracked task ends in
-    exactly one of them. `INPUT_REQUIRED` is a notification (once per distinct input
-    request) and tracking goes on, unless the poller was built with
-    ``stop_on_input_required=True``, in which case it is final too.
+    are final: each tracked task ends in exactly one of them. `INPUT_REQUIRED` is a
+    notification (once per distinct input request, `Outcome.final` False) and tracking
+    goes on; it is final (`Outcome.final` True) when the task *ended* waiting for input
+    (the service set ``completedAt``), or when the poller was built with
+    ``stop_on_input_required=True``.
     """
 
     SUCCESS = "success"
     ERROR = "error"
     INPUT_REQUIRED = "input-required"
-    #: The task's deadline passed before it finished. `Outcome.error` holds the last
-    #: transient failure, if checks were failing.
+    #: The task's deadline passed before it was seen finished. `Outcome.timeout_cause` says
+    #: why: the service still said "not finished", no check got an answer, or no check
+    #: was made at all. `Outcome.error` holds the last transient failure, if any.
     TIMED_OUT = "timed-out"
-    #: The task cannot be tracked: the service does not know it (404) or the id is invalid.
+    #: The task cannot be tracked: the service does not know it (404), the id is invalid,
+    #: or the service reports it finished in a status this version cannot interpret.
     FAILED = "failed"
     #: Fleet mode only (`async_dispatch.redis.RedisStore`): a replica died while
     #: submitting, so the task may exist at the service without anybody tracking it;
     #: check before resubmitting. `request_id` is the id of the submit intent, not of a
     #: task, and `context` is None. Final, like the four above.
     SUBMIT_UNCERTAIN = "submit-uncertain"
+
+
+class TimeoutCause(enum.Enum):
+    """Why a task was reported `TIMED_OUT`: three different facts, three different fixes."""
+
+    #: The last reading said the task was not finished (pending, or waiting for input),
+    #: and no check failed after it: the task took longer than its deadline.
+    STILL_RUNNING = "still-running"
+    #: Checks were made but the last ones returned no reading (5xx, timeouts, 429s,
+    #: garbled bodies: `Outcome.error` holds the last failure). The task may well have
+    #: finished.
+    UNREADABLE = "unreadable"
+    #: No check was made before the deadline: the budget (the limiter's rate, or the
+    #: service's 429s) was too short for the tracked load. The task may well have
+    #: finished; check it, with a longer deadline or a larger budget.
+    NEVER_CHECKED = "never-checked"
 
 
 @attrs.frozen(kw_only=True)
@@ -62,6 +81,22 @@ class Outcome:
     #: whose side effects are not idempotent checks it when `deliveries` > 1.
     deliveries: int = 1
 
+    @property
+    def input_request(self) -> InputRequest | None:
+        """What the task asks of a person, for an `INPUT_REQUIRED` outcome (else None)."""
+        return self.status.input_request if self.status is not None else None
+
+    @property
+    def timeout_cause(self) -> TimeoutCause | None:
+        """For a `TIMED_OUT` outcome, why (see `TimeoutCause`); None for other kinds."""
+        if self.kind is not OutcomeKind.TIMED_OUT:
+            return None
+        if self.error is not None:  # the checks were failing when the deadline struck
+            return TimeoutCause.UNREADABLE
+        if self.status is not None:
+            return TimeoutCause.STILL_RUNNING
+        return TimeoutCause.NEVER_CHECKED if self.polls == 0 else TimeoutCause.UNREADABLE
+
     def as_dict(self) -> dict[str, Any]:
         """This outcome as JSON-ready data (the status through `TaskStatus.as_dict`).
 
@@ -76,4 +111,5 @@ class Outcome:
             "error": str(self.error) if self.error is not None else None,
             "polls": self.polls,
             "elapsed": round(self.elapsed, 3),
+            "timeout_cause": self.timeout_cause.value if self.timeout_cause else None,
         }

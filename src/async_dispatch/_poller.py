@@ -637,18 +637,29 @@ class Poller:
         self._stats.check_lag = lag
         if lag > self.cadence.max_interval and not self._lag_warned:
             self._lag_warned = True
+            if self._stats.rate_limited:
+                # The service, not the limiter, is the bottleneck: a higher rate would
+                # only meet more 429s (and longer pauses).
+                hint = (
+                    "checks run late because the service answered 429 "
+                    f"{self._stats.rate_limited} time(s): the key's real limit is below the "
+                    "limiter's rate. Lower the rate to what the key allows (raising it makes "
+                    "this worse), track fewer tasks, or give them longer deadlines"
+                )
+            else:
+                hint = (
+                    "checks run late: the limiter's rate is too low for the tracked load. "
+                    "Raise it if the key allows, track fewer tasks, or give them longer "
+                    "deadlines; tasks the budget never reaches end TIMED_OUT with "
+                    "timeout_cause=never-checked"
+                )
             logger.warning(
-                "budget_exhausted",
-                lag=round(lag, 1),
-                tracked=len(self.store),
-                hint="checks run late: raise the limiter's rate if the key allows, or track "
-                "fewer tasks; tasks still get a last check before their deadline",
+                "budget_exhausted", lag=round(lag, 1), tracked=len(self.store), hint=hint
             )
 
     async def _check(self, task: TrackedTask) -> None:
         """Make one status request for `task` and act on the answer."""
-        task.polls += 1
-        self._stats.polls_sent += 1
+        self._stats.polls_sent += 1  # `task.polls` counts it already: the claim did
         self._stats.in_flight += 1
         instrumentation, started = self._instrumentation, self._now()
         result: CheckResult = "abandoned"

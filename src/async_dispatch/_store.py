@@ -153,7 +153,11 @@ class TaskStore(Protocol):
         ...
 
     async def claim(self, now: float) -> TrackedTask | None:
-        """Take the most urgent check due at `now` (last checks first), or None."""
+        """Take the most urgent check due at `now` (last checks first), or None.
+
+        A claim is a check about to be made: the store counts it in `TrackedTask.polls`
+        (so a task whose deadline strikes mid-check is known to have been checked).
+        """
         ...
 
     async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
@@ -313,11 +317,13 @@ class MemoryStore:
             # as the last check (its routine entry goes stale with the new seq).
             task = heapq.heappop(self._last_due)[2]
             task.due, task.seq = math.inf, next(self._seq)
+            task.polls += 1
             return task
         for heap in (self._last, self._due):
             if self._top(heap) <= now:
                 task = heapq.heappop(heap)[2]
                 task.due = math.inf
+                task.polls += 1
                 return task
         return None
 

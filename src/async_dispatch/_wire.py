@@ -1,8 +1,11 @@
 """The wire format: JSON bodies in, models out (and submit bodies the other way).
 
-Parsing is strict about what the contract requires (`status`, `createdAt`) and tolerant
-about everything else: unknown fields are ignored, optional fields of the wrong type are
-dropped rather than fatal, and timestamps are accepted in the common ISO-8601 variants.
+Parsing is strict about what the contract requires (`status`) and as tolerant as the
+official SDK about everything else: unknown fields are ignored, optional fields of the
+wrong type are dropped rather than fatal (`createdAt` too: the SDK never reads it), and
+timestamps are accepted in the common ISO-8601 variants. The input request of a task
+waiting for a person is read from ``hitlInputMetadata``, or from ``activeInputRequest``,
+its name in SDK versions up to 0.2.0.
 Anything that cannot become a `TaskStatus` raises `InvalidResponseError`, never another
 exception: callers can rely on exactly those two outcomes for arbitrary bytes.
 
@@ -17,19 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._errors import InvalidResponseError
-from ._models import Status, TaskStatus, Usage
+from ._models import InputKind, InputRequest, InputVariable, Status, TaskStatus, Usage
 
 __all__ = [
+    "LEGACY_INPUT_FIELD",
     "MAX_JSON_DEPTH",
     "JSONTooDeepError",
     "Redactor",
     "excerpt",
     "loads_bounded",
+    "parse_input_request",
     "parse_status_body",
     "parse_status_payload",
     "parse_timestamp",
@@ -198,24 +203,69 @@ def parse_status_payload(
     raw_status = data.get("status")
     if not isinstance(raw_status, str) or not raw_status:
         raise _invalid(request_id, "field 'status' is missing or not a non-empty string")
-    created_at = _timestamp(request_id, data, "createdAt", required=True, redact=clean)
-    assert created_at is not None
     response = data.get("response")
     if response is not None and not isinstance(response, Mapping):
         raise _invalid(request_id, f"field 'response' is a {type(response).__name__}")
+    metadata = _optional_mapping(data.get("hitlInputMetadata"))
+    if metadata is None:
+        metadata = _optional_mapping(data.get(LEGACY_INPUT_FIELD))
     return TaskStatus(
         request_id=request_id,
         status=Status.from_wire(raw_status),
         raw_status=raw_status,
-        created_at=created_at,
-        completed_at=_timestamp(request_id, data, "completedAt", required=False, redact=clean),
+        created_at=_timestamp(request_id, data, "createdAt", redact=clean),
+        completed_at=_timestamp(request_id, data, "completedAt", redact=clean),
         text=_text_of(response),
         response=response,
         structured_output=_structured_output_of(response),
         usage=_usage_of(data.get("usage")),
         browser_window_id=_optional_str(data.get("browserWindowId")),
-        hitl_input_metadata=_optional_mapping(data.get("hitlInputMetadata")),
+        hitl_input_metadata=metadata,
+        input_request=parse_input_request(metadata) if metadata is not None else None,
     )
+
+
+#: What SDK versions up to 0.2.0 called ``hitlInputMetadata``; still read, second.
+LEGACY_INPUT_FIELD = "activeInputRequest"
+
+
+def parse_input_request(metadata: Mapping[str, Any]) -> InputRequest:
+    """The typed view of an input request mapping; never raises.
+
+    Shaped like ``{"inputId": ..., "action": {"name": ..., "prompt_message": ...,
+    "variables": [...], ...}}``; a field of the wrong type is left out, and an unknown
+    action name gives `InputKind.UNKNOWN` (the mapping stays on `InputRequest.raw`).
+    """
+    action = _optional_mapping(metadata.get("action")) or {}
+    variables = action.get("variables")
+    return InputRequest(
+        input_id=_optional_str(metadata.get("inputId")) or None,
+        kind=InputKind.from_wire(action.get("name")),
+        prompt=_optional_str(action.get("prompt_message")),
+        variables=tuple(_variables_of(variables)) if isinstance(variables, list) else (),
+        variable_name=_optional_str(action.get("variable_name")),
+        approve_label=_optional_str(action.get("approve_label")),
+        reject_label=_optional_str(action.get("reject_label")),
+        step_id=_optional_str(action.get("step_id")),
+        raw=metadata,
+    )
+
+
+def _variables_of(items: list[Any]) -> Iterator[InputVariable]:
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            continue
+        enum_values = item.get("enum_values")
+        yield InputVariable(
+            name=item["name"],
+            type=_optional_str(item.get("type")),
+            required=item.get("required") is True,
+            enum_values=(
+                tuple(v for v in enum_values if isinstance(v, str))
+                if isinstance(enum_values, list)
+                else None
+            ),
+        )
 
 
 def _unchanged(text: str) -> str:
@@ -234,13 +284,15 @@ def _invalid(request_id: str, problem: str) -> InvalidResponseError:
 
 
 def _timestamp(
-    request_id: str, data: Mapping[str, Any], key: str, *, required: bool, redact: Redactor
+    request_id: str, data: Mapping[str, Any], key: str, *, redact: Redactor
 ) -> datetime | None:
+    """An optional timestamp: None when absent; a value that is not one is refused (a
+    body that garbles its timestamps is not to be trusted with its status either)."""
     value = data.get(key)
-    if value is None and not required:
+    if value is None:
         return None
     if not isinstance(value, str):
-        raise _invalid(request_id, f"field {key!r} is missing or not a string")
+        raise _invalid(request_id, f"field {key!r} is not a string")
     try:
         return parse_timestamp(value)
     except ValueError:  # also out-of-range dates from datetime()
@@ -253,7 +305,15 @@ def _timestamp(
 
 
 def _text_of(response: Mapping[str, Any] | None) -> str | None:
-    return _optional_str(response.get("text")) if response is not None else None
+    """``response.text``, else the content of a text ``response.output``."""
+    if response is None:
+        return None
+    text = _optional_str(response.get("text"))
+    if text is None:
+        output = response.get("output")
+        if isinstance(output, Mapping) and output.get("type") == "text":
+            text = _optional_str(output.get("content"))
+    return text
 
 
 def _structured_output_of(response: Mapping[str, Any] | None) -> Any:

@@ -96,11 +96,9 @@ class ReportedError(DispatchError):
 
 def status_payload(status: TaskStatus) -> dict[str, Any]:
     """The wire payload `status` was parsed from (what `parse_status_payload` reads)."""
-    payload: dict[str, Any] = {
-        "requestId": status.request_id,
-        "status": status.raw_status,
-        "createdAt": status.created_at.isoformat(),
-    }
+    payload: dict[str, Any] = {"requestId": status.request_id, "status": status.raw_status}
+    if status.created_at is not None:
+        payload["createdAt"] = status.created_at.isoformat()
     if status.completed_at is not None:
         payload["completedAt"] = status.completed_at.isoformat()
     if status.response is not None:

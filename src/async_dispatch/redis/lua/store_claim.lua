@@ -36,6 +36,9 @@ for _, zset in ipairs({KEYS[1], KEYS[2]}) do
       local token = redis.call('HINCRBY', key, 'token', 1)
       local expiry = string.format('%.6f', now + lease)
       redis.call('HSET', key, 'lease', expiry, 'by', ARGV[3] or '')
+      -- A claim is a check about to be made: counted now, so a task whose deadline strikes
+      -- mid-check is not reported as never checked (store_expire.lua reads 'polls').
+      redis.call('HINCRBY', key, 'polls', 1)
       redis.call('ZADD', zset, expiry, rid)
       local f = redis.call('HMGET', key, 'ctx', 'started', 'deadline', 'polls', 'errors',
                           'last_input', 'status', 'err')
