@@ -74,7 +74,9 @@ async def test_an_id_of_any_shape_is_one_path_segment(request_id: str) -> None:
     prefix = "/fast/v2/remote-dispatch/responses/"
     assert raw_path.startswith(prefix) or "/remote-dispatch/responses/" in raw_path
     segment = raw_path.rsplit("/remote-dispatch/responses/", 1)[1]
-    assert "/" not in segment and "?" not in segment and "#" not in segment
+    assert "/" not in segment
+    assert "?" not in segment
+    assert "#" not in segment
     assert unquote(segment) == request_id
 
 

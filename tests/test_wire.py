@@ -416,7 +416,8 @@ def test_an_error_carries_its_output_too() -> None:
 def test_is_final_follows_completed_at_whatever_the_status() -> None:
     """The SDK stops polling once `completedAt` is set: a task may end waiting for input."""
     ended_waiting = parse({"status": "input-required", "completedAt": "2026-01-01T00:00:05Z"})
-    assert ended_waiting.is_final and not ended_waiting.is_terminal
+    assert ended_waiting.is_final
+    assert not ended_waiting.is_terminal
     assert not parse({"status": "input-required", "completedAt": None}).is_final
     assert parse({"status": "success"}).is_final
 
