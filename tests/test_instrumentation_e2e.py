@@ -221,7 +221,7 @@ async def run_with_faults(scale: float, hooks: list[Any], *, seed: int) -> Run:
                 submitted.append(await poller.submit(f"/Operator instrumented task {n}"))
 
         await poller.track("req_nobody_knows_this_one")  # 404: FAILED
-        await poller.track("not a request id!")  # refused before any request: FAILED
+        await poller.track("not a request id\n")  # refused before any request: FAILED
         async with anyio.create_task_group() as tg:
             tg.start_soon(submit_all)
             async for _ in poller.results(forever=True):

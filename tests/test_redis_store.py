@@ -16,12 +16,11 @@ from typing import Any
 import anyio
 import pytest
 
-from async_dispatch import Poller
-from async_dispatch._cadence import NextCheck
+from async_dispatch import CheckEnd, NotFoundError, Poller
 from async_dispatch._models import Status, TaskStatus
 from async_dispatch._outcome import Outcome, OutcomeKind
 from async_dispatch._store import TrackedTask, make_outcome
-from async_dispatch.redis import CoordinationError, RedisStore, ReportedError
+from async_dispatch.redis import CoordinationError, RedisStore
 from async_dispatch.redis._connection import RedisConnection
 from async_dispatch.redis._task_store import GROUP, _text, status_payload
 from async_dispatch.testing import simulator
@@ -96,8 +95,8 @@ async def test_add_claim_end_check_resolve(redis_url: str, redis_name: str) -> N
         assert await store.claim(anyio.current_time()) is None  # req_a leased, req_b later
         assert store.next_due() <= anyio.current_time() + 0.3  # a hint, refreshed often
         assert task.polls == 1  # the claim counts the check it hands out
-        task.last_status = reading("req_a", "pending")
-        await store.end_check(task, NextCheck(anyio.current_time()))
+        end = CheckEnd(due=anyio.current_time(), status=reading("req_a", "pending"))
+        await store.end_check(task, end)
         again = await store.claim(anyio.current_time())
         assert again is not None
         assert again.request_id == "req_a"
@@ -143,7 +142,7 @@ async def test_stale_lease_writes_nothing(redis_url: str, redis_name: str) -> No
         assert fresh is not None
         assert fresh.lease == stale.lease + 1
         stale.polls = 99
-        await a.end_check(stale, NextCheck(anyio.current_time()))  # no-op
+        await a.end_check(stale, CheckEnd(due=anyio.current_time()))  # no-op
         outcome = make_outcome(stale, OutcomeKind.SUCCESS, anyio.current_time())
         assert not await a.resolve(stale, outcome, fenced=True)  # no-op
         task = await b.get("req_x")
@@ -166,7 +165,7 @@ async def test_leases_are_renewed_while_a_check_runs(redis_url: str, redis_name:
         assert task is not None
         await anyio.sleep(1.5)  # several leases: a's job renews it every 0.2 s
         assert await b.claim(anyio.current_time()) is None
-        await a.end_check(task, NextCheck(anyio.current_time()))
+        await a.end_check(task, CheckEnd(due=anyio.current_time()))
         assert await b.claim(anyio.current_time()) is not None
 
 
@@ -223,15 +222,21 @@ async def test_error_and_status_round_trip(redis_url: str, redis_name: str) -> N
     async with attached(store) as received:
         task = new_task("req_e")
         await store.add(task)
+        gone = NotFoundError(
+            "HTTP 404: unknown", status_code=404, request_id="req_e", body_excerpt="nope"
+        )
         outcome = make_outcome(
-            task, OutcomeKind.FAILED, anyio.current_time(), error=ValueError("boom")
+            task, OutcomeKind.FAILED, anyio.current_time(), error=gone, via="webhook"
         )
         assert await store.resolve(task, outcome, fenced=False)
         await wait_for(received, 1)
-        error = received[0][0].error
-        assert isinstance(error, ReportedError)
-        assert error.type_name == "ValueError"
-        assert str(error) == "boom"
+        got = received[0][0]
+        error = got.error
+        # The same type as in memory: `isinstance(outcome.error, NotFoundError)` works.
+        assert isinstance(error, NotFoundError)
+        assert (error.status_code, error.request_id, error.body_excerpt) == (404, "req_e", "nope")
+        assert str(error) == "HTTP 404: unknown"
+        assert got.via == "webhook"  # provenance travels with the outcome
     status = reading("req_s", "input-required")
     assert status_payload(status)["status"] == "input-required"
 
@@ -245,9 +250,8 @@ async def test_notify_once_per_input_request_fleet_wide(redis_url: str, redis_na
         assert ta is not None
         assert tb is not None
         for store, task in ((a, ta), (b, tb)):
-            task.last_input = "input-1"
             notice = make_outcome(task, OutcomeKind.INPUT_REQUIRED, 0.0, final=False)
-            await store.notify(task, notice)
+            await store.notify(task, notice, "input-1")
         await anyio.sleep(0.3)
         assert len(got_a) + len(got_b) == 1
         again = await b.get("req_i")

@@ -1,32 +1,30 @@
 """The limiter and task-store protocols are enough: a poller runs on other implementations.
 
-`CountingLimiter` is a limiter of its own (no TokenBucket inside); `ForwardingStore`
-holds a `MemoryStore` but is not one, so the poller has no fast path around the protocol
-and every state change goes through the methods `TaskStore` declares.
+`CountingLimiter` is a limiter of its own (no TokenBucket inside); `CountingStore` is
+the third store of `tests/_third_store.py`, written from public names only and declaring
+no capability, so the poller has no fast path around the protocol and every state change
+goes through the methods `TaskStore` declares.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from _chaos import ChaosService, Timeline, client_for
 from _logs import capture_logs
+from _third_store import ListStore
 from async_dispatch import (
+    CheckEnd,
     CoordinationError,
     Limiter,
-    MemoryStore,
+    Outcome,
     OutcomeKind,
     Poller,
     TaskStore,
+    TrackedTask,
 )
-from async_dispatch._cadence import NextCheck
-from async_dispatch._models import TaskStatus
-from async_dispatch._outcome import Outcome
-from async_dispatch._store import OutcomeSink, TrackedTask
 
 pytestmark = pytest.mark.anyio
 
@@ -58,89 +56,49 @@ class CountingLimiter:
         return 0.0
 
 
-class ForwardingStore:
-    """A `TaskStore` that forwards to a `MemoryStore` it holds, counting the calls."""
+class CountingStore(ListStore):
+    """The third store (`tests/_third_store.py`, public names only), counting the calls
+    the poller makes: there is no way around the protocol."""
 
     def __init__(self) -> None:
-        self._inner = MemoryStore()
+        super().__init__()
         self.calls: dict[str, int] = {}
 
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    @contextlib.asynccontextmanager
-    async def attach(
-        self,
-        sink: OutcomeSink,
-        clock: Callable[[], float],
-        wake: Callable[[], None],
-        *,
-        last_check_lead: float,
-    ) -> AsyncIterator[None]:
-        async with self._inner.attach(sink, clock, wake, last_check_lead=last_check_lead):
-            yield
-
-    def __len__(self) -> int:
-        return len(self._inner)
+    def _count(self, name: str, n: int = 1) -> None:
+        self.calls[name] = self.calls.get(name, 0) + n
 
     async def add(self, task: TrackedTask) -> bool:
         self._count("add")
-        return await self._inner.add(task)
-
-    async def get(self, request_id: str) -> TrackedTask | None:
-        return await self._inner.get(request_id)
-
-    async def forget(self, request_id: str) -> bool:
-        return await self._inner.forget(request_id)
-
-    def next_due(self) -> float:
-        return self._inner.next_due()
+        return await super().add(task)
 
     async def claim(self, now: float) -> TrackedTask | None:
         self._count("claim")
-        return await self._inner.claim(now)
+        return await super().claim(now)
 
-    async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
+    async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         self._count("end_check")
-        await self._inner.end_check(task, next_check)
+        await super().end_check(task, end)
 
     async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
         self._count("resolve")
-        return await self._inner.resolve(task, outcome, fenced=fenced)
+        return await super().resolve(task, outcome, fenced=fenced)
 
-    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
-        await self._inner.notify(task, outcome)
-
-    def next_deadline(self) -> float:
-        return self._inner.next_deadline()
+    async def reject(self, outcome: Outcome) -> None:
+        self._count("reject")
+        await super().reject(outcome)
 
     async def expire(self, now: float) -> int:
-        expired = await self._inner.expire(now)
-        self.calls["expired"] = self.calls.get("expired", 0) + expired
+        expired = await super().expire(now)
+        self._count("expired", expired)
         return expired
 
     async def ack(self, receipt: Any) -> None:
         self._count("ack")
 
-    async def begin_submit(self) -> Any:
-        return await self._inner.begin_submit()
-
-    async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
-        return await self._inner.end_submit(ticket, task)
-
-    async def park(self, request_id: str, status: TaskStatus) -> bool:
-        return await self._inner.park(request_id, status)
-
-    async def finished(self, request_id: str) -> bool:
-        return await self._inner.finished(request_id)
-
-    async def idle(self) -> bool:
-        return await self._inner.idle()
-
 
 async def test_a_poller_runs_on_other_limiters_and_stores() -> None:
     limiter = CountingLimiter()
-    store = ForwardingStore()
+    store = CountingStore()
     protocol_limiter: Limiter = limiter  # type-checks: the protocols are satisfied
     protocol_store: TaskStore = store
     service = ChaosService({"req_ok": Timeline.finishing(0.05), "req_slow": Timeline.never()})
@@ -153,8 +111,14 @@ async def test_a_poller_runs_on_other_limiters_and_stores() -> None:
         await poller.track("req_ok")
         await poller.track("req_slow", deadline=0.3)
         assert limiter.entered == 1
+        await poller.track("not\nsendable")  # its FAILED outcome goes through the store too
         kinds = {outcome.request_id: outcome.kind async for outcome in poller}
-    assert kinds == {"req_ok": OutcomeKind.SUCCESS, "req_slow": OutcomeKind.TIMED_OUT}
+    assert kinds == {
+        "req_ok": OutcomeKind.SUCCESS,
+        "req_slow": OutcomeKind.TIMED_OUT,
+        "not\nsendable": OutcomeKind.FAILED,
+    }
+    assert store.calls["reject"] == 1
     assert limiter.entered == 0
     assert limiter.acquired == store.calls["claim"] >= 2
     assert store.calls["add"] == 2
@@ -163,7 +127,7 @@ async def test_a_poller_runs_on_other_limiters_and_stores() -> None:
     assert store.calls["ack"] >= 1
 
 
-class FlakyStore(ForwardingStore):
+class FlakyStore(CountingStore):
     """A store that is unreachable for its first few claims and expiries."""
 
     def __init__(self, failures: int) -> None:

@@ -4,7 +4,8 @@ no ``createdAt``, ids of any shape, text and structured output, usage.
 
 A scripted server answers each id from a list of bodies, one per status request (the last
 repeats), so each case says exactly what the service said and in which order. Every case
-runs on asyncio and trio, with the memory store and with a fleet's `RedisStore`.
+runs on asyncio and trio, with the memory store, with a fleet's `RedisStore`, and with
+the third store of `tests/_third_store.py` (written from public names only).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 import httpx
 import pytest
 
+from _third_store import ListStore
 from async_dispatch import (
     DispatchClient,
     InputKind,
@@ -121,7 +123,7 @@ class ScriptedService:
         return httpx.Response(200, json=script[index])
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "third"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -130,7 +132,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 async def poller_over(
     service: ScriptedService, store_kind: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Poller]:
-    store: TaskStore | None = None
+    store: TaskStore | None = ListStore() if store_kind == "third" else None
     if store_kind == "redis":
         reason = unavailable_reason()
         if reason is not None:
@@ -144,8 +146,10 @@ async def poller_over(
     client = DispatchClient(
         api_key=KEY, base_url=BASE_URL, http_client=http, retry=RetryPolicy(attempts=1)
     )
-    async with http, client:
-        async with Poller(
+    async with (
+        http,
+        client,
+        Poller(
             client,
             rate=1000,
             burst=100,
@@ -154,8 +158,9 @@ async def poller_over(
             max_interval=0.05,
             jitter=0.0,
             store=store,
-        ) as poller:
-            yield poller
+        ) as poller,
+    ):
+        yield poller
 
 
 async def outcomes_of(poller: Poller, request_ids: Sequence[str]) -> list[Outcome]:

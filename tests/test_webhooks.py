@@ -209,7 +209,7 @@ async def test_real_poller_answers_404_200_and_400() -> None:
         recv = WebhookReceiver(poller, secret=SECRET)
         await poller.track("req_abc123def456")
         assert (await recv.handle(encode(payload(requestId="req_other")), {})).status_code == 404
-        assert (await recv.handle(encode(payload(createdAt=None)), {})).status_code == 400
+        assert (await recv.handle(encode(payload(status=None)), {})).status_code == 400
         assert (await recv.handle(encode(payload(requestId=None)), {})).reason == "bad_payload"
         assert (await recv.handle(encode(payload()), {})).reason == "accepted"
         assert (await recv.handle(encode(payload()), {})).reason == "duplicate"

@@ -34,11 +34,19 @@ from ._errors import (
 from ._limiter import Limiter, TokenBucket
 from ._models import InputKind, InputRequest, InputVariable, Status, TaskStatus, Usage
 from ._options import SubmitOptions
-from ._outcome import Outcome, OutcomeKind, TimeoutCause
+from ._outcome import Outcome, OutcomeKind, TimeoutCause, Via
 from ._poller import DeliveryResult, Poller, PollerUnavailable
 from ._retry import RetryPolicy
 from ._stats import PollerStats
-from ._store import MemoryStore, TaskStore, TrackedTask
+from ._store import (
+    CheckEnd,
+    MemoryStore,
+    OutcomeSink,
+    StoreCapabilities,
+    TaskStore,
+    TrackedTask,
+    make_outcome,
+)
 from ._version import __version__
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Cadence",
+    "CheckEnd",
     "CoordinationError",
     "DeadlineExceeded",
     "DeliveryResult",
@@ -63,6 +72,7 @@ __all__ = [
     "NotOpenError",
     "Outcome",
     "OutcomeKind",
+    "OutcomeSink",
     "PermissionDeniedError",
     "Poller",
     "PollerStats",
@@ -72,6 +82,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "Status",
+    "StoreCapabilities",
     "SubmitOptions",
     "SubmitUncertainError",
     "TaskStatus",
@@ -82,5 +93,7 @@ __all__ = [
     "TransportError",
     "Usage",
     "UsageError",
+    "Via",
     "__version__",
+    "make_outcome",
 ]

@@ -381,6 +381,8 @@ class DispatchClient:
             )
         request_id = self._redact(request_id)  # an escaped key survives bytes redaction
         try:
+            if "***" in request_id:  # where the key was: never send it back in a URL
+                raise InvalidRequestIdError("it holds the API key")
             return check_request_id(request_id)
         except InvalidRequestIdError as exc:
             problem = str(exc)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
 
 from ._models import InputRequest, TaskStatus
 
-__all__ = ["Outcome", "OutcomeKind", "TimeoutCause"]
+__all__ = ["VIAS", "Outcome", "OutcomeKind", "TimeoutCause", "Via"]
+
+#: How an outcome was learnt: a status check, a webhook, the deadline, or something else
+#: (an id that cannot be sent, a submit intent a dead replica left behind).
+Via: TypeAlias = Literal["poll", "webhook", "deadline", "other"]
+#: Every `Via`.
+VIAS: tuple[Via, ...] = get_args(Via)
 
 
 class OutcomeKind(enum.Enum):
@@ -80,6 +86,9 @@ class Outcome:
     #: and another replica took it over. The request id is the idempotency key: a handler
     #: whose side effects are not idempotent checks it when `deliveries` > 1.
     deliveries: int = 1
+    #: How the outcome was learnt (`Via`). It travels with the outcome, so in fleet mode
+    #: the replica that hands it to the application says what the resolving one saw.
+    via: Via = "other"
 
     @property
     def input_request(self) -> InputRequest | None:
@@ -111,5 +120,6 @@ class Outcome:
             "error": str(self.error) if self.error is not None else None,
             "polls": self.polls,
             "elapsed": round(self.elapsed, 3),
+            "via": self.via,
             "timeout_cause": self.timeout_cause.value if self.timeout_cause else None,
         }

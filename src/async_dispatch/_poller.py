@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import math
 import random
 import threading
@@ -35,7 +34,7 @@ import anyio
 import anyio.abc
 
 from ._alarm import Alarm
-from ._cadence import Cadence, NextCheck
+from ._cadence import Cadence
 from ._classify import Action, Decision, classify
 from ._client import DispatchClient, check_result
 from ._clock import loop_clock
@@ -52,11 +51,11 @@ from ._limiter import Limiter, OneAtATime, TokenBucket
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions
-from ._outcome import Outcome, OutcomeKind
+from ._outcome import Outcome, OutcomeKind, Via
 from ._outcomes import OutcomeQueue, OutcomeStream
 from ._service import Service
 from ._stats import PollerStats
-from ._store import MemoryStore, TaskStore, TrackedTask, make_outcome
+from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
 from ._validation import check_request_id
 from ._wire import parse_status_payload
 from .instrumentation import (
@@ -64,7 +63,6 @@ from .instrumentation import (
     CheckDone,
     CheckResult,
     RateLimitPaused,
-    ResolvedVia,
     TaskForgotten,
     TaskResolved,
     TaskTracked,
@@ -206,8 +204,6 @@ class Poller:
         self._instrumentation = client.instrumentation
         self._wants_tracking = self._instrumentation.wants(TaskTracked)
         self._wants_token_waits = self._instrumentation.wants(TokenWaited)
-        #: How the outcome being resolved right now was learnt, for `TaskResolved`.
-        self._via: ResolvedVia = "other"
 
     @property
     def stats(self) -> PollerStats:
@@ -285,39 +281,37 @@ class Poller:
         that cannot be tracked.
         """
         self._check_open()
-        task = self._valid_task(request_id, deadline, context)
-        if task is not None and await self.store.add(task):
+        task = self._new_task(request_id, deadline, context)
+        if await self._trackable(task, request_id) and await self.store.add(task):
             self._tracked(task)
 
     async def track_many(
         self, request_ids: Iterable[str], *, deadline: float | None = None, context: Any = None
     ) -> None:
-        """`track()` each id with the same deadline and context."""
+        """`track()` each id with the same deadline and context, in one call to the store
+        (`TaskStore.add_many`: no coroutine per id in memory, one batch in a fleet)."""
         self._check_open()
-        store = self.store
-        if not isinstance(store, MemoryStore):
-            for request_id in request_ids:
-                await self.track(request_id, deadline=deadline, context=context)
-            return
-        # In memory nothing waits: no coroutine per id, so 100,000 ids take well under 1 s.
+        tasks = []
         for request_id in request_ids:
-            task = self._valid_task(request_id, deadline, context)
-            if task is not None and store.add_now(task):
-                self._tracked(task)
+            task = self._new_task(request_id, deadline, context)
+            if await self._trackable(task, request_id):
+                tasks.append(task)
+        for task in await self.store.add_many(tasks):
+            self._tracked(task)
 
-    def _valid_task(
-        self, request_id: object, deadline: float | None, context: Any
-    ) -> TrackedTask | None:
-        """The task to track, or None when the id cannot be valid (then it has already
-        had its FAILED outcome, reported like any other)."""
-        task = self._new_task(request_id, deadline, context)
+    async def _trackable(self, task: TrackedTask, request_id: object) -> bool:
+        """Whether `request_id`, as the caller gave it, can be sent (`task` names a
+        non-string id by its repr). One that cannot gets its FAILED outcome here, through
+        the store like every other outcome, so in a fleet any replica may hand it over.
+        """
         try:
             check_request_id(request_id)
         except InvalidRequestIdError as exc:
             self._tracked(task, planned=False)
-            self._on_outcome(make_outcome(task, OutcomeKind.FAILED, self._now(), error=exc), task)
-            return None
-        return task
+            outcome = make_outcome(task, OutcomeKind.FAILED, self._now(), error=exc)
+            await self.store.reject(outcome)
+            return False
+        return True
 
     def _tracked(self, task: TrackedTask, *, planned: bool = True) -> None:
         """A task is tracked now: wake whoever sleeps past what it needs, and report it."""
@@ -330,15 +324,15 @@ class Poller:
     def _new_task(self, request_id: object, deadline: float | None, context: Any) -> TrackedTask:
         seconds = self.default_deadline if deadline is None else self._deadline_seconds(deadline)
         now = self._now()
-        task = TrackedTask(
+        deadline_at = now + seconds
+        return TrackedTask(
             request_id if isinstance(request_id, str) else repr(request_id),
             started=now,
-            deadline=now + seconds,
+            deadline=deadline_at,
             context=context,
+            # At or after the last-check time when the first check is also the last.
+            due=self.cadence.first(now, deadline_at, self._rng).due,
         )
-        first = self.cadence.first(now, task.deadline, self._rng)
-        task.due = first.due  # at or after the last-check time when it is the last
-        return task
 
     @staticmethod
     def _deadline_seconds(deadline: float) -> float:
@@ -393,7 +387,7 @@ class Poller:
             await self._apply(
                 task,
                 classify(task, early, stop_on_input_required=self.stop_on_input_required),
-                polled=False,
+                via="webhook",
             )
         return request_id
 
@@ -407,10 +401,9 @@ class Poller:
         return forgotten
 
     def __contains__(self, request_id: object) -> bool:
-        """Whether this process tracks `request_id` in memory; always False for a store
-        shared by a fleet (ask it with ``await poller.store.get(request_id)``)."""
-        store = self.store
-        return isinstance(store, MemoryStore) and request_id in store.tasks
+        """Whether this process knows, without I/O, that `request_id` is tracked; a store
+        shared by a fleet may not (ask it with ``await poller.store.get(request_id)``)."""
+        return request_id in self.store
 
     def __len__(self) -> int:
         """Tasks tracked, plus finished ones whose outcome has not been consumed yet."""
@@ -423,22 +416,18 @@ class Poller:
 
         Each entry has `request_id`, `deadline` (absolute, seconds since the Unix epoch)
         and `context` (None when it is not JSON-serialisable). Tasks whose final outcome
-        is queued but not yet consumed are included: a crash between the two loses
-        nothing. Restore with `restore()`. A fleet's store keeps tasks itself: there is
-        nothing to snapshot then.
+        the application has not taken yet are included: a crash between the two loses
+        nothing. Restore with `restore()`. The store makes the snapshot; a store that
+        keeps its tasks itself (a fleet's, a durable one) has nothing to snapshot and
+        says so (`StoreCapabilities.snapshot`).
         """
-        store = self._memory_store("snapshot")
-        offset = time.time() - self._now()
-        pending = [task for outcome, task in self._outcomes.waiting() if outcome.final]
-        pending.extend(store.snapshot_tasks())
-        return [
-            {
-                "request_id": task.request_id,
-                "deadline": task.deadline + offset,
-                "context": _json_or_none(task.context),
-            }
-            for task in pending
-        ]
+        store = self.store
+        if not store.capabilities.snapshot:
+            raise UsageError(
+                f"{store!r} keeps its tasks itself: there is nothing to snapshot "
+                "(a new poller on the same store resumes them)"
+            )
+        return store.snapshot()
 
     async def restore(self, snapshot: Iterable[Mapping[str, Any]]) -> int:
         """Track every entry of a `snapshot()`; returns how many were tracked anew.
@@ -448,7 +437,6 @@ class Poller:
         times out at once.
         """
         self._check_open()
-        self._memory_store("restore")
         offset = time.time()
         entries: list[tuple[str, float, Any]] = []
         for entry in snapshot:
@@ -466,12 +454,6 @@ class Poller:
         for request_id, remaining, context in entries:
             await self.track(request_id, deadline=remaining, context=context)
         return len(self.store) - before
-
-    def _memory_store(self, what: str) -> MemoryStore:
-        store = self.store
-        if not isinstance(store, MemoryStore):
-            raise UsageError(f"{what}() is for the in-memory store; {store!r} keeps tasks itself")
-        return store
 
     # -- webhooks -----------------------------------------------------------------------
 
@@ -510,12 +492,7 @@ class Poller:
             return DeliveryResult.UNKNOWN
         self._stats.deliveries += 1
         decision = classify(task, status, stop_on_input_required=self.stop_on_input_required)
-        self._via = "webhook"
-        try:
-            applied = await self._apply(task, decision, polled=False)
-        finally:
-            self._via = "other"
-        if not applied:
+        if not await self._apply(task, decision, via="webhook"):
             self._stats.duplicate_deliveries += 1
             return DeliveryResult.DUPLICATE
         return DeliveryResult.ACCEPTED
@@ -569,16 +546,16 @@ class Poller:
         lock = self._dispatch_lock
         assert lock is not None
         store = self.store
-        fast = store.claim_now if isinstance(store, MemoryStore) else None
+        local = store.capabilities.local
         while True:
             task = None
             if (
-                fast is not None
+                local
                 and self._fatal is None
                 and store.next_due() <= self._now()
                 and self.bucket.try_acquire()
             ):
-                task = fast(self._now())
+                task = store.try_claim(self._now())
                 assert task is not None  # due was checked just above, with no await since
             try:
                 if task is None:
@@ -600,7 +577,7 @@ class Poller:
         token taken for nothing would leave its slot of the shared budget unused.
         """
         store = self.store
-        claim_first = not isinstance(store, MemoryStore)
+        claim_first = not store.capabilities.local
         while True:
             due = store.next_due()
             if self._fatal is not None or due > self._now():
@@ -688,11 +665,7 @@ class Poller:
                 return
             decision = classify(task, reading, stop_on_input_required=self.stop_on_input_required)
             result = check_result(reading)
-            self._via = "poll"
-            try:
-                await self._apply(task, decision, polled=True)
-            finally:
-                self._via = "other"
+            await self._apply(task, decision, via="poll")
         finally:
             self._stats.in_flight -= 1
             if instrumentation.enabled:
@@ -712,51 +685,52 @@ class Poller:
         except DispatchError as exc:
             return exc
 
-    async def _apply(self, task: TrackedTask, decision: Decision, *, polled: bool) -> bool:
+    async def _apply(self, task: TrackedTask, decision: Decision, *, via: Via) -> bool:
         """Carry out `decision` for `task` through the store. False if it changed nothing.
 
-        `polled`: the reading came from this poller's own claimed check (which must end
-        with a next check planned), not from a webhook.
+        `via` says where the reading came from: this poller's own claimed check
+        (``"poll"``, which must end with what it learnt and its next check planned), or a
+        webhook, which only resolves or notifies. The poller decides; the store writes.
         """
         action, now = decision.action, self._now()
-        if decision.status is not None:
-            task.last_status = decision.status
+        polled = via == "poll"
+        if decision.status is not None and decision.status.status is Status.UNKNOWN:
+            self._stats.unknown_statuses += 1
         if action is Action.RESOLVE:
             assert decision.kind is not None
             outcome = make_outcome(
-                task, decision.kind, now, status=decision.status, error=decision.error
+                task, decision.kind, now, status=decision.status, error=decision.error, via=via
             )
             return await self.store.resolve(task, outcome, fenced=polled)
+        errors, error = task.errors, task.last_error
         if action is Action.RATE_LIMITED:
             assert isinstance(decision.error, RateLimitedError)
-            task.last_error = decision.error
+            error = decision.error
             await self._pause_key(decision.error)
-            # Keep its place (a last check stays one: it is past its last-check time).
-            next_check = NextCheck(now)
+            due = now  # keeps its place (a last check stays one: past its last-check time)
         elif action is Action.REFUSED:
             self._refused(decision.error)
-            next_check = NextCheck(now)
+            due = now
         elif action is Action.RETRY:
             self._stats.retries += 1
-            task.errors += 1
-            task.last_error = decision.error
-            backoff = self.client.retry.backoff(task.errors, self._rng)
-            next_check = self.cadence.bound(now, now + backoff, task.deadline)
+            errors, error = errors + 1, decision.error
+            backoff = self.client.retry.backoff(errors, self._rng)
+            due = self.cadence.bound(now, now + backoff, task.deadline).due
         else:
             self._consecutive_429 = 0
-            task.errors = 0
-            task.last_error = None
-            if decision.status is not None and decision.status.status is Status.UNKNOWN:
-                self._stats.unknown_statuses += 1
+            errors, error = 0, None
             if action is Action.NOTIFY:
                 assert decision.kind is not None
-                task.last_input = decision.input_identity
-                notice = make_outcome(task, decision.kind, now, status=decision.status, final=False)
-                await self.store.notify(task, notice)
-            next_check = self.cadence.next(task.started, now, task.deadline, self._rng)
+                assert decision.input_identity is not None
+                notice = make_outcome(
+                    task, decision.kind, now, status=decision.status, final=False, via=via
+                )
+                await self.store.notify(task, notice, decision.input_identity)
+            due = self.cadence.next(task.started, now, task.deadline, self._rng).due
         if polled:
-            await self.store.end_check(task, next_check)
-            self._dispatcher.wake_by(task.due)
+            end = CheckEnd(due=due, status=decision.status, error=error, errors=errors)
+            await self.store.end_check(task, end)
+            self._dispatcher.wake_by(due)
         return True
 
     async def _pause_key(self, error: RateLimitedError) -> None:
@@ -782,7 +756,6 @@ class Poller:
         """The store's sink: queue the outcome for the consumer, and report it."""
         self._outcomes.put(outcome, receipt)
         if self._instrumentation.enabled:
-            via: ResolvedVia = "deadline" if outcome.kind is OutcomeKind.TIMED_OUT else self._via
             self._instrumentation.emit(
                 TaskResolved(
                     request_id=outcome.request_id,
@@ -790,7 +763,7 @@ class Poller:
                     polls=outcome.polls,
                     age=outcome.elapsed,
                     detection_delay=_detection_delay(outcome),
-                    via=via,
+                    via=outcome.via,
                     final=outcome.final,
                 )
             )
@@ -842,12 +815,3 @@ def _detection_delay(outcome: Outcome) -> float | None:
     if status is None or status.completed_at is None:
         return None
     return max(0.0, time.time() - status.completed_at.timestamp())
-
-
-def _json_or_none(value: Any) -> Any:
-    """`value` if it is strict JSON (no NaN or infinity either), else None."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return value

@@ -30,7 +30,8 @@ class PollerStats:
     #: 429 (and 408/425) answers, and the shared pauses they caused.
     rate_limited: int = 0
     pauses: int = 0
-    #: Readings with a status value this library does not know (kept polling).
+    #: Readings with a status value this library does not know (polling goes on, unless
+    #: the service said the task finished: then it ends FAILED with that reading).
     unknown_statuses: int = 0
     #: Status payloads delivered from outside (webhooks), and those that changed nothing.
     deliveries: int = 0

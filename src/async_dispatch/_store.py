@@ -1,11 +1,18 @@
 """The task-store seam, and `MemoryStore`: where tracked tasks live.
 
 A task store is the one owner of every state change of a tracked task: it adds tasks,
-hands out due checks (`claim`), takes them back with their next check (`end_check`),
-gives a task its final outcome exactly once (`resolve`), times tasks out at their
-deadline (`expire`), and delivers outcomes to the poller's queue. The poller decides,
-the store records: that split is what lets a fleet of processes share one store
-(`async_dispatch.redis.RedisStore`) while a single process keeps everything in memory.
+hands out due checks (`claim`, which counts the check), takes them back with what the
+check learnt and when the next one falls due (`end_check`), gives a task its final
+outcome exactly once (`resolve`), times tasks out at their deadline (`expire`), and hands
+every outcome to the poller's queue, including the ones the poller decided without a
+check (`reject`). The poller decides, the store records: that split is what lets a fleet
+of processes share one store (`async_dispatch.redis.RedisStore`) while a single process
+keeps everything in memory.
+
+Everything a store implementation needs is public (`TaskStore`, `TrackedTask`,
+`StoreCapabilities`, `CheckEnd`, `OutcomeSink`, `Outcome`); what a store can do beyond
+the protocol it declares in `TaskStore.capabilities`, and the poller asks that, never
+the store's type.
 
 `MemoryStore` costs one slotted record and a heap entry or two per task, a few hundred
 bytes, with no coroutine or timer per task: that is what lets one poller hold 100,000.
@@ -19,32 +26,82 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import json
 import math
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
 
-from ._cadence import NextCheck
-from ._models import TaskStatus
-from ._outcome import Outcome, OutcomeKind
+import attrs
 
-__all__ = ["MemoryStore", "OutcomeSink", "TaskStore", "TrackedTask", "make_outcome"]
+from ._errors import UsageError
+from ._models import TaskStatus
+from ._outcome import Outcome, OutcomeKind, Via
+
+__all__ = [
+    "CheckEnd",
+    "MemoryStore",
+    "OutcomeSink",
+    "StoreCapabilities",
+    "TaskStore",
+    "TrackedTask",
+    "make_outcome",
+]
 
 #: How many finished ids are remembered to recognise late or duplicate webhooks.
 RECENTLY_FINISHED: Final = 65_536
 #: How many webhooks that beat their submit's answer are held for the submit.
 PARKED_READINGS: Final = 1_024
 
-#: Where a store hands outcomes: ``sink(outcome, receipt)``. The receipt comes back to
-#: `TaskStore.ack` once the application has taken the outcome.
+#: Where a store hands outcomes: ``sink(outcome, receipt)``. The receipt is the store's
+#: own (opaque to the poller) and comes back to `TaskStore.ack` once the application has
+#: taken the outcome.
 OutcomeSink = Callable[[Outcome, Any], None]
 
 
-class TrackedTask:
-    """The state of one tracked task: a record the store owns and the poller reads.
+@attrs.frozen(kw_only=True)
+class StoreCapabilities:
+    """What a `TaskStore` can do beyond the protocol; the poller asks this, not the type."""
 
-    Kept to what every store needs, because a poller holds 100,000 of them: a store
-    that needs more per task (a fencing token) subclasses it.
+    #: Every task lives in this process: `TaskStore.next_due()` is exact, and
+    #: `TaskStore.try_claim()` answers without I/O. The poller then takes a token before
+    #: it claims (so a token is never spent on a check that became less urgent while it
+    #: waited); a shared store is claimed first (another replica may take the check, and
+    #: a token taken for nothing would leave its slot of the shared budget unused).
+    local: bool = False
+    #: `TaskStore.snapshot()` returns what `Poller.restore()` resumes in a new process. A
+    #: durable store needs no snapshot: it resumes by itself.
+    snapshot: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class CheckEnd:
+    """What a finished check leaves on its task's record, as the poller decided it.
+
+    The store writes it (`TaskStore.end_check`): the poller never writes a record.
+    """
+
+    #: When the next check falls due (`math.inf`: none, the deadline decides). A check due
+    #: at or after the task's last-check time (``deadline - Cadence.lead``) is its last.
+    due: float
+    #: The reading the check got, or None to keep the last one.
+    status: TaskStatus | None = None
+    #: The transient failure the check met (None: it got an answer). Kept as the task's
+    #: last error: a TIMED_OUT outcome reports it.
+    error: Exception | None = None
+    #: Transient failures in a row after this check (0 once a check gets an answer).
+    errors: int = 0
+
+
+class TrackedTask:
+    """The state of one tracked task: a record the store writes and the poller reads.
+
+    Every field after construction is written by the store only: `due` by `add`, `claim`
+    and `end_check`, `polls` by `claim`, `errors`, `last_error` and `last_status` by
+    `end_check`, `last_input` by `notify`. The poller reads them to decide, and hands its
+    decisions to the store. Kept to what every store needs, because a poller holds 100,000
+    of them: a store that needs more per task (a fencing token) subclasses it.
     """
 
     __slots__ = (
@@ -61,7 +118,15 @@ class TrackedTask:
         "started",
     )
 
-    def __init__(self, request_id: str, *, started: float, deadline: float, context: Any) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        started: float,
+        deadline: float,
+        context: Any,
+        due: float = math.inf,
+    ) -> None:
         self.request_id = request_id
         self.context = context
         self.started = started
@@ -69,7 +134,7 @@ class TrackedTask:
         #: When the next check is due; `math.inf` while claimed, or when none is planned.
         #: A check due at or after the task's last-check time (``deadline - Cadence.lead``)
         #: is its last one: that is the whole rule, so no flag is kept per task.
-        self.due = math.inf
+        self.due = due
         self.seq = 0
         self.polls = 0
         #: Consecutive transient failures, for the error backoff.
@@ -91,6 +156,7 @@ def make_outcome(
     status: TaskStatus | None = None,
     error: Exception | None = None,
     final: bool = True,
+    via: Via = "other",
 ) -> Outcome:
     """The outcome `task` ends (or, with ``final=False``, notifies) with at `now`."""
     return Outcome(
@@ -102,6 +168,7 @@ def make_outcome(
         polls=task.polls,
         elapsed=now - task.started,
         final=final,
+        via=via,
     )
 
 
@@ -112,6 +179,11 @@ class TaskStore(Protocol):
     processes translates them. Every method may do I/O, except the ones that are not
     coroutines: those answer from what the store already knows.
     """
+
+    @property
+    def capabilities(self) -> StoreCapabilities:
+        """What this store can do beyond the protocol (see `StoreCapabilities`)."""
+        ...
 
     def attach(
         self,
@@ -135,9 +207,18 @@ class TaskStore(Protocol):
         """Tasks tracked, as far as this process knows without I/O."""
         ...
 
+    def __contains__(self, request_id: object) -> bool:
+        """Whether this process knows, without I/O, that `request_id` is tracked (a store
+        shared by a fleet may answer False for a task another replica added)."""
+        ...
+
     async def add(self, task: TrackedTask) -> bool:
         """Track `task` with its first check at `task.due`; False if its id is tracked,
         or got its final outcome recently (that outcome stays its only one)."""
+        ...
+
+    async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
+        """`add()` each task; returns the ones that were tracked anew."""
         ...
 
     async def get(self, request_id: str) -> TrackedTask | None:
@@ -149,7 +230,13 @@ class TaskStore(Protocol):
         ...
 
     def next_due(self) -> float:
-        """When a check may next be claimable: a hint for the dispatcher's alarm."""
+        """When a check may next be claimable: exact for a local store, else a hint for
+        the dispatcher's alarm."""
+        ...
+
+    def try_claim(self, now: float) -> TrackedTask | None:
+        """`claim()` without I/O: a local store's fast path. A store that cannot claim
+        without I/O returns None (and declares ``capabilities.local`` False)."""
         ...
 
     async def claim(self, now: float) -> TrackedTask | None:
@@ -160,8 +247,8 @@ class TaskStore(Protocol):
         """
         ...
 
-    async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
-        """Finish a claimed check: record the task's state and plan its next check."""
+    async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
+        """Finish a claimed check: record what it learnt and plan the next one."""
         ...
 
     async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
@@ -172,8 +259,15 @@ class TaskStore(Protocol):
         """
         ...
 
-    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
-        """Deliver a non-final outcome and record `task.last_input`."""
+    async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
+        """Deliver a non-final outcome (a new input request) once: record `input_key` as
+        the task's `last_input`, unless it is already the one recorded or the task is gone.
+        """
+        ...
+
+    async def reject(self, outcome: Outcome) -> None:
+        """Deliver the final outcome of a task that was never tracked (its id cannot be
+        sent), so that it reaches the application like every other outcome."""
         ...
 
     def next_deadline(self) -> float:
@@ -209,15 +303,28 @@ class TaskStore(Protocol):
         """Nothing tracked, and no submit in flight."""
         ...
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every task whose final outcome the application has not taken yet, as strict
+        JSON-ready dicts (`request_id`, `deadline` in seconds since the Unix epoch,
+        `context` or None), for `Poller.restore()` in a new process. Only for stores
+        that declare ``capabilities.snapshot``; others raise `UsageError`."""
+        ...
+
 
 class MemoryStore:
-    """The default `TaskStore`: this process's memory, for one poller on one event loop."""
+    """The default `TaskStore`: this process's memory, for one poller on one event loop.
+
+    Receipts are the task records themselves: a final outcome's task is held until the
+    application takes the outcome, so `snapshot()` includes it (a crash between the two
+    loses nothing). A notification's receipt is None.
+    """
 
     __slots__ = (
         "_clock",
         "_deadlines",
         "_due",
         "_finished",
+        "_held",
         "_last",
         "_last_due",
         "_lead",
@@ -227,6 +334,8 @@ class MemoryStore:
         "_submitting",
         "tasks",
     )
+
+    capabilities: Final = StoreCapabilities(local=True, snapshot=True)
 
     def __init__(self) -> None:
         self.tasks: dict[str, TrackedTask] = {}
@@ -239,6 +348,8 @@ class MemoryStore:
         self._deadlines: list[tuple[float, int, TrackedTask]] = []
         self._seq = itertools.count()
         self._finished: OrderedDict[str, None] = OrderedDict()
+        #: Tasks whose final outcome was delivered and not acknowledged yet.
+        self._held: dict[TrackedTask, None] = {}
         self._parked: OrderedDict[str, TaskStatus] = OrderedDict()
         self._submitting = 0
         self._sink: OutcomeSink | None = None
@@ -250,6 +361,9 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self.tasks)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self.tasks
 
     @contextlib.asynccontextmanager
     async def attach(
@@ -271,10 +385,15 @@ class MemoryStore:
     # -- tracking -----------------------------------------------------------------------
 
     async def add(self, task: TrackedTask) -> bool:
-        return self.add_now(task)
+        return self._add(task)
 
-    def add_now(self, task: TrackedTask) -> bool:
-        """`add()` without the coroutine, for bulk restores."""
+    async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
+        # Nothing waits in memory: one coroutine for the lot, so 100,000 ids take well
+        # under a second.
+        add = self._add
+        return [task for task in tasks if add(task)]
+
+    def _add(self, task: TrackedTask) -> bool:
         if task.request_id in self.tasks or task.request_id in self._finished:
             return False  # a second life would give the id a second final outcome
         self.tasks[task.request_id] = task
@@ -297,9 +416,19 @@ class MemoryStore:
         self._compact()
         return True
 
-    def snapshot_tasks(self) -> Iterator[TrackedTask]:
-        """Every tracked task, for `Poller.snapshot()`."""
-        return iter(self.tasks.values())
+    def snapshot(self) -> list[dict[str, Any]]:
+        if self._clock is None:
+            raise UsageError("snapshot() needs the store attached to a running Poller")
+        offset = time.time() - self._clock()
+        pending = itertools.chain(self._held, self.tasks.values())
+        return [
+            {
+                "request_id": task.request_id,
+                "deadline": task.deadline + offset,
+                "context": _json_or_none(task.context),
+            }
+            for task in pending
+        ]
 
     # -- checks -------------------------------------------------------------------------
 
@@ -308,10 +437,9 @@ class MemoryStore:
         return min(self._top(self._last), self._top_last_due(now), self._top(self._due))
 
     async def claim(self, now: float) -> TrackedTask | None:
-        return self.claim_now(now)
+        return self.try_claim(now)
 
-    def claim_now(self, now: float) -> TrackedTask | None:
-        """`claim()` without the coroutine: the dispatcher's fast path."""
+    def try_claim(self, now: float) -> TrackedTask | None:
         if self._top(self._last) > now and self._top_last_due(now) <= now:
             # A routine check still waiting at the task's last-check time: serve it now,
             # as the last check (its routine entry goes stale with the new seq).
@@ -327,9 +455,12 @@ class MemoryStore:
                 return task
         return None
 
-    async def end_check(self, task: TrackedTask, next_check: NextCheck) -> None:
+    async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         if self.tasks.get(task.request_id) is task:
-            self._schedule(task, next_check.due, next(self._seq))
+            if end.status is not None:
+                task.last_status = end.status
+            task.last_error, task.errors = end.error, end.errors
+            self._schedule(task, end.due, next(self._seq))
 
     def _schedule(self, task: TrackedTask, due: float, seq: int) -> None:
         task.due, task.seq = due, seq
@@ -378,9 +509,13 @@ class MemoryStore:
         self._deliver(outcome, task)
         return True
 
-    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
-        if self.tasks.get(task.request_id) is task:
-            self._deliver(outcome, task)
+    async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
+        if self.tasks.get(task.request_id) is task and task.last_input != input_key:
+            task.last_input = input_key
+            self._notice(outcome)
+
+    async def reject(self, outcome: Outcome) -> None:
+        self._notice(outcome)
 
     def next_deadline(self) -> float:
         deadlines, tasks = self._deadlines, self.tasks
@@ -397,7 +532,9 @@ class MemoryStore:
             task = heapq.heappop(self._deadlines)[2]
             del self.tasks[task.request_id]
             self._remember(task.request_id)
-            outcome = make_outcome(task, OutcomeKind.TIMED_OUT, now, error=task.last_error)
+            outcome = make_outcome(
+                task, OutcomeKind.TIMED_OUT, now, error=task.last_error, via="deadline"
+            )
             self._deliver(outcome, task)
             expired += 1
         if expired:
@@ -405,11 +542,20 @@ class MemoryStore:
         return expired
 
     async def ack(self, receipt: Any) -> None:
-        return None
+        if receipt is not None:
+            self._held.pop(receipt, None)
 
     def _deliver(self, outcome: Outcome, task: TrackedTask) -> None:
+        """Hand a final outcome over, holding its task until it is acknowledged."""
         assert self._sink is not None, "the store is not attached to a Poller"
+        self._held[task] = None
         self._sink(outcome, task)
+
+    def _notice(self, outcome: Outcome) -> None:
+        """Hand over an outcome that leaves nothing to hold (a notification, or a task
+        that was never tracked)."""
+        assert self._sink is not None, "the store is not attached to a Poller"
+        self._sink(outcome, None)
 
     def _remember(self, request_id: str) -> None:
         finished = self._finished
@@ -426,7 +572,7 @@ class MemoryStore:
         self._submitting -= 1
         parked = None
         if task is not None:
-            self.add_now(task)
+            self._add(task)
             parked = self._parked.pop(task.request_id, None)
         if not self._submitting:
             self._parked.clear()  # webhooks for ids that no submit turned out to own
@@ -477,3 +623,12 @@ class MemoryStore:
                 heap = [e for e in heap if tasks.get(e[2].request_id) is e[2]]
                 heapq.heapify(heap)
                 setattr(self, name, heap)
+
+
+def _json_or_none(value: Any) -> Any:
+    """`value` if it is strict JSON (no NaN or infinity either), else None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return value

@@ -19,7 +19,7 @@ from typing import Final, Literal, TypeAlias, get_args
 
 import attrs
 
-from .._outcome import OutcomeKind
+from .._outcome import VIAS, OutcomeKind, Via
 
 __all__ = [
     "CHECK_RESULTS",
@@ -67,9 +67,10 @@ SubmitResult: TypeAlias = Literal["accepted", "uncertain", "rejected", "rate-lim
 #: Every `SubmitResult`.
 SUBMIT_RESULTS: Final[tuple[SubmitResult, ...]] = get_args(SubmitResult)
 
-ResolvedVia: TypeAlias = Literal["poll", "webhook", "deadline", "other"]
+#: How an outcome was learnt: the outcome's own `Via`.
+ResolvedVia: TypeAlias = Via
 #: Every `ResolvedVia`.
-RESOLVED_VIA: Final[tuple[ResolvedVia, ...]] = get_args(ResolvedVia)
+RESOLVED_VIA: Final[tuple[ResolvedVia, ...]] = VIAS
 
 RateLimitSource: TypeAlias = Literal["check", "submit", "client"]
 #: Every `RateLimitSource`.

@@ -23,7 +23,7 @@ from __future__ import annotations
 from ._connection import RedisConnection
 from ._errors import CoordinationError
 from ._fleet_view import FleetView, read_fleet
-from ._task_store import RedisStore, ReportedError
+from ._task_store import RedisStore
 from ._token_bucket import RedisTokenBucket
 
 __all__ = [
@@ -32,6 +32,5 @@ __all__ = [
     "RedisConnection",
     "RedisStore",
     "RedisTokenBucket",
-    "ReportedError",
     "read_fleet",
 ]

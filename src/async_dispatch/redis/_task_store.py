@@ -55,22 +55,23 @@ import json
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
 import anyio
 import anyio.abc
 
+from .._error_codec import error_from_data, error_to_data
 from .._errors import DispatchError, UsageError
 from .._log import logger
 from .._models import TaskStatus
-from .._outcome import Outcome, OutcomeKind
-from .._store import OutcomeSink, TrackedTask
+from .._outcome import VIAS, Outcome, OutcomeKind, Via
+from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
 from ._connection import RedisConnection
 from ._errors import CoordinationError
 
-__all__ = ["RedisStore", "ReportedError", "status_payload"]
+__all__ = ["RedisStore", "status_payload"]
 
 GROUP: Final = "pollers"
 #: How stale a hint (`next_due`, `next_deadline`, `len()`) may get: work another replica
@@ -80,18 +81,6 @@ _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
-
-
-class ReportedError(DispatchError):
-    """An error carried by an outcome that came through Redis (from this replica or
-    another): the original exception's type name is `type_name`, its message the message."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(message)
-        self.type_name = type_name
-
-    def __repr__(self) -> str:
-        return f"ReportedError({self.type_name!r}, {str(self)!r})"
 
 
 def status_payload(status: TaskStatus) -> dict[str, Any]:
@@ -113,16 +102,16 @@ def status_payload(status: TaskStatus) -> dict[str, Any]:
 
 
 def _error_json(error: Exception | None) -> str:
-    if error is None:
-        return ""
-    type_name = error.type_name if isinstance(error, ReportedError) else type(error).__name__
-    return json.dumps({"type": type_name, "message": str(error)})
+    """An error as stored: its own class comes back out (`_error_codec`), so an outcome's
+    error has the same type whichever replica, or store, carried it."""
+    return "" if error is None else json.dumps(error_to_data(error))
 
 
-def _error_of(data: Any) -> Exception | None:
-    if not isinstance(data, Mapping):
-        return None
-    return ReportedError(str(data.get("type", "DispatchError")), str(data.get("message", "")))
+def _via_of(value: object) -> Via:
+    for via in VIAS:
+        if via == value:
+            return via
+    return "other"
 
 
 def _text(value: object) -> str:
@@ -244,8 +233,18 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
 
+    #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
+    #: and there is nothing to snapshot (a new replica resumes them).
+    capabilities: Final = StoreCapabilities(local=False, snapshot=False)
+
     def __len__(self) -> int:
         return self._tracked
+
+    def __contains__(self, request_id: object) -> bool:
+        return False  # not known without I/O: ask `get()`
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        raise UsageError("a RedisStore keeps its tasks in Redis: there is nothing to snapshot")
 
     @property
     def connection(self) -> RedisConnection:
@@ -355,6 +354,9 @@ class RedisStore:
             self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
         return bool(reply[0])
 
+    async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
+        return [task for task in tasks if await self.add(task)]
+
     async def get(self, request_id: str) -> LeasedTask | None:
         with self._connection.translate_errors("reading a task"):
             fields = await self._connection.client.hmget(
@@ -392,7 +394,7 @@ class RedisStore:
         if status:
             task.last_status = parse_status_payload(request_id, json.loads(status))
         err = _text(f[8])
-        task.last_error = _error_of(json.loads(err)) if err else None
+        task.last_error = error_from_data(json.loads(err)) if err else None
         return task
 
     async def forget(self, request_id: str) -> bool:
@@ -408,6 +410,9 @@ class RedisStore:
 
     def next_due(self) -> float:
         return min(self._to_loop(self._hint_due), self._refreshed + REFRESH)
+
+    def try_claim(self, now: float) -> TrackedTask | None:
+        return None  # a claim is a round trip to Redis: see `claim()`
 
     async def claim(self, now: float) -> LeasedTask | None:
         reply = await self._script(
@@ -430,10 +435,10 @@ class RedisStore:
         self._held[request_id] = token
         return task
 
-    async def end_check(self, task: TrackedTask, next_check: Any) -> None:
+    async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         self._held.pop(task.request_id, None)
-        due = self._to_server(next_check.due)
-        status = task.last_status
+        due = self._to_server(end.due)
+        status = end.status
         await self._script(
             "store_end_check.lua",
             [self._key(f"task:{task.request_id}"), self._last, self._due],
@@ -441,13 +446,16 @@ class RedisStore:
                 task.request_id,
                 _token(task),
                 str(task.polls),
-                str(task.errors),
-                _error_json(task.last_error),
+                str(end.errors),
+                _error_json(end.error),
                 json.dumps(status_payload(status)) if status is not None else "",
                 _seconds(due),
             ],
         )
-        task.due = next_check.due
+        # This process's copy of the record, as the script wrote it.
+        task.due, task.errors, task.last_error = end.due, end.errors, end.error
+        if status is not None:
+            task.last_status = status
         self._hint_due = min(self._hint_due, due)
 
     # -- endings ------------------------------------------------------------------------
@@ -459,11 +467,12 @@ class RedisStore:
                 "request_id": outcome.request_id,
                 "kind": outcome.kind.value,
                 "status": status_payload(status) if status is not None else None,
-                "error": json.loads(_error_json(outcome.error) or "null"),
+                "error": error_to_data(outcome.error) if outcome.error is not None else None,
                 "context": outcome.context,
                 "polls": outcome.polls,
                 "elapsed": outcome.elapsed,
                 "final": outcome.final,
+                "via": outcome.via,
             },
             default=repr,
         )
@@ -494,12 +503,16 @@ class RedisStore:
             self._tracked = max(0, self._tracked - 1)
         return bool(reply[0])
 
-    async def notify(self, task: TrackedTask, outcome: Outcome) -> None:
+    async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
         await self._script(
             "store_notify.lua",
             [self._key(f"task:{task.request_id}"), self._stream],
-            [task.last_input or "", self._outcome_json(outcome)],
+            [input_key, self._outcome_json(outcome)],
         )
+        task.last_input = input_key
+
+    async def reject(self, outcome: Outcome) -> None:
+        await self._script("store_reject.lua", [self._stream], [self._outcome_json(outcome)])
 
     def next_deadline(self) -> float:
         return min(self._to_loop(self._hint_deadline), self._refreshed + REFRESH)
@@ -533,8 +546,6 @@ class RedisStore:
         return ended
 
     async def ack(self, receipt: Any) -> None:
-        if not isinstance(receipt, str):
-            return  # an outcome the poller made itself (an invalid id): nothing stored
         await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
         self._holding.discard(receipt)
 
@@ -719,10 +730,11 @@ class RedisStore:
             request_id=request_id,
             kind=OutcomeKind(data["kind"]),
             status=parse_status_payload(request_id, status) if status is not None else None,
-            error=_error_of(data.get("error")),
+            error=error_from_data(data.get("error")),
             context=data.get("context"),
             polls=int(data.get("polls", 0)),
             elapsed=float(data.get("elapsed", 0.0)),
             final=bool(data.get("final", True)),
             deliveries=deliveries,
+            via=_via_of(data.get("via")),
         )

@@ -231,7 +231,10 @@ class SimulatorApp:
             data = _dumps(body)
             await self._send(send, status, data[: max(1, len(data) // 2)])
         elif fault is Fault.UNKNOWN_STATUS:
-            await self._send(send, status, _dumps({**body, "status": "paused"}))
+            # A status this version does not know, on a task still running: a finished
+            # task in an unknown status is final (FAILED), not a transient fault.
+            paused = {**body, "status": "paused", "completedAt": None}
+            await self._send(send, status, _dumps(paused))
         else:  # Fault.DROP
             await self._drop(send, _dumps(body), status)
 

@@ -43,7 +43,8 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
       .. ',"status":' .. nullable(f[4]) .. ',"error":' .. nullable(f[5])
       .. ',"context":' .. nullable(f[1]) .. ',"polls":' .. (tonumber(f[3]) or 0)
-      .. ',"elapsed":' .. string.format('%.6f', now - tonumber(f[2])) .. ',"final":true}'
+      .. ',"elapsed":' .. string.format('%.6f', now - tonumber(f[2]))
+      .. ',"final":true,"via":"deadline"}'
     redis.call('XADD', KEYS[4], '*', 'o', outcome)
     ended = ended + 1
   end
@@ -58,7 +59,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT',
     .. cjson.encode('a replica died while submitting: the task may exist at the service; '
                     .. 'check before resubmitting') .. '}'
     .. ',"context":null,"polls":0,"elapsed":' .. string.format('%.6f', now - started)
-    .. ',"final":true}'
+    .. ',"final":true,"via":"other"}'
   redis.call('XADD', KEYS[4], '*', 'o', outcome)
   ended = ended + 1
 end
