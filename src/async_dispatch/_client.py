@@ -380,12 +380,13 @@ class DispatchClient:
                 f"probably created but cannot be tracked. Body: {self._excerpt(body)!r}"
             )
         request_id = self._redact(request_id)  # an escaped key survives bytes redaction
-        try:
-            if "***" in request_id:  # where the key was: never send it back in a URL
-                raise InvalidRequestIdError("it holds the API key")
-            return check_request_id(request_id)
-        except InvalidRequestIdError as exc:
-            problem = str(exc)
+        if "***" in request_id:  # where the key was: never send it back in a URL
+            problem = "it holds the API key"
+        else:
+            try:
+                return check_request_id(request_id)
+            except InvalidRequestIdError as exc:
+                problem = str(exc)
         # Raised outside the `except`: the checker's error is not kept as `__context__`.
         raise SubmitUncertainError(
             f"submit answered HTTP {status_code} with an unusable requestId: {problem}"
