@@ -20,8 +20,8 @@ import attrs
 import httpx
 import pytest
 
-from async_dispatch._cli import _tasks as cli_tasks
 from async_dispatch._cli import ExitCode, main, run
+from async_dispatch._cli import _tasks as cli_tasks
 from async_dispatch._cli._parser import parse
 from async_dispatch.testing import Durations, Simulator, simulator
 
@@ -417,7 +417,9 @@ def test_intervals_out_of_order_are_a_usage_error_naming_both(
 
 
 def test_a_long_interval_alone_raises_the_default_maximum() -> None:
-    parsed = parse(["wait", "req_x", "--interval", "30"], stdout=io.StringIO(), stderr=io.StringIO())
+    parsed = parse(
+        ["wait", "req_x", "--interval", "30"], stdout=io.StringIO(), stderr=io.StringIO()
+    )
     assert isinstance(parsed, argparse.Namespace)
     assert (parsed.interval, parsed.max_interval) == (30.0, 30.0)
     default = parse(["wait", "req_x"], stdout=io.StringIO(), stderr=io.StringIO())

@@ -56,9 +56,13 @@ async def submit(
         else:
             out.line(request_id)
         return ExitCode.OK
-    if not args.json:
-        out.line(request_id)
-    final = await until_interrupted(lambda: _track_one(args, client, request_id, err))
+
+    async def track() -> Outcome:
+        if not args.json:  # printed once Ctrl-C is ours: from then on, it lists the id
+            out.line(request_id)
+        return await _track_one(args, client, request_id, err)
+
+    final = await until_interrupted(track)
     if isinstance(final, Interrupted):
         return _interrupted(err, [request_id])
     if args.json:
