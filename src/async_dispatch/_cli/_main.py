@@ -64,7 +64,9 @@ async def run(
 
     `transport`, when given, carries every request of the command (for example
     ``Simulator.transport()``); `environ` replaces ``os.environ`` for configuration.
-    ``simulate`` and ``demo`` need the asyncio backend.
+    ``simulate`` and ``demo`` need the asyncio backend. In the main thread, ``wait`` and
+    ``submit --wait`` take SIGINT while they track (see `_interrupt`), and ``simulate``
+    SIGINT and SIGTERM while it serves; each gives the previous handler back when done.
     """
     args_or_code = parse(argv, stdout=stdout, stderr=stderr)
     if isinstance(args_or_code, int):

@@ -117,6 +117,10 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, with_defaults: b
 
 
 def _tracking_options(parser: argparse.ArgumentParser) -> None:
+    """The cadence and budget of ``wait`` and ``submit --wait``. The command's parser
+    travels in the namespace (as ``_cadence_of``) until `parse` has checked the intervals
+    with it, so a usage error shows that command's usage line."""
+    parser.set_defaults(_cadence_of=parser)
     parser.add_argument(
         "--deadline",
         type=_positive,
@@ -341,8 +345,9 @@ def parse(
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             args = parser.parse_args(argv)
-            if args.command in ("submit", "wait"):
-                _resolve_intervals(parser, args)
+            command: argparse.ArgumentParser | None = vars(args).pop("_cadence_of", None)
+            if command is not None:
+                _resolve_intervals(command, args)
             return args
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE

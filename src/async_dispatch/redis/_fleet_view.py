@@ -260,8 +260,8 @@ async def fleet_names(connection: RedisConnection, *, limit: int = 10) -> list[s
     """Up to `limit` fleet names that hold keys on this Redis, sorted: to suggest one when
     a name holds nothing.
 
-    A bounded SCAN (at most ``20 x 1000`` keys looked at, never a ``KEYS``): on a large
-    database it may miss names, so the list is a hint, not an inventory.
+    A bounded SCAN (`_SCAN_CALLS` calls of `_SCAN_COUNT` keys at most, never a ``KEYS``):
+    on a large database it may miss names, so the list is a hint, not an inventory.
 
     Raises:
         CoordinationError: Redis could not be reached or failed.
