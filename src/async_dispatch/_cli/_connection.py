@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The shortest key the commands accept. The simulator's default key, ``sim-key``, has 7
-#: characters; the hosted service's are far longer.
+#: characters; the service's keys are long.
 MIN_API_KEY_LENGTH: Final = 6
 
 
@@ -54,11 +54,9 @@ def check_api_key(key: str | None) -> str:
 
 
 def allow_insecure(args: argparse.Namespace, environ: Mapping[str, str]) -> bool:
-    """``--allow-insecure``, else ``$DISPATCH_ALLOW_INSECURE`` (as the library reads it)."""
-    try:
-        return bool(args.allow_insecure) or configured_allow_insecure(None, environ)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+    """``--allow-insecure``, else ``$DISPATCH_ALLOW_INSECURE`` (as the library reads it;
+    a value that is not a switch is a `UsageError`, exit 2)."""
+    return bool(args.allow_insecure) or configured_allow_insecure(None, environ)
 
 
 def check_service_url(base_url: str, *, allow_insecure: bool) -> None:
