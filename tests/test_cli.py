@@ -7,19 +7,22 @@ both backends without sockets (except where the socket is the point: unreachable
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
 import socket
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
 import httpx
 import pytest
 
-from async_dispatch import _cli as cli_module
 from async_dispatch._cli import ExitCode, main, run
+from async_dispatch._cli import _tasks as cli_tasks
+from async_dispatch._cli._parser import parse
 from async_dispatch.testing import Durations, Simulator, simulator
 
 KEY = "sim-key"
@@ -337,22 +340,121 @@ async def test_an_unreachable_host_says_what_to_check() -> None:
 @pytest.mark.anyio
 async def test_wait_prints_whole_labelled_lines_when_piped() -> None:
     text = "a long answer " * 20
+    created = datetime.now(timezone.utc) - timedelta(seconds=90)
     body = json.dumps(
         {
             "status": "success",
             "response": {"text": text},
-            "createdAt": "2024-12-19T00:00:00.000000+00:00",
-            "completedAt": "2024-12-19T00:01:00.000000+00:00",
+            "createdAt": created.isoformat(),
+            "completedAt": datetime.now(timezone.utc).isoformat(),
         }
     ).encode()
     result = await cli("wait", "req_long", *QUICK, transport=_answer(200, body))
     assert result.code == ExitCode.OK, result.err
     fields = result.out.splitlines()[0].split("\t")
     assert fields[:2] == ["req_long", "success"]
-    assert fields[2].startswith("elapsed=")
-    assert fields[2].endswith("s")
+    # The task's age, from the service's createdAt: not the fraction of a second tracked.
+    label, _, seconds = fields[2].partition("=")
+    assert label == "age"
+    assert seconds.endswith("s")
+    assert 89 <= float(seconds[:-1]) < 200
     assert fields[3] == "polls=1"
     assert fields[4] == text.strip()  # whole: a pipe has no width to respect
+
+
+@pytest.mark.anyio
+async def test_without_a_status_the_time_shown_is_labelled_tracked(sim: Simulator) -> None:
+    result = await cli("wait", "req_000000000000", *QUICK, sim=sim)
+    assert result.code == ExitCode.NOT_FOUND
+    fields = result.out.splitlines()[0].split("\t")
+    assert fields[1] == "failed"
+    assert fields[2].startswith("tracked=")  # never told when the task was created
+
+
+@pytest.mark.anyio
+async def test_a_timed_out_submit_wait_says_what_happened(sim: Simulator) -> None:
+    extra = json.dumps({"simulate": {"outcome": "never"}})
+    result = await cli(
+        "submit", "go", "--wait", "--deadline", "0.3", "--extra", extra, *QUICK, sim=sim
+    )
+    assert result.code == ExitCode.TASK_FAILED, result.err
+    request_id, line = result.out.splitlines()
+    prefix = f"{request_id}: timed-out: deadline passed at "
+    assert line.startswith(prefix), line
+    assert " UTC after 0." in line  # when, then how long it was tracked
+    assert "s of tracking and " in line
+    assert "; last status: pending (created 20" in line
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("key", ["a", "as", "sim-k"])
+async def test_a_key_too_short_to_be_real_is_refused_without_mangling(
+    sim: Simulator, key: str
+) -> None:
+    result = await cli("status", "req_x", "--api-key", key, sim=sim)
+    assert result.code == ExitCode.USAGE
+    assert result.err.startswith("async-dispatch: error: the API key has ")
+    assert "***" not in result.err  # the message is not mangled by masking the key
+    assert "check --api-key or DISPATCH_API_KEY" in result.err
+    assert result.err.count("\n") == 1
+    assert sim.app.tasks == {}  # nothing was sent
+
+
+@pytest.mark.anyio
+async def test_the_simulators_default_key_is_long_enough(sim: Simulator) -> None:
+    assert len(KEY) == 7
+    result = await cli("status", "req_000000000000", sim=sim)
+    assert result.code == ExitCode.NOT_FOUND  # accepted, authenticated, then 404
+
+
+@pytest.mark.parametrize("command", [["wait", "req_x"], ["submit", "go", "--wait"]])
+def test_intervals_out_of_order_are_a_usage_error_naming_both(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    assert main([*command, "--interval", "5", "--max-interval", "0.1"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "--max-interval (0.1) must be at least --interval (5)" in err
+
+
+def test_a_long_interval_alone_raises_the_default_maximum() -> None:
+    parsed = parse(
+        ["wait", "req_x", "--interval", "30"], stdout=io.StringIO(), stderr=io.StringIO()
+    )
+    assert isinstance(parsed, argparse.Namespace)
+    assert (parsed.interval, parsed.max_interval) == (30.0, 30.0)
+    default = parse(["wait", "req_x"], stdout=io.StringIO(), stderr=io.StringIO())
+    assert isinstance(default, argparse.Namespace)
+    assert (default.interval, default.max_interval) == (2.0, 10.0)
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    assert main(["simulate", "--port", port]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "OverflowError" not in err
+    assert err.splitlines()[-1].startswith("async-dispatch simulate: error: argument --port: ")
+
+
+@pytest.mark.anyio
+async def test_the_insecure_variable_allows_plain_http_as_the_flag_does() -> None:
+    body = b'{"status": "pending", "createdAt": "2024-12-19T00:00:00.000000+00:00"}'
+    remote = {"DISPATCH_BASE_URL": "http://example.com"}
+    refused = await cli("status", "req_x", env=remote, transport=_answer(200, body))
+    assert refused.code == ExitCode.USAGE
+    assert "DISPATCH_ALLOW_INSECURE=1" in refused.err
+    allowed = await cli(
+        "status",
+        "req_x",
+        transport=_answer(200, body),
+        env={**remote, "DISPATCH_ALLOW_INSECURE": "1"},
+    )
+    assert allowed.code == ExitCode.OK, allowed.err
+    typo = await cli("status", "req_x", env={**remote, "DISPATCH_ALLOW_INSECURE": "ture"})
+    assert typo.code == ExitCode.USAGE
+    assert "DISPATCH_ALLOW_INSECURE must be 1 or 0" in typo.err
 
 
 @pytest.mark.anyio
@@ -405,7 +507,7 @@ async def test_library_warnings_reach_stderr_only_while_the_command_runs(
         seen.append(len(library.handlers))
         return 0
 
-    monkeypatch.setattr(cli_module, "_status", status_that_warns)
+    monkeypatch.setattr(cli_tasks, "status", status_that_warns)
     result = await cli("status", "req_x", sim=sim)
     assert result.code == ExitCode.OK
     assert seen == [len(handlers) + 1]

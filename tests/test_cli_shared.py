@@ -12,17 +12,22 @@ import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
 import pytest
 
-from async_dispatch import DispatchClient, Outcome, OutcomeKind, TaskStatus
+from async_dispatch import DispatchClient, Outcome, OutcomeKind, TaskStatus, UsageError
 from async_dispatch._cli import ExitCode, run
+from async_dispatch._cli._output import Redactor, counts_markup, make_display
+from async_dispatch._cli._simulate import client_base_url
 from async_dispatch._config import (
+    ALLOW_INSECURE_ENV,
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    configured_allow_insecure,
     configured_api_key,
     configured_base_url,
 )
@@ -171,3 +176,84 @@ def test_the_command_starts_without_the_cli_extra() -> None:
         demo.stderr
         == f"async-dispatch: error: `async-dispatch demo` needs the cli extra: {EXTRA_HINT}\n"
     )
+
+
+def _outcome_of_kind(kind: OutcomeKind) -> Outcome:
+    return Outcome(
+        request_id=f"req_{kind.name.lower()}",
+        kind=kind,
+        status=None if kind is OutcomeKind.SUBMIT_UNCERTAIN else _status(),
+        error=ValueError("why") if kind is not OutcomeKind.SUCCESS else None,
+        context=None,
+        polls=2,
+        elapsed=1.5,
+        final=kind is not OutcomeKind.INPUT_REQUIRED,
+    )
+
+
+def test_every_outcome_kind_renders_in_every_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind without a style (SUBMIT_UNCERTAIN was one) would raise KeyError here."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich's table: room for every cell on one line
+    outcomes = [_outcome_of_kind(kind) for kind in OutcomeKind]
+    finals = [outcome for outcome in outcomes if outcome.final]
+    counts = Counter(outcome.kind for outcome in outcomes)
+    markup = counts_markup(counts)
+    for kind in OutcomeKind:
+        assert kind.value in markup or kind is OutcomeKind.INPUT_REQUIRED
+    assert "asked for input 1" in markup
+    for tty in (True, False):
+        out = _Terminal() if tty else io.StringIO()
+        display = make_display(Redactor(out, None), json_lines=False)
+        display.start(len(finals))
+        for outcome in outcomes:
+            display.outcome(outcome)
+        display.stop()
+        display.finish(finals)
+        text = out.getvalue()
+        for outcome in finals:
+            assert outcome.request_id in text
+            assert outcome.kind.value in text
+
+
+def test_simulate_names_a_loopback_url_for_a_wildcard_address() -> None:
+    assert client_base_url("http://0.0.0.0:8000/fast/v2") == (
+        "http://127.0.0.1:8000/fast/v2",
+        False,
+    )
+    assert client_base_url("http://[::]:8000") == ("http://[::1]:8000", False)
+    assert client_base_url("http://127.0.0.1:8000") == ("http://127.0.0.1:8000", False)
+    # Another machine-visible address: plain http:// to it needs the variable.
+    assert client_base_url("http://192.0.2.7:8000") == ("http://192.0.2.7:8000", True)
+
+
+def test_the_url_simulate_prints_is_one_the_client_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(API_KEY_ENV, "sim-key")
+    monkeypatch.delenv(ALLOW_INSECURE_ENV, raising=False)
+    url, _ = client_base_url("http://0.0.0.0:8000/fast/v2")
+    assert DispatchClient(base_url=url).base_url == url
+    remote, insecure = client_base_url("http://192.0.2.7:8000")
+    assert insecure
+    with pytest.raises(UsageError, match="refusing plain http://"):
+        DispatchClient(base_url=remote)
+    monkeypatch.setenv(ALLOW_INSECURE_ENV, "1")
+    assert DispatchClient(base_url=remote).base_url == remote
+    # An explicit argument wins over the variable.
+    with pytest.raises(UsageError, match="refusing plain http://"):
+        DispatchClient(base_url=remote, allow_insecure=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("off", False)],
+)
+def test_the_insecure_variable_reads_like_a_switch(value: str, allowed: bool) -> None:
+    assert configured_allow_insecure(None, {ALLOW_INSECURE_ENV: value}) is allowed
+    assert configured_allow_insecure(None, {}) is False
+    assert configured_allow_insecure(True, {ALLOW_INSECURE_ENV: "0"}) is True
+
+
+def test_a_typo_in_the_insecure_variable_is_refused() -> None:
+    with pytest.raises(UsageError, match="DISPATCH_ALLOW_INSECURE must be 1 or 0"):
+        configured_allow_insecure(None, {ALLOW_INSECURE_ENV: "ture"})

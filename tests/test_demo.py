@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from async_dispatch._cli import main
-from async_dispatch._demo import DemoSummary, Progress, plan_endings
+from async_dispatch._cli._demo import DemoSummary, Progress, plan_endings
 from async_dispatch._outcome import OutcomeKind
 
 #: A client budget so high that the server's limit (a little above it) never answers 429:

@@ -26,7 +26,7 @@ import pytest
 from rich.console import Console
 
 from async_dispatch._cli import ExitCode, run
-from async_dispatch._cli_output import fleet_lines, fleet_renderable
+from async_dispatch._cli._output import fleet_lines, fleet_renderable
 from async_dispatch._models import TaskStatus
 from async_dispatch._outcome import Outcome, OutcomeKind
 from async_dispatch._store import TrackedTask, make_outcome
@@ -38,7 +38,8 @@ from async_dispatch.redis import (
     RedisTokenBucket,
     read_fleet,
 )
-from redis_support import free_port
+from async_dispatch.redis._fleet_view import fleet_names
+from redis_support import delete_keys, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -138,6 +139,30 @@ async def test_the_view_counts_what_the_fleet_holds(scene: Scene) -> None:
     assert view.replicas == [scene.a]
 
 
+async def test_a_fleet_that_ran_is_found_after_its_tasks_are_gone(
+    redis_url: str, redis_name: str
+) -> None:
+    async with RedisConnection(redis_url) as connection:
+        assert not (await read_fleet(connection, redis_name)).found
+        bucket = RedisTokenBucket(connection, name=redis_name, rate=RATE, burst=5)
+        await bucket.acquire()  # a bucket alone: its hash marks the fleet
+        assert (await read_fleet(connection, redis_name)).found
+        other = redis_name + "-store"
+        try:
+            store = RedisStore(connection, name=other)
+            sink = lambda outcome, receipt: None  # noqa: E731
+            async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
+                task = _task("gone", due=5.0)
+                assert await store.add(task)
+                assert await store.forget("gone")
+            view = await read_fleet(connection, other)
+            assert view.tracked == 0
+            assert view.found  # idle, not absent: the outcome stream stays
+            assert other in await fleet_names(connection, limit=10_000)
+        finally:
+            delete_keys(redis_url, other)
+
+
 async def test_a_limit_on_inspection_is_reported(scene: Scene) -> None:
     view = await read_fleet(scene.connection, scene.name, limit=2)
     assert (view.inspected, view.truncated) == (2, True)
@@ -148,6 +173,7 @@ async def test_an_empty_fleet_reads_as_zeros(redis_url: str, redis_name: str) ->
     async with RedisConnection(redis_url) as connection:
         view = await read_fleet(connection, redis_name)
     data = view.as_dict()
+    assert data["found"] is False  # nothing under this name: zeros, and it says so
     assert data["tasks"] == {
         "tracked": 0,
         "due_now": 0,
@@ -291,8 +317,8 @@ async def test_the_password_is_never_printed(redis_url: str, redis_name: str) ->
     wrong = f"redis://:{PASSWORD}@{host}"
     code, out, err = await fleet_cli("--name", redis_name, "--redis-url", wrong, env={})
     assert PASSWORD not in out + err
-    if code == ExitCode.OK:  # a Redis without requirepass may ignore the password
-        assert "redis://:***@" in out
+    if code in (ExitCode.OK, ExitCode.NO_SUCH_FLEET):  # no requirepass: password ignored
+        assert "redis://:***@" in out + err
     else:
         assert code == ExitCode.UNREACHABLE
         assert "redis://:***@" in err
@@ -300,6 +326,23 @@ async def test_the_password_is_never_printed(redis_url: str, redis_name: str) ->
         async with RedisConnection(wrong) as connection:
             assert PASSWORD not in repr(connection) + connection.url
     gc.collect()  # the failed connections' warnings, while they are filtered
+
+
+async def test_a_name_that_holds_nothing_is_not_shown_as_an_idle_fleet(
+    redis_url: str, scene: Scene
+) -> None:
+    typo = scene.name + "-typo"
+    for extra in ([], ["--json"]):
+        code, out, err = await fleet_cli("--name", typo, *extra, env={"REDIS_URL": redis_url})
+        assert code == ExitCode.NO_SUCH_FLEET
+        assert out == ""
+        assert err.startswith(f"async-dispatch: error: no fleet named {typo!r} in {redis_url}")
+        assert "check --name (fleets there: " in err
+        assert err.count("\n") == 1
+    async with RedisConnection(redis_url) as connection:
+        names = await fleet_names(connection, limit=10_000)
+    assert scene.name in names
+    assert typo not in names
 
 
 async def test_usage_errors(redis_name: str) -> None:

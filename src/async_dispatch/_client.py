@@ -20,7 +20,13 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from ._config import API_KEY_ENV, DEFAULT_BASE_URL, configured_api_key, configured_base_url
+from ._config import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    configured_allow_insecure,
+    configured_api_key,
+    configured_base_url,
+)
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -131,7 +137,8 @@ class DispatchClient:
         bucket: A `Limiter` (e.g. `TokenBucket`) this client's own requests take tokens
             from, and pause on a 429. Share it with your pollers to keep the whole key
             within its limit. The client enters it while it is open.
-        allow_insecure: Allow plain ``http://`` to non-loopback hosts.
+        allow_insecure: Allow plain ``http://`` to non-loopback hosts; defaults to
+            ``$DISPATCH_ALLOW_INSECURE`` (``1`` allows), then False.
         max_body_size: Larger bodies are rejected without being read whole; the limit
             counts decoded bytes, so a small compressed body cannot inflate past it.
         hooks: Instrumentation hooks (`async_dispatch.instrumentation`): Prometheus,
@@ -147,7 +154,7 @@ class DispatchClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         bucket: Limiter | None = None,
-        allow_insecure: bool = False,
+        allow_insecure: bool | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         hooks: Iterable[Hook] | None = None,
     ) -> None:
@@ -167,7 +174,7 @@ class DispatchClient:
         self._key = _Secret(key.strip())
         self.base_url = check_base_url(
             configured_base_url(base_url),
-            allow_insecure=allow_insecure,
+            allow_insecure=configured_allow_insecure(allow_insecure),
         )
         self.retry = retry or RetryPolicy()
         self.bucket = bucket

@@ -11,10 +11,14 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
+from ._errors import UsageError
+
 __all__ = [
+    "ALLOW_INSECURE_ENV",
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "configured_allow_insecure",
     "configured_api_key",
     "configured_base_url",
 ]
@@ -23,6 +27,11 @@ __all__ = [
 DEFAULT_BASE_URL: Final = "https://api.narada.ai/fast/v2"
 API_KEY_ENV: Final = "DISPATCH_API_KEY"
 BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
+#: ``1`` allows plain ``http://`` to a host other than this machine (the key travels in
+#: clear): for a simulator or a gateway on another machine of a trusted network.
+ALLOW_INSECURE_ENV: Final = "DISPATCH_ALLOW_INSECURE"
+_YES: Final = frozenset({"1", "true", "yes", "on"})
+_NO: Final = frozenset({"", "0", "false", "no", "off"})
 
 
 def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -45,3 +54,23 @@ def configured_base_url(base_url: str | None, environ: Mapping[str, str] | None 
     """
     env = os.environ if environ is None else environ
     return base_url or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+def configured_allow_insecure(
+    allow_insecure: bool | None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """`allow_insecure` if given, else ``$DISPATCH_ALLOW_INSECURE``, else False.
+
+    The variable takes ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``
+    (any case; empty is unset). Anything else is a `UsageError` rather than a guess: a
+    typo must neither send the key in clear nor hide why plain http:// is refused.
+    """
+    if allow_insecure is not None:
+        return allow_insecure
+    env = os.environ if environ is None else environ
+    value = env.get(ALLOW_INSECURE_ENV, "").strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise UsageError(f"{ALLOW_INSECURE_ENV} must be 1 or 0 (or true/false), got {value!r}")

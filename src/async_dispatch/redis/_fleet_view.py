@@ -20,6 +20,10 @@ same instant of the Redis server's clock:
 
 Finding the claims means reading the hash of each entry of the check sets: at most
 `limit` entries are inspected (soonest first), and the view says when that cut it short.
+
+An idle fleet and a name that holds nothing read the same figures (all zeros), so the view
+also says whether any of the fleet's keys exist (`FleetView.found`): a mistyped name is
+then told apart from a quiet fleet. `fleet_names()` lists the names that do exist.
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ from typing import Any, Final
 import attrs
 
 from .._errors import UsageError
-from ._connection import RedisConnection
+from ._connection import KEY_PREFIX, RedisConnection
 from ._task_store import GROUP
 
-__all__ = ["INSPECT_LIMIT", "FleetView", "read_fleet"]
+__all__ = ["INSPECT_LIMIT", "FleetView", "fleet_names", "read_fleet"]
 
 #: The most check entries one read inspects for claims (one HMGET each, inside Redis).
 INSPECT_LIMIT: Final = 10_000
+#: What `fleet_names()` looks at: this many SCAN calls of this many keys each, at most.
+_SCAN_CALLS: Final = 20
+_SCAN_COUNT: Final = 1000
 
 
 def _counts(flat: Any) -> dict[str, int]:
@@ -92,6 +99,10 @@ class FleetView:
     paused_for: float
     #: The bucket's rate, when the reader was told it: turns `schedule_ahead` into tokens.
     rate: float | None = None
+    #: False when none of the fleet's keys exists: nothing ever ran under this name (or
+    #: everything of it is gone), which an all-zero view alone cannot tell from idleness.
+    #: A store's outcome stream stays once created, so a fleet that ran stays found.
+    found: bool = True
 
     @property
     def tokens_in_use(self) -> float | None:
@@ -107,6 +118,7 @@ class FleetView:
         """Plain JSON types: what ``async-dispatch fleet --json`` prints."""
         return {
             "name": self.name,
+            "found": self.found,
             "server_time": round(self.server_time, 6),
             "tasks": {
                 "tracked": self.tracked,
@@ -206,6 +218,7 @@ async def read_fleet(
         now_us,
         tat_us,
         paused_until_us,
+        found,
     ) = reply
     now = float(_text(stamp))
     now_micro = float(_text(now_us))
@@ -239,7 +252,37 @@ async def read_fleet(
         schedule_ahead=max(0.0, (tat - sendable) / 1e6) if tat is not None else 0.0,
         paused_for=max(0.0, (sendable - now_micro) / 1e6),
         rate=rate,
+        found=_int(found) > 0,
     )
+
+
+async def fleet_names(connection: RedisConnection, *, limit: int = 10) -> list[str]:
+    """Up to `limit` fleet names that hold keys on this Redis, sorted: to suggest one when
+    a name holds nothing.
+
+    A bounded SCAN (`_SCAN_CALLS` calls of `_SCAN_COUNT` keys at most, never a ``KEYS``):
+    on a large database it may miss names, so the list is a hint, not an inventory.
+
+    Raises:
+        CoordinationError: Redis could not be reached or failed.
+    """
+    pattern = RedisConnection.key("*", "*")
+    start = len(f"{KEY_PREFIX}:{{")  # where the name begins, after its opening brace
+    names: set[str] = set()
+    cursor = 0
+    with connection.translate_errors("listing fleets"):
+        for _ in range(_SCAN_CALLS):
+            cursor, keys = await connection.client.scan(
+                cursor=cursor, match=pattern, count=_SCAN_COUNT
+            )
+            for key in keys:
+                text = _text(key)
+                end = text.find("}:", start)
+                if end > start:
+                    names.add(text[start:end])
+            if cursor == 0 or len(names) >= limit:
+                break
+    return sorted(names)[:limit]
 
 
 def _int(value: object) -> int:

@@ -9,7 +9,8 @@
 --    inspected, truncated (0/1), leased, stale leases, {claimer, count, ...},
 --    outcomes (XLEN), pending (XPENDING), {consumer, count, ...},
 --    intents, oldest intent start or '', parked,
---    bucket now (us), tat (us) or '', paused until (us) or ''}
+--    bucket now (us), tat (us) or '', paused until (us) or '',
+--    found (how many of KEYS exist: 0 means no fleet of this name holds anything here)}
 --
 -- Leases are found by reading the hash of each entry of the check sets, at most ARGV[3] of
 -- them (the soonest first): a claimed check's score is its lease expiry, so the claims sit
@@ -93,4 +94,5 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 return {stamp, redis.call('ZCARD', KEYS[1]), due, redis.call('ZCARD', KEYS[2]), next_due,
         first_score(KEYS[1]) or '', inspected, truncated, leased, stale, claimers, outcomes, pending,
         consumers, redis.call('ZCARD', KEYS[5]), oldest, redis.call('ZCARD', KEYS[7]),
-        string.format('%d', now_us), bucket[1] or '', bucket[2] or ''}
+        string.format('%d', now_us), bucket[1] or '', bucket[2] or '',
+        redis.call('EXISTS', unpack(KEYS))}

@@ -13,17 +13,18 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TextIO, cast
 
 import attrs
 
-from ._models import TaskStatus
-from ._outcome import Outcome, OutcomeKind
+from .._models import TaskStatus
+from .._outcome import Outcome, OutcomeKind
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from .redis import FleetView
+    from ..redis import FleetView
 
 __all__ = [
     "FINAL_KINDS",
@@ -35,7 +36,11 @@ __all__ = [
     "have_rich",
     "make_display",
     "one_line",
+    "outcome_detail",
     "percentile",
+    "status_lines",
+    "task_age",
+    "timed_out_detail",
 ]
 
 #: The kinds that end a task (every kind but the INPUT_REQUIRED notification), in the
@@ -48,6 +53,7 @@ _KIND_STYLE: Final = {
     OutcomeKind.TIMED_OUT: "yellow",
     OutcomeKind.FAILED: "magenta",
     OutcomeKind.INPUT_REQUIRED: "cyan",
+    OutcomeKind.SUBMIT_UNCERTAIN: "bold red",
 }
 
 
@@ -131,15 +137,59 @@ def _short(text: str, width: int | None) -> str:
 def outcome_detail(outcome: Outcome, width: int | None = None) -> str:
     """What to show beside an outcome: the task's text, else the error, on one line.
 
+    A timed-out task says what happened instead: the deadline passed, after how long and
+    how many checks, and the last status the service gave (its last error too, if any).
     `width` cuts it, for a terminal table; logs and pipes get it whole (None).
     """
-    if outcome.kind in (OutcomeKind.TIMED_OUT, OutcomeKind.FAILED) and outcome.error is not None:
+    if outcome.kind is OutcomeKind.TIMED_OUT:
+        text = timed_out_detail(outcome)
+    elif outcome.kind is OutcomeKind.FAILED and outcome.error is not None:
         text = str(outcome.error)
     elif outcome.status is not None and outcome.status.text:
         text = outcome.status.text
     else:
         text = str(outcome.error) if outcome.error is not None else ""
     return _short(one_line(text), width)
+
+
+def timed_out_detail(outcome: Outcome, at: datetime | None = None) -> str:
+    """``deadline passed at 16:40:02 UTC after 600.0s of tracking and 57 checks; last
+    status: pending (created ...)``: why a TIMED_OUT outcome ended, and what was known."""
+    when = f" at {at.astimezone(timezone.utc):%H:%M:%S} UTC" if at is not None else ""
+    checks = "check" if outcome.polls == 1 else "checks"
+    text = (
+        f"deadline passed{when} after {outcome.elapsed:.1f}s of tracking "
+        f"and {outcome.polls} {checks}; "
+    )
+    status = outcome.status
+    if status is None:
+        text += "no status was read"
+    else:
+        text += f"last status: {status.raw_status} (created {status.created_at.isoformat()})"
+    if outcome.error is not None:
+        text += f"; last error: {outcome.error}"
+    return text
+
+
+def task_age(outcome: Outcome, now: datetime) -> tuple[str, float]:
+    """How old the task was when its outcome arrived, labelled by what it counts from.
+
+    ``("age", s)``: seconds since the service created the task (its ``createdAt``), when a
+    status told it. ``("tracked", s)`` otherwise: the seconds this command tracked it,
+    which is all that is known (the task may be older).
+    """
+    if outcome.status is not None:
+        return "age", max(0.0, (now - outcome.status.created_at).total_seconds())
+    return "tracked", outcome.elapsed
+
+
+def _age_text(outcome: Outcome, now: datetime) -> str:
+    label, seconds = task_age(outcome, now)
+    return f"{seconds:.1f}s" if label == "age" else f"{seconds:.1f}s ({label})"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def status_lines(status: TaskStatus) -> list[str]:
@@ -208,8 +258,10 @@ class JsonLinesDisplay:
 class PlainDisplay:
     """One tab-separated line per outcome as it arrives, then a one-line summary.
 
-    Fields: request id, kind, ``elapsed=<seconds>s``, ``polls=<n>``, then the task's text
-    or the error, whole: a log or a pipe has no width to respect.
+    Fields: request id, kind, ``age=<seconds>s`` (since the service created the task;
+    ``tracked=<seconds>s`` when no status told when that was, see `task_age`),
+    ``polls=<n>``, then the task's text or the error, whole: a log or a pipe has no width
+    to respect.
     """
 
     out: Redactor
@@ -218,8 +270,9 @@ class PlainDisplay:
         pass
 
     def outcome(self, outcome: Outcome) -> None:
+        label, seconds = task_age(outcome, _utc_now())
         self.out.line(
-            f"{outcome.request_id}\t{outcome.kind.value}\telapsed={outcome.elapsed:.1f}s\t"
+            f"{outcome.request_id}\t{outcome.kind.value}\t{label}={seconds:.1f}s\t"
             f"polls={outcome.polls}\t{outcome_detail(outcome)}"
         )
 
@@ -253,6 +306,9 @@ class RichDisplay:
         )
         self.task = self.progress.add_task("finished", total=None, counts="", start=False)
         self.counts: Counter[OutcomeKind] = Counter()
+        #: When each outcome arrived: the table, drawn at the end, shows each task's age
+        #: at its own outcome.
+        self.arrived: dict[str, datetime] = {}
 
     def start(self, total: int) -> None:
         self.progress.update(self.task, total=total)
@@ -261,6 +317,7 @@ class RichDisplay:
 
     def outcome(self, outcome: Outcome) -> None:
         self.counts[outcome.kind] += 1
+        self.arrived[outcome.request_id] = _utc_now()
         if outcome.kind is OutcomeKind.INPUT_REQUIRED:
             from rich.text import Text
 
@@ -277,15 +334,16 @@ class RichDisplay:
         from rich.table import Table
 
         table = Table(title=summary_line(finals), title_justify="left")
-        for column in ("request id", "outcome", "polls", "elapsed", "detail"):
-            table.add_column(column, justify="right" if column in ("polls", "elapsed") else "left")
+        for column in ("request id", "outcome", "polls", "age", "detail"):
+            table.add_column(column, justify="right" if column in ("polls", "age") else "left")
+        now = _utc_now()
         for outcome in finals:
-            style = _KIND_STYLE.get(outcome.kind, "")
+            style = _KIND_STYLE[outcome.kind]
             table.add_row(
                 outcome.request_id,
                 f"[{style}]{outcome.kind.value}[/]",
                 str(outcome.polls),
-                f"{outcome.elapsed:.1f}s",
+                _age_text(outcome, self.arrived.get(outcome.request_id, now)),
                 outcome_detail(outcome, _TEXT_WIDTH),
             )
         self.console.print(table)

@@ -25,14 +25,14 @@ import anyio
 import anyio.abc
 import attrs
 
-from ._cli_output import FINAL_KINDS, Redactor, have_rich, percentile
-from ._client import DispatchClient
-from ._errors import DispatchError, UsageError
-from ._limiter import TokenBucket
-from ._options import SubmitOptions
-from ._outcome import Outcome, OutcomeKind
-from ._poller import Poller
-from .testing import Durations, OutcomeMix, RateLimit, Simulator, SimulatorConfig, serve
+from .._client import DispatchClient
+from .._errors import DispatchError, UsageError
+from .._limiter import TokenBucket
+from .._options import SubmitOptions
+from .._outcome import Outcome, OutcomeKind
+from .._poller import Poller
+from ..testing import Durations, OutcomeMix, RateLimit, Simulator, SimulatorConfig, serve
+from ._output import FINAL_KINDS, Redactor, have_rich, percentile
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
