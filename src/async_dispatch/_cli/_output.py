@@ -165,7 +165,9 @@ def timed_out_detail(outcome: Outcome, at: datetime | None = None) -> str:
     if status is None:
         text += "no status was read"
     else:
-        text += f"last status: {status.raw_status} (created {status.created_at.isoformat()})"
+        text += f"last status: {status.raw_status}"
+        if status.created_at is not None:
+            text += f" (created {status.created_at.isoformat()})"
     if outcome.error is not None:
         text += f"; last error: {outcome.error}"
     return text
@@ -175,11 +177,12 @@ def task_age(outcome: Outcome, now: datetime) -> tuple[str, float]:
     """How old the task was when its outcome arrived, labelled by what it counts from.
 
     ``("age", s)``: seconds since the service created the task (its ``createdAt``), when a
-    status told it. ``("tracked", s)`` otherwise: the seconds this command tracked it,
-    which is all that is known (the task may be older).
+    status told it (the service need not send it). ``("tracked", s)`` otherwise: the
+    seconds this command tracked it, which is all that is known (the task may be older).
     """
-    if outcome.status is not None:
-        return "age", max(0.0, (now - outcome.status.created_at).total_seconds())
+    created_at = outcome.status.created_at if outcome.status is not None else None
+    if created_at is not None:
+        return "age", max(0.0, (now - created_at).total_seconds())
     return "tracked", outcome.elapsed
 
 
