@@ -17,6 +17,7 @@ __all__ = [
     "DispatchError",
     "InvalidRequestIdError",
     "InvalidResponseError",
+    "LifecycleError",
     "NotFoundError",
     "NotOpenError",
     "PermissionDeniedError",
@@ -137,7 +138,16 @@ class RequestTimeoutError(TransportError, TimeoutError):
     """
 
 
-class NotOpenError(DispatchError, RuntimeError):
+class LifecycleError(DispatchError, RuntimeError):
+    """An object was used in a state that does not allow it: entered a second time, used
+    from another thread's event loop, or outside its ``async with`` (`NotOpenError`).
+
+    Every object of this library that is opened with ``async with`` has one lifecycle
+    (not opened, open, closed), and every misuse of it raises this or its subclass.
+    """
+
+
+class NotOpenError(LifecycleError):
     """An object was used outside its ``async with``: not open yet, or already closed.
 
     It is the one signal a `WebhookReceiver` answers with ``503`` (retry later): any other

@@ -15,6 +15,7 @@ from typing import Any
 import anyio.lowlevel
 
 from ._alarm import Alarm
+from ._errors import LifecycleError
 from ._outcome import Outcome
 
 __all__ = ["OutcomeQueue", "OutcomeStream"]
@@ -61,7 +62,7 @@ class OutcomeQueue:
         that was already known.
         """
         if self._consuming:
-            raise RuntimeError("these outcomes are already being iterated by another task")
+            raise LifecycleError("these outcomes are already being iterated by another task")
         self._consuming = True
         try:
             while self._unacked:

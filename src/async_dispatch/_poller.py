@@ -43,6 +43,7 @@ from ._errors import (
     DispatchError,
     InvalidRequestIdError,
     InvalidResponseError,
+    LifecycleError,
     NotOpenError,
     RateLimitedError,
     UsageError,
@@ -51,10 +52,11 @@ from ._limiter import Limiter, OneAtATime, TokenBucket
 from ._log import logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions
+from ._outage import Outage
 from ._outcome import Outcome, OutcomeKind, Via
 from ._outcomes import OutcomeQueue, OutcomeStream
 from ._service import Service
-from ._stats import PollerStats
+from ._stats import Counters, PollerStats
 from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
 from ._validation import check_request_id
 from ._wire import parse_status_payload
@@ -93,9 +95,9 @@ class DeliveryResult(enum.Enum):
     UNKNOWN = "unknown"
 
 
-class PollerUnavailable(NotOpenError):
-    """The poller cannot take a webhook now: it is closed, or the key was refused and no
-    outcome would reach the application. The sender should try again later."""
+#: Kept for code written against 0.x: the poller raises `NotOpenError` (a closed poller,
+#: or one stopped because the key was refused) like every other object that is not open.
+PollerUnavailable = NotOpenError
 
 
 def _positive(name: str, value: float) -> float:
@@ -184,7 +186,7 @@ class Poller:
         self.callback_url = callback_url
         self.callback_secret = callback_secret
         self.callback_headers = callback_headers
-        self._stats = PollerStats()
+        self._stats = Counters()
         self._rng = random.Random(seed)
         self._outcomes = OutcomeQueue()
         self._submit_lane = OneAtATime(self.bucket)
@@ -193,23 +195,22 @@ class Poller:
         self._service = Service("Poller")
         self._thread: int | None = None
         self._now: Callable[[], float] = anyio.current_time
-        self._closed = False
         self._dispatch_lock: anyio.Lock | None = None
         self._token_in_hand = False
         self._dispatcher = Alarm()
         self._reaper = Alarm()
         self._lag_warned = False
-        #: Consecutive failures to reach a shared limiter or store (0: all is well).
-        self._outage = 0
+        #: Failures in a row to reach a shared limiter or store (workers and reaper).
+        self._outage = Outage("poller")
         self._instrumentation = client.instrumentation
         self._wants_tracking = self._instrumentation.wants(TaskTracked)
         self._wants_token_waits = self._instrumentation.wants(TokenWaited)
 
     @property
     def stats(self) -> PollerStats:
-        """Live counters: how much is tracked and in flight, requests, 429s, outcomes."""
-        self._stats.tracked = len(self.store)
-        return self._stats
+        """The counters as they are now (a frozen snapshot): how much is tracked and in
+        flight, requests, 429s, outcomes. Read it again for newer figures."""
+        return self._stats.snapshot(tracked=len(self.store))
 
     def __repr__(self) -> str:
         return (
@@ -221,7 +222,7 @@ class Poller:
 
     async def __aenter__(self) -> Poller:
         if not self.client.is_open:
-            raise RuntimeError(
+            raise NotOpenError(
                 "the DispatchClient is not open: enter `async with client:` before the Poller"
             )
         self._thread = threading.get_ident()
@@ -255,14 +256,12 @@ class Poller:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._closed = True
         await self._service.close(exc_type, exc, tb)
 
     def _check_open(self) -> None:
-        if not self._service.running or self._closed:
-            raise PollerUnavailable("use the Poller inside `async with Poller(client) as poller:`")
+        self._service.check_open("use it inside `async with Poller(client) as poller:`")
         if threading.get_ident() != self._thread:
-            raise RuntimeError(
+            raise LifecycleError(
                 "this Poller belongs to the event loop of another thread; use "
                 "anyio.from_thread to call into it"
             )
@@ -466,14 +465,12 @@ class Poller:
 
         Raises:
             InvalidResponseError: the payload lacks `requestId` or the status fields.
-            PollerUnavailable: the poller is closed, or stopped because the key was
+            NotOpenError: the poller is not open, or stopped because the key was
                 refused: no outcome would reach the application, so do not answer 2xx.
         """
-        if self._closed or not self._service.running:
-            raise PollerUnavailable("the poller is not running")
-        if self._fatal is not None:
-            raise PollerUnavailable("the poller stopped: the service refused the API key")
         self._check_open()
+        if self._fatal is not None:
+            raise NotOpenError("the poller stopped: the service refused the API key")
         request_id = payload.get("requestId") if isinstance(payload, Mapping) else None
         if not isinstance(request_id, str) or not request_id:
             raise InvalidResponseError(
@@ -566,7 +563,7 @@ class Poller:
                 await self._ride_out(exc)
             else:
                 if self._outage:
-                    self._recovered()
+                    self._outage.recovered()
 
     async def _next_check(self) -> TrackedTask:
         """Wait for a due check and a token; return the most urgent task at that moment.
@@ -778,7 +775,7 @@ class Poller:
                 await self._ride_out(exc)
                 continue
             if self._outage:
-                self._recovered()
+                self._outage.recovered()
             if expired:
                 await anyio.lowlevel.checkpoint()
                 continue
@@ -791,15 +788,9 @@ class Poller:
         claimed again once its lease expires, and an outcome that could not be
         acknowledged is delivered again (`Outcome.deliveries`). Said once per outage.
         """
-        self._outage += 1
-        if self._outage == 1:
-            logger.warning("coordination_unavailable", error=str(error))
-        backoff = self.client.retry.backoff(min(self._outage, 8), self._rng)
+        failures = self._outage.failed(error)
+        backoff = self.client.retry.backoff(min(failures, 8), self._rng)
         await anyio.sleep(max(backoff, _OUTAGE_MIN_WAIT))
-
-    def _recovered(self) -> None:
-        logger.warning("coordination_recovered", failures=self._outage)
-        self._outage = 0
 
     async def _ack(self, receipt: Any) -> None:
         try:

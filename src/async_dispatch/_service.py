@@ -10,13 +10,26 @@ the block works), not wrapped in an ``ExceptionGroup``. This class does that, on
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
 import anyio.abc
 
-__all__ = ["Service"]
+from ._errors import LifecycleError, NotOpenError
+
+__all__ = ["Service", "State"]
+
+
+class State(enum.Enum):
+    """Where an object opened with ``async with`` is in its one life."""
+
+    UNOPENED = "unopened"
+    OPEN = "open"
+    #: From the first moment of the exit on: nothing new is accepted while it winds down.
+    CLOSED = "closed"
+
 
 #: Enters the resources the jobs need on the exit stack.
 Enter = Callable[[contextlib.AsyncExitStack], Awaitable[None]]
@@ -32,30 +45,38 @@ class Service:
     closed in reverse order. A failure of a background job propagates from the exit.
     """
 
-    __slots__ = ("_name", "_stack", "_task_group", "_used")
+    __slots__ = ("_name", "_stack", "state")
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._stack: contextlib.AsyncExitStack | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._used = False
+        #: The owner's one lifecycle state: the owner keeps no flags of its own.
+        self.state = State.UNOPENED
 
     @property
     def running(self) -> bool:
-        return self._task_group is not None
+        return self.state is State.OPEN
+
+    def check_open(self, usage: str) -> None:
+        """Raise `NotOpenError`, saying how to use the owner (`usage`), unless it is open."""
+        if self.state is not State.OPEN:
+            when = "not open yet" if self.state is State.UNOPENED else "closed"
+            raise NotOpenError(f"this {self._name} is {when}: {usage}")
 
     async def open(self, enter: Enter, start: Start) -> None:
         """Enter the resources through `enter`, then start the jobs through `start`."""
-        if self._used:
-            raise RuntimeError(f"this {self._name} was already opened; enter it only once")
-        self._used = True
+        if self.state is not State.UNOPENED:
+            raise LifecycleError(
+                f"this {self._name} was already opened; enter it only once (make a new one)"
+            )
+        self.state = State.CLOSED  # until it is open: a failed enter leaves it unusable
         async with contextlib.AsyncExitStack() as stack:
             await enter(stack)
             task_group = anyio.create_task_group()
             await stack.enter_async_context(_BodyBlind(task_group))
             start(task_group)
             self._stack = stack.pop_all()
-            self._task_group = task_group
+            self.state = State.OPEN
 
     async def close(
         self,
@@ -64,7 +85,7 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         """Cancel and await the jobs, then close the resources."""
-        stack, self._stack, self._task_group = self._stack, None, None
+        stack, self._stack, self.state = self._stack, None, State.CLOSED
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 

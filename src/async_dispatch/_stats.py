@@ -1,4 +1,8 @@
-"""Live counters of a `Poller`, for dashboards and tests."""
+"""A `Poller`'s counters: `PollerStats`, a frozen snapshot, and the live `Counters`.
+
+Like anyio's ``statistics()``: reading `Poller.stats` returns a value that stays what it
+was when read, never a live object a caller could change (or see change under it).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,16 @@ import attrs
 
 from ._outcome import OutcomeKind
 
-__all__ = ["PollerStats"]
+__all__ = ["Counters", "PollerStats"]
 
 
 def _zero_per_kind() -> dict[OutcomeKind, int]:
     return dict.fromkeys(OutcomeKind, 0)
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class PollerStats:
-    """Counters since the poller was opened. Read them any time; do not write them."""
+    """Counters since the poller was opened, as they were when read (`Poller.stats`)."""
 
     #: Tasks being tracked now (`in_flight` of them have a request outstanding).
     tracked: int = 0
@@ -47,3 +51,44 @@ class PollerStats:
         data = attrs.asdict(self)
         data["outcomes"] = {kind.value: n for kind, n in self.outcomes.items()}
         return data
+
+
+class Counters:
+    """The live counters a poller updates; `snapshot()` is what `Poller.stats` returns.
+
+    The same fields as `PollerStats` (a test keeps the two lists equal), as plain slots:
+    incrementing one is the cheapest thing Python can do, on the hot path of every check.
+    """
+
+    __slots__ = (
+        "check_lag",
+        "deliveries",
+        "duplicate_deliveries",
+        "in_flight",
+        "outcomes",
+        "pauses",
+        "polls_sent",
+        "rate_limited",
+        "retries",
+        "submits_sent",
+        "unknown_statuses",
+    )
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.polls_sent = 0
+        self.submits_sent = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.pauses = 0
+        self.unknown_statuses = 0
+        self.deliveries = 0
+        self.duplicate_deliveries = 0
+        self.check_lag = 0.0
+        self.outcomes = _zero_per_kind()
+
+    def snapshot(self, *, tracked: int) -> PollerStats:
+        """These counters now, with `tracked` (which the store counts), frozen."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values["outcomes"] = dict(self.outcomes)
+        return PollerStats(tracked=tracked, **values)

@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from ._errors import UsageError
+from ._errors import LifecycleError, UsageError
 from ._models import TaskStatus
 from ._outcome import Outcome, OutcomeKind, Via
 
@@ -375,7 +375,7 @@ class MemoryStore:
         last_check_lead: float,
     ) -> AsyncIterator[None]:
         if self._sink is not None:
-            raise RuntimeError("this MemoryStore already serves a Poller; give each its own")
+            raise LifecycleError("this MemoryStore already serves a Poller; give each its own")
         self._sink, self._clock, self._lead = sink, clock, last_check_lead
         try:
             yield

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.datastructures import State
 
+from ._errors import NotOpenError
 from ._poller import Poller
 from ._runtime import DispatchRuntime
 from ._webhooks import WebhookResult
@@ -80,7 +81,7 @@ def get_runtime(request: Request) -> DispatchRuntime:
     """A dependency: the app's running `DispatchRuntime`."""
     runtime = _runtime_or_none(request.app.state)
     if runtime is None:
-        raise RuntimeError(
+        raise NotOpenError(
             "no DispatchRuntime is running for this app: pass "
             "lifespan=dispatch_lifespan(runtime) to FastAPI (or use open_runtime)"
         )

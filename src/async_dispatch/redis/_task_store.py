@@ -62,9 +62,10 @@ import anyio
 import anyio.abc
 
 from .._error_codec import error_from_data, error_to_data
-from .._errors import DispatchError, UsageError
+from .._errors import DispatchError, LifecycleError, UsageError
 from .._log import logger
 from .._models import TaskStatus
+from .._outage import Outage
 from .._outcome import VIAS, Outcome, OutcomeKind, Via
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
@@ -228,7 +229,7 @@ class RedisStore:
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
         self._refreshed = -math.inf  # loop time of the last hints
-        self._outage: dict[str, bool] = {}
+        self._outages = {job: Outage(f"redis-{job}", store=name) for job in ("leases", "outcomes")}
 
     def __repr__(self) -> str:
         return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
@@ -280,7 +281,7 @@ class RedisStore:
         last_check_lead: float,
     ) -> AsyncIterator[None]:
         if self._sink is not None:
-            raise RuntimeError("this RedisStore already serves a Poller; give each its own")
+            raise LifecycleError("this RedisStore already serves a Poller; give each its own")
         async with self._connection:
             self._sink, self._clock, self._lead = sink, clock, last_check_lead
             # Wakes the poller's consumer when the fleet becomes idle through another
@@ -606,13 +607,10 @@ class RedisStore:
     # -- background jobs ----------------------------------------------------------------
 
     def _failed(self, job: str, exc: CoordinationError) -> None:
-        if not self._outage.get(job):
-            self._outage[job] = True
-            logger.warning("redis_unavailable", job=job, store=self.name, error=str(exc))
+        self._outages[job].failed(exc)
 
     def _recovered(self, job: str) -> None:
-        if self._outage.pop(job, False):
-            logger.warning("redis_recovered", job=job, store=self.name)
+        self._outages[job].recovered()
 
     async def _maintain(self) -> None:
         """Renew the leases of the checks this replica runs; re-measure the clock offset."""
