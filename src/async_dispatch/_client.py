@@ -600,17 +600,31 @@ class DispatchClient:
 
     def _announce_pause(
         self, pause: float, bucket: Limiter | None, source: RateLimitSource
-    ) -> None:
+    ) -> bool:
         """One `RateLimitPaused` per pause that extends the one in force, not one per 429
-        (`LoggingHook` turns it into the ``rate_limited`` warning)."""
+        (`LoggingHook` turns it into the ``rate_limited`` warning). True if it did."""
         now = anyio.current_time()
         current = self._paused_until
         if bucket is not None:
             current = max(current, now + bucket.paused_for())
         until = now + pause
         self._paused_until = max(self._paused_until, until)
-        if (until > current + _SAME_PAUSE or current <= now) and self.instrumentation.enabled:
+        announced = until > current + _SAME_PAUSE or current <= now
+        if announced and self.instrumentation.enabled:
             self.instrumentation.emit(RateLimitPaused(seconds=pause, source=source))
+        return announced
+
+    async def _pause_key(
+        self, error: RateLimitedError, bucket: Limiter, source: RateLimitSource
+    ) -> bool:
+        """A 429 met by a caller that schedules its own retries (a poller's check): the
+        one streak, the one pause rule and the one announcement of this client, applied to
+        `bucket`. True if the pause was a new one (announced)."""
+        self._consecutive_429 += 1
+        seconds = self.retry.rate_limit_pause(error.retry_after, self._consecutive_429)
+        announced = self._announce_pause(seconds, bucket, source)
+        await bucket.pause(seconds)
+        return announced
 
     def _out_of_budget(self, failure: DispatchError, delay: float) -> DispatchError:
         """The error to raise instead of a wait that would pass `RetryPolicy.max_wait`."""

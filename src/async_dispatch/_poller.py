@@ -64,7 +64,6 @@ from .instrumentation import (
     SPAN_CHECK,
     CheckDone,
     CheckResult,
-    RateLimitPaused,
     TaskForgotten,
     TaskResolved,
     TaskTracked,
@@ -190,7 +189,6 @@ class Poller:
         self._rng = random.Random(seed)
         self._outcomes = OutcomeQueue()
         self._submit_lane = OneAtATime(self.bucket)
-        self._consecutive_429 = 0
         self._fatal: DispatchError | None = None
         self._service = Service("Poller")
         self._thread: int | None = None
@@ -714,7 +712,6 @@ class Poller:
             backoff = self.client.retry.backoff(errors, self._rng)
             due = self.cadence.bound(now, now + backoff, task.deadline).due
         else:
-            self._consecutive_429 = 0
             errors, error = 0, None
             if action is Action.NOTIFY:
                 assert decision.kind is not None
@@ -731,15 +728,11 @@ class Poller:
         return True
 
     async def _pause_key(self, error: RateLimitedError) -> None:
-        """A 429 concerns the whole key: pause the shared limiter for everyone."""
-        self._consecutive_429 += 1
+        """A 429 concerns the whole key: pause the shared limiter for everyone, by the
+        client's one rule (its streak of 429s, counted across its callers)."""
         self._stats.rate_limited += 1
-        seconds = self.client.retry.rate_limit_pause(error.retry_after, self._consecutive_429)
-        if seconds > self.bucket.paused_for():
+        if await self.client._pause_key(error, self.bucket, "check"):
             self._stats.pauses += 1
-            if self._instrumentation.enabled:
-                self._instrumentation.emit(RateLimitPaused(seconds=seconds, source="check"))
-        await self.bucket.pause(seconds)
 
     def _refused(self, error: DispatchError | None) -> None:
         """401/403 concern the key, not the task: stop checking and tell the consumer."""
