@@ -136,7 +136,8 @@ async def test_outcomes_known_before_a_401_come_first(scale: float) -> None:
     timelines = {f"req_{n:02d}": Timeline.finishing(0) for n in range(20)}
     timelines |= {f"req_{n:02d}": Timeline.never() for n in range(20, 50)}
     service = ChaosService(timelines)
-    async with running(service, **fast(scale)) as poller:
+    # A deadline no loaded machine reaches: a TIMED_OUT would come before the 401.
+    async with running(service, **fast(scale, deadline=10_000 * scale)) as poller:
         await poller.track_many(timelines)
         await helpers.wait_until(lambda: poller.stats.tracked == 30)  # 20 final, queued
         service.key = "revoked"
