@@ -8,14 +8,16 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     task:<id>        hash: rid, ctx (JSON), started, deadline, polls, errors, last_input,
                      status (the last status payload, JSON), err (last transient error,
                      JSON), token (fencing token), lease (expiry while claimed, else 0),
-                     last (1 if the planned check is the last before the deadline),
+                     last_due (when its last check before the deadline falls due),
                      by (the consumer name of the replica that last claimed it: the
                      claimer while lease is not 0)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
+    last_due         zset id -> last-check time, while its planned check is routine
     deadlines        zset id -> deadline
     done:<id>        "finished" marker, TTL `finished_ttl`: late webhooks are DUPLICATE
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
+    deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
 
@@ -82,6 +84,10 @@ _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
+#: Deliveries after which an outcome no replica can read goes to the dead-letter stream.
+UNREADABLE_DELIVERIES: Final = 3
+#: How many dead letters the stream keeps (about: trimmed with MAXLEN ~).
+_DEAD_LETTERS_KEPT: Final = 10_000
 
 
 def status_payload(status: TaskStatus) -> dict[str, Any]:
@@ -216,6 +222,7 @@ class RedisStore:
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
         self._last_due = key("last_due")
         self._stream, self._intents = key("outcomes"), key("intents")
+        self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
@@ -225,6 +232,8 @@ class RedisStore:
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
         self._holding: set[str] = set()
+        #: Outcomes the application took whose acknowledgement Redis did not get.
+        self._acks_owed: set[str] = set()
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
@@ -302,6 +311,7 @@ class RedisStore:
                 self._sink = self._wake = None
                 self._held.clear()
                 self._holding.clear()
+                self._acks_owed.clear()
 
     async def _ensure_group(self) -> None:
         await self._script("store_group.lua", [self._stream], [GROUP])
@@ -547,8 +557,23 @@ class RedisStore:
         return ended
 
     async def ack(self, receipt: Any) -> None:
-        await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
+        try:
+            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
+        except CoordinationError:
+            # The application has the outcome: the reader retries the acknowledgement
+            # until Redis takes it (kept held meanwhile, so nobody else delivers it).
+            self._acks_owed.add(receipt)
+            raise
         self._holding.discard(receipt)
+
+    async def _pay_acks(self) -> None:
+        """Acknowledge the outcomes whose `ack()` met an unreachable Redis."""
+        for receipt in list(self._acks_owed):
+            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
+            self._acks_owed.discard(receipt)
+            self._holding.discard(receipt)
+        if not self._acks_owed and self._wake is not None:
+            self._wake()  # the stream may be empty now: let a finite `async for` look
 
     # -- submits and early webhooks -----------------------------------------------------
 
@@ -656,6 +681,8 @@ class RedisStore:
                 if client_error:
                     await self._ensure_group()  # Redis may have restarted without it
                     client_error = False
+                if self._acks_owed:
+                    await self._pay_acks()
                 if self._clock() >= next_takeover:
                     await self._keep_holding()
                     await self._take_over()
@@ -696,7 +723,24 @@ class RedisStore:
             if entry_id in self._holding:
                 continue  # ours, with the application already (renewed late: a stall)
             logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
-            self._hand(entry_id, payload, count)
+            if not self._hand(entry_id, payload, count) and count >= UNREADABLE_DELIVERIES:
+                await self._dead_letter(entry_id, payload, count)
+
+    async def _dead_letter(self, entry_id: str, payload: str, deliveries: int) -> None:
+        reason = f"unreadable after {deliveries} deliveries"
+        reply = await self._script(
+            "store_dead_letter.lua",
+            [self._stream, self._dead_letters],
+            [GROUP, entry_id, payload, reason, str(_DEAD_LETTERS_KEPT)],
+        )
+        if int(reply[0]):
+            logger.error(
+                "outcome_dead_lettered",
+                entry=entry_id,
+                store=self.name,
+                stream=self._dead_letters,
+                hint="no replica could read this outcome: inspect it with XRANGE",
+            )
 
     async def _keep_holding(self) -> None:
         """Renew this replica's claim on the outcomes its poller holds (store_hold.lua)."""
@@ -708,16 +752,23 @@ class RedisStore:
                 [GROUP, self.consumer, *holding[start : start + _HOLD_BATCH]],
             )
 
-    def _hand(self, entry_id: str, payload: str, deliveries: int) -> None:
+    def _hand(self, entry_id: str, payload: str, deliveries: int) -> bool:
+        """Hand an entry to the poller; False if this version cannot read it.
+
+        An unreadable entry stays pending: after `outcome_idle` another replica (perhaps
+        a newer version, during a rolling deploy) takes it over and tries. Once it has
+        been delivered `UNREADABLE_DELIVERIES` times it goes to the dead-letter stream.
+        """
         sink = self._sink
         assert sink is not None
         try:
             outcome = self._decode(payload, deliveries)
         except (ValueError, KeyError, TypeError, DispatchError) as exc:
             logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
-            return  # stays pending, never acked; an operator can inspect the stream
+            return False
         self._holding.add(entry_id)
         sink(outcome, entry_id)
+        return True
 
     @staticmethod
     def _decode(payload: str, deliveries: int) -> Outcome:

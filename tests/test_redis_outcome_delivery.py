@@ -1,0 +1,67 @@
+"""Fleet outcomes that cannot be delivered the ordinary way still end: an acknowledgement
+Redis did not get is paid later (issue #20 item 8), and an entry no replica can read goes
+to the dead-letter stream after a few deliveries (item 9), so a finite `async for` ends.
+Against a real Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from async_dispatch import CoordinationError, OutcomeKind
+from async_dispatch.redis import RedisConnection, RedisStore
+from async_dispatch.redis._task_store import UNREADABLE_DELIVERIES
+from redis_support import redis_command
+from test_redis_store import attached, finish_new, wait_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+class AckFailsOnce(RedisStore):
+    """A store whose first acknowledgement meets an unreachable Redis."""
+
+    failed = False
+
+    async def _script(self, filename: str, keys: list[str], args: list[Any]) -> list[Any]:
+        if filename == "store_ack.lua" and not self.failed:
+            self.failed = True
+            raise CoordinationError("Redis is unreachable (test)")
+        return await super()._script(filename, keys, args)
+
+
+async def test_a_failed_ack_is_paid_once_redis_answers(redis_url: str, redis_name: str) -> None:
+    store = AckFailsOnce(redis_url, name=redis_name, outcome_idle=0.4)
+    async with attached(store) as received:
+        await finish_new(store, "req_a")
+        await wait_for(received, 1)
+        receipt = received[0][1]
+        with pytest.raises(CoordinationError):
+            await store.ack(receipt)
+        with anyio.fail_after(5):
+            while not await store.idle():  # noqa: ASYNC110 (the reader pays the ack)
+                await anyio.sleep(0.05)
+    assert store.failed
+    assert len(received) == 1  # held meanwhile: never delivered twice
+
+
+async def test_an_unreadable_outcome_is_dead_lettered(redis_url: str, redis_name: str) -> None:
+    store = RedisStore(redis_url, name=redis_name, outcome_idle=0.2)
+    stream = RedisConnection.key(redis_name, "outcomes")
+    dead = RedisConnection.key(redis_name, "deadletter")
+    async with attached(store) as received:
+        redis_command(redis_url, "XADD", stream, "*", "o", '{"kind": "from-the-future"}')
+        await finish_new(store, "req_ok")  # a readable one beside it still arrives
+        await wait_for(received, 1)
+        with anyio.fail_after(10):  # a few takeovers of 0.2 s each
+            while int(redis_command(redis_url, "XLEN", dead) or 0) == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            await store.ack(received[0][1])
+            while not await store.idle():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert [o.kind for o, _ in received] == [OutcomeKind.SUCCESS]
+    assert int(redis_command(redis_url, "XLEN", stream) or 0) == 0
+    entries = redis_command(redis_url, "XRANGE", dead, "-", "+")
+    assert "from-the-future" in str(entries)
+    assert f"unreadable after {UNREADABLE_DELIVERIES}" in str(entries)
