@@ -19,6 +19,12 @@ from test_redis_store import attached, finish_new, wait_for
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
+def xlen(url: str, key: str) -> int:
+    reply = redis_command(url, "XLEN", key)
+    assert isinstance(reply, int)
+    return reply
+
+
 class AckFailsOnce(RedisStore):
     """A store whose first acknowledgement meets an unreachable Redis."""
 
@@ -55,13 +61,13 @@ async def test_an_unreadable_outcome_is_dead_lettered(redis_url: str, redis_name
         await finish_new(store, "req_ok")  # a readable one beside it still arrives
         await wait_for(received, 1)
         with anyio.fail_after(10):  # a few takeovers of 0.2 s each
-            while int(redis_command(redis_url, "XLEN", dead) or 0) == 0:  # noqa: ASYNC110
+            while xlen(redis_url, dead) == 0:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
             await store.ack(received[0][1])
             while not await store.idle():  # noqa: ASYNC110
                 await anyio.sleep(0.05)
     assert [o.kind for o, _ in received] == [OutcomeKind.SUCCESS]
-    assert int(redis_command(redis_url, "XLEN", stream) or 0) == 0
+    assert xlen(redis_url, stream) == 0
     entries = redis_command(redis_url, "XRANGE", dead, "-", "+")
     assert "from-the-future" in str(entries)
     assert f"unreadable after {UNREADABLE_DELIVERIES}" in str(entries)
