@@ -119,7 +119,7 @@ def log_events(source: Path = SOURCE) -> list[dict[str, Any]]:
             entry = found.setdefault(name, {"event": name, "levels": [], "fields": [], "where": []})
             entry["levels"] += [level] if level not in entry["levels"] else []
             entry["fields"] += [f for f in fields if f not in entry["fields"]]
-            entry["where"].append(f"{module}:{where}")
+            entry["where"].append(f"{module.removeprefix('async_dispatch.')}: {where}")
     order = {level: n for n, level in enumerate(reversed(LEVELS))}
     return sorted(found.values(), key=lambda e: (min(order[lv] for lv in e["levels"]), e["event"]))
 

@@ -98,3 +98,33 @@ def test_the_reference_page_shows_every_table() -> None:
     assert "<!-- reference:" not in expanded
     assert "`budget_exhausted`" in expanded
     assert "`SUBMIT_UNCERTAIN`" in expanded
+
+
+def test_grouped_parameters_are_split_for_the_api_reference() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "docs_griffe_params", ROOT / "docs" / "_griffe_params.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    params = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(params)
+    docstring = (
+        "Summary, with a comma, b: not a parameter.\n\nArgs:\n"
+        "    attempts: Tries.\n"
+        "    initial_delay, max_delay: The backoff curve,\n        in seconds.\n"
+        "    max_wait: The most.\n\nReturns:\n    x, y: not split here.\n"
+    )
+    assert params.split_grouped(docstring).splitlines() == [
+        "Summary, with a comma, b: not a parameter.",
+        "",
+        "Args:",
+        "    attempts: Tries.",
+        "    initial_delay: The backoff curve,",
+        "        in seconds.",
+        "    max_delay: The backoff curve,",
+        "        in seconds.",
+        "    max_wait: The most.",
+        "",
+        "Returns:",
+        "    x, y: not split here.",
+    ]
