@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.render   # the figures in README.md and benchmarks/README.md
 
 # The fleet scenario is left out here: it has its own tests, and its quick run alone takes
 # about a minute (`python -m benchmarks --quick --only fleet`).
