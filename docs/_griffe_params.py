@@ -20,7 +20,14 @@ from typing import Any
 import griffe
 
 _SECTION = re.compile(r"^(?P<indent>\s*)(Args|Arguments|Parameters|Attributes):\s*$")
-_LITERAL = re.compile(r"(?<=\S)::$")
+_LITERAL = re.compile(r"(?<=\S)(\s*)::$")
+
+
+def _colon(match: re.Match[str]) -> str:
+    """``text::`` reads "text:"; ``text. ::`` reads "text." (reST's own rule)."""
+    return "" if match[1] else ":"
+
+
 _GROUPED = re.compile(r"^(?P<indent>\s+)(?P<names>\w+(?:,\s*\w+)+):(?P<text>.*)$")
 
 
@@ -63,5 +70,6 @@ class SplitGroupedParameters(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            text = "\n".join(_LITERAL.sub(":", line) for line in obj.docstring.value.splitlines())
+            lines = obj.docstring.value.splitlines()
+            text = "\n".join(_LITERAL.sub(_colon, line) for line in lines)
             obj.docstring.value = split_grouped(text)
