@@ -5,13 +5,16 @@ Two rules, one test each:
 1. Every ``<!-- figures:begin NAME -->`` ... ``<!-- figures:end -->`` region of README.md
    and benchmarks/README.md is exactly what ``python -m benchmarks.render`` writes from
    ``benchmarks/results/latest.json`` (and ``fleet.json``). Fix: run it.
-2. Outside those regions, those files quote no measurement: no number followed by a unit
+2. Outside those regions, those files (and every page of the documentation site, under
+   docs/) quote no measurement: no number followed by a unit
    of time, size, rate or ratio (``0.9 s``, ``12%``, ``440 bytes``, ``2.4x``, ``40
    requests/s``...), in the prose, tables or headings. Code (fenced blocks, inline code)
    and HTML comments are not prose and are not checked. What the text may still say with
    a unit is a *setting* of the benchmark or of the library (the simulated durations, a
    default interval), never a result: each such phrase is in `SETTINGS` below, by file,
    with the words around it, so a new one is a deliberate edit of this list.
+
+CHANGELOG.md is history, and keeps the figures each release measured.
 """
 
 from __future__ import annotations
@@ -35,8 +38,16 @@ MEASUREMENT = re.compile(
     r"|round trips\b|CPUs?\b|cores?\b)"
 )
 
+#: Every Markdown file held to rule 2: the rendered ones and the documentation's pages.
+PROSE = (*render.DOCUMENTS, *sorted((ROOT / "docs").rglob("*.md")))
+
 #: Settings, not results: the phrases (with their context) that may keep a unit.
 SETTINGS: dict[str, tuple[str, ...]] = {
+    "docs/instrumentation.md": (
+        "durations 5 ms to 60 s",
+        "delay 100 ms to 10 min",
+        "token wait 1 ms to 2 min",
+    ),
     "README.md": (
         "(`safety_interval`, default 60 s)",
         "(`lease=`, 30 s by default",
@@ -96,7 +107,7 @@ def test_every_figures_region_is_what_the_results_render(path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("path", render.DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", PROSE, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_measured_figure_outside_a_generated_region(path: Path) -> None:
     name = str(path.relative_to(ROOT))
     text = path.read_text()
