@@ -9,6 +9,7 @@ fails here, with what to do.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 from pathlib import Path
@@ -128,3 +129,16 @@ def test_grouped_parameters_are_split_for_the_api_reference() -> None:
         "Returns:",
         "    x, y: not split here.",
     ]
+
+
+@pytest.mark.parametrize(
+    "page",
+    sorted((ROOT / "docs").rglob("*.md")),
+    ids=lambda p: str(p.relative_to(ROOT / "docs")),
+)
+def test_every_python_block_of_the_site_parses(page: Path) -> None:
+    """A snippet with a syntax error is a guide that fails on first paste. (The README's
+    blocks are type-checked and run, by test_readme.py; these at least parse, top-level
+    ``await`` and ``async with`` allowed, as in a notebook or a test body.)"""
+    for block in re.findall(r"(?ms)^```python\n(.*?)^```", page.read_text()):
+        compile(block, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
