@@ -265,6 +265,25 @@ async def test_the_fastapi_app_answers_a_batch_at_once_and_submits_it_within_the
         assert app.stats.requests["submit"] == 12
 
 
+@pytest.mark.anyio
+async def test_the_fastapi_app_shuts_down_mid_batch_within_its_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leaving while a batch is still being submitted: the lifespan gives the submits
+    ``SHUTDOWN_GRACE`` seconds, then cancels the rest; nothing is left running (the
+    fixture checks the event loop's tasks and that the client is closed)."""
+    module = load_example("fastapi_app")
+    monkeypatch.setattr(module, "SHUTDOWN_GRACE", 0.2)
+    prompts = [f"/Operator cut short {n}" for n in range(20)]
+    async with running_example("fastapi", webhooks=Webhooks(), rate=2.0) as app:
+        response = await app.http.post("/batches", json={"prompts": prompts})
+        assert response.status_code == 202
+        leaving = anyio.current_time()
+    left = anyio.current_time() - leaving
+    assert left < 6.0  # about 9 s of submits were still queued behind the budget
+    assert app.stats.requests["submit"] < len(prompts)
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_CALLBACK_URL", "https://my.app/webhooks/dispatch")
     monkeypatch.setenv("DISPATCH_CALLBACK_SECRET", SECRET)
