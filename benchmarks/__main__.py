@@ -111,12 +111,27 @@ async def run(plan: Plan, only: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
     return results
 
 
+def _merged(previous: dict[str, Any], new: dict[str, Any], only: tuple[str, ...]) -> dict[str, Any]:
+    """`previous` with the scenarios in `only` replaced by `new`'s, each stamped with the
+    run it came from: the rendered figures then say which run each section is from."""
+    merged = dict(previous)
+    for name in only:
+        merged[name] = {**new[name], "meta": new["meta"]}
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--out", type=Path, help="where to write the JSON")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the scenarios run in the existing results file; each keeps "
+        "the date and machine of its own run (under its 'meta')",
+    )
     parser.add_argument(
         "--sizes", help="comma-separated task counts of the workload (full: 100,1000,10000)"
     )
@@ -134,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     results = anyio.run(run, plan, only, backend="asyncio")
     out: Path = args.out or RESULTS / ("quick.json" if plan.quick else "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.exists():
+        results = _merged(json.loads(out.read_text()), results, only)
     out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     table = markdown(results)
     out.with_suffix(".md").write_text(table)

@@ -184,6 +184,26 @@ async def careful(setting: Setting, ids: list[str], seen: Detections) -> None:
             tg.start_soon(track, request_id)
 
 
+def _scaled_retry(setting: Setting) -> RetryPolicy:
+    """The poller's retry waits on the simulated clock, like every other time it is given.
+
+    A failed check is retried after `RetryPolicy.backoff()`, and a 429 without a usable
+    ``Retry-After`` pauses for `rate_limit_floor` onwards: real seconds unless scaled.
+    Left at their defaults they would be 20 times longer, in simulated time, than the
+    `careful` contender's (whose backoff is scaled), and the faults run would measure the
+    clocks, not the polling. The defaults' shape is kept; only the unit changes.
+    ``attempts=1``: a failed check goes back to the schedule instead of retrying in place.
+    """
+    defaults = RetryPolicy()
+    return RetryPolicy(
+        attempts=1,
+        initial_delay=setting.real(defaults.initial_delay),
+        max_delay=setting.real(defaults.max_delay),
+        rate_limit_floor=setting.real(defaults.rate_limit_floor),
+        rate_limit_ceiling=setting.real(defaults.rate_limit_ceiling),
+    )
+
+
 async def _poller(
     setting: Setting, ids: list[str], seen: Detections, *, tuned: bool, transport: str = "default"
 ) -> None:
@@ -210,7 +230,7 @@ async def _poller(
             transport=httpx_transport(max_connections=DEFAULT_MAX_CONNECTIONS), timeout=30.0
         )
     client = DispatchClient(
-        api_key=KEY, base_url=setting.base_url, http_client=http, retry=RetryPolicy(attempts=1)
+        api_key=KEY, base_url=setting.base_url, http_client=http, retry=_scaled_retry(setting)
     )
     try:
         async with (

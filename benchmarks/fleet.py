@@ -486,7 +486,7 @@ def table(results: dict[str, Any]) -> str:
         return "\n".join(rows)
     rows.append(
         f"Takeover after kill -9 (lease {t['lease']:g} s): the victim held "
-        f"{t['victim_leases']} leases; the last of them resolved {t['takeover_seconds']} s "
+        f"{t['victim_leases']} lease(s); the last of them resolved {t['takeover_seconds']} s "
         f"after the kill; {t['tasks']} tasks, none lost, {t['redelivered_outcomes']} "
         "outcomes redelivered."
     )
@@ -529,6 +529,19 @@ def parse_replica(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _run_meta(*, quick: bool) -> dict[str, Any]:
+    """When and where the run was made, for the figures rendered from fleet.json."""
+    import datetime
+    import platform
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}",
+        "quick": quick,
+    }
+
+
 async def run_fleet(*, quick: bool) -> dict[str, Any]:
     """For ``python -m benchmarks --only fleet``: this benchmark, in the suite's loop."""
     return await main(parse(["--quick"] if quick else []))
@@ -541,6 +554,7 @@ if __name__ == "__main__":
     options = parse(sys.argv[1:])
     outcome = anyio.run(main, options, backend="asyncio")
     options.out.parent.mkdir(parents=True, exist_ok=True)
+    outcome["meta"] = _run_meta(quick=options.quick)
     options.out.write_text(json.dumps(outcome, indent=1) + "\n")
     print(table(outcome))
     print(f"wrote {options.out}", file=sys.stderr)

@@ -1,8 +1,12 @@
 """A FastAPI service that dispatches batches of prompts, results pushed by webhook.
 
-``POST /batches`` with ``{"prompts": ["...", ...]}`` submits every prompt through one
-long-lived poller in hybrid mode: the service pushes each result to ``/webhooks/dispatch``
-and a slow safety-net poll catches any webhook that never arrives.
+``POST /batches`` with ``{"prompts": ["...", ...]}`` answers at once (202) with the batch
+id, and submits the prompts in the background, within the runtime's one rate limit: a
+handler never waits for the budget. The submits run in a task group that the app's
+lifespan owns, so shutdown waits for them (up to ``SHUTDOWN_GRACE`` seconds, then cancels
+what is left; a prompt not submitted by then stays ``submitting``). Results come through
+one long-lived poller in hybrid mode: the service pushes each result to
+``/webhooks/dispatch`` and a slow safety-net poll catches any webhook that never arrives.
 ``GET /batches/{id}`` reports progress (counts per state) and the results so far.
 ``GET /metrics`` serves the library's Prometheus metrics (extra ``prometheus``).
 
@@ -13,6 +17,8 @@ Configuration (environment):
   Unset: polling only.
 - ``DISPATCH_CALLBACK_SECRET``: the webhook secret; a random one is generated if unset.
 - ``DISPATCH_SAFETY_INTERVAL``: seconds between safety-net polls (default 60).
+- ``DISPATCH_RATE``: requests per second the app may send with this key (default 10):
+  set it to the key's limit. Submits and status checks share it.
 - ``DISPATCH_REDIS_URL``: fleet mode (extra ``redis``). Every worker, on every machine,
   shares one rate limit (`RedisTokenBucket`), one set of tracked tasks (`RedisStore`) and
   the batches (a hash per batch in the same Redis), so any worker can take a request, a
@@ -58,12 +64,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
+import anyio.abc
 import attrs
 from fastapi import FastAPI, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -77,7 +85,7 @@ from async_dispatch import (
     OutcomeKind,
     PermissionDeniedError,
 )
-from async_dispatch.fastapi import RuntimeDep, dispatch_lifespan, open_runtime, webhook_router
+from async_dispatch.fastapi import RuntimeDep, open_runtime, webhook_router
 from async_dispatch.instrumentation import LoggingHook
 from async_dispatch.instrumentation.prometheus import PrometheusHook
 from async_dispatch.webhooks import DispatchRuntime
@@ -89,6 +97,8 @@ WEBHOOK_PATH = "/webhooks/dispatch"
 MAX_BATCH = 100
 #: Submits in flight at once for one batch; the runtime's rate limit paces them anyway.
 SUBMIT_CONCURRENCY = 10
+#: Seconds shutdown waits for batches still being submitted before cancelling them.
+SHUTDOWN_GRACE = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +120,7 @@ class Settings:
             callback_url=os.environ.get("DISPATCH_CALLBACK_URL") or None,
             callback_secret=os.environ.get("DISPATCH_CALLBACK_SECRET") or None,
             safety_interval=float(os.environ.get("DISPATCH_SAFETY_INTERVAL", "60")),
+            rate=float(os.environ.get("DISPATCH_RATE", "10")),
             redis_url=os.environ.get("DISPATCH_REDIS_URL") or None,
             fleet_name=os.environ.get("DISPATCH_FLEET_NAME") or "dispatch-example",
         )
@@ -332,22 +343,16 @@ def create_app(
         burst=max(1, int(settings.rate)),
         **fleet,
     )
-    lifespan = dispatch_lifespan(runtime)
-    if connection is not None:
-        lifespan = _fleet_lifespan(connection, runtime)
-    app = FastAPI(title="dispatch batches", lifespan=lifespan)
+    background = Background()
+    app = FastAPI(title="dispatch batches", lifespan=_lifespan(runtime, background, connection))
     app.include_router(webhook_router(WEBHOOK_PATH))
 
     @app.post("/batches", status_code=status.HTTP_202_ACCEPTED)
-    async def create_batch(
-        body: BatchRequest, dispatch: RuntimeDep, response: Response
-    ) -> dict[str, Any]:
+    async def create_batch(body: BatchRequest, dispatch: RuntimeDep) -> dict[str, Any]:
         batch = batches.new(body.prompts)
         await batches.save(batch)
-        if not await batches.submit(dispatch, batch, body.deadline):
-            # Nothing was accepted: say so, rather than 202 for work that will never run.
-            response.status_code = status.HTTP_502_BAD_GATEWAY
-            return batch.summary()
+        # Answer now; `GET /batches/{id}` shows each prompt leave `submitting`.
+        background.start_soon(batches.submit, dispatch, batch, body.deadline)
         return batch.summary(results=False)
 
     @app.get("/batches/{batch_id}")
@@ -376,6 +381,64 @@ def create_app(
     return app
 
 
+# -- the app's lifetime ----------------------------------------------------------------------
+
+
+class Background:
+    """The task group in which batches are submitted, owned by the app's lifespan.
+
+    A request handler hands work to it and returns; the lifespan opens it inside the
+    runtime (every submit needs the runtime running) and, at shutdown, gives the work
+    still in it `SHUTDOWN_GRACE` seconds before cancelling it, so nothing outlives the app.
+    """
+
+    def __init__(self) -> None:
+        self._group: anyio.abc.TaskGroup | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None
+                group.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE
+
+    def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        if self._group is None:
+            raise RuntimeError("the app is not running (its lifespan has not started)")
+        self._group.start_soon(self._guarded, func, *args)
+
+    @staticmethod
+    async def _guarded(func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """One batch that fails (Redis gone while saving it, a bug) must not stop the app:
+        its error is logged, and the other batches go on."""
+        try:
+            await func(*args)
+        except Exception:
+            logging.getLogger(__name__).exception("a background batch submit failed")
+
+
+def _lifespan(
+    runtime: DispatchRuntime, background: Background, connection: RedisConnection | None
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The runtime, then the background submits inside it; in fleet mode, all of it inside
+    the Redis connection, entered first and left last, in the lifespan's own task
+    (coredis's task group requires it)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if connection is not None:
+                await stack.enter_async_context(connection)
+            await stack.enter_async_context(open_runtime(app, runtime))
+            await stack.enter_async_context(background.running())
+            yield
+
+    return lifespan
+
+
 # -- fleet mode ----------------------------------------------------------------------------
 
 
@@ -398,17 +461,3 @@ def _fleet_mode(settings: Settings) -> tuple[RedisConnection, dict[str, Any], Sh
         "store": RedisStore(connection, name=name),
     }
     return connection, fleet, SharedBatches(connection, name)
-
-
-def _fleet_lifespan(
-    connection: RedisConnection, runtime: DispatchRuntime
-) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """The runtime inside the Redis connection: the connection is entered first and left
-    last, in the lifespan's own task (coredis's task group requires it)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with connection, open_runtime(app, runtime):
-            yield
-
-    return lifespan

@@ -93,6 +93,16 @@ class Served:
                 await anyio.sleep(0.05)
         return batch
 
+    async def submitted(self, batch_id: str, index: int = 0, timeout: float = 8.0) -> str:
+        """The request id of one prompt of a batch, once the app has submitted it (the
+        FastAPI example submits in the background, after answering)."""
+        with anyio.fail_after(timeout):
+            while True:
+                request_id = (await self.batch(batch_id))["results"][index]["request_id"]
+                if request_id is not None:
+                    return str(request_id)
+                await anyio.sleep(0.02)
+
     async def poller_stats(self) -> dict[str, Any]:
         data: dict[str, Any] = (await self.http.get("/healthz")).json()["poller"]
         return data
@@ -119,6 +129,7 @@ async def running_example(
     *,
     webhooks: Webhooks,
     safety_interval: float = 30.0,
+    rate: float = 10.0,
 ) -> AsyncIterator[Served]:
     """The simulator over TCP, then the example app over TCP, wired to each other."""
     config = SimulatorConfig(
@@ -137,6 +148,7 @@ async def running_example(
                     callback_url=f"{url}{module.WEBHOOK_PATH}",
                     callback_secret=SECRET,
                     safety_interval=safety_interval,
+                    rate=rate,
                 )
                 client = DispatchClient(api_key="sim-key", base_url=f"http://127.0.0.1:{sim_port}")
                 app = module.create_app(settings, client=client)
@@ -189,7 +201,7 @@ async def test_forged_and_malformed_requests_are_refused(framework: str) -> None
     hooks = Webhooks(drop=1.0)  # only our own deliveries reach the app
     async with running_example(framework, webhooks=hooks) as app:
         batch_id = await app.post_batch(["/Operator real task"])
-        request_id = (await app.batch(batch_id))["results"][0]["request_id"]
+        request_id = await app.submitted(batch_id)
         forged = {
             "requestId": request_id,
             "status": "success",
@@ -229,10 +241,55 @@ async def test_forged_and_malformed_requests_are_refused(framework: str) -> None
         assert (await app.http.get("/batches/nope")).status_code == 404
 
 
+@pytest.mark.anyio
+async def test_the_fastapi_app_answers_a_batch_at_once_and_submits_it_within_the_budget() -> None:
+    """``POST /batches`` returns before the submits, which the app's one budget paces.
+
+    At 2 requests a second (burst 2), 12 prompts take about 5 s to submit: the answer
+    comes back with all 12 still ``submitting``, a read just after it still finds some
+    waiting for the budget, and the batch completes in the background.
+    """
+    prompts = [f"/Operator paced {n}" for n in range(12)]
+    async with running_example("fastapi", webhooks=Webhooks(), rate=2.0) as app:
+        started = anyio.current_time()
+        response = await app.http.post("/batches", json={"prompts": prompts})
+        answered = anyio.current_time() - started
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["counts"] == {"submitting": 12}
+        assert "submitting" in (await app.batch(body["batch_id"]))["counts"]
+        batch = await app.wait_complete(body["batch_id"], timeout=30)
+        submitted = anyio.current_time() - started
+        assert batch["counts"] == {"success": 12}
+        assert answered < submitted / 2  # generous: about 5 s of submits, a ms to answer
+        assert app.stats.requests["submit"] == 12
+
+
+@pytest.mark.anyio
+async def test_the_fastapi_app_shuts_down_mid_batch_within_its_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leaving while a batch is still being submitted: the lifespan gives the submits
+    ``SHUTDOWN_GRACE`` seconds, then cancels the rest; nothing is left running (the
+    fixture checks the event loop's tasks and that the client is closed)."""
+    module = load_example("fastapi_app")
+    monkeypatch.setattr(module, "SHUTDOWN_GRACE", 0.2)
+    prompts = [f"/Operator cut short {n}" for n in range(20)]
+    async with running_example("fastapi", webhooks=Webhooks(), rate=2.0) as app:
+        response = await app.http.post("/batches", json={"prompts": prompts})
+        assert response.status_code == 202
+        leaving = anyio.current_time()
+    left = anyio.current_time() - leaving
+    assert left < 6.0  # about 9 s of submits were still queued behind the budget
+    assert app.stats.requests["submit"] < len(prompts)
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_CALLBACK_URL", "https://my.app/webhooks/dispatch")
     monkeypatch.setenv("DISPATCH_CALLBACK_SECRET", SECRET)
     monkeypatch.setenv("DISPATCH_SAFETY_INTERVAL", "45")
+    monkeypatch.setenv("DISPATCH_RATE", "2.5")
+    assert load_example("fastapi_app").Settings.from_env().rate == 2.5
     for framework in FRAMEWORKS:
         settings = load_example(f"{framework}_app").Settings.from_env()
         assert settings.callback_url == "https://my.app/webhooks/dispatch"
@@ -255,8 +312,14 @@ async def test_an_app_whose_submits_all_fail_says_so(framework: str) -> None:
                 url = f"http://127.0.0.1:{port}"
                 async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
                     posted = await http.post("/batches", json={"prompts": ["a", "b"]})
-                    assert posted.status_code == 502
-                    assert posted.json()["counts"] == {"submit-failed": 2}
+                    if framework == "fastapi":  # answers at once, submits in the background
+                        assert posted.status_code == 202
+                        served = Served(url, http, sim.stats)
+                        batch = await served.wait_complete(posted.json()["batch_id"])
+                        assert batch["counts"] == {"submit-failed": 2}
+                    else:  # answers once every submit is done
+                        assert posted.status_code == 502
+                        assert posted.json()["counts"] == {"submit-failed": 2}
                     health = await http.get("/healthz")
                     assert health.status_code == 503
                     assert health.json()["ok"] is False

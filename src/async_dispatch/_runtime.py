@@ -58,9 +58,9 @@ class DispatchRuntime:
         on_outcome: Called with every outcome (see `OutcomeHandler`).
         keep: How many latest outcomes to keep for `outcome()`, oldest dropped first.
         max_body_size: Webhook bodies above this get 413.
-        rate, burst, deadline, initial_interval, max_interval, max_in_flight,
-        safety_interval, stop_on_input_required,
-        bucket, store, seed: As for `Poller`. Pass a fleet's `RedisTokenBucket` and
+        rate, burst, deadline: As for `Poller`, and so are `initial_interval`,
+            `max_interval`, `max_in_flight`, `safety_interval`, `stop_on_input_required`,
+            `bucket`, `store` and `seed`. Pass a fleet's `RedisTokenBucket` and
             `RedisStore` to run several replicas of the app on one key.
     """
 

@@ -1,7 +1,7 @@
 """Fleet mode: several processes sharing one API key coordinate through Redis.
 
-Needs the ``redis`` extra (``pip install 'async-dispatch[redis]'``), which brings
-`coredis <https://coredis.readthedocs.io>`_: an anyio-based client, so fleet mode works
+Needs the ``redis`` extra (``pip install 'async-remote-dispatch[redis]'``), which brings
+coredis (https://coredis.readthedocs.io): an anyio-based client, so fleet mode works
 under asyncio and trio alike.
 
     from async_dispatch import DispatchClient, Poller

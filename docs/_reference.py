@@ -1,0 +1,291 @@
+"""The reference tables of the documentation, read from the code at build time.
+
+Every log event, metric and CLI exit code the library has is listed from the code itself,
+so a new one appears in the documentation the day it is written, and one that is removed
+disappears. What the code cannot say (what an event means to you, what to do about it)
+is in `EVENT_NOTES`: a new log event without a note fails the build and
+tests/test_docs_reference.py, which is how it gets one.
+
+- Log events: the calls ``logger.<level>("event", field=...)`` in ``src/async_dispatch``,
+  found by parsing the source (not by running it), with their level, fields and where
+  they are emitted.
+- Metrics: the Prometheus hook's, read from a registry of its own after building it; the
+  OpenTelemetry hook's instruments, recorded as it creates them.
+- Exit codes: the CLI's ``ExitCode`` enum, with the ``#:`` comment above each member.
+
+Used by MkDocs as a hook (``hooks:`` in mkdocs.yml): a page holding
+``<!-- reference:NAME -->`` gets the table NAME in its place.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+SOURCE: Final = ROOT / "src" / "async_dispatch"
+LEVELS: Final = ("debug", "info", "warning", "error", "exception")
+MARKER: Final = re.compile(r"<!-- reference:(?P<name>[a-z-]+) -->")
+
+#: What each log event means to the person reading the log, and what to do about it.
+EVENT_NOTES: Final[dict[str, str]] = {
+    "rate_limited": "The service answered 429 (or 408/425): the whole key pauses for "
+    "`seconds`. Once per pause. Frequent ones: lower `rate` to the key's limit.",
+    "webhook_refused": "A webhook delivery was refused (bad secret, bad JSON, too large, "
+    "unknown request...). `reason` says which; a forged or misrouted delivery is expected "
+    "to show up here.",
+    "checked": "One status check and what it learned.",
+    "submitted": "One submit and its result.",
+    "resolved": "The poller yielded an outcome.",
+    "status_read": "One status request answered (the request itself; a check may retry).",
+    "retrying": "A transient failure (5xx, transport error, garbled body) is retried after "
+    "`delay` seconds.",
+    "budget_exhausted": "Checks run later than the cadence allows: the tracked load needs "
+    "more budget than the key has. Said once per poller. Raise `rate` if the key allows, "
+    "or track fewer tasks; every task still gets its last check before its deadline.",
+    "api_key_refused": "The service refused the key (401/403). The poller stops checking "
+    "and raises the error from its iterator. Fix the key or its permissions.",
+    "coordination_unavailable": "Fleet mode: Redis is unreachable. The poller's workers "
+    "wait and retry; nothing is lost. Said once per outage.",
+    "coordination_recovered": "Fleet mode: Redis answers again after an outage; `failures` "
+    "counts the failed attempts.",
+    "ack_failed": "Fleet mode: an outcome could not be acknowledged in Redis; another "
+    "replica will receive it again (`Outcome.deliveries > 1`). Handle outcomes "
+    "idempotently on the request id.",
+    "redis_unavailable": "Fleet mode: one of the store's background jobs (`job`) cannot "
+    "reach Redis; it keeps retrying. Said once per outage and job.",
+    "redis_recovered": "Fleet mode: that background job reaches Redis again.",
+    "outcome_readers_forgotten": "Fleet mode: replicas that stopped reading outcomes "
+    "(dead, or gone) were removed from the outcome stream's group.",
+    "outcome_taken_over": "Fleet mode: an outcome another replica read but never "
+    "acknowledged (within `outcome_idle`) is delivered here instead; `deliveries` counts "
+    "its deliveries so far.",
+    "outcome_unreadable": "Fleet mode: an entry of the outcome stream could not be "
+    "decoded and is skipped. A sign of a version mismatch between replicas.",
+    "webhook_error": "The webhook receiver failed on a delivery (a bug): answered 500 so "
+    "that the service retries. Only the error's type is logged, never the payload.",
+    "dispatch_stopped": "A `DispatchRuntime` stopped consuming outcomes because the key "
+    "was refused; `runtime.error` holds the error and webhooks are answered 503.",
+    "outcome_handler_failed": "Your `on_outcome` handler raised; logged with its "
+    "traceback, and the other outcomes go on.",
+    "instrumentation_hook_failed": "A hook raised on an event; logged once per hook, and "
+    "the hook keeps being called.",
+}
+
+
+# -- log events ----------------------------------------------------------------------------
+
+
+def _calls(tree: ast.AST) -> Iterator[tuple[ast.Call, str]]:
+    """Every ``<name>.<level>("event", ...)`` call, with the function it is in."""
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        node, where = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            inner = where
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = f"{where}.{child.name}" if where else child.name
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr in LEVELS
+                and isinstance(child.func.value, ast.Name)
+                and "log" in child.func.value.id
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and isinstance(child.args[0].value, str)
+            ):
+                yield child, where
+            stack.append((child, inner))
+
+
+def log_events(source: Path = SOURCE) -> list[dict[str, Any]]:
+    """Every log event of the library: name, level, fields, and where it is emitted."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(source.rglob("*.py")):
+        module = ".".join(("async_dispatch", *path.relative_to(source).with_suffix("").parts))
+        module = module.removesuffix(".__init__")
+        for call, where in _calls(ast.parse(path.read_text(), str(path))):
+            assert isinstance(call.func, ast.Attribute)
+            assert isinstance(call.args[0], ast.Constant)
+            name = str(call.args[0].value)
+            level = "error" if call.func.attr == "exception" else call.func.attr
+            fields = [k.arg for k in call.keywords if k.arg is not None and k.arg != "exc_info"]
+            entry = found.setdefault(name, {"event": name, "levels": [], "fields": [], "where": []})
+            entry["levels"] += [level] if level not in entry["levels"] else []
+            entry["fields"] += [f for f in fields if f not in entry["fields"]]
+            entry["where"].append(f"{module.removeprefix('async_dispatch.')}: {where}")
+    order = {level: n for n, level in enumerate(reversed(LEVELS))}
+    return sorted(found.values(), key=lambda e: (min(order[lv] for lv in e["levels"]), e["event"]))
+
+
+def events_table() -> str:
+    rows = ["| event | level | fields | meaning | emitted in |", "|---|---|---|---|---|"]
+    missing = []
+    for event in log_events():
+        note = EVENT_NOTES.get(event["event"])
+        if note is None:
+            missing.append(event["event"])
+            continue
+        fields = ", ".join(f"`{f}`" for f in event["fields"]) or "-"
+        where = "<br>".join(f"`{w}`" for w in event["where"])
+        rows.append(
+            f"| `{event['event']}` | {', '.join(event['levels'])} | {fields} | {note} | {where} |"
+        )
+    if missing:
+        raise LookupError(
+            f"log events without a note: {', '.join(missing)}: describe each in "
+            "EVENT_NOTES of docs/_reference.py"
+        )
+    return "\n".join(rows)
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def prometheus_metrics() -> list[dict[str, Any]]:
+    """The Prometheus hook's metrics, from a registry that holds nothing else."""
+    from prometheus_client import CollectorRegistry
+
+    from async_dispatch.instrumentation.prometheus import PrometheusHook
+
+    registry = CollectorRegistry()
+    PrometheusHook(registry=registry)
+    metrics = []
+    for family in registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        labels = sorted(
+            {
+                label
+                for sample in family.samples
+                for label in sample.labels
+                if label not in ("le", "quantile")
+            }
+        )
+        metrics.append(
+            {
+                "name": family.name + suffix,
+                "type": family.type,
+                "labels": labels,
+                "help": family.documentation,
+            }
+        )
+    return sorted(metrics, key=lambda m: str(m["name"]))
+
+
+class _Recorder:
+    """A meter provider that records the instruments created on it, and nothing else."""
+
+    def __init__(self) -> None:
+        self.instruments: list[dict[str, Any]] = []
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> _Recorder:
+        return self
+
+    def __getattr__(self, attribute: str) -> Callable[..., object]:
+        if not attribute.startswith("create_"):
+            raise AttributeError(attribute)
+        kind = attribute.removeprefix("create_")
+
+        def create(name: str, unit: str = "", description: str = "", **_: Any) -> object:
+            self.instruments.append(
+                {"name": name, "kind": kind, "unit": unit, "description": description}
+            )
+            return object()
+
+        return create
+
+
+def otel_instruments() -> list[dict[str, Any]]:
+    from async_dispatch.instrumentation.otel import OpenTelemetryHook
+
+    recorder = _Recorder()
+    OpenTelemetryHook(meter_provider=recorder)  # type: ignore[arg-type]
+    return sorted(recorder.instruments, key=lambda i: str(i["name"]))
+
+
+def prometheus_table() -> str:
+    rows = ["| metric | type | labels | what it counts |", "|---|---|---|---|"]
+    for m in prometheus_metrics():
+        labels = ", ".join(f"`{label}`" for label in m["labels"]) or "-"
+        rows.append(f"| `{m['name']}` | {m['type']} | {labels} | {m['help']} |")
+    return "\n".join(rows)
+
+
+def otel_table() -> str:
+    rows = ["| instrument | kind | unit | what it counts |", "|---|---|---|---|"]
+    for i in otel_instruments():
+        kind = i["kind"].replace("_", " ")
+        rows.append(f"| `{i['name']}` | {kind} | `{i['unit']}` | {i['description']} |")
+    return "\n".join(rows)
+
+
+# -- exit codes -----------------------------------------------------------------------------
+
+
+def exit_codes() -> list[dict[str, Any]]:
+    """The CLI's exit codes, each with the ``#:`` comment written above it."""
+    from async_dispatch._cli import ExitCode
+
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(ExitCode).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            pending.append(stripped.removeprefix("#:").strip())
+            continue
+        match = re.match(r"([A-Z_]+)\s*=", stripped)
+        if match:
+            comments[match[1]] = " ".join(pending)
+        pending = []
+    members: list[enum.IntEnum] = list(ExitCode)
+    return [
+        {
+            "code": int(m),
+            "name": m.name,
+            "meaning": comments.get(m.name) or _DEFAULT.get(m.name, ""),
+        }
+        for m in members
+    ]
+
+
+_DEFAULT: Final = {
+    "OK": "The command did what was asked.",
+    "INTERRUPTED": "Interrupted (Ctrl-C, SIGINT): 128 + the signal's number, as shells do.",
+}
+
+
+def exit_codes_table() -> str:
+    rows = ["| code | name | meaning |", "|---|---|---|"]
+    rows += [f"| {e['code']} | `{e['name']}` | {e['meaning']} |" for e in exit_codes()]
+    return "\n".join(rows)
+
+
+TABLES: Final[dict[str, Callable[[], str]]] = {
+    "log-events": events_table,
+    "prometheus-metrics": prometheus_table,
+    "otel-metrics": otel_table,
+    "exit-codes": exit_codes_table,
+}
+
+
+def expand(markdown: str) -> str:
+    """`markdown` with every ``<!-- reference:NAME -->`` replaced by its table."""
+
+    def table(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise LookupError(f"unknown reference table {name!r} (known: {', '.join(TABLES)})")
+        return TABLES[name]()
+
+    return MARKER.sub(table, markdown)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """The MkDocs hook."""
+    return expand(markdown)
