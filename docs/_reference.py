@@ -46,27 +46,31 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "retrying": "A transient failure (5xx, transport error, garbled body) is retried after "
     "`delay` seconds.",
     "budget_exhausted": "Checks run later than the cadence allows: the tracked load needs "
-    "more budget than the key has. Said once per poller. Raise `rate` if the key allows, "
-    "or track fewer tasks; every task still gets its last check before its deadline.",
+    "more budget than the key has. Said once per poller, with advice that depends on "
+    "why: after 429s, lower `rate` to what the key allows (raising it makes things worse); "
+    "otherwise raise `rate` if the key allows, or track fewer tasks. Tasks the budget "
+    "never reaches end `TIMED_OUT` with `timeout_cause` `never-checked`.",
     "api_key_refused": "The service refused the key (401/403). The poller stops checking "
     "and raises the error from its iterator. Fix the key or its permissions.",
-    "coordination_unavailable": "Fleet mode: Redis is unreachable. The poller's workers "
-    "wait and retry; nothing is lost. Said once per outage.",
-    "coordination_recovered": "Fleet mode: Redis answers again after an outage; `failures` "
-    "counts the failed attempts.",
-    "ack_failed": "Fleet mode: an outcome could not be acknowledged in Redis; another "
-    "replica will receive it again (`Outcome.deliveries > 1`). Handle outcomes "
-    "idempotently on the request id.",
-    "redis_unavailable": "Fleet mode: one of the store's background jobs (`job`) cannot "
-    "reach Redis; it keeps retrying. Said once per outage and job.",
-    "redis_recovered": "Fleet mode: that background job reaches Redis again.",
+    "coordination_unavailable": "A shared limiter or store (Redis, in fleet mode) is "
+    "unreachable for one job (`job`: the poller's workers and reaper, or one of the "
+    "store's own background jobs). It waits and retries; nothing is lost. Said once per "
+    "outage and job.",
+    "coordination_recovered": "That job reaches the shared limiter or store again after an "
+    "outage; `failures` counts the failed attempts.",
+    "ack_failed": "Fleet mode: an outcome could not be acknowledged in Redis; the store "
+    "keeps it (no other replica gets it) and acknowledges it once Redis answers.",
     "outcome_readers_forgotten": "Fleet mode: replicas that stopped reading outcomes "
     "(dead, or gone) were removed from the outcome stream's group.",
     "outcome_taken_over": "Fleet mode: an outcome another replica read but never "
     "acknowledged (within `outcome_idle`) is delivered here instead; `deliveries` counts "
     "its deliveries so far.",
     "outcome_unreadable": "Fleet mode: an entry of the outcome stream could not be "
-    "decoded and is skipped. A sign of a version mismatch between replicas.",
+    "decoded here and is left for another replica (perhaps a newer version). A sign of "
+    "a version mismatch between replicas.",
+    "outcome_dead_lettered": "Fleet mode: an outcome no replica could read after three "
+    "deliveries moved to the fleet's dead-letter stream (`stream`), so that finite "
+    "iterators can end. Inspect it with `XRANGE`.",
     "webhook_error": "The webhook receiver failed on a delivery (a bug): answered 500 so "
     "that the service retries. Only the error's type is logged, never the payload.",
     "dispatch_stopped": "A `DispatchRuntime` stopped consuming outcomes because the key "
