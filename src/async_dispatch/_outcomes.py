@@ -44,6 +44,15 @@ class OutcomeQueue:
         """Make the consumer look again (something it waits on may have changed)."""
         self._alarm.wake()
 
+    def take_final(self, request_id: str) -> tuple[Outcome, Any] | None:
+        """Remove and return the queued final outcome of `request_id`, if one is queued
+        (for `Poller.wait_for`, which takes a task's outcome out of the iteration)."""
+        for index, (outcome, receipt) in enumerate(self._items):
+            if outcome.final and outcome.request_id == request_id:
+                del self._items[index]
+                return outcome, receipt
+        return None
+
     def waiting(self) -> Iterator[tuple[Outcome, Any]]:
         """The queued outcomes with their receipts, oldest first."""
         return iter(self._items)

@@ -188,6 +188,8 @@ class Poller:
         self._stats = Counters()
         self._rng = random.Random(seed)
         self._outcomes = OutcomeQueue()
+        #: The tasks `wait_for()` awaits, by request id.
+        self._awaited: dict[str, _Awaited] = {}
         self._submit_lane = OneAtATime(self.bucket)
         self._fatal: DispatchError | None = None
         self._service = Service("Poller")
@@ -396,6 +398,73 @@ class Poller:
             if self._wants_tracking:
                 self._instrumentation.emit(TaskForgotten(request_id=request_id))
         return forgotten
+
+    async def wait_for(self, request_id: str) -> Outcome:
+        """The final outcome of one tracked task, once it happens: the task's awaitable.
+
+        The poller keeps its one budget and one scheduler: awaiting a task changes nothing
+        about when it is checked. The outcome is *taken* here, so ``async for`` does not
+        yield it too (each outcome reaches the application once); the task's
+        INPUT_REQUIRED notifications still go to ``async for``. Cancelling the wait loses
+        nothing: an outcome that arrived meanwhile goes back to the iteration.
+
+        Needs a store whose tasks live in this process (`StoreCapabilities.local`, the
+        default `MemoryStore`): in a fleet any replica may receive an outcome, so use
+        ``async for`` there.
+
+        Raises:
+            UsageError: the task is not tracked by this poller (or its outcome was already
+                taken), or the store is shared by a fleet.
+            LifecycleError: another call already awaits this task.
+            AuthenticationError, PermissionDeniedError: the service refused the key.
+        """
+        self._check_open()
+        if not self.store.capabilities.local:
+            raise UsageError(
+                f"wait_for() needs a store local to this process; {self.store!r} may hand "
+                "the outcome to another replica: use `async for outcome in poller`"
+            )
+        queued = self._outcomes.take_final(request_id)
+        if queued is not None:
+            outcome, receipt = queued
+            with anyio.CancelScope(shield=True):
+                await self._ack(receipt)
+            return outcome
+        if request_id not in self.store:
+            raise UsageError(
+                f"{request_id!r} is not tracked by this poller (or its outcome was taken "
+                "already): submit() or track() it first"
+            )
+        if request_id in self._awaited:
+            raise LifecycleError(f"another call already awaits {request_id!r}")
+        awaited = self._awaited[request_id] = _Awaited()
+        try:
+            await awaited.arrived.wait()
+        except BaseException:
+            if awaited.outcome is not None:  # it arrived as the wait was cancelled
+                self._outcomes.put(awaited.outcome, awaited.receipt)
+            raise
+        finally:
+            del self._awaited[request_id]
+        if awaited.outcome is None:
+            assert self._fatal is not None
+            raise self._fatal.with_traceback(None)
+        with anyio.CancelScope(shield=True):
+            await self._ack(awaited.receipt)
+        return awaited.outcome
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        deadline: float | None = None,
+        context: Any = None,
+        options: SubmitOptions | None = None,
+    ) -> Outcome:
+        """Submit one task and wait for its final outcome (`submit()`, then `wait_for()`),
+        within the poller's one budget. Many of these may run at once."""
+        request_id = await self.submit(prompt, deadline=deadline, context=context, options=options)
+        return await self.wait_for(request_id)
 
     def __contains__(self, request_id: object) -> bool:
         """Whether this process knows, without I/O, that `request_id` is tracked; a store
@@ -741,10 +810,18 @@ class Poller:
             logger.warning("api_key_refused", status_code=getattr(error, "status_code", None))
             self._fatal = error
         self._outcomes.wake()
+        for awaited in self._awaited.values():  # nothing will finish: `wait_for` raises
+            awaited.arrived.set()
 
     def _on_outcome(self, outcome: Outcome, receipt: Any) -> None:
-        """The store's sink: queue the outcome for the consumer, and report it."""
-        self._outcomes.put(outcome, receipt)
+        """The store's sink: hand the outcome to whoever awaits its task (`wait_for`), else
+        queue it for ``async for``; and report it."""
+        awaited = self._awaited.get(outcome.request_id) if self._awaited else None
+        if awaited is not None and outcome.final and awaited.outcome is None:
+            awaited.outcome, awaited.receipt = outcome, receipt
+            awaited.arrived.set()
+        else:
+            self._outcomes.put(outcome, receipt)
         if self._instrumentation.enabled:
             self._instrumentation.emit(
                 TaskResolved(
@@ -791,6 +868,17 @@ class Poller:
         except CoordinationError as exc:
             # The outcome reached the application; the store will offer it again.
             logger.warning("ack_failed", error=str(exc))
+
+
+class _Awaited:
+    """One `wait_for()` call: the event it sleeps on, and what woke it."""
+
+    __slots__ = ("arrived", "outcome", "receipt")
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+        self.outcome: Outcome | None = None
+        self.receipt: Any = None
 
 
 def _detection_delay(outcome: Outcome) -> float | None:
