@@ -66,7 +66,7 @@ async def hooks(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def submit(sim: Simulator, **fields: Any) -> str:
-    body = {"prompt": "x", "callbackUrl": HOOK, **fields}
+    body = {"prompt": "x", "executionMode": "cloud", "callbackUrl": HOOK, **fields}
     response = await sim.http_client().post(
         "/remote-dispatch", json=body, headers={"x-api-key": KEY}
     )
@@ -132,7 +132,7 @@ async def test_input_requests_are_delivered_when_asked(
 
     statuses = [call.payload["status"] for call in receiver.calls]
     assert statuses == ["input-required", "input-required", "success"]
-    first, second = (call.payload["hitlInputMetadata"]["id"] for call in receiver.calls[:2])
+    first, second = (call.payload["hitlInputMetadata"]["inputId"] for call in receiver.calls[:2])
     assert first != second
     assert receiver.calls[0].payload["completedAt"] is None
 

@@ -14,15 +14,21 @@ from typing import Final
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
+    "BROWSER_WINDOW_ID_ENV",
     "DEFAULT_BASE_URL",
+    "EXECUTION_MODE_ENV",
     "configured_api_key",
     "configured_base_url",
+    "configured_text",
 ]
 
 #: The public service; every path of the API is relative to it.
 DEFAULT_BASE_URL: Final = "https://api.narada.ai/fast/v2"
 API_KEY_ENV: Final = "DISPATCH_API_KEY"
 BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
+#: Where submits run when a call names neither a mode nor a window (see `DispatchClient`).
+EXECUTION_MODE_ENV: Final = "DISPATCH_EXECUTION_MODE"
+BROWSER_WINDOW_ID_ENV: Final = "DISPATCH_BROWSER_WINDOW_ID"
 
 
 def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -45,3 +51,12 @@ def configured_base_url(base_url: str | None, environ: Mapping[str, str] | None 
     """
     env = os.environ if environ is None else environ
     return base_url or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+def configured_text(
+    value: str | None, name: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """`value` if given, else ``$name``; blank values count as unset."""
+    env = os.environ if environ is None else environ
+    found = value if value is not None else env.get(name)
+    return found.strip() if found and found.strip() else None
