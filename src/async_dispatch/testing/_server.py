@@ -49,7 +49,7 @@ class RunningSimulator:
     @property
     def base_url(self) -> str:
         """Where clients point: the origin plus the config's ``base_path`` (``/fast/v2``)."""
-        return self.origin + self.simulator.config.base_path
+        return self.simulator.base_url_on(self.port, self.host)
 
 
 class _DeliberateDropFilter(logging.Filter):

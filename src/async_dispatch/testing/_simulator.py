@@ -138,6 +138,12 @@ class Simulator:
 
     # -- talking to it ----------------------------------------------------------------------
 
+    def base_url_on(self, port: int, host: str = "127.0.0.1") -> str:
+        """The base URL of this simulator served on ``host:port`` (say, by `serve_asgi`
+        on a `bind_socket`): the origin plus ``config.base_path``."""
+        netloc = f"[{host}]" if ":" in host else host
+        return f"http://{netloc}:{port}{self.config.base_path}"
+
     def transport(self) -> SimulatorTransport:
         """An httpx transport into this simulator, no sockets involved."""
         return SimulatorTransport(self.app)
