@@ -245,6 +245,9 @@ class SimulatorConfig:
     )
     """What ``response`` holds while a task waits for input: the prompt as text, or null
     (the service may send either)."""
+    end_waiting: bool = False
+    """Every ``input-required`` task *ends* at its last input request (``completedAt`` set,
+    status ``input-required``), as ``simulate.endsWaiting`` does for one task."""
     legacy_input_field: bool = False
     """Name the input request ``activeInputRequest``, as the service did for SDK <= 0.2.0,
     instead of ``hitlInputMetadata``."""

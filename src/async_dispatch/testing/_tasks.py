@@ -170,6 +170,7 @@ def create_task(
 
     override = submission.simulate or Simulate()
     outcome = "input-required" if override.ends_waiting else override.outcome or drawn_outcome
+    ends_waiting = override.ends_waiting or (config.end_waiting and outcome == "input-required")
     seconds = override.duration if override.duration is not None else drawn_duration
     duration = seconds * clock.scale
 
@@ -194,7 +195,7 @@ def create_task(
             )
             for i in range(count)
         )
-        if override.ends_waiting:
+        if ends_waiting:
             # It stops at its last request for good: the service gave up waiting for it.
             inputs = (*inputs[:-1], attrs.evolve(inputs[-1], end=math.inf))
             finish, final = inputs[-1].start, "input-required"
