@@ -94,9 +94,7 @@ async def inputs(url: str) -> dict[str, Any]:
         calls.append({"input_id": metadata.input_id, "kind": metadata.action.name})
 
     agent = narada.Agent(environment=_environment(url))
-    response = await agent.run(
-        "fill in the form", on_input_required=on_input_required, timeout=60
-    )
+    response = await agent.run("fill in the form", on_input_required=on_input_required, timeout=60)
     return {**_summary(response), "calls": calls}
 
 
@@ -116,7 +114,7 @@ async def attachment(url: str) -> dict[str, Any]:
         file.write(b"an attachment from the official SDK")
     try:
         agent = narada.Agent(environment=_environment(url))
-        with open(file.name, "rb") as handle:
+        with open(file.name, "rb") as handle:  # noqa: ASYNC230 - the SDK reads it so
             response = await agent.run("summarise the file", attachment=handle, timeout=60)
         return {**_summary(response), "filename": os.path.basename(file.name)}
     finally:
@@ -224,7 +222,7 @@ async def main(urls: dict[str, str]) -> dict[str, Any]:
         "narada": narada.__version__,
         "python": list(sys.version_info[:2]),
         "warnings": warnings.messages,
-        "results": dict(zip(names, results)),
+        "results": dict(zip(names, results, strict=True)),
     }
 
 

@@ -16,7 +16,10 @@ CONFIG = SimulatorConfig(
 
 @pytest.mark.anyio
 async def test_submit_and_read_over_tcp_with_the_clients_own_transport() -> None:
-    async with serve(CONFIG) as running, DispatchClient(KEY, running.base_url, execution_mode="cloud") as client:
+    async with (
+        serve(CONFIG) as running,
+        DispatchClient(KEY, running.base_url, execution_mode="cloud") as client,
+    ):
         request_ids = [await client.submit(f"/Operator task {n}") for n in range(5)]
         statuses = [await client.get_status(request_id) for request_id in request_ids]
     assert {status.status for status in statuses} == {Status.SUCCESS}

@@ -251,7 +251,9 @@ async def test_an_app_whose_submits_all_fail_says_so(framework: str) -> None:
         async with Simulator(SimulatorConfig(seed=2)) as sim, serve_asgi(sim.app, sim_sock):
             with bound_socket() as (sock, port):
                 client = DispatchClient(
-                    api_key="not-the-key", base_url=sim.base_url_on(sim_port), execution_mode="cloud"
+                    api_key="not-the-key",
+                    base_url=sim.base_url_on(sim_port),
+                    execution_mode="cloud",
                 )
                 app = module.create_app(module.Settings(), client=client)
                 url = f"http://127.0.0.1:{port}"

@@ -165,9 +165,7 @@ async def run_sdk(python: str, urls: dict[str, str]) -> dict[str, Any]:
         "NARADA_API_BASE_URL": urls["plain"],
         "PYTHONPATH": "",
     }
-    done = await anyio.run_process(
-        [python, str(SCRIPT), json.dumps(urls)], env=env, check=False
-    )
+    done = await anyio.run_process([python, str(SCRIPT), json.dumps(urls)], env=env, check=False)
     stderr = done.stderr.decode(errors="replace")
     assert done.returncode == 0, stderr
     assert KEY not in done.stdout.decode() + stderr
@@ -226,7 +224,6 @@ def _with_defaults(config: SimulatorConfig, seed: int) -> SimulatorConfig:
     if config.durations == SimulatorConfig().durations:
         changes["durations"] = Durations.fixed(0)
     return attrs.evolve(config, **changes)
-
 
 
 @pytest.mark.anyio

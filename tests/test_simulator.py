@@ -418,7 +418,11 @@ async def test_a_task_can_end_waiting_for_input(http: httpx.AsyncClient) -> None
         while not seen or not seen[-1][2]:
             body = (await read(http, request_id)).json()
             hitl = body["hitlInputMetadata"]
-            step = (body["status"], hitl["inputId"] if hitl else None, body["completedAt"] is not None)
+            step = (
+                body["status"],
+                hitl["inputId"] if hitl else None,
+                body["completedAt"] is not None,
+            )
             if not seen or seen[-1] != step:
                 seen.append(step)
             await anyio.sleep(0.01)

@@ -36,7 +36,10 @@ async def presign(http: httpx.AsyncClient, filename: str = "report.pdf") -> dict
 
 
 async def upload(
-    http: httpx.AsyncClient, post: dict[str, Any], data: bytes, headers: dict[str, str] | None = None
+    http: httpx.AsyncClient,
+    post: dict[str, Any],
+    data: bytes,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     return await http.post(
         post["url"],
@@ -100,20 +103,24 @@ async def test_the_bucket_refuses_what_s3_refuses(sim: Simulator) -> None:
     forged = {**post, "fields": {**post["fields"], "x-amz-signature": "0" * 64}}
     unknown = {**post, "fields": {**post["fields"], "key": "uploads/elsewhere/x"}}
 
-    too_big = await upload(http, post, b"x" * 70_000)
+    too_big = await upload(http, post, b"x" * 70_000)  # not even read whole
+    just_too_big = await upload(http, post, b"x" * 1001)  # max_upload_size is 1000
+    assert (await upload(http, await presign(http), b"x" * 1000)).status_code == 204
     bad_signature = await upload(http, forged, b"x")
     unknown_key = await upload(http, unknown, b"x")
     no_file = await http.post(post["url"], data=post["fields"], files={"other": ("a", b"x")})
     not_a_form = await http.post(post["url"], json=post["fields"])
     get = await http.get(post["url"])
 
-    assert too_big.status_code == 400
+    assert too_big.status_code == just_too_big.status_code == 400
     assert "EntityTooLarge" in too_big.text
+    assert "EntityTooLarge" in just_too_big.text
     assert bad_signature.status_code == unknown_key.status_code == 403
     assert no_file.status_code == 400
     assert not_a_form.status_code == 412
     assert get.status_code == 405
-    assert sim.uploads == {}
+    assert post["fields"]["key"] not in sim.uploads
+    assert len(sim.uploads) == 1
 
 
 @pytest.mark.anyio
@@ -197,9 +204,10 @@ async def test_sdk_config_says_every_version_is_supported(sim: Simulator) -> Non
 
 @pytest.mark.anyio
 async def test_the_bucket_url_names_the_tcp_port() -> None:
-    async with serve(SimulatorConfig()) as running, httpx.AsyncClient(
-        base_url=running.base_url
-    ) as http:
+    async with (
+        serve(SimulatorConfig()) as running,
+        httpx.AsyncClient(base_url=running.base_url) as http,
+    ):
         post = await presign(http)
         assert post["url"] == f"{running.origin}/_uploads"
         assert (await upload(http, post, b"over tcp")).status_code == 204

@@ -390,7 +390,10 @@ async def test_dispatch_client_retries_a_refused_submit() -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     client = DispatchClient(
-        api_key="k", base_url=url, retry=RetryPolicy(attempts=2, max_delay=0), execution_mode="cloud"
+        api_key="k",
+        base_url=url,
+        retry=RetryPolicy(attempts=2, max_delay=0),
+        execution_mode="cloud",
     )
     async with client:
         with pytest.raises(TransportError) as caught:

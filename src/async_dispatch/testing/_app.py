@@ -243,12 +243,10 @@ class SimulatorApp:
         limit = self.bucket.max_size + _UPLOAD_SLACK
         raw = await _read_body(receive, limit=limit)
         try:
-            if raw is None:
-                raise UploadRefused(400, "EntityTooLarge", "Your proposed upload is too large")
             self.bucket.store(content_type, raw, api_key_sent=api_key_sent)
         except UploadRefused as refused:
             body = (
-                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{refused.code}</Code>"
+                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{refused.code}</Code>'
                 f"<Message>{refused.message}</Message></Error>"
             ).encode()
             await self._send(send, refused.status, body, content_type=_XML)

@@ -209,7 +209,9 @@ def _input_kinds(value: Iterable[str]) -> tuple[InputKind, ...]:
 
 def _check_base_path(_: object, __: object, value: str) -> None:
     if value and (not value.startswith("/") or value.endswith("/")):
-        raise ValueError(f"base_path must be empty or start with '/' and not end with it: {value!r}")
+        raise ValueError(
+            f"base_path must be empty or start with '/' and not end with it: {value!r}"
+        )
 
 
 def _keys(value: str | Iterable[str]) -> frozenset[str]:

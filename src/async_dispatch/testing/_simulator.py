@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio

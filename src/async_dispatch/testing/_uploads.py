@@ -45,7 +45,7 @@ class Upload:
         return f"Upload(key={self.key!r}, size={len(self.data)}, api_key_sent={self.api_key_sent})"
 
 
-class UploadRefused(Exception):  # noqa: N818 - a refusal, not an error of ours
+class UploadRefused(Exception):
     """The bucket turns an upload away: ``status`` and an S3-style ``code``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -81,10 +81,12 @@ class UploadBucket:
             },
         }
 
-    def store(self, content_type: str, body: bytes, *, api_key_sent: bool) -> Upload:
-        """Check and keep one multipart upload; raise `UploadRefused` as S3 would."""
-        if len(body) > self.max_size:
-            raise UploadRefused(400, "EntityTooLarge", "Your proposed upload is too large")
+    def store(self, content_type: str, body: bytes | None, *, api_key_sent: bool) -> Upload:
+        """Check and keep one multipart upload (None: a body too large to read whole);
+        raise `UploadRefused` as S3 would."""
+        too_large = UploadRefused(400, "EntityTooLarge", "Your proposed upload is too large")
+        if body is None:
+            raise too_large
         fields, file_part = _parse_form(content_type, body)
         key = fields.get("key", "")
         issued = self._issued.get(key)
@@ -95,6 +97,8 @@ class UploadBucket:
         if file_part is None:
             raise UploadRefused(400, "InvalidArgument", "POST requires exactly one file upload")
         data, file_type = file_part
+        if len(data) > self.max_size:
+            raise too_large
         owner, filename = issued
         upload = Upload(
             key=key,
@@ -123,7 +127,9 @@ def _parse_form(
     """The text fields of a multipart form, and its ``file`` part (bytes, content type)."""
     if not content_type.lower().startswith("multipart/form-data"):
         raise UploadRefused(
-            412, "PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data"
+            412,
+            "PreconditionFailed",
+            "Bucket POST must be of the enclosure-type multipart/form-data",
         )
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
