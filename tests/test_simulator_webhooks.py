@@ -138,6 +138,25 @@ async def test_input_requests_are_delivered_when_asked(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("notify_input_required", [False, True])
+async def test_a_task_that_ends_waiting_is_delivered_once_as_final(
+    receiver: Receiver, hooks: httpx.AsyncClient, notify_input_required: bool
+) -> None:
+    """Its last input request opens as it ends: one delivery, with ``completedAt`` set."""
+    webhooks = config(notify_input_required=notify_input_required)
+    async with Simulator(webhooks, webhook_client=hooks) as sim:
+        simulate = {"duration": 0.2, "inputRequests": 2, "inputWait": 0.1, "endsWaiting": True}
+        await submit(sim, simulate=simulate)
+        with anyio.fail_after(5):
+            await sim.wait_webhooks()
+
+    calls = [(c.payload["status"], c.payload["completedAt"] is not None) for c in receiver.calls]
+    early = [("input-required", False)] if notify_input_required else []
+    assert calls == [*early, ("input-required", True)]
+    assert receiver.calls[-1].payload["usage"] is not None
+
+
+@pytest.mark.anyio
 async def test_input_requests_are_not_delivered_by_default(
     receiver: Receiver, hooks: httpx.AsyncClient
 ) -> None:

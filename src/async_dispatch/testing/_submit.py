@@ -75,10 +75,6 @@ class Submission:
 
 def issue(loc: tuple[str | int, ...], msg: str, kind: str) -> ValidationIssue:
     """One entry of a 422's ``detail`` list, FastAPI style."""
-    return _issue(loc, msg, kind)
-
-
-def _issue(loc: tuple[str | int, ...], msg: str, kind: str) -> ValidationIssue:
     return {"type": kind, "loc": ["body", *loc], "msg": msg}
 
 
@@ -93,47 +89,47 @@ def parse_submission(
     try:
         body = json.loads(raw)
     except ValueError:
-        return [_issue((), "the body is not valid JSON", "json_invalid")]
+        return [issue((), "the body is not valid JSON", "json_invalid")]
     if not isinstance(body, dict):
-        return [_issue((), "the body must be a JSON object", "model_attributes_type")]
+        return [issue((), "the body must be a JSON object", "model_attributes_type")]
 
     issues: list[ValidationIssue] = []
     prompt = body.get("prompt")
     if prompt is None:
-        issues.append(_issue(("prompt",), "Field required", "missing"))
+        issues.append(issue(("prompt",), "Field required", "missing"))
     elif not isinstance(prompt, str) or not prompt.strip():
-        issues.append(_issue(("prompt",), "must be a non-empty string", "string_type"))
+        issues.append(issue(("prompt",), "must be a non-empty string", "string_type"))
 
     for name in ("browserWindowId", "previousRequestId", "timeZone", "callbackSecret"):
         value = body.get(name)
         if value is not None and not isinstance(value, str):
-            issues.append(_issue((name,), "must be a string", "string_type"))
+            issues.append(issue((name,), "must be a string", "string_type"))
     for name in ("clearChat", "saveScreenshots"):
         value = body.get(name)
         if value is not None and not isinstance(value, bool):
-            issues.append(_issue((name,), "must be a boolean", "bool_type"))
+            issues.append(issue((name,), "must be a boolean", "bool_type"))
 
     mode = body.get("executionMode")
     if mode is not None and mode not in _EXECUTION_MODES:
-        issues.append(_issue(("executionMode",), f"must be one of {_EXECUTION_MODES}", "enum"))
+        issues.append(issue(("executionMode",), f"must be one of {_EXECUTION_MODES}", "enum"))
 
     response_format = body.get("responseFormat")
     if response_format is not None and not isinstance(response_format, dict):
-        issues.append(_issue(("responseFormat",), "must be an object", "dict_type"))
+        issues.append(issue(("responseFormat",), "must be an object", "dict_type"))
 
     url = body.get("callbackUrl")
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        issues.append(_issue(("callbackUrl",), "must be an http(s) URL", "url_type"))
+        issues.append(issue(("callbackUrl",), "must be an http(s) URL", "url_type"))
 
     headers = body.get("callbackHeaders")
     if headers is not None and not isinstance(headers, dict):
         # Values need not be strings (the SDK allows any): they are sent as their JSON text.
-        issues.append(_issue(("callbackHeaders",), "must be an object", "dict_type"))
+        issues.append(issue(("callbackHeaders",), "must be an object", "dict_type"))
 
     window_id = body.get("browserWindowId")
     if require_browser_window and mode in (None, "client") and not window_id:
         issues.append(
-            _issue(
+            issue(
                 ("browserWindowId",),
                 "browserWindowId is required when executionMode is 'client' (the default); "
                 "send a browserWindowId or executionMode 'cloud'",
@@ -179,7 +175,7 @@ def _upload_references(
             found.append((("attachment", "key"), key))
         else:
             issues.append(
-                _issue(("attachment",), "must be an object with a string 'key'", "dict_type")
+                issue(("attachment",), "must be an object with a string 'key'", "dict_type")
             )
 
     def walk(value: object, loc: tuple[str | int, ...]) -> None:
@@ -192,7 +188,7 @@ def _upload_references(
                 if isinstance(key, str) and key:
                     found.append(((*loc, "id"), key))
                 else:
-                    issues.append(_issue(loc, "a file reference needs a string 'id'", "missing"))
+                    issues.append(issue(loc, "a file reference needs a string 'id'", "missing"))
                 return
             for name, item in value.items():
                 walk(item, (*loc, str(name)))
@@ -205,34 +201,34 @@ def _parse_simulate(value: object, issues: list[ValidationIssue]) -> Simulate | 
     if value is None:
         return None
     if not isinstance(value, dict):
-        issues.append(_issue(("simulate",), "must be an object", "dict_type"))
+        issues.append(issue(("simulate",), "must be an object", "dict_type"))
         return None
     before = len(issues)
     outcome = value.get("outcome")
     if outcome is not None and outcome not in _OUTCOMES:
-        issues.append(_issue(("simulate", "outcome"), f"must be one of {_OUTCOMES}", "enum"))
+        issues.append(issue(("simulate", "outcome"), f"must be one of {_OUTCOMES}", "enum"))
     final = value.get("finalOutcome")
     if final is not None and final not in _FINAL_OUTCOMES:
         issues.append(
-            _issue(("simulate", "finalOutcome"), f"must be one of {_FINAL_OUTCOMES}", "enum")
+            issue(("simulate", "finalOutcome"), f"must be one of {_FINAL_OUTCOMES}", "enum")
         )
     for name in ("duration", "inputWait"):
         seconds = value.get(name)
         if seconds is not None and not (_is_number(seconds) and seconds >= 0):
-            issues.append(_issue(("simulate", name), "must be a number >= 0", "float_type"))
+            issues.append(issue(("simulate", name), "must be a number >= 0", "float_type"))
     kind = value.get("inputKind")
     if kind is not None and kind not in INPUT_KINDS:
-        issues.append(_issue(("simulate", "inputKind"), f"must be one of {INPUT_KINDS}", "enum"))
+        issues.append(issue(("simulate", "inputKind"), f"must be one of {INPUT_KINDS}", "enum"))
     shape = value.get("inputResponse")
     if shape is not None and shape not in ("text", "null"):
-        issues.append(_issue(("simulate", "inputResponse"), "must be 'text' or 'null'", "enum"))
+        issues.append(issue(("simulate", "inputResponse"), "must be 'text' or 'null'", "enum"))
     for name in ("legacyInputField", "endsWaiting"):
         flag = value.get(name)
         if flag is not None and not isinstance(flag, bool):
-            issues.append(_issue(("simulate", name), "must be a boolean", "bool_type"))
+            issues.append(issue(("simulate", name), "must be a boolean", "bool_type"))
     if value.get("endsWaiting") is True and outcome not in (None, "input-required"):
         issues.append(
-            _issue(
+            issue(
                 ("simulate", "endsWaiting"),
                 "only a task that asks for input can end waiting for it",
                 "value_error",
@@ -242,7 +238,7 @@ def _parse_simulate(value: object, issues: list[ValidationIssue]) -> Simulate | 
     if count is not None and not (
         isinstance(count, int) and not isinstance(count, bool) and count >= 1
     ):
-        issues.append(_issue(("simulate", "inputRequests"), "must be an integer >= 1", "int_type"))
+        issues.append(issue(("simulate", "inputRequests"), "must be an integer >= 1", "int_type"))
     if len(issues) > before:
         return None
     return Simulate(
