@@ -55,7 +55,9 @@ def _bench_app(sim: Any) -> Any:
         # Through the app's own submit handler, past auth and rate limit (private API of a
         # sibling package: benchmark-only, and the smoke test notices if it changes).
         ids: list[str] = []
-        submission = json.dumps({"prompt": "/Operator benchmark"}).encode()
+        submission = json.dumps(
+            {"prompt": "/Operator benchmark", "executionMode": "cloud"}
+        ).encode()
         for _ in range(int(body["n"])):
             answer: list[bytes] = []
 
@@ -164,7 +166,7 @@ async def _serve_fast(sock: socket.socket) -> None:
         return web.json_response({"served": served})
 
     app = web.Application()
-    app.router.add_get("/remote-dispatch/responses/{rid}", status)
+    app.router.add_get("/fast/v2/remote-dispatch/responses/{rid}", status)
     app.router.add_route("*", "/_bench/stats", stats)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=120)
     await runner.setup()

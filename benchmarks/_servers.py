@@ -24,25 +24,27 @@ class ServerHandle:
 
     def __init__(self, port: int, control: httpx.AsyncClient) -> None:
         self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.origin = f"http://127.0.0.1:{port}"
+        #: Where clients point: both kinds serve the API under the public service's path.
+        self.base_url = f"{self.origin}/fast/v2"
         self._control = control
 
     async def create(self, n: int) -> tuple[list[str], float]:
         """Make `n` tasks (no rate limit spent); returns their ids and the server's time."""
-        answer = await self._control.post(f"{self.base_url}/_bench/create", json={"n": n})
+        answer = await self._control.post(f"{self.origin}/_bench/create", json={"n": n})
         answer.raise_for_status()
         data = answer.json()
         return data["ids"], data["now"]
 
     async def finished(self, ids: list[str]) -> dict[str, float | None]:
         """When each task finishes (or finished) on the server's clock; None if never."""
-        answer = await self._control.post(f"{self.base_url}/_bench/finished", json={"ids": ids})
+        answer = await self._control.post(f"{self.origin}/_bench/finished", json={"ids": ids})
         answer.raise_for_status()
         times: dict[str, float | None] = answer.json()["finished"]
         return times
 
     async def stats(self, since: float = 0.0) -> dict[str, Any]:
-        answer = await self._control.post(f"{self.base_url}/_bench/stats", json={"since": since})
+        answer = await self._control.post(f"{self.origin}/_bench/stats", json={"since": since})
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result

@@ -100,7 +100,9 @@ async def _replica(args: argparse.Namespace) -> None:
     async with (
         shared.connection,
         bucket,
-        DispatchClient(api_key="sim-key", base_url=args.base_url, bucket=bucket) as client,
+        DispatchClient(
+            api_key="sim-key", base_url=args.base_url, bucket=bucket, execution_mode="cloud"
+        ) as client,
     ):
         poller = Poller(
             client,

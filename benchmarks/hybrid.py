@@ -112,7 +112,9 @@ async def _run_variant(
     with _socket() as (sim_sock, sim_port), _socket() as (app_sock, app_port):
         async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
             runtime = DispatchRuntime(
-                DispatchClient(api_key=_KEY, base_url=f"http://127.0.0.1:{sim_port}"),
+                DispatchClient(
+                    api_key=_KEY, base_url=sim.base_url_on(sim_port), execution_mode="cloud"
+                ),
                 callback_url=f"http://127.0.0.1:{app_port}{_HOOK}" if hybrid else None,
                 on_outcome=record,
                 keep=0,

@@ -9,6 +9,8 @@ state) and the results so far. aiohttp runs on asyncio only.
 Configuration (environment):
 
 - ``DISPATCH_API_KEY``, ``DISPATCH_BASE_URL``: the service (see ``DispatchClient``).
+- ``DISPATCH_EXECUTION_MODE`` or ``DISPATCH_BROWSER_WINDOW_ID``: where the tasks run,
+  ``cloud`` or a browser window; the service refuses a task that names neither.
 - ``DISPATCH_CALLBACK_URL``: the public URL of this app's ``/webhooks/dispatch`` route.
   Unset: polling only.
 - ``DISPATCH_CALLBACK_SECRET``: the webhook secret; a random one is generated if unset.
@@ -20,7 +22,8 @@ Try it against the local simulator, in two shells::
     async-dispatch simulate --port 8000 --api-key sim-key
     # or the same: python -c "from async_dispatch.testing import run_forever; run_forever()"
 
-    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
+    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000/fast/v2 \\
+    DISPATCH_EXECUTION_MODE=cloud \\
     DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
         python examples/aiohttp_app.py
 

@@ -13,6 +13,8 @@ one long-lived poller in hybrid mode: the service pushes each result to
 Configuration (environment):
 
 - ``DISPATCH_API_KEY``, ``DISPATCH_BASE_URL``: the service (see ``DispatchClient``).
+- ``DISPATCH_EXECUTION_MODE`` or ``DISPATCH_BROWSER_WINDOW_ID``: where the tasks run,
+  ``cloud`` or a browser window; the service refuses a task that names neither.
 - ``DISPATCH_CALLBACK_URL``: the public URL of this app's ``/webhooks/dispatch`` route.
   Unset: polling only.
 - ``DISPATCH_CALLBACK_SECRET``: the webhook secret; a random one is generated if unset.
@@ -31,7 +33,8 @@ Try it against the local simulator, in two shells::
     async-dispatch simulate --port 8000 --api-key sim-key
     # or the same: python -c "from async_dispatch.testing import run_forever; run_forever()"
 
-    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
+    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000/fast/v2 \\
+    DISPATCH_EXECUTION_MODE=cloud \\
     DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
         uvicorn --factory examples.fastapi_app:create_app --port 8001
 
@@ -44,7 +47,8 @@ Fleet mode, four workers on one key (a third shell for Redis, or an existing one
     redis-server --port 6379 --save '' --appendonly no
     async-dispatch simulate --port 8000 --api-key sim-key
 
-    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000 \\
+    DISPATCH_API_KEY=sim-key DISPATCH_BASE_URL=http://127.0.0.1:8000/fast/v2 \\
+    DISPATCH_EXECUTION_MODE=cloud \\
     DISPATCH_CALLBACK_URL=http://127.0.0.1:8001/webhooks/dispatch \\
     DISPATCH_CALLBACK_SECRET=change-me-to-32-random-characters \\
     DISPATCH_REDIS_URL=redis://127.0.0.1:6379 \\

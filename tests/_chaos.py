@@ -291,6 +291,7 @@ async def client_for(
     """An open `DispatchClient` whose HTTP goes to `service` in process."""
     transport = service.transport() if isinstance(service, ChaosService) else service
     kwargs.setdefault("retry", RetryPolicy(attempts=1))
+    kwargs.setdefault("execution_mode", "cloud")  # a submit the service accepts
     async with (
         httpx.AsyncClient(transport=transport) as http,
         DispatchClient(api_key=key, base_url=BASE_URL, http_client=http, **kwargs) as client,

@@ -115,6 +115,7 @@ class FakeService:
             "base_url": BASE_URL,
             "http_client": httpx.AsyncClient(transport=httpx.MockTransport(self)),
             "retry": INSTANT,
+            "execution_mode": "cloud",  # a submit the service accepts
         }
         options.update(kwargs)
         return DispatchClient(**options)

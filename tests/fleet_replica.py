@@ -54,7 +54,9 @@ async def replica(args: argparse.Namespace) -> dict[str, Any]:
         bucket = RedisTokenBucket(args.redis_url, name=args.name, rate=args.rate, burst=args.burst)
     else:
         bucket = TokenBucket(args.rate, args.burst)
-    client = DispatchClient(api_key=args.api_key, base_url=args.base_url, bucket=bucket)
+    client = DispatchClient(
+        api_key=args.api_key, base_url=args.base_url, bucket=bucket, execution_mode="cloud"
+    )
     # The bucket is entered first, around the client: RedisTokenBucket's docstring says why.
     async with bucket, client:
         poller = Poller(

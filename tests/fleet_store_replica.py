@@ -62,7 +62,9 @@ async def replica(args: argparse.Namespace) -> None:
     store = RedisStore(bucket.connection, name=args.name, lease=args.lease, outcome_idle=args.lease)
     async with (
         bucket,
-        DispatchClient(api_key="sim-key", base_url=args.base_url, bucket=bucket) as client,
+        DispatchClient(
+            api_key="sim-key", base_url=args.base_url, bucket=bucket, execution_mode="cloud"
+        ) as client,
         Poller(client, store=store, initial_interval=0.2, max_interval=0.5, deadline=60) as poller,
         anyio.create_task_group() as tasks,
     ):

@@ -53,7 +53,11 @@ async def test_served_app_receives_webhooks_and_cleans_up() -> None:
         async with Simulator(config) as sim, serve_asgi(sim.app, sim_sock):
             before = other_tasks()
             runtime = DispatchRuntime(
-                DispatchClient(api_key="sim-key", base_url=f"http://127.0.0.1:{sim_port}"),
+                DispatchClient(
+                    api_key="sim-key",
+                    base_url=sim.base_url_on(sim_port),
+                    execution_mode="cloud",
+                ),
                 callback_url=f"http://127.0.0.1:{port}/custom/hook",
                 callback_secret=SECRET,
                 max_body_size=1000,

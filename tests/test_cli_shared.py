@@ -113,9 +113,12 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.mark.anyio
 @pytest.mark.usefixtures("without_cli_extra")
-async def test_without_rich_a_terminal_gets_plain_lines(sim: Simulator) -> None:
+async def test_without_rich_a_terminal_gets_plain_lines(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, err = _Terminal(), io.StringIO()
-    environ = {API_KEY_ENV: "sim-key", BASE_URL_ENV: "http://127.0.0.1"}
+    environ = {API_KEY_ENV: "sim-key", BASE_URL_ENV: sim.base_url}
+    monkeypatch.setenv("DISPATCH_EXECUTION_MODE", "cloud")  # read by the client itself
     submitted = await run(
         ["submit", "go", "--wait", *QUICK], stdout=out, stderr=err,
         environ=environ, transport=sim.transport(),

@@ -42,7 +42,10 @@ def test_simulate_serves_over_tcp_and_stops_cleanly_on_ctrl_c(
     assert info["api_key"].startswith("sim-")
     headers = {"x-api-key": info["api_key"]}
     with httpx.Client(base_url=info["base_url"], timeout=5) as http:
-        submitted = http.post("/remote-dispatch", json={"prompt": "hi"}, headers=headers)
+        bare = http.post("/remote-dispatch", json={"prompt": "hi"}, headers=headers)
+        assert bare.status_code == 422  # the default mode needs a browser window
+        body = {"prompt": "hi", "executionMode": "cloud"}
+        submitted = http.post("/remote-dispatch", json=body, headers=headers)
         assert submitted.status_code == 202
         assert http.get("/remote-dispatch/responses/req_nope", headers=headers).status_code == 404
         assert http.get("/remote-dispatch/responses/req_nope").status_code == 401
@@ -52,6 +55,7 @@ def test_simulate_serves_over_tcp_and_stops_cleanly_on_ctrl_c(
         **os.environ,
         "DISPATCH_BASE_URL": info["base_url"],
         "DISPATCH_API_KEY": info["api_key"],
+        "DISPATCH_EXECUTION_MODE": "cloud",
     }
     extra = json.dumps({"simulate": {"outcome": "success", "duration": 1}})
     done = subprocess.run(
@@ -67,7 +71,8 @@ def test_simulate_serves_over_tcp_and_stops_cleanly_on_ctrl_c(
     assert info["api_key"] not in done.stdout + done.stderr
 
     # A second simulator on the same port: one line, exit 2.
-    port = info["base_url"].rsplit(":", 1)[1]
+    assert info["base_url"].endswith("/fast/v2")  # the API's path, as the service has it
+    port = str(httpx.URL(info["base_url"]).port)
     busy = subprocess.run(
         [*CLI, "simulate", "--port", port], capture_output=True, text=True, timeout=30, check=False
     )

@@ -79,7 +79,8 @@ async def test_submit_posts_json_and_returns_the_request_id() -> None:
     assert str(request.url) == f"{BASE_URL}/remote-dispatch"
     assert request.headers["x-api-key"] == KEY
     assert request.headers["content-type"] == "application/json"
-    assert fake.json_bodies() == [{"prompt": "/Operator find jobs"}]
+    # The helper's client submits in cloud mode (the default mode needs a browser window).
+    assert fake.json_bodies() == [{"prompt": "/Operator find jobs", "executionMode": "cloud"}]
 
 
 @pytest.mark.parametrize("code", [200, 201, 202, 204])
@@ -131,7 +132,9 @@ async def test_submit_merges_extra_fields_untouched() -> None:
     extra = {"attachments": [{"file_name": "a.pdf"}], "variables": {"snake_case": None}}
     async with fake.client() as client:
         await client.submit("p", time_zone="UTC", extra=extra)
-    assert fake.json_bodies() == [{"prompt": "p", "timeZone": "UTC", **extra}]
+    assert fake.json_bodies() == [
+        {"prompt": "p", "executionMode": "cloud", "timeZone": "UTC", **extra}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -400,7 +403,7 @@ async def test_a_rate_limited_submit_is_retried() -> None:
     async with fake.client() as client:
         assert await client.submit("p") == "req_abc123def456"
     assert len(fake.requests) == 2
-    assert fake.json_bodies() == [{"prompt": "p"}, {"prompt": "p"}]
+    assert fake.json_bodies() == [{"prompt": "p", "executionMode": "cloud"}] * 2
 
 
 async def test_a_submit_rate_limited_to_the_end_raises_rate_limited() -> None:

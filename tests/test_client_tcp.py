@@ -16,7 +16,10 @@ CONFIG = SimulatorConfig(
 
 @pytest.mark.anyio
 async def test_submit_and_read_over_tcp_with_the_clients_own_transport() -> None:
-    async with serve(CONFIG) as running, DispatchClient(KEY, running.base_url) as client:
+    async with (
+        serve(CONFIG) as running,
+        DispatchClient(KEY, running.base_url, execution_mode="cloud") as client,
+    ):
         request_ids = [await client.submit(f"/Operator task {n}") for n in range(5)]
         statuses = [await client.get_status(request_id) for request_id in request_ids]
     assert {status.status for status in statuses} == {Status.SUCCESS}
@@ -32,14 +35,14 @@ async def test_a_proxy_from_the_environment_is_honoured(monkeypatch: pytest.Monk
             env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
             env.setenv("NO_PROXY", "")
             async with DispatchClient(
-                KEY, running.base_url, retry=RetryPolicy(attempts=1)
+                KEY, running.base_url, retry=RetryPolicy(attempts=1), execution_mode="cloud"
             ) as client:
                 with pytest.raises(TransportError) as caught:
                     await client.submit("/Operator through the proxy")
             assert isinstance(caught.value.__cause__, httpx.ConnectError)
         assert running.simulator.stats.tasks_created == 0
 
-        async with DispatchClient(KEY, running.base_url) as client:
+        async with DispatchClient(KEY, running.base_url, execution_mode="cloud") as client:
             assert await client.submit("/Operator straight there")
         assert running.simulator.stats.tasks_created == 1
 
@@ -53,7 +56,9 @@ async def test_requests_say_who_sends_them() -> None:
         return httpx.Response(202, json={"requestId": "req_1"})
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    async with DispatchClient(KEY, "http://127.0.0.1:9", http_client=http) as client:
+    async with DispatchClient(
+        KEY, "http://127.0.0.1:9", http_client=http, execution_mode="cloud"
+    ) as client:
         await client.submit("/Operator hello")
     assert seen[0].headers["user-agent"].startswith("async-remote-dispatch/")
     assert seen[0].headers["x-api-key"] == KEY

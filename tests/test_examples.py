@@ -150,7 +150,9 @@ async def running_example(
                     safety_interval=safety_interval,
                     rate=rate,
                 )
-                client = DispatchClient(api_key="sim-key", base_url=f"http://127.0.0.1:{sim_port}")
+                client = DispatchClient(
+                    api_key="sim-key", base_url=sim.base_url_on(sim_port), execution_mode="cloud"
+                )
                 app = module.create_app(settings, client=client)
                 async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
                     yield Served(url, http, sim.stats)
@@ -306,7 +308,9 @@ async def test_an_app_whose_submits_all_fail_says_so(framework: str) -> None:
         async with Simulator(SimulatorConfig(seed=2)) as sim, serve_asgi(sim.app, sim_sock):
             with bound_socket() as (sock, port):
                 client = DispatchClient(
-                    api_key="not-the-key", base_url=f"http://127.0.0.1:{sim_port}"
+                    api_key="not-the-key",
+                    base_url=sim.base_url_on(sim_port),
+                    execution_mode="cloud",
                 )
                 app = module.create_app(module.Settings(), client=client)
                 url = f"http://127.0.0.1:{port}"
@@ -344,8 +348,9 @@ async def test_the_fastapi_app_serves_its_metrics() -> None:
                 )
                 client = DispatchClient(
                     api_key="sim-key",
-                    base_url=f"http://127.0.0.1:{sim_port}",
+                    base_url=sim.base_url_on(sim_port),
                     hooks=[PrometheusHook(registry)],
+                    execution_mode="cloud",
                 )
                 app = module.create_app(settings, client=client, registry=registry)
                 async with httpx.AsyncClient(base_url=url) as http, serve_app("fastapi", sock, app):
@@ -427,7 +432,13 @@ async def test_the_docstring_recipe_works_as_pasted(framework: str) -> None:
             with bound_socket() as (sock, port):
                 url = f"http://127.0.0.1:{port}"
                 settings = module.Settings(callback_url=f"{url}{module.WEBHOOK_PATH}")
-                client = DispatchClient(api_key=env["DISPATCH_API_KEY"], base_url=info["base_url"])
+                # The documented URL carries the API's base path, and a mode the service accepts.
+                assert env["DISPATCH_BASE_URL"].endswith(httpx.URL(info["base_url"]).path)
+                client = DispatchClient(
+                    api_key=env["DISPATCH_API_KEY"],
+                    base_url=info["base_url"],
+                    execution_mode=env["DISPATCH_EXECUTION_MODE"],
+                )
                 app = module.create_app(settings, client=client)
                 async with httpx.AsyncClient(base_url=url) as http, serve_app(framework, sock, app):
                     served = Served(url, http, SimulatorStats())
@@ -520,7 +531,8 @@ async def test_fleet_mode_four_uvicorn_workers_one_outcome_per_task(
             env = {
                 **os.environ,
                 "DISPATCH_API_KEY": "sim-key",
-                "DISPATCH_BASE_URL": f"http://127.0.0.1:{sim_port}",
+                "DISPATCH_BASE_URL": sim.base_url_on(sim_port),
+                "DISPATCH_EXECUTION_MODE": "cloud",
                 "DISPATCH_CALLBACK_URL": f"{url}/webhooks/dispatch",
                 "DISPATCH_CALLBACK_SECRET": SECRET,
                 "DISPATCH_REDIS_URL": redis_url,

@@ -55,6 +55,7 @@ def client(handler: Handler) -> DispatchClient:
         base_url="http://127.0.0.1:9",
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         retry=RetryPolicy(attempts=1),
+        execution_mode="cloud",
     )
 
 

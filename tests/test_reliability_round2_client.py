@@ -88,6 +88,7 @@ async def hang_up(conn: anyio.abc.SocketStream) -> None:
 
 def own_client(url: str, **kwargs: Any) -> DispatchClient:
     """A client that builds its own HTTP client: aiohttp on asyncio, httpx on trio."""
+    kwargs.setdefault("execution_mode", "cloud")
     return DispatchClient(api_key=KEY, base_url=url, retry=NO_RETRY, **kwargs)
 
 

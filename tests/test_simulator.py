@@ -58,8 +58,12 @@ async def read(http: httpx.AsyncClient, request_id: str, key: str | None = KEY) 
     return await http.get(f"/remote-dispatch/responses/{request_id}", headers=headers)
 
 
+CLOUD = {"executionMode": "cloud"}
+"""What a submit needs besides its prompt: a mode that runs without a browser window."""
+
+
 async def new_task(http: httpx.AsyncClient, **simulate: Any) -> str:
-    response = await submit(http, {"prompt": "find jobs", "simulate": simulate})
+    response = await submit(http, {"prompt": "find jobs", **CLOUD, "simulate": simulate})
     assert response.status_code == 202, response.text
     return str(response.json()["requestId"])
 
@@ -71,7 +75,7 @@ async def new_task(http: httpx.AsyncClient, **simulate: Any) -> str:
 async def test_submit_answers_202_with_a_request_id(
     sim: Simulator, http: httpx.AsyncClient
 ) -> None:
-    response = await submit(http, {"prompt": "/Operator find jobs"})
+    response = await submit(http, {"prompt": "/Operator find jobs", **CLOUD})
 
     assert response.status_code == 202
     assert response.headers["content-type"] == "application/json"
@@ -82,23 +86,35 @@ async def test_submit_answers_202_with_a_request_id(
 
 
 @pytest.mark.anyio
-async def test_routes_answer_under_any_base_url_prefix(sim: Simulator) -> None:
-    http = sim.http_client(base_url="http://127.0.0.1/fast/v2")
-
+async def test_the_api_answers_under_its_base_path_only(sim: Simulator) -> None:
+    """A wrong base URL is a 404 on every path, never a task: the mistake shows at once."""
+    assert sim.base_url == "http://127.0.0.1/fast/v2"
+    http = sim.http_client()
     request_id = await new_task(http, outcome="success", duration=0)
-    response = await read(http, request_id)
+    assert (await read(http, request_id)).json()["status"] == "success"
 
-    assert response.status_code == 200
-    assert response.json()["status"] == "success"
+    for base in ("http://127.0.0.1", "http://127.0.0.1/v2", "http://127.0.0.1/fast/v2x"):
+        wrong = sim.http_client(base_url=base)
+        created = await submit(wrong, {"prompt": "x", **CLOUD})
+        status = await read(wrong, request_id)
+        assert created.status_code == status.status_code == 404, base
+        assert created.json() == {"detail": "Not Found"}
+    assert sim.stats.tasks_created == 1
 
 
 @pytest.mark.anyio
-async def test_unknown_routes_and_methods(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/elsewhere", headers={"x-api-key": KEY})).status_code == 404
-    assert (await http.get("/remote-dispatch", headers={"x-api-key": KEY})).status_code == 405
-    wrong = await http.post("/remote-dispatch/responses/req_1", headers={"x-api-key": KEY})
-    assert wrong.status_code == 405
-    assert wrong.headers["allow"] == "GET"
+async def test_the_base_path_is_configurable() -> None:
+    async with simulator(base_path="/api") as sim:
+        async with sim.client() as client:
+            assert client.base_url == "http://127.0.0.1/api"
+            request_id = await client.submit("x")
+            assert (await client.get_status(request_id)).request_id == request_id
+        root = sim.http_client(base_url="http://127.0.0.1")
+        assert (await submit(root, {"prompt": "x", **CLOUD})).status_code == 404
+    async with simulator(base_path="") as sim:
+        assert (await submit(sim.http_client(), {"prompt": "x", **CLOUD})).status_code == 202
+    with pytest.raises(ValueError, match="base_path"):
+        SimulatorConfig(base_path="fast/v2")
 
 
 @pytest.mark.anyio
@@ -124,7 +140,8 @@ async def test_a_missing_or_wrong_key_gets_401(sim: Simulator, key: str | None) 
     http = sim.http_client()
     request_id = await new_task(http)
 
-    for response in (await submit(http, {"prompt": "x"}, key), await read(http, request_id, key)):
+    submitted = await submit(http, {"prompt": "x", **CLOUD}, key)
+    for response in (submitted, await read(http, request_id, key)):
         assert response.status_code == 401
         assert "detail" in response.json()
         assert "wrong-key" not in response.text
@@ -134,7 +151,7 @@ async def test_a_missing_or_wrong_key_gets_401(sim: Simulator, key: str | None) 
 @pytest.mark.anyio
 async def test_a_key_without_access_gets_403() -> None:
     async with simulator(forbidden_keys={"no-access"}) as sim:
-        response = await submit(sim.http_client(), {"prompt": "x"}, "no-access")
+        response = await submit(sim.http_client(), {"prompt": "x", **CLOUD}, "no-access")
     assert response.status_code == 403
     assert "no-access" not in response.text
 
@@ -143,7 +160,7 @@ async def test_a_key_without_access_gets_403() -> None:
 async def test_a_task_is_unknown_to_other_keys() -> None:
     async with simulator(api_keys={"alice", "bob"}) as sim:
         http = sim.http_client()
-        created = await submit(http, {"prompt": "x"}, "alice")
+        created = await submit(http, {"prompt": "x", **CLOUD}, "alice")
         request_id = created.json()["requestId"]
 
         as_alice = await read(http, request_id, "alice")
@@ -174,7 +191,17 @@ async def test_a_task_is_unknown_to_other_keys() -> None:
         (b'{"prompt": "x", "executionMode": "moon"}', "executionMode"),
         (b'{"prompt": "x", "responseFormat": "json"}', "responseFormat"),
         (b'{"prompt": "x", "callbackUrl": "ftp://h/x"}', "callbackUrl"),
-        (b'{"prompt": "x", "callbackHeaders": {"a": 1}}', "callbackHeaders"),
+        (b'{"prompt": "x", "callbackHeaders": ["a"]}', "callbackHeaders"),
+        (b'{"prompt": "x"}', "browserWindowId"),
+        (b'{"prompt": "x", "executionMode": "client"}', "browserWindowId"),
+        (b'{"prompt": "x", "executionMode": null, "browserWindowId": ""}', "browserWindowId"),
+        (b'{"prompt": "x", "executionMode": "cloud", "attachment": "f"}', "attachment"),
+        (b'{"prompt": "x", "executionMode": "cloud", "simulate": {"inputKind": "x"}}', "simulate"),
+        (
+            b'{"prompt": "x", "executionMode": "cloud", '
+            b'"simulate": {"outcome": "success", "endsWaiting": true}}',
+            "simulate",
+        ),
         (b'{"prompt": "x", "simulate": {"outcome": "maybe"}}', "simulate"),
         (b'{"prompt": "x", "simulate": {"duration": -1}}', "simulate"),
         (b'{"prompt": "x", "simulate": {"inputRequests": 0}}', "simulate"),
@@ -193,7 +220,7 @@ async def test_a_bad_body_gets_422(
     issues = response.json()["detail"]
     assert issues
     if field is not None:
-        assert issues[0]["loc"][:2] == ["body", field]
+        assert ["body", field] in [issue["loc"][:2] for issue in issues]
     assert sim.stats.tasks_created == 0
 
 
@@ -222,7 +249,7 @@ async def test_a_task_is_pending_then_succeeds(sim: Simulator, http: httpx.Async
     assert done["createdAt"] == pending["createdAt"]
     assert ISO.fullmatch(done["completedAt"])
     assert done["response"]["text"]
-    assert done["response"]["output"] == {"type": "text", "text": done["response"]["text"]}
+    assert done["response"]["output"] == {"type": "text", "content": done["response"]["text"]}
     assert isinstance(done["usage"]["actions"], int)
     assert isinstance(done["usage"]["credits"], float)
     took = datetime.fromisoformat(done["completedAt"]) - datetime.fromisoformat(done["createdAt"])
@@ -253,7 +280,7 @@ async def test_input_required_returns_to_pending_then_finishes(http: httpx.Async
             if body["status"] != "success":
                 assert body["completedAt"] is None
             hitl = body["hitlInputMetadata"]
-            step = (body["status"], hitl["id"] if hitl else None)
+            step = (body["status"], hitl["inputId"] if hitl else None)
             if not seen or seen[-1] != step:
                 seen.append(step)
             await anyio.sleep(0.01)
@@ -275,14 +302,145 @@ async def test_input_required_returns_to_pending_then_finishes(http: httpx.Async
 
 @pytest.mark.anyio
 async def test_input_required_body(http: httpx.AsyncClient) -> None:
-    request_id = await new_task(http, outcome="input-required", duration=0, inputWait=60)
+    request_id = await new_task(
+        http, outcome="input-required", duration=0, inputWait=60, inputKind="user_approval"
+    )
 
     body = (await read(http, request_id)).json()
 
     assert body["status"] == "input-required"
-    assert body["response"]["text"]
     assert body["completedAt"] is None
-    assert body["hitlInputMetadata"]["id"].startswith("hitl_")
+    assert body["usage"] is None
+    hitl = body["hitlInputMetadata"]
+    assert hitl["inputId"].startswith("hitl_")
+    assert hitl["action"] == {
+        "name": "user_approval",
+        "step_id": hitl["action"]["step_id"],
+        "prompt_message": hitl["action"]["prompt_message"],
+        "approve_label": "Place order",
+        "reject_label": "Cancel",
+    }
+    text = hitl["action"]["prompt_message"]
+    assert body["response"] == {"text": text, "output": {"type": "text", "content": text}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("prompt_for_user_input", {"variables"}),
+        ("prompt_for_user_file", {"variable_name"}),
+        ("user_approval", {"approve_label", "reject_label"}),
+    ],
+)
+async def test_each_kind_of_input_request_has_its_fields(
+    http: httpx.AsyncClient, kind: str, fields: set[str]
+) -> None:
+    request_id = await new_task(
+        http, outcome="input-required", duration=0, inputWait=60, inputKind=kind
+    )
+
+    action = (await read(http, request_id)).json()["hitlInputMetadata"]["action"]
+
+    assert action["name"] == kind
+    assert set(action) == {"name", "step_id", "prompt_message", *fields}
+    for variable in action.get("variables", ()):
+        assert set(variable) == {"name", "type", "required", "enum_values"}
+
+
+@pytest.mark.anyio
+async def test_input_kinds_are_drawn_from_the_seed() -> None:
+    """Without an override each request's kind comes from its seeded id: all three show up,
+    and the same seed gives the same kinds."""
+
+    async def kinds(seed: int) -> list[str]:
+        async with simulator(seed=seed, input_wait=60, durations=Durations.fixed(0)) as sim:
+            http = sim.http_client()
+            found = []
+            for _ in range(12):
+                request_id = await new_task(http, outcome="input-required")
+                hitl = (await read(http, request_id)).json()["hitlInputMetadata"]
+                found.append(hitl["action"]["name"])
+            return found
+
+    first = await kinds(5)
+    assert set(first) == {"prompt_for_user_input", "prompt_for_user_file", "user_approval"}
+    assert await kinds(5) == first
+    async with simulator(input_kinds=["prompt_for_user_file"]) as sim:
+        request_id = await new_task(sim.http_client(), outcome="input-required", duration=0)
+        hitl = (await read(sim.http_client(), request_id)).json()["hitlInputMetadata"]
+        assert hitl["action"]["name"] == "prompt_for_user_file"
+    with pytest.raises(ValueError, match="input_kinds"):
+        SimulatorConfig(input_kinds=["ask_nicely"])
+
+
+@pytest.mark.anyio
+async def test_the_response_can_be_null_while_waiting(http: httpx.AsyncClient) -> None:
+    request_id = await new_task(
+        http, outcome="input-required", duration=0, inputWait=60, inputResponse="null"
+    )
+    body = (await read(http, request_id)).json()
+    assert body["status"] == "input-required"
+    assert body["response"] is None
+    assert body["hitlInputMetadata"]["inputId"]
+
+    async with simulator(input_response="null", input_wait=60) as sim:
+        request_id = await new_task(sim.http_client(), outcome="input-required", duration=0)
+        assert (await read(sim.http_client(), request_id)).json()["response"] is None
+
+
+@pytest.mark.anyio
+async def test_the_legacy_field_name_for_input_requests(http: httpx.AsyncClient) -> None:
+    """SDK <= 0.2.0 read the input request from ``activeInputRequest``."""
+    request_id = await new_task(
+        http, outcome="input-required", duration=0, inputWait=60, legacyInputField=True
+    )
+    body = (await read(http, request_id)).json()
+    assert "hitlInputMetadata" not in body
+    assert body["activeInputRequest"]["inputId"].startswith("hitl_")
+
+    async with simulator(legacy_input_field=True) as sim:
+        request_id = await new_task(sim.http_client(), outcome="success", duration=0)
+        body = (await read(sim.http_client(), request_id)).json()
+        assert "hitlInputMetadata" not in body
+        assert body["activeInputRequest"] is None
+
+
+@pytest.mark.anyio
+async def test_a_task_can_end_waiting_for_input(http: httpx.AsyncClient) -> None:
+    """``endsWaiting``: the last input request is where the task stops for good, with
+    ``completedAt`` set, usage and a response; the official SDK stops polling there."""
+    request_id = await new_task(
+        http, duration=0.2, inputWait=0.05, inputRequests=2, endsWaiting=True
+    )
+    seen: list[tuple[str, str | None, bool]] = []
+    with anyio.fail_after(5):
+        while not seen or not seen[-1][2]:
+            body = (await read(http, request_id)).json()
+            hitl = body["hitlInputMetadata"]
+            step = (
+                body["status"],
+                hitl["inputId"] if hitl else None,
+                body["completedAt"] is not None,
+            )
+            if not seen or seen[-1] != step:
+                seen.append(step)
+            await anyio.sleep(0.01)
+    await anyio.sleep(0.3)
+    later = (await read(http, request_id)).json()
+
+    assert [status for status, _, _ in seen] == [
+        "pending",
+        "input-required",
+        "pending",
+        "input-required",
+    ]
+    assert seen[1][1] != seen[3][1]
+    assert later == body
+    assert later["status"] == "input-required"
+    assert ISO.fullmatch(later["completedAt"])
+    assert later["usage"]["actions"] >= 1
+    assert later["response"]["output"]["type"] == "text"
 
 
 @pytest.mark.anyio
@@ -365,7 +523,7 @@ async def test_the_run_draws_outcomes_and_durations_from_its_config() -> None:
     config = SimulatorConfig(outcomes=OutcomeMix.only("error"), durations=Durations.fixed(0))
     async with simulator(config) as sim:
         http = sim.http_client()
-        response = await submit(http, {"prompt": "x"})
+        response = await submit(http, {"prompt": "x", **CLOUD})
         body = (await read(http, response.json()["requestId"])).json()
     assert body["status"] == "error"
 

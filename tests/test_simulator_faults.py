@@ -26,7 +26,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
 
 
 async def submit(http: httpx.AsyncClient, key: str = KEY) -> httpx.Response:
-    body = {"prompt": "x", "simulate": {"outcome": "success", "duration": 0}}
+    body = {
+        "prompt": "x",
+        "executionMode": "cloud",
+        "simulate": {"outcome": "success", "duration": 0},
+    }
     return await http.post("/remote-dispatch", json=body, headers={"x-api-key": key})
 
 

@@ -20,12 +20,17 @@ async def test_over_tcp(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="uvicorn.error")
     async with (
         serve(config) as running,
-        httpx.AsyncClient(base_url=running.base_url + "/fast/v2") as http,
+        httpx.AsyncClient(base_url=running.base_url) as http,
     ):
-        assert running.base_url.startswith("http://127.0.0.1:")
+        assert running.base_url == f"{running.origin}/fast/v2"
+        assert running.origin == f"http://127.0.0.1:{running.port}"
         started = running.simulator.running  # the ASGI lifespan started it
 
-        body = {"prompt": "x", "simulate": {"outcome": "success", "duration": 0}}
+        body = {
+            "prompt": "x",
+            "executionMode": "cloud",
+            "simulate": {"outcome": "success", "duration": 0},
+        }
         submitted = await http.post("/remote-dispatch", json=body, headers=KEY)
         unauthorised = await http.get("/remote-dispatch/responses/req_1")
         request_id = submitted.json()["requestId"]

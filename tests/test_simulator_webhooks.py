@@ -66,7 +66,7 @@ async def hooks(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def submit(sim: Simulator, **fields: Any) -> str:
-    body = {"prompt": "x", "callbackUrl": HOOK, **fields}
+    body = {"prompt": "x", "executionMode": "cloud", "callbackUrl": HOOK, **fields}
     response = await sim.http_client().post(
         "/remote-dispatch", json=body, headers={"x-api-key": KEY}
     )
@@ -132,9 +132,28 @@ async def test_input_requests_are_delivered_when_asked(
 
     statuses = [call.payload["status"] for call in receiver.calls]
     assert statuses == ["input-required", "input-required", "success"]
-    first, second = (call.payload["hitlInputMetadata"]["id"] for call in receiver.calls[:2])
+    first, second = (call.payload["hitlInputMetadata"]["inputId"] for call in receiver.calls[:2])
     assert first != second
     assert receiver.calls[0].payload["completedAt"] is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("notify_input_required", [False, True])
+async def test_a_task_that_ends_waiting_is_delivered_once_as_final(
+    receiver: Receiver, hooks: httpx.AsyncClient, notify_input_required: bool
+) -> None:
+    """Its last input request opens as it ends: one delivery, with ``completedAt`` set."""
+    webhooks = config(notify_input_required=notify_input_required)
+    async with Simulator(webhooks, webhook_client=hooks) as sim:
+        simulate = {"duration": 0.2, "inputRequests": 2, "inputWait": 0.1, "endsWaiting": True}
+        await submit(sim, simulate=simulate)
+        with anyio.fail_after(5):
+            await sim.wait_webhooks()
+
+    calls = [(c.payload["status"], c.payload["completedAt"] is not None) for c in receiver.calls]
+    early = [("input-required", False)] if notify_input_required else []
+    assert calls == [*early, ("input-required", True)]
+    assert receiver.calls[-1].payload["usage"] is not None
 
 
 @pytest.mark.anyio

@@ -78,6 +78,7 @@ async def soak(plan: Plan, seed: int) -> dict[str, Any]:
             base_url=running.base_url,
             retry=RetryPolicy(attempts=5, initial_delay=0.05, max_delay=0.5),
             timeout=10,
+            execution_mode="cloud",
         )
         async with (
             client,

@@ -371,7 +371,10 @@ def test_unrelated_errors_are_not_mapped() -> None:
 
 async def test_dispatch_client_uses_it_and_never_resends_a_dropped_submit(server: Server) -> None:
     client = DispatchClient(
-        api_key="k", base_url=server.url, retry=RetryPolicy(attempts=3, initial_delay=0)
+        api_key="k",
+        base_url=server.url,
+        retry=RetryPolicy(attempts=3, initial_delay=0),
+        execution_mode="cloud",
     )
     async with client:
         assert isinstance(client._http, httpx.AsyncClient)
@@ -386,7 +389,12 @@ async def test_dispatch_client_retries_a_refused_submit() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    client = DispatchClient(api_key="k", base_url=url, retry=RetryPolicy(attempts=2, max_delay=0))
+    client = DispatchClient(
+        api_key="k",
+        base_url=url,
+        retry=RetryPolicy(attempts=2, max_delay=0),
+        execution_mode="cloud",
+    )
     async with client:
         with pytest.raises(TransportError) as caught:
             await client.submit("hello")

@@ -22,10 +22,13 @@ import httpx
 
 from ._config import (
     API_KEY_ENV,
+    BROWSER_WINDOW_ID_ENV,
     DEFAULT_BASE_URL,
+    EXECUTION_MODE_ENV,
     configured_allow_insecure,
     configured_api_key,
     configured_base_url,
+    configured_text,
 )
 from ._errors import (
     APIStatusError,
@@ -143,6 +146,13 @@ class DispatchClient:
             counts decoded bytes, so a small compressed body cannot inflate past it.
         hooks: Instrumentation hooks (`async_dispatch.instrumentation`): Prometheus,
             OpenTelemetry, your own. None means the logging hook only; ``[]`` means none.
+        execution_mode: Sent with every submit that names neither an execution mode nor
+            a browser window; defaults to ``$DISPATCH_EXECUTION_MODE``. The service's
+            default mode, ``client``, runs in a browser window and refuses a submit that
+            names none, so this client refuses it first (`UsageError`, nothing sent):
+            set ``"cloud"`` or a `browser_window_id`.
+        browser_window_id: Sent with those submits too; defaults to
+            ``$DISPATCH_BROWSER_WINDOW_ID``.
     """
 
     def __init__(
@@ -157,7 +167,18 @@ class DispatchClient:
         allow_insecure: bool | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         hooks: Iterable[Hook] | None = None,
+        execution_mode: str | None = None,
+        browser_window_id: str | None = None,
     ) -> None:
+        for name, value in (
+            ("execution_mode", execution_mode),
+            ("browser_window_id", browser_window_id),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{name} must be a str, got {type(value).__name__}")
+        #: Where submits that name neither run (see the arguments of the same names).
+        self.execution_mode = configured_text(execution_mode, EXECUTION_MODE_ENV)
+        self.browser_window_id = configured_text(browser_window_id, BROWSER_WINDOW_ID_ENV)
         if api_key is not None and not isinstance(api_key, str):
             raise UsageError(f"api_key must be a str, got {type(api_key).__name__}")
         key = configured_api_key(api_key)
@@ -299,6 +320,25 @@ class DispatchClient:
             },
         )
 
+    def _with_target(self, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`options` with the client's execution mode and window when they name neither;
+        `UsageError` when the submit would run in client mode without a window."""
+        extra = options.get("extra") or {}
+        mode = options.get("execution_mode")
+        mode = extra.get("executionMode") if mode is None else mode
+        window = options.get("browser_window_id")
+        window = extra.get("browserWindowId") if window is None else window
+        if mode is None and window is None:
+            mode, window = self.execution_mode, self.browser_window_id
+            options = {**options, "execution_mode": mode, "browser_window_id": window}
+        if mode in (None, "client") and not window:
+            raise UsageError(
+                "this submit names no browser window, and the default execution mode "
+                "('client') runs in one: pass execution_mode='cloud', a browser_window_id, "
+                f"or set {EXECUTION_MODE_ENV}/{BROWSER_WINDOW_ID_ENV}"
+            )
+        return options
+
     async def _submit_with(
         self, bucket: Limiter | None, prompt: str, options: Mapping[str, Any]
     ) -> str:
@@ -308,6 +348,7 @@ class DispatchClient:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError("prompt must be a non-empty string")
+        options = self._with_target(options)
         body = _submit_body(prompt, options)
         try:
             content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()

@@ -17,10 +17,13 @@ __all__ = [
     "ALLOW_INSECURE_ENV",
     "API_KEY_ENV",
     "BASE_URL_ENV",
+    "BROWSER_WINDOW_ID_ENV",
     "DEFAULT_BASE_URL",
+    "EXECUTION_MODE_ENV",
     "configured_allow_insecure",
     "configured_api_key",
     "configured_base_url",
+    "configured_text",
 ]
 
 #: The public service; every path of the API is relative to it.
@@ -32,6 +35,9 @@ BASE_URL_ENV: Final = "DISPATCH_BASE_URL"
 ALLOW_INSECURE_ENV: Final = "DISPATCH_ALLOW_INSECURE"
 _YES: Final = frozenset({"1", "true", "yes", "on"})
 _NO: Final = frozenset({"", "0", "false", "no", "off"})
+#: Where submits run when a call names neither a mode nor a window (see `DispatchClient`).
+EXECUTION_MODE_ENV: Final = "DISPATCH_EXECUTION_MODE"
+BROWSER_WINDOW_ID_ENV: Final = "DISPATCH_BROWSER_WINDOW_ID"
 
 
 def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -74,3 +80,12 @@ def configured_allow_insecure(
     if value in _NO:
         return False
     raise UsageError(f"{ALLOW_INSECURE_ENV} must be 1 or 0 (or true/false), got {value!r}")
+
+
+def configured_text(
+    value: str | None, name: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """`value` if given, else ``$name``; blank values count as unset."""
+    env = os.environ if environ is None else environ
+    found = value if value is not None else env.get(name)
+    return found.strip() if found and found.strip() else None

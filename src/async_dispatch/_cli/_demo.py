@@ -312,7 +312,11 @@ async def run_demo(
         sim, base_url = running.simulator, running.base_url
         bucket = TokenBucket(rate, burst)
         async with (
-            DispatchClient(api_key=key, base_url=base_url, bucket=bucket) as client,
+            # Cloud execution: the service refuses a task in its default (client) mode
+            # without a browser window, and a demo has none.
+            DispatchClient(
+                api_key=key, base_url=base_url, bucket=bucket, execution_mode="cloud"
+            ) as client,
             Poller(
                 client,
                 bucket=bucket,

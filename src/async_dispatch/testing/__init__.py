@@ -16,11 +16,33 @@ In process, no sockets::
             request_id = await client.submit("/Operator find ...")
         sim.stats.tasks_created, sim.task_completed_at(request_id)
 
+The API is served under ``SimulatorConfig.base_path`` (``/fast/v2``, the public service's)
+and every other path answers 404, so ``sim.base_url`` and ``running.base_url`` are the URLs
+to hand out. Like the service, a submit in the default ``client`` execution mode needs a
+``browserWindowId`` (422 without one; ``require_browser_window=False`` relaxes it), which is
+why ``sim.client()`` and the pytest fixture submit with ``execution_mode="cloud"``.
+
 A test can choose how its own task ends with an extra submit field::
 
     {"prompt": "...", "simulate": {"outcome": "input-required", "duration": 2,
                                    "inputWait": 1, "inputRequests": 2,
                                    "finalOutcome": "error"}}
+
+More ``simulate`` keys shape input requests: ``"inputKind"`` (``prompt_for_user_input``,
+``prompt_for_user_file`` or ``user_approval``; otherwise picked per request from the seed
+among ``SimulatorConfig.input_kinds``), ``"inputResponse": "null"`` (``response`` is null
+while waiting), ``"legacyInputField": true`` (the request arrives as ``activeInputRequest``,
+the name used up to SDK 0.2.0, instead of ``hitlInputMetadata``) and ``"endsWaiting": true``
+(the task ends at its last input request: ``completedAt`` set, status ``input-required``).
+Each has a run-wide default in ``SimulatorConfig``. The random draws happen in a fixed order
+whatever the overrides, so overriding one task does not change any other task of a seeded
+run.
+
+Files: ``POST /remote-dispatch/generate-file-upload-presigned-post`` answers a presigned
+POST to the simulator's own ``/_uploads`` bucket, which takes the multipart form without an
+API key (``sim.uploads`` records each file and whether a key was wrongly sent); a submit
+whose ``attachment`` or file input variable names a key that was never uploaded is a 422.
+``GET /sdk/config`` answers what the official SDK checks at start.
 
 Over real TCP (needs the ``simulator`` extra, i.e. uvicorn)::
 
@@ -47,21 +69,36 @@ The API key of the default config is ``sim-key``.
 
 from __future__ import annotations
 
-from ._config import Durations, Faults, OutcomeMix, RateLimit, SimulatorConfig, Webhooks
+from ._config import (
+    DEFAULT_BASE_PATH,
+    INPUT_KINDS,
+    Durations,
+    Faults,
+    InputKind,
+    OutcomeMix,
+    RateLimit,
+    SimulatorConfig,
+    Webhooks,
+)
 from ._harness import simulator
 from ._server import RunningSimulator, bind_socket, run_forever, serve, serve_asgi
 from ._simulator import Simulator
 from ._stats import SimulatorStats
+from ._uploads import Upload
 
 __all__ = [
+    "DEFAULT_BASE_PATH",
+    "INPUT_KINDS",
     "Durations",
     "Faults",
+    "InputKind",
     "OutcomeMix",
     "RateLimit",
     "RunningSimulator",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
+    "Upload",
     "Webhooks",
     "bind_socket",
     "run_forever",

@@ -1,11 +1,14 @@
 """The Remote Dispatch API as a hand-written ASGI 3 application.
 
 No framework: the simulator shares the CPU with the client it is measuring, so a request
-costs a path check, a header scan, a dict lookup and one ``json.dumps``. Routes match on the
-path *suffix*, so the app answers under any prefix a base URL carries (``/fast/v2``).
+costs a path check, a header scan, a dict lookup and one ``json.dumps``. The API lives under
+one base path (``SimulatorConfig.base_path``, the public service's ``/fast/v2`` by default)
+and anything else is a 404, so a client with a wrong base URL fails here as it would in
+production. The simulated storage bucket for uploads answers on ``/_uploads``.
 
 Order of checks for each request: route, auth (401/403), rate limit (429), then the handler,
-then the injected fault (if any) decides how the handler's answer goes out.
+then the injected fault (if any) decides how the handler's answer goes out (submits and
+status reads only).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 
@@ -23,8 +27,9 @@ from ._config import SimulatorConfig
 from ._faults import DELIBERATE_DROP, HTML_OK_PAGE, REASONS, Fault, FaultPicker, html_page
 from ._ratelimit import KeyedTokenBuckets
 from ._stats import AcceptedLog, SimulatorStats
-from ._submit import parse_submission
+from ._submit import ValidationIssue, issue, parse_submission
 from ._tasks import Task, create_task
+from ._uploads import UPLOAD_PATH, UploadBucket, UploadRefused
 
 __all__ = ["ASGIApp", "Receive", "Scope", "Send", "SimulatorApp"]
 
@@ -35,9 +40,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Lifespan = Callable[[], contextlib.AbstractAsyncContextManager[object]]
 
-_SUBMIT_SUFFIX = "/remote-dispatch"
-_STATUS_MARKER = "/remote-dispatch/responses/"
+_SUBMIT_PATH = "/remote-dispatch"
+_STATUS_PREFIX = "/remote-dispatch/responses/"
+_PRESIGN_PATH = "/remote-dispatch/generate-file-upload-presigned-post"
+_SDK_CONFIG_PATH = "/sdk/config"
+_ROUTES: dict[str, tuple[str, str]] = {  # path under the base -> (method, endpoint)
+    _SUBMIT_PATH: ("POST", "submit"),
+    _PRESIGN_PATH: ("POST", "upload_url"),
+    _SDK_CONFIG_PATH: ("GET", "sdk_config"),
+}
 _JSON = b"application/json"
+_XML = b"application/xml"
 _HTML = b"text/html; charset=utf-8"
 _API_KEY = b"x-api-key"
 
@@ -52,6 +65,17 @@ _NOT_FOUND = _dumps({"detail": "Not Found"})
 _TASK_NOT_FOUND = _dumps({"detail": "Request not found"})
 _METHOD_NOT_ALLOWED = _dumps({"detail": "Method Not Allowed"})
 _RATE_LIMITED = _dumps({"detail": "Rate limit exceeded"})
+# What the official SDK checks at start: any version of it is good enough for us.
+_SDK_CONFIG = _dumps(
+    {
+        "packages": {
+            "narada": {"min_required_version": "0.0.1"},
+            "narada-pyodide": {"min_required_version": "0.0.1"},
+        }
+    }
+)
+_UPLOAD_SLACK = 64 * 1024
+"""Bytes of multipart framing and fields allowed beyond ``max_upload_size``."""
 
 
 class SimulatorApp:
@@ -81,6 +105,10 @@ class SimulatorApp:
         self._limiter = KeyedTokenBuckets(config.rate_limit) if config.rate_limit else None
         self._keys = config.api_keys
         self._forbidden = config.forbidden_keys
+        self._base = config.base_path
+        self.bucket = UploadBucket(
+            random.Random(f"{seed}/uploads"), max_size=config.max_upload_size
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -110,34 +138,52 @@ class SimulatorApp:
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    def _route(self, method: str, scope: Scope) -> tuple[str, str, bytes | None]:
+        """``(endpoint, request_id, allow)``: what the request asks for, and for a known
+        path asked with the wrong method, the method it allows (405)."""
+        path: str = scope["path"]
+        if path == UPLOAD_PATH:
+            return ("upload", "", None) if method == "POST" else ("other", "", b"POST")
+        base = self._base
+        if not path.startswith(base):
+            return "other", "", None
+        rest = path[len(base) :]
+        if rest.startswith(_STATUS_PREFIX) and len(rest) > len(_STATUS_PREFIX):
+            # From the raw path, so an id holding an encoded "/" arrives whole.
+            raw = scope.get("raw_path") or path.encode()
+            encoded = raw.decode("latin-1").rpartition(_STATUS_PREFIX)[2]
+            request_id = unquote(encoded)
+            return ("status", request_id, None) if method == "GET" else ("other", "", b"GET")
+        route = _ROUTES.get(rest)
+        if route is None:
+            return "other", "", None
+        allowed, endpoint = route
+        if method != allowed:
+            return "other", "", allowed.encode()
+        return endpoint, "", None
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
-        path: str = scope["path"]
-        request_id = ""
-        marker = path.rfind(_STATUS_MARKER)
-        if marker >= 0:
-            request_id = path[marker + len(_STATUS_MARKER) :]
-            endpoint = "status" if method == "GET" and request_id else "other"
-        elif path.endswith(_SUBMIT_SUFFIX):
-            endpoint = "submit" if method == "POST" else "other"
-        else:
-            endpoint = "other"
+        endpoint, request_id, allow = self._route(method, scope)
         stats = self._stats
         stats.requests[endpoint] += 1
         if endpoint == "other":
-            known = (marker >= 0 and request_id) or path.endswith(_SUBMIT_SUFFIX)
-            if known:
-                allow = b"GET" if marker >= 0 else b"POST"
+            if allow is not None:
                 await self._send(send, 405, _METHOD_NOT_ALLOWED, extra=((b"allow", allow),))
             else:
                 await self._send(send, 404, _NOT_FOUND)
             return
 
         key = ""
+        content_type = ""
         for name, value in scope["headers"]:
             if name == _API_KEY:
                 key = value.decode("latin-1")
-                break
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        if endpoint == "upload":  # the bucket: no API key, no rate limit of the service
+            await self._upload(content_type, bool(key), receive, send)
+            return
         if key not in self._keys:
             if key in self._forbidden:
                 await self._send(send, 403, _FORBIDDEN)
@@ -156,19 +202,70 @@ class SimulatorApp:
 
         if endpoint == "submit":
             await self._submit(key, receive, send)
-        else:
+        elif endpoint == "status":
             await self._status(key, request_id, send)
+        elif endpoint == "upload_url":
+            await self._presign(key, scope, receive, send)
+        else:
+            await self._send(send, 200, _SDK_CONFIG)
+
+    async def _presign(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive, limit=64 * 1024)
+        if raw is None:
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        filename = body.get("filename") if isinstance(body, dict) else None
+        if not isinstance(filename, str) or not filename.strip():
+            detail = [issue(("filename",), "Field required: a non-empty string", "missing")]
+            await self._send(send, 422, _dumps({"detail": detail}))
+            return
+        answer = self.bucket.presign(key, filename, self._bucket_url(scope))
+        await self._send(send, 200, _dumps(answer))
+
+    def _bucket_url(self, scope: Scope) -> str:
+        """The absolute URL of the bucket, on the host and port this request came to."""
+        host = ""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        if not host:
+            server_host, server_port = scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server_host}:{server_port}"
+        return f"{scope.get('scheme', 'http')}://{host}{UPLOAD_PATH}"
+
+    async def _upload(
+        self, content_type: str, api_key_sent: bool, receive: Receive, send: Send
+    ) -> None:
+        limit = self.bucket.max_size + _UPLOAD_SLACK
+        raw = await _read_body(receive, limit=limit)
+        try:
+            self.bucket.store(content_type, raw, api_key_sent=api_key_sent)
+        except UploadRefused as refused:
+            body = (
+                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{refused.code}</Code>'
+                f"<Message>{refused.message}</Message></Error>"
+            ).encode()
+            await self._send(send, refused.status, body, content_type=_XML)
+            return
+        self._stats.uploads += 1
+        await self._send(send, 204, b"")
 
     async def _submit(self, key: str, receive: Receive, send: Send) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        parsed = parse_submission(b"".join(chunks))
+        raw = await _read_body(receive)
+        if raw is None:
+            return  # the client went away before sending its body
+        parsed = parse_submission(raw, require_browser_window=self.config.require_browser_window)
+        if not isinstance(parsed, list):
+            unknown: list[ValidationIssue] = [
+                issue(loc, f"unknown upload key {upload!r}: upload the file first", "value_error")
+                for loc, upload in parsed.uploads
+                if not self.bucket.owns(key, upload)
+            ]
+            parsed = unknown or parsed
         if isinstance(parsed, list):
             await self._send(send, 422, _dumps({"detail": parsed}))
             return
@@ -287,3 +384,20 @@ class SimulatorApp:
         headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, *, limit: int | None = None) -> bytes | None:
+    """The request body; None if the client left first or it grew past ``limit`` bytes."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

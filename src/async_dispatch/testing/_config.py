@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import attrs
 from attrs.validators import and_, ge, gt, in_, le
 
 __all__ = [
+    "DEFAULT_BASE_PATH",
+    "INPUT_KINDS",
     "Durations",
     "Faults",
+    "InputKind",
     "OutcomeMix",
     "OutcomeName",
     "RateLimit",
@@ -28,6 +31,14 @@ __all__ = [
 
 OutcomeName = Literal["success", "error", "input-required", "never"]
 """How a task ends: ``never`` stays pending forever (for deadline demos)."""
+
+InputKind = Literal["prompt_for_user_input", "prompt_for_user_file", "user_approval"]
+"""The three kinds of input request the service's agent makes (``action.name``)."""
+
+INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
+
+DEFAULT_BASE_PATH = "/fast/v2"
+"""Where the public service serves the API; the simulator answers only under its own."""
 
 _probability = and_(ge(0.0), le(1.0))
 
@@ -188,6 +199,21 @@ class Webhooks:
     concurrency: int = attrs.field(default=8, validator=ge(1))
 
 
+def _input_kinds(value: Iterable[str]) -> tuple[InputKind, ...]:
+    kinds = tuple(value)
+    unknown = [kind for kind in kinds if kind not in INPUT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"input_kinds must be a non-empty choice of {INPUT_KINDS}, got {kinds}")
+    return kinds  # type: ignore[return-value]  # checked just above
+
+
+def _check_base_path(_: object, __: object, value: str) -> None:
+    if value and (not value.startswith("/") or value.endswith("/")):
+        raise ValueError(
+            f"base_path must be empty or start with '/' and not end with it: {value!r}"
+        )
+
+
 def _keys(value: str | Iterable[str]) -> frozenset[str]:
     """One key or any collection of keys."""
     if isinstance(value, str):
@@ -214,6 +240,27 @@ class SimulatorConfig:
     """Simulated seconds each input request stays open before the task runs on."""
     input_requests: int = attrs.field(default=1, validator=ge(1))
     """How many input requests an ``input-required`` task makes, each with its own id."""
+    input_kinds: tuple[InputKind, ...] = attrs.field(default=INPUT_KINDS, converter=_input_kinds)
+    """The kinds input requests are picked from (by each request's seeded id)."""
+    input_response: Literal["text", "null"] = attrs.field(
+        default="text", validator=in_(("text", "null"))
+    )
+    """What ``response`` holds while a task waits for input: the prompt as text, or null
+    (the service may send either)."""
+    end_waiting: bool = False
+    """Every ``input-required`` task *ends* at its last input request (``completedAt`` set,
+    status ``input-required``), as ``simulate.endsWaiting`` does for one task."""
+    legacy_input_field: bool = False
+    """Name the input request ``activeInputRequest``, as the service did for SDK <= 0.2.0,
+    instead of ``hitlInputMetadata``."""
+    require_browser_window: bool = True
+    """Refuse (422) a submit in ``client`` execution mode (the default) without a
+    ``browserWindowId``, as the service does. False accepts it."""
+    base_path: str = attrs.field(default=DEFAULT_BASE_PATH, validator=_check_base_path)
+    """The path the API is served under (the public service's by default); any other path
+    answers 404, so a client with a wrong base URL fails as it would in production."""
+    max_upload_size: int = attrs.field(default=10 * 1024 * 1024, validator=ge(1))
+    """Largest file the simulated storage bucket accepts, in bytes."""
     time_scale: float = attrs.field(default=1.0, validator=gt(0.0))
     """Clock seconds per simulated second: 0.01 runs a 60 s task in 0.6 s."""
     rate_limit: RateLimit | None = None

@@ -10,7 +10,7 @@ import attrs
 import httpx
 
 from ._config import SimulatorConfig
-from ._simulator import IN_PROCESS_BASE_URL, Simulator
+from ._simulator import Simulator
 
 if TYPE_CHECKING:
     from async_dispatch import DispatchClient
@@ -39,11 +39,16 @@ async def simulator(
 
 
 def build_client(sim: Simulator, **kwargs: Any) -> DispatchClient:
-    """A ``DispatchClient`` talking to ``sim`` in process (see ``Simulator.client``)."""
+    """A ``DispatchClient`` talking to ``sim`` in process (see ``Simulator.client``).
+
+    Its submits run in ``cloud`` execution mode unless told otherwise: the service refuses
+    the default (``client``) mode without a browser window, and a test rarely has one.
+    """
     from async_dispatch import DispatchClient  # only here: the core needs no client
 
     kwargs.setdefault("api_key", sim.config.default_key)
-    kwargs.setdefault("base_url", IN_PROCESS_BASE_URL)
+    kwargs.setdefault("base_url", sim.base_url)
+    kwargs.setdefault("execution_mode", "cloud")
     if "http_client" not in kwargs:
         kwargs["http_client"] = sim.http_client()
     return DispatchClient(**kwargs)

@@ -41,9 +41,15 @@ class RunningSimulator:
     port: int
 
     @property
-    def base_url(self) -> str:
+    def origin(self) -> str:
+        """``http://host:port``, without the API's base path."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Where clients point: the origin plus the config's ``base_path`` (``/fast/v2``)."""
+        return self.simulator.base_url_on(self.port, self.host)
 
 
 class _DeliberateDropFilter(logging.Filter):

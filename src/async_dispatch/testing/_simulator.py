@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from ._clock import Clock
 from ._config import SimulatorConfig
 from ._stats import AcceptedLog, CompletionTime, SimulatorStats
 from ._transport import SimulatorTransport
+from ._uploads import Upload
 from ._webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["IN_PROCESS_BASE_URL", "Simulator"]
 
 IN_PROCESS_BASE_URL = "http://127.0.0.1"
-"""Base URL of in-process clients: loopback, so clients accept plain http."""
+"""Origin of in-process clients: loopback, so clients accept plain http. Their base URL
+adds the config's ``base_path`` (`Simulator.base_url`)."""
 
 
 class Simulator:
@@ -71,6 +73,8 @@ class Simulator:
             lifespan=self._lifespan,
         )
         """The ASGI 3 application: mount it in any ASGI server."""
+        self.base_url = IN_PROCESS_BASE_URL + self.config.base_path
+        """The base URL in-process clients use: loopback plus ``config.base_path``."""
         self._task_group: TaskGroup | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._http_clients: list[httpx.AsyncClient] = []
@@ -133,6 +137,12 @@ class Simulator:
 
     # -- talking to it ----------------------------------------------------------------------
 
+    def base_url_on(self, port: int, host: str = "127.0.0.1") -> str:
+        """The base URL of this simulator served on ``host:port`` (say, by `serve_asgi`
+        on a `bind_socket`): the origin plus ``config.base_path``."""
+        netloc = f"[{host}]" if ":" in host else host
+        return f"http://{netloc}:{port}{self.config.base_path}"
+
     def transport(self) -> SimulatorTransport:
         """An httpx transport into this simulator, no sockets involved."""
         return SimulatorTransport(self.app)
@@ -140,9 +150,10 @@ class Simulator:
     def http_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` bound to this simulator in process, closed when it stops.
 
-        ``base_url`` defaults to ``http://127.0.0.1`` (any path prefix works).
+        ``base_url`` defaults to `base_url` (``http://127.0.0.1/fast/v2`` by default), so
+        relative paths such as ``/remote-dispatch`` reach the API.
         """
-        kwargs.setdefault("base_url", IN_PROCESS_BASE_URL)
+        kwargs.setdefault("base_url", self.base_url)
         client = httpx.AsyncClient(transport=self.transport(), **kwargs)
         self._http_clients.append(client)
         return client
@@ -151,13 +162,21 @@ class Simulator:
         """An ``async_dispatch.DispatchClient`` bound to this simulator in process.
 
         Keyword arguments go to ``DispatchClient``; ``api_key`` defaults to the config's
-        ``default_key``, ``base_url`` to ``http://127.0.0.1``.
+        ``default_key``, ``base_url`` to `base_url`, and ``execution_mode`` to ``"cloud"``
+        (a submit in the default client mode would need a ``browser_window_id``; pass
+        ``execution_mode=None`` to test that rule).
         """
         from ._harness import build_client  # the client is imported only when asked for
 
         return build_client(self, **kwargs)
 
     # -- what happened ----------------------------------------------------------------------
+
+    @property
+    def uploads(self) -> Mapping[str, Upload]:
+        """Files uploaded to the simulated bucket, by key: their bytes, and whether the
+        client wrongly sent its API key along (``Upload.api_key_sent``)."""
+        return self.app.bucket.uploads
 
     def task_completed_at(self, request_id: str) -> CompletionTime | None:
         """When the task finishes (or finished) on the server; None if it never does."""

@@ -22,7 +22,8 @@ class SimulatorStats:
     """Running totals of one simulator run."""
 
     requests: Counter[str] = attrs.Factory(Counter)
-    """Requests by endpoint: ``submit``, ``status``, ``other``."""
+    """Requests by endpoint: ``submit``, ``status``, ``upload_url`` (presigned POSTs),
+    ``upload`` (to the bucket), ``sdk_config``, ``other`` (404s and 405s)."""
     responses: Counter[int] = attrs.Factory(Counter)
     """Responses sent, by HTTP status code (dropped connections are not responses)."""
     faults: Counter[str] = attrs.Factory(Counter)
@@ -30,6 +31,8 @@ class SimulatorStats:
     rate_limited: int = 0
     """429 answers."""
     tasks_created: int = 0
+    uploads: int = 0
+    """Files the simulated bucket stored."""
     webhooks_sent: int = 0
     """Delivery attempts made (retries and duplicates included)."""
     webhooks_delivered: int = 0
@@ -51,6 +54,7 @@ class SimulatorStats:
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
             "tasks_created": self.tasks_created,
+            "uploads": self.uploads,
             "webhooks_sent": self.webhooks_sent,
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_failed": self.webhooks_failed,

@@ -8,22 +8,49 @@ the phase at "now"; a webhook computes it at the moment it reports.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Literal
 
 import attrs
 
 from ._clock import Clock
-from ._config import SimulatorConfig
+from ._config import InputKind, SimulatorConfig
 from ._submit import Callback, Simulate, Submission
 
-__all__ = ["InputRequest", "Phase", "Task", "create_task", "sample_json"]
+__all__ = ["InputRequest", "Phase", "Task", "create_task", "input_action", "sample_json"]
 
 Phase = Literal["pending", "input-required", "success", "error"]
 
 ERROR_TEXT = "Failed to complete the task due to network timeout."
-INPUT_TEXT = "The task requires authentication. Please log in to continue."
 _EXCERPT = 80
+
+_PROMPTS: dict[InputKind, str] = {
+    "prompt_for_user_input": "Please enter the one-time code sent to your phone.",
+    "prompt_for_user_file": "Please upload the invoice to attach to the expense report.",
+    "user_approval": "Place the order for 3 items, 42.00 EUR in total?",
+}
+
+
+def input_action(kind: InputKind, step_id: str) -> dict[str, Any]:
+    """The ``action`` of an input request, shaped as the SDK's ``HitlInputMetadata`` reads it."""
+    action: dict[str, Any] = {"name": kind, "step_id": step_id, "prompt_message": _PROMPTS[kind]}
+    if kind == "prompt_for_user_input":
+        action["variables"] = [
+            {"name": "code", "type": "string", "required": True, "enum_values": None},
+            {
+                "name": "remember_device",
+                "type": "enum",
+                "required": False,
+                "enum_values": ["yes", "no"],
+            },
+        ]
+    elif kind == "prompt_for_user_file":
+        action["variable_name"] = "invoice"
+    else:
+        action["approve_label"] = "Place order"
+        action["reject_label"] = "Cancel"
+    return action
 
 
 @attrs.frozen
@@ -33,6 +60,16 @@ class InputRequest:
     start: float
     end: float
     hitl_id: str
+    kind: InputKind
+    step_id: str
+
+    @property
+    def prompt(self) -> str:
+        return _PROMPTS[self.kind]
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``hitlInputMetadata`` object: the request's id and what it asks for."""
+        return {"inputId": self.hitl_id, "action": input_action(self.kind, self.step_id)}
 
 
 @attrs.frozen
@@ -44,7 +81,8 @@ class Task:
     created: float
     finish: float | None
     """When it reaches ``final``; None for a task that never finishes."""
-    final: Literal["success", "error"]
+    final: Literal["success", "error", "input-required"]
+    """``input-required`` for a task that ends waiting at its last input request."""
     inputs: tuple[InputRequest, ...]
     prompt_excerpt: str
     structured: Any
@@ -55,10 +93,15 @@ class Task:
     created_at: str
     completed_at: str | None
     callback: Callback | None
+    null_response_while_waiting: bool = False
+    input_field: str = "hitlInputMetadata"
+    """``activeInputRequest`` for the name the service used up to SDK 0.2.0."""
 
     def phase_at(self, t: float) -> tuple[Phase, InputRequest | None]:
         """The task's status at loop time ``t``, and the input request open then, if any."""
         if self.finish is not None and t >= self.finish:
+            if self.final == "input-required":
+                return self.final, self.inputs[-1]
             return self.final, None
         for request in self.inputs:
             if request.start <= t < request.end:
@@ -66,42 +109,43 @@ class Task:
         return "pending", None
 
     def body_at(self, t: float) -> dict[str, Any]:
-        """The status response body as the service would answer at loop time ``t``."""
+        """The status response body as the service would answer at loop time ``t``.
+
+        Every finished task (``completedAt`` set) carries ``response.text``,
+        ``response.output`` and ``usage``: the official SDK reads all three.
+        """
         phase, request = self.phase_at(t)
+        finished = self.finish is not None and t >= self.finish
         response: dict[str, Any] | None = None
-        usage: dict[str, Any] | None = None
-        hitl: dict[str, Any] | None = None
-        completed: str | None = None
-        if phase == "success":
+        if phase == "success" and self.has_format:
             text = f"Completed: {self.prompt_excerpt}"
-            output: dict[str, Any] = (
-                {"type": "structured", "content": self.structured}
-                if self.has_format
-                else {"type": "text", "text": text}
-            )
+            output = {"type": "structured", "content": self.structured}
             response = {"text": text, "output": output}
+        elif phase == "success":
+            response = _text_response(f"Completed: {self.prompt_excerpt}")
         elif phase == "error":
-            response = {"text": ERROR_TEXT}
-        elif request is not None:
-            response = {"text": INPUT_TEXT}
-            hitl = {"id": request.hitl_id, "type": "login", "message": INPUT_TEXT}
-        if phase in ("success", "error"):
-            completed = self.completed_at
+            response = _text_response(ERROR_TEXT)
+        elif request is not None and (finished or not self.null_response_while_waiting):
+            response = _text_response(request.prompt)
+        usage = None
+        if finished:
             usage = {"actions": self.actions, "credits": self.actions * 0.25}
         return {
             "status": phase,
             "response": response,
             "createdAt": self.created_at,
-            "completedAt": completed,
+            "completedAt": self.completed_at if finished else None,
             "usage": usage,
             "browserWindowId": self.browser_window_id,
-            "hitlInputMetadata": hitl,
+            self.input_field: request.metadata() if request is not None else None,
         }
 
     def events(self, *, include_input: bool) -> list[float]:
         """Loop times at which this task's status changes in a way webhooks report."""
         times = [request.start for request in self.inputs if request.end > request.start]
         times = times if include_input else []
+        if self.final == "input-required" and times:
+            times.pop()  # the last request opens as the task ends: one event, the final one
         if self.finish is not None:
             times.append(self.finish)
         return times
@@ -125,12 +169,13 @@ def create_task(
     actions = rng.randint(1, 30)
 
     override = submission.simulate or Simulate()
-    outcome = override.outcome or drawn_outcome
+    outcome = "input-required" if override.ends_waiting else override.outcome or drawn_outcome
+    ends_waiting = override.ends_waiting or (config.end_waiting and outcome == "input-required")
     seconds = override.duration if override.duration is not None else drawn_duration
     duration = seconds * clock.scale
 
     inputs: tuple[InputRequest, ...] = ()
-    final: Literal["success", "error"]
+    final: Literal["success", "error", "input-required"]
     finish: float | None
     if outcome == "never":
         finish, final = None, "success"
@@ -140,16 +185,23 @@ def create_task(
         wait *= clock.scale
         # Work, wait for input, work, ...: the running time is split evenly around the waits.
         segment = duration / (count + 1)
+        kinds = (override.input_kind,) if override.input_kind else config.input_kinds
         inputs = tuple(
-            InputRequest(
+            _input_request(
+                rng.getrandbits(48),
+                kinds,
                 start=now + (i + 1) * segment + i * wait,
                 end=now + (i + 1) * segment + (i + 1) * wait,
-                hitl_id=f"hitl_{rng.getrandbits(48):012x}",
             )
             for i in range(count)
         )
-        finish = now + duration + count * wait
-        final = override.final_outcome or drawn_final
+        if ends_waiting:
+            # It stops at its last request for good: the service gave up waiting for it.
+            inputs = (*inputs[:-1], attrs.evolve(inputs[-1], end=math.inf))
+            finish, final = inputs[-1].start, "input-required"
+        else:
+            finish = now + duration + count * wait
+            final = override.final_outcome or drawn_final
     else:
         finish, final = now + duration, outcome
 
@@ -169,7 +221,34 @@ def create_task(
         created_at=clock.iso(now),
         completed_at=clock.iso(finish) if finish is not None else None,
         callback=submission.callback,
+        null_response_while_waiting=(override.input_response or config.input_response) == "null",
+        input_field=(
+            "activeInputRequest"
+            if (
+                override.legacy_input_field
+                if override.legacy_input_field is not None
+                else config.legacy_input_field
+            )
+            else "hitlInputMetadata"
+        ),
     )
+
+
+def _input_request(
+    bits: int, kinds: tuple[InputKind, ...], *, start: float, end: float
+) -> InputRequest:
+    """An input request from one seeded draw: its id, and from that its kind and step."""
+    return InputRequest(
+        start=start,
+        end=end,
+        hitl_id=f"hitl_{bits:012x}",
+        kind=kinds[bits % len(kinds)],
+        step_id=f"step_{bits % 10**8:08d}",
+    )
+
+
+def _text_response(text: str) -> dict[str, Any]:
+    return {"text": text, "output": {"type": "text", "content": text}}
 
 
 def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

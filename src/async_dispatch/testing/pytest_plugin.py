@@ -43,6 +43,10 @@ async def dispatch_simulator(
 
 @pytest.fixture
 async def dispatch_client(dispatch_simulator: Simulator) -> AsyncIterator[DispatchClient]:
-    """A ``DispatchClient`` bound to ``dispatch_simulator`` in process."""
+    """A ``DispatchClient`` bound to ``dispatch_simulator`` in process.
+
+    It submits with ``execution_mode="cloud"``: the service (and the simulator) refuse a
+    submit in the default client mode that names no browser window.
+    """
     async with dispatch_simulator.client() as client:
         yield client
