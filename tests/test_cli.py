@@ -73,13 +73,6 @@ async def cli(
     return Result(code, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture(autouse=True)
-def _cloud_execution(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Submits name a mode the service accepts. The client reads it from the process
-    environment (the CLI does not pass its ``environ`` mapping's value on yet)."""
-    monkeypatch.setenv("DISPATCH_EXECUTION_MODE", "cloud")
-
-
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with simulator(seed=11, durations=Durations.fixed(0.05)) as running:

@@ -118,7 +118,7 @@ async def test_without_rich_a_terminal_gets_plain_lines(
 ) -> None:
     out, err = _Terminal(), io.StringIO()
     environ = {API_KEY_ENV: "sim-key", BASE_URL_ENV: sim.base_url}
-    monkeypatch.setenv("DISPATCH_EXECUTION_MODE", "cloud")  # read by the client itself
+    environ["DISPATCH_EXECUTION_MODE"] = "cloud"  # passed on to the client by the CLI
     submitted = await run(
         ["submit", "go", "--wait", *QUICK], stdout=out, stderr=err,
         environ=environ, transport=sim.transport(),

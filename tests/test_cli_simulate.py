@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -86,12 +87,10 @@ def test_simulate_serves_over_tcp_and_stops_cleanly_on_ctrl_c(
     assert "Traceback" not in proc.stderr.read()
 
 
-def _env(info: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DISPATCH_BASE_URL": info["base_url"],
-        "DISPATCH_API_KEY": info["api_key"],
-    }
+def _env(info: dict[str, Any]) -> dict[str, str]:
+    """The environment `simulate` printed for its clients (mode included), as a user
+    would export it."""
+    return {**os.environ, **info["environment"]}
 
 
 def _interrupt_after_first_line(command: list[str], env: dict[str, str]) -> tuple[int, str, str]:
@@ -138,7 +137,11 @@ def test_ctrl_c_during_wait_lists_only_the_tasks_still_open(
     ids: dict[str, list[str]] = {}
     with httpx.Client(base_url=info["base_url"], timeout=5) as http:
         for outcome in ("success", "never", "never"):
-            body = {"prompt": "x", "simulate": {"outcome": outcome, "duration": 0}}
+            body = {
+                "prompt": "x",
+                "executionMode": "cloud",
+                "simulate": {"outcome": outcome, "duration": 0},
+            }
             answer = http.post("/remote-dispatch", json=body, headers=headers)
             ids.setdefault(outcome, []).append(answer.json()["requestId"])
     every = [*ids["success"], *ids["never"]]
@@ -172,7 +175,9 @@ def test_simulate_prints_a_usable_url_for_both_sdks() -> None:
                 "DISPATCH_API_KEY",
                 "NARADA_API_BASE_URL",
                 "NARADA_API_KEY",
+                "DISPATCH_EXECUTION_MODE",  # the default mode needs a browser window
             }
+            assert exports["DISPATCH_EXECUTION_MODE"] == "cloud"
             url = exports["DISPATCH_BASE_URL"]
             assert url.startswith("http://127.0.0.1:")
             assert exports["NARADA_API_BASE_URL"] == url

@@ -23,7 +23,14 @@ from typing import Final
 import httpx
 
 from .._client import DispatchClient
-from .._config import ALLOW_INSECURE_ENV, API_KEY_ENV, configured_allow_insecure
+from .._config import (
+    ALLOW_INSECURE_ENV,
+    API_KEY_ENV,
+    BROWSER_WINDOW_ID_ENV,
+    EXECUTION_MODE_ENV,
+    configured_allow_insecure,
+    configured_text,
+)
 from .._retry import RetryPolicy
 from .._validation import check_base_url, is_loopback_host
 from ._exit import CommandError
@@ -85,6 +92,7 @@ async def open_client(
     *,
     insecure: bool,
     transport: httpx.AsyncBaseTransport | None,
+    environ: Mapping[str, str],
 ) -> AsyncIterator[DispatchClient]:
     """The client the command talks through; `transport`, when given, carries it all."""
     check_service_url(base_url, allow_insecure=insecure)
@@ -99,5 +107,7 @@ async def open_client(
             timeout=args.timeout,
             retry=RetryPolicy(attempts=args.retries + 1),
             allow_insecure=insecure,
+            execution_mode=configured_text(None, EXECUTION_MODE_ENV, environ),
+            browser_window_id=configured_text(None, BROWSER_WINDOW_ID_ENV, environ),
         )
         yield await stack.enter_async_context(client)

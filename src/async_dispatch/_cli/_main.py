@@ -144,7 +144,12 @@ async def _dispatch(
         return await _fleet.fleet(args, out, _fleet.redis_url(args, environ))
     insecure = allow_insecure(args, environ)
     async with open_client(
-        args, check_api_key(key), base_url, insecure=insecure, transport=transport
+        args,
+        check_api_key(key),
+        base_url,
+        insecure=insecure,
+        transport=transport,
+        environ=environ,
     ) as client:
         if args.command == "submit":
             return await _tasks.submit(args, client, out, err)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from .._config import ALLOW_INSECURE_ENV, API_KEY_ENV, BASE_URL_ENV
+from .._config import ALLOW_INSECURE_ENV, API_KEY_ENV, BASE_URL_ENV, EXECUTION_MODE_ENV
 from .._validation import is_loopback_host
 from ..testing._config import Durations, SimulatorConfig
 from ._exit import CommandError, ExitCode
@@ -59,6 +59,9 @@ def _environment(base_url: str, key: str, *, insecure: bool) -> dict[str, str]:
     }
     if insecure:
         variables[ALLOW_INSECURE_ENV] = "1"
+    # The default execution mode needs a browser window (the simulator enforces it, as
+    # the service does): a client configured from these variables submits in the cloud.
+    variables[EXECUTION_MODE_ENV] = "cloud"
     return variables
 
 
