@@ -19,6 +19,7 @@ from ._errors import (
     CoordinationError,
     DeadlineExceeded,
     DispatchError,
+    EndpointError,
     InvalidRequestIdError,
     InvalidResponseError,
     NotFoundError,
@@ -29,16 +30,18 @@ from ._errors import (
     ServerError,
     SubmitUncertainError,
     TransportError,
+    UploadError,
     UsageError,
 )
 from ._limiter import Limiter, TokenBucket
 from ._models import Status, TaskStatus, Usage
-from ._options import SubmitOptions
+from ._options import ReasoningMode, SubmitFields, SubmitOptions
 from ._outcome import Outcome, OutcomeKind
 from ._poller import DeliveryResult, Poller, PollerUnavailable
 from ._retry import RetryPolicy
 from ._stats import PollerStats
 from ._store import MemoryStore, TaskStore, TrackedTask
+from ._uploads import file_variable
 from ._version import __version__
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "DeliveryResult",
     "DispatchClient",
     "DispatchError",
+    "EndpointError",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "Limiter",
@@ -65,10 +69,12 @@ __all__ = [
     "PollerStats",
     "PollerUnavailable",
     "RateLimitedError",
+    "ReasoningMode",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
     "Status",
+    "SubmitFields",
     "SubmitOptions",
     "SubmitUncertainError",
     "TaskStatus",
@@ -76,7 +82,9 @@ __all__ = [
     "TokenBucket",
     "TrackedTask",
     "TransportError",
+    "UploadError",
     "Usage",
     "UsageError",
     "__version__",
+    "file_variable",
 ]

@@ -404,7 +404,7 @@ class DispatchClient:
             if isinstance(exc.__cause__, _NOT_SENT):
                 raise
             raise SubmitUncertainError(
-                f"submit failed after the request was sent ({type(exc.__cause__).__name__}); "
+                f"submit failed after the request was sent ({exc}); "
                 "the task may have been created. Check before resubmitting: a resubmit can "
                 "run the task twice"
             ) from exc
