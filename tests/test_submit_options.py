@@ -12,11 +12,11 @@ from typing import Any
 import attrs
 import pytest
 
-from _foundation_helpers import service
 from _foundation_helpers import reply as answer
+from _foundation_helpers import service
 from async_dispatch import Poller, SubmitOptions, UsageError
-from async_dispatch.webhooks import DispatchRuntime
 from async_dispatch._options import SubmitFields
+from async_dispatch.webhooks import DispatchRuntime
 
 pytestmark = pytest.mark.anyio
 
@@ -225,4 +225,3 @@ class TestTheSameSpellingEverywhere:
 def test_the_body_is_plain_json() -> None:
     body = SubmitOptions(**EVERY_FIELD, extra={"somethingNew": [1]}).body("p")
     assert json.loads(json.dumps(body))["somethingNew"] == [1]
-

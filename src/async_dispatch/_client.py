@@ -1073,11 +1073,14 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _spellings(secret: str) -> tuple[bytes, ...]:
-    """How `secret` may appear in a JSON body echoed back: as is, or JSON-escaped."""
-    escaped = json.dumps(secret)[1:-1].encode()
-    plain = secret.encode()
-    return (plain,) if escaped == plain else (plain, escaped)
+def _spellings(secret: str) -> set[bytes]:
+    """How `secret` may appear in a body echoed back: as is, or JSON-escaped (with or
+    without non-ASCII characters escaped too)."""
+    return {
+        secret.encode(),
+        json.dumps(secret)[1:-1].encode(),
+        json.dumps(secret, ensure_ascii=False)[1:-1].encode(),
+    }
 
 
 def _looks_like_html(headers: httpx.Headers, body: bytes) -> bool:

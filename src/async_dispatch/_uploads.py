@@ -94,8 +94,9 @@ async def read_upload(file_or_path: object, filename: str | None) -> tuple[str, 
 
 def _base_name(name: str) -> str:
     """The name without directories (the service wants a file name, not where it was)."""
-    base = PurePath(name.replace("\\", "/")).name
-    if not base:
+    path = name.replace("\\", "/")
+    base = "" if path.endswith("/") else PurePath(path).name
+    if base in ("", ".", ".."):
         raise UsageError(f"no file name in {name!r}: pass filename=...")
     return base
 
