@@ -146,8 +146,8 @@ async def test_a_trickled_body_is_cut_off_at_the_timeout_through_httpx_on_asynci
 
 
 async def test_a_submit_cut_off_at_the_timeout_is_uncertain() -> None:
-    async with tcp_server(trickle) as url, own_client(url, timeout=1) as client:
-        with anyio.fail_after(8), pytest.raises(SubmitUncertainError):
+    async with tcp_server(trickle) as url, own_client(url, submit_timeout=1) as client:
+        with anyio.fail_after(8), pytest.raises(SubmitUncertainError, match="submit_timeout=1s"):
             await client.submit("/Operator go")
 
 
@@ -165,7 +165,10 @@ CALLS: dict[str, Call] = {
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("misbehaviour", [hang_up, trickle], ids=["hang-up", "timeout"])
 async def test_no_frame_local_shows_the_key(call: str, misbehaviour: Handler) -> None:
-    async with tcp_server(misbehaviour) as url, own_client(url, timeout=0.5) as client:
+    async with (
+        tcp_server(misbehaviour) as url,
+        own_client(url, timeout=0.5, submit_timeout=0.5) as client,
+    ):
         with anyio.fail_after(8), pytest.raises(DispatchError) as caught:
             await CALLS[call](client)
     assert KEY not in rendered(caught.value)

@@ -1,10 +1,13 @@
-"""`DispatchClient`: the two endpoints of the Remote Dispatch API, with retries done right.
+"""`DispatchClient`: the endpoints of the Remote Dispatch API, with retries done right.
 
 The one asymmetry that shapes this module: reading a status is idempotent and may be
 retried freely, but submitting a task is not. A submit is retried only when the service
 provably did not accept it (a 429, or a connection that was never established); anything
 that may have reached the service raises `SubmitUncertainError` instead of risking a
 duplicate run.
+
+Submit, status and upload requests carry the credentials (`_Secret`); the storage request
+of an upload never does. Nothing here logs a request body: it holds the submit's secrets.
 """
 
 from __future__ import annotations
@@ -408,14 +411,14 @@ class DispatchClient:
                 "the task may have been created. Check before resubmitting: a resubmit can "
                 "run the task twice"
             ) from exc
-        said = self._excerpt(body, secrets)
         if status_code >= 500:
             raise SubmitUncertainError(
                 f"submit answered HTTP {status_code}; the task may have been created. Check "
                 f"before resubmitting: a resubmit can run the task twice. Service said: "
-                f"{said!r}"
+                f"{self._excerpt(body, secrets)!r}"
             )
         if status_code in _NO_ENDPOINT:
+            said = self._excerpt(body, secrets)
             raise EndpointError(
                 f"HTTP {status_code} from POST {url}: nothing serves the Remote Dispatch API "
                 f"there, so no task was created; check base_url (the public service is "
@@ -1064,11 +1067,10 @@ def _json_body(body: Mapping[str, Any]) -> bytes:
 
 
 def _jsonable(value: object) -> object:
+    """What `json` cannot write itself: mappings and sequences that are not dict or list."""
     if isinstance(value, Mapping):
         return dict(value)
-    if isinstance(value, (tuple, list)) or (
-        isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
-    ):
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
         return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
