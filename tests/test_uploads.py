@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -14,9 +15,11 @@ from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
 import attrs
 import httpx
 import pytest
+import trio.testing
 
 from _foundation_helpers import KEY, texts_of
 from async_dispatch import (
@@ -24,6 +27,7 @@ from async_dispatch import (
     DispatchClient,
     EndpointError,
     InvalidResponseError,
+    RequestTimeoutError,
     RetryPolicy,
     SubmitOptions,
     UploadError,
@@ -376,3 +380,47 @@ async def test_an_upload_over_tcp_with_the_clients_own_transport() -> None:
     [stored] = stub.storage_seen()
     assert "x-api-key" not in stored.headers
     assert names_of(stored)[-1] == "file"
+
+
+# -- off the event loop, within the bound ---------------------------------------------------
+
+
+async def test_a_file_object_is_read_in_a_worker_thread() -> None:
+    class Recording(io.BytesIO):
+        name = "recorded.bin"
+        reader: threading.Thread | None = None
+
+        def read(self, size: int | None = -1) -> bytes:
+            Recording.reader = threading.current_thread()
+            return super().read(size)
+
+    stub = Stub()
+    async with stub.client() as client:
+        await client.upload(Recording(b"data"))
+    assert Recording.reader is not None
+    assert Recording.reader is not threading.main_thread()
+    assert stub.stored == {"uploads/u-1/recorded.bin": b"data"}
+
+
+class TestOnVirtualTime:
+    """A storage that never answers, on trio's MockClock."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    async def test_the_storage_request_is_bounded_by_the_clients_timeout(self) -> None:
+        stub = Stub()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["path"] == "/bucket":
+                await anyio.sleep(3600)
+            await stub(scope, receive, send)
+
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+        client = stub.client(http_client=http, timeout=10, retry=RetryPolicy(attempts=1))
+        async with client:
+            start = anyio.current_time()
+            with pytest.raises(RequestTimeoutError, match="timeout=10s"):
+                await client.upload(b"data", filename="a.bin")
+        assert anyio.current_time() - start == pytest.approx(10)
