@@ -53,6 +53,15 @@ async def test_a_submit_answered_404_or_405_names_the_endpoint_not_a_request_id(
     assert len(fake.requests) == 1  # a configuration mistake is not retried
 
 
+async def test_a_404_on_a_submit_that_continues_a_conversation_names_that_id_too() -> None:
+    fake = service(reply(404, {"detail": "Not Found"}))
+    async with fake.client() as client:
+        with pytest.raises(EndpointError) as caught:
+            await client.submit("/Operator go on", previous_request_id="req_0")
+    assert "unless the service does not know previous_request_id 'req_0'" in str(caught.value)
+    assert "check base_url" in str(caught.value)
+
+
 async def test_a_status_read_answered_404_still_means_an_unknown_request_id() -> None:
     fake = service(reply(404, {"detail": "Not Found"}))
     async with fake.client() as client:

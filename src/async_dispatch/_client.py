@@ -355,11 +355,10 @@ class DispatchClient:
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError("prompt must be a non-empty string")
         content = _json_body(options.body(prompt))
-        secrets = options.secrets()
         instrumentation = self.instrumentation
         if not instrumentation.enabled:
             return await self._with_retries(
-                lambda: self._submit_once(content, secrets),
+                lambda: self._submit_once(content, options),
                 (RateLimitedError, TransportError),
                 request_id=None,
                 bucket=bucket,
@@ -372,7 +371,7 @@ class DispatchClient:
         try:
             with instrumentation.span(SPAN_SUBMIT):
                 request_id = await self._with_retries(
-                    lambda: self._submit_once(content, secrets),
+                    lambda: self._submit_once(content, options),
                     (RateLimitedError, TransportError),
                     request_id=None,
                     bucket=bucket,
@@ -388,9 +387,10 @@ class DispatchClient:
             latency = anyio.current_time() - started - waits.seconds
             instrumentation.emit(SubmitDone(result=result, latency=latency, request_id=request_id))
 
-    async def _submit_once(self, content: bytes, secrets: tuple[str, ...]) -> str:
-        """One submit request. `secrets` (the strings of the secret-bearing options) are
-        redacted from every excerpt of what the service answers."""
+    async def _submit_once(self, content: bytes, options: SubmitOptions) -> str:
+        """One submit request of `content` (`options`' body). The strings of the
+        secret-bearing options are redacted from every excerpt of what the service
+        answers."""
         url = self._submit_url
         try:
             status_code, headers, body = await self._send(
@@ -411,28 +411,37 @@ class DispatchClient:
                 "the task may have been created. Check before resubmitting: a resubmit can "
                 "run the task twice"
             ) from exc
-        if status_code >= 500:
-            raise SubmitUncertainError(
-                f"submit answered HTTP {status_code}; the task may have been created. Check "
-                f"before resubmitting: a resubmit can run the task twice. Service said: "
-                f"{self._excerpt(body, secrets)!r}"
-            )
-        if status_code in _NO_ENDPOINT:
-            said = self._excerpt(body, secrets)
-            raise EndpointError(
-                f"HTTP {status_code} from POST {url}: nothing serves the Remote Dispatch API "
-                f"there, so no task was created; check base_url (the public service is "
-                f"{DEFAULT_BASE_URL}). Answer: {said!r}",
-                url=url,
-                status_code=status_code,
-                body_excerpt=said,
-            )
-        self._raise_for_status(status_code, headers, body, request_id=None, secrets=secrets)
+        if not 200 <= status_code < 300:
+            secrets = options.secrets()
+            if status_code >= 500:
+                raise SubmitUncertainError(
+                    f"submit answered HTTP {status_code}; the task may have been created. "
+                    f"Check before resubmitting: a resubmit can run the task twice. Service "
+                    f"said: {self._excerpt(body, secrets)!r}"
+                )
+            if status_code in _NO_ENDPOINT:
+                said = self._excerpt(body, secrets)
+                # The one 404 a right URL might give: an unknown conversation to continue.
+                unless = (
+                    ""
+                    if options.previous_request_id is None
+                    else " (unless the service does not know previous_request_id "
+                    f"{options.previous_request_id!r})"
+                )
+                raise EndpointError(
+                    f"HTTP {status_code} from POST {url}: nothing serves the Remote Dispatch "
+                    f"API there{unless}, so no task was created; check base_url (the public "
+                    f"service is {DEFAULT_BASE_URL}). Answer: {said!r}",
+                    url=url,
+                    status_code=status_code,
+                    body_excerpt=said,
+                )
+            self._raise_for_status(status_code, headers, body, request_id=None, secrets=secrets)
         # No log line here: `SubmitDone` is the submit's (`LoggingHook` logs it at debug).
-        return self._request_id_from(status_code, headers, body, secrets)
+        return self._request_id_from(status_code, headers, body, options)
 
     def _request_id_from(
-        self, status_code: int, headers: httpx.Headers, body: bytes, secrets: tuple[str, ...]
+        self, status_code: int, headers: httpx.Headers, body: bytes, options: SubmitOptions
     ) -> str:
         """The id in a submit's 2xx answer.
 
@@ -447,7 +456,7 @@ class DispatchClient:
         carry); ids have no documented format.
         """
         if _looks_like_html(headers, body):
-            said = self._excerpt(body, secrets)
+            said = self._excerpt(body, options.secrets())
             raise EndpointError(
                 f"submit to POST {self._submit_url} answered HTTP {status_code} with a web "
                 f"page: this looks like a web page, not the API: check base_url (the public "
@@ -466,7 +475,7 @@ class DispatchClient:
                 f"submit answered HTTP {status_code} without a requestId: the endpoint is "
                 "broken or is not the Remote Dispatch API (check base_url). If it is the "
                 "service, the task was probably created but cannot be tracked. Body: "
-                f"{self._excerpt(body, secrets)!r}"
+                f"{self._excerpt(body, options.secrets())!r}"
             )
         request_id = self._redact(request_id)  # an escaped key survives bytes redaction
         try:
