@@ -155,6 +155,19 @@ class _Secret:
         return "_Secret('***')"
 
 
+class _Opaque:
+    """A request body, shown by its size only: a traceback rendered with its frames'
+    locals (``capture_locals=True``, rich) must not print a submit's secrets."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<body of {len(self.value)} bytes>"
+
+
 class _Bound:
     """One request's bound (`timeout` or `submit_timeout`), in each form it is needed."""
 
@@ -343,7 +356,9 @@ class DispatchClient:
                 never accepted the task. `RateLimitedError.retry_after` says how long the
                 key is paused.
         """
-        return await self._submit_with(self.bucket, prompt, merge_options(options, fields))
+        merged = merge_options(options, fields)
+        del fields  # this frame outlives the request: its locals must not hold secrets
+        return await self._submit_with(self.bucket, prompt, merged)
 
     async def _submit_with(
         self, bucket: Limiter | None, prompt: str, options: SubmitOptions
@@ -354,7 +369,7 @@ class DispatchClient:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError("prompt must be a non-empty string")
-        content = _json_body(options.body(prompt))
+        content = _Opaque(_json_body(options.body(prompt)))
         instrumentation = self.instrumentation
         if not instrumentation.enabled:
             return await self._with_retries(
@@ -387,7 +402,7 @@ class DispatchClient:
             latency = anyio.current_time() - started - waits.seconds
             instrumentation.emit(SubmitDone(result=result, latency=latency, request_id=request_id))
 
-    async def _submit_once(self, content: bytes, options: SubmitOptions) -> str:
+    async def _submit_once(self, content: _Opaque, options: SubmitOptions) -> str:
         """One submit request of `content` (`options`' body). The strings of the
         secret-bearing options are redacted from every excerpt of what the service
         answers."""
@@ -635,7 +650,7 @@ class DispatchClient:
             UsageError: the file cannot be read, or has no name.
         """
         name, content = await read_upload(file_or_path, filename)
-        request = _json_body({"filename": name})
+        request = _Opaque(_json_body({"filename": name}))
         post = await self._with_retries(
             lambda: self._presign_once(request),
             _TRANSIENT,
@@ -645,8 +660,10 @@ class DispatchClient:
         )
         url = str(post.check_url(allow_insecure=self._allow_insecure))
         form, content_type = post.form(name, content)
+        sealed = _Opaque(form)
+        del content, form  # a traceback with locals shows the form's size, not the file
         await self._with_retries(
-            lambda: self._store_once(post, url, form, content_type),
+            lambda: self._store_once(post, url, sealed, content_type),
             (ServerError, TransportError),
             request_id=None,
             bucket=None,  # the storage is not the service: its rate limit is not the key's
@@ -654,7 +671,7 @@ class DispatchClient:
         )
         return post.key
 
-    async def _presign_once(self, content: bytes) -> PresignedPost:
+    async def _presign_once(self, content: _Opaque) -> PresignedPost:
         url = self._upload_url
         status_code, headers, body = await self._send("POST", url, content=content)
         if status_code in _NO_ENDPOINT:
@@ -671,7 +688,7 @@ class DispatchClient:
         return PresignedPost.parse(self._redacted(body), status_code=status_code)
 
     async def _store_once(
-        self, post: PresignedPost, url: str, form: bytes, content_type: str
+        self, post: PresignedPost, url: str, form: _Opaque, content_type: str
     ) -> None:
         status_code, _, body = await self._send(
             "POST", url, content=form, content_type=content_type, authenticated=False
@@ -816,7 +833,7 @@ class DispatchClient:
         method: str,
         url: str,
         *,
-        content: bytes | None = None,
+        content: _Opaque | None = None,
         bound: _Bound | None = None,
         content_type: str = "application/json",
         authenticated: bool = True,
@@ -888,7 +905,7 @@ class DispatchClient:
         self,
         method: str,
         url: str,
-        content: bytes | None,
+        content: _Opaque | None,
         http: httpx.AsyncClient,
         bound: _Bound,
         content_type: str,
@@ -910,19 +927,18 @@ class DispatchClient:
         }
         if authenticated:
             headers.update(self._key.reveal())
-        if content is not None:
+        body = None if content is None else content.value
+        if body is not None:
             headers["content-type"] = content_type
         if self._direct is not None or not authenticated:
             return httpx.Request(
                 method,
                 url,
                 headers=headers,
-                content=content,
+                content=body,
                 extensions={"timeout": bound.extension},
             )
-        return http.build_request(
-            method, url, headers=headers, content=content, timeout=bound.httpx
-        )
+        return http.build_request(method, url, headers=headers, content=body, timeout=bound.httpx)
 
     def _transport_error(
         self, method: str, url: str, exc: httpx.TransportError, bound: _Bound

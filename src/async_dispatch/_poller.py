@@ -376,6 +376,7 @@ class Poller:
         if deadline is not None:
             self._deadline_seconds(deadline)  # refuse a bad deadline before submitting
         options = merge_options(options, fields)
+        del fields  # this frame outlives the submit: its locals must not hold secrets
         if self.callback_url is not None:
             options = options.with_callback(
                 self.callback_url, self.callback_secret, self.callback_headers

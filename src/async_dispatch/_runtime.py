@@ -27,7 +27,7 @@ from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
 from ._limiter import Limiter
 from ._log import logger
-from ._options import SubmitOptions
+from ._options import SubmitOptions, merge_options
 from ._outcome import Outcome
 from ._poller import Poller
 from ._service import Service
@@ -173,9 +173,9 @@ class DispatchRuntime:
     ) -> str:
         """`Poller.submit()`, the same fields spelled the same: in hybrid mode the callback
         URL, secret and header are added."""
-        return await self.poller.submit(
-            prompt, options, deadline=deadline, context=context, **fields
-        )
+        merged = merge_options(options, fields)
+        del fields  # this frame outlives the submit: its locals must not hold secrets
+        return await self.poller.submit(prompt, merged, deadline=deadline, context=context)
 
     def outcome(self, request_id: str) -> Outcome | None:
         """The latest outcome seen for `request_id` (among the last `keep`), or None."""
