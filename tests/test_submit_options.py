@@ -128,7 +128,7 @@ def test_the_four_reasoning_modes_are_accepted(mode: Any) -> None:
     assert SubmitOptions(reasoning_mode=mode).body("p")["reasoningMode"] == mode
 
 
-@pytest.mark.parametrize("mode", ["max", "HIGH", "", 2])
+@pytest.mark.parametrize("mode", ["max", "HIGH", "", 2, ["high"]])
 def test_other_reasoning_modes_are_refused(mode: Any) -> None:
     with pytest.raises(UsageError, match="reasoning_mode must be one of high, low, medium, none"):
         SubmitOptions(reasoning_mode=mode)

@@ -15,7 +15,7 @@ are never logged: the body is built at the last moment and goes to the wire only
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict, get_args
 
 import attrs
 
@@ -25,7 +25,7 @@ __all__ = ["REASONING_MODES", "ReasoningMode", "SubmitFields", "SubmitOptions", 
 
 #: How hard the agent thinks (`reasoningMode`), as the official SDK's `ReasoningEffort`.
 ReasoningMode = Literal["none", "low", "medium", "high"]
-REASONING_MODES: Final[frozenset[str]] = frozenset({"none", "low", "medium", "high"})
+REASONING_MODES: Final[frozenset[str]] = frozenset(get_args(ReasoningMode))
 
 #: `attrs` metadata keys: the camelCase name on the wire, and whether the value is secret.
 WIRE: Final = "async_dispatch.wire"
@@ -53,12 +53,14 @@ def _check_type(expected: tuple[type, ...], what: str) -> Any:
 
 
 def _check_reasoning_mode(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and value not in REASONING_MODES:
+    if value is not None and (not isinstance(value, str) or value not in REASONING_MODES):
         choices = ", ".join(sorted(REASONING_MODES))
         raise UsageError(f"reasoning_mode must be one of {choices}, got {value!r}")
 
 
 def _field(wire: str, expected: tuple[type, ...], what: str, *, secret: bool = False) -> Any:
+    """A submit field: sent as `wire` when set, of one of the `expected` types (`what`
+    says which in an error), shown as ``'***'`` if `secret`."""
     return attrs.field(
         default=None,
         metadata={WIRE: wire, SECRET: secret},
