@@ -71,7 +71,8 @@ async def read_upload(file_or_path: object, filename: str | None) -> tuple[str, 
         try:
             content = await path.read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read {str(path)!r} for upload: {exc.strerror}") from None
+            shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+            raise UsageError(f"cannot read {shown!r} for upload: {exc.strerror}") from None
         return _base_name(filename or path.name), content
     if isinstance(file_or_path, (bytes, bytearray, memoryview)):
         if filename is None:
