@@ -188,6 +188,7 @@ OPTION_SECRETS: dict[str, str] = {
     "escaped": 'quote"LEAK-8\u00e9',
 }
 SECRET_OPTIONS = SubmitOptions(
+    execution_mode="cloud",
     callback_url="https://example.com/hook",
     callback_secret=OPTION_SECRETS["callback_secret"],
     callback_headers={"Authorization": f"Bearer {OPTION_SECRETS['callback_headers']}"},

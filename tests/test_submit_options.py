@@ -21,6 +21,8 @@ from async_dispatch.webhooks import DispatchRuntime
 pytestmark = pytest.mark.anyio
 
 ACCEPTED = answer(202, {"requestId": "req_1"})
+#: Where the submits below run, named so that no client default adds to their bodies.
+CLOUD: dict[str, Any] = {"executionMode": "cloud"}
 
 #: Every field with a value, and the body the service must receive for it, written out by
 #: hand from the contract (so a wrong wire name in the declarations is caught here).
@@ -136,10 +138,14 @@ def test_other_reasoning_modes_are_refused(mode: Any) -> None:
 
 async def test_keywords_win_over_the_same_fields_of_options() -> None:
     fake = service(ACCEPTED)
-    options = SubmitOptions(time_zone="UTC", clear_chat=False, browser_window_id="win-1")
+    options = SubmitOptions(
+        time_zone="UTC", clear_chat=False, browser_window_id="win-1", execution_mode="cloud"
+    )
     async with fake.client() as client:
         await client.submit("p", options, time_zone="Europe/Lisbon", browser_window_id=None)
-    assert fake.json_bodies() == [{"prompt": "p", "timeZone": "Europe/Lisbon", "clearChat": False}]
+    assert fake.json_bodies() == [
+        {"prompt": "p", **CLOUD, "timeZone": "Europe/Lisbon", "clearChat": False}
+    ]
 
 
 async def test_an_unknown_option_is_refused_before_anything_is_sent() -> None:
@@ -157,6 +163,7 @@ async def test_mappings_and_sequences_of_any_kind_are_sent_as_json() -> None:
     async with fake.client() as client:
         await client.submit(
             "p",
+            execution_mode="cloud",
             callback_headers=MappingProxyType({"X-N": 1, "X-On": True}),
             chat_history=({"role": "user", "content": "hi"},),
             input_variables={"nested": MappingProxyType({"list": (1, 2)})},
@@ -164,6 +171,7 @@ async def test_mappings_and_sequences_of_any_kind_are_sent_as_json() -> None:
     assert fake.json_bodies() == [
         {
             "prompt": "p",
+            **CLOUD,
             "callbackHeaders": {"X-N": 1, "X-On": True},
             "chatHistory": [{"role": "user", "content": "hi"}],
             "inputVariables": {"nested": {"list": [1, 2]}},
@@ -194,11 +202,13 @@ class TestTheSameSpellingEverywhere:
     async def test_the_poller_takes_options_and_keywords(self) -> None:
         fake = service(ACCEPTED)
         async with fake.client() as client, Poller(client) as poller:
-            await poller.submit("p", time_zone="UTC", reasoning_mode="low", deadline=60)
-            await poller.submit("p", SubmitOptions(time_zone="UTC"), clear_chat=True)
+            await poller.submit(
+                "p", execution_mode="cloud", time_zone="UTC", reasoning_mode="low", deadline=60
+            )
+            await poller.submit("p", SubmitOptions(execution_mode="cloud"), clear_chat=True)
         assert fake.json_bodies() == [
-            {"prompt": "p", "timeZone": "UTC", "reasoningMode": "low"},
-            {"prompt": "p", "timeZone": "UTC", "clearChat": True},
+            {"prompt": "p", **CLOUD, "timeZone": "UTC", "reasoningMode": "low"},
+            {"prompt": "p", **CLOUD, "clearChat": True},
         ]
 
     async def test_the_poller_refuses_an_unknown_option_before_submitting(self) -> None:
@@ -212,7 +222,9 @@ class TestTheSameSpellingEverywhere:
         fake = service(ACCEPTED)
         runtime = DispatchRuntime(fake.client(), callback_url="https://example.com/hook")
         async with runtime:
-            await runtime.submit("p", SubmitOptions(clear_chat=False), time_zone="UTC")
+            await runtime.submit(
+                "p", SubmitOptions(clear_chat=False), execution_mode="cloud", time_zone="UTC"
+            )
         [body] = fake.json_bodies()
         assert body["callbackUrl"] == "https://example.com/hook"  # hybrid mode fills it in
         assert {key: body[key] for key in ("prompt", "clearChat", "timeZone")} == {
