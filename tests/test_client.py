@@ -435,10 +435,11 @@ async def test_a_rejected_submit_is_not_retried(code: int, error: type[APIStatus
     "body",
     [
         b"{}",
-        b"<html>ok</html>",
         b'{"requestId": ""}',
         b'{"requestId": 7}',
-        b'{"requestId": "a\\nb"}',
+        b'["req_1"]',
+        b"req_1",
+        b'{"requestId": "a\nb"}',
     ],
 )
 async def test_an_accepted_submit_without_a_usable_id_is_uncertain(body: bytes) -> None:

@@ -147,8 +147,8 @@ async def test_a_trickled_body_is_cut_off_at_the_timeout_through_httpx_on_asynci
 
 
 async def test_a_submit_cut_off_at_the_timeout_is_uncertain() -> None:
-    async with tcp_server(trickle) as url, own_client(url, timeout=1) as client:
-        with anyio.fail_after(8), pytest.raises(SubmitUncertainError):
+    async with tcp_server(trickle) as url, own_client(url, submit_timeout=1) as client:
+        with anyio.fail_after(8), pytest.raises(SubmitUncertainError, match="submit_timeout=1s"):
             await client.submit("/Operator go")
 
 
@@ -166,10 +166,53 @@ CALLS: dict[str, Call] = {
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("misbehaviour", [hang_up, trickle], ids=["hang-up", "timeout"])
 async def test_no_frame_local_shows_the_key(call: str, misbehaviour: Handler) -> None:
-    async with tcp_server(misbehaviour) as url, own_client(url, timeout=0.5) as client:
+    async with (
+        tcp_server(misbehaviour) as url,
+        own_client(url, timeout=0.5, submit_timeout=0.5) as client,
+    ):
         with anyio.fail_after(8), pytest.raises(DispatchError) as caught:
             await CALLS[call](client)
     assert KEY not in rendered(caught.value)
+
+
+#: Credentials other than the key, as module constants: a test's own locals are rendered too.
+TOKEN = "tok-LEAK-in-locals"
+SECRET_VARIABLES = {"pw": "pw-LEAK"}
+SECRET_CALLS: dict[str, Call] = {
+    **CALLS,
+    "upload": lambda c: c.upload(b"data", filename="a.bin"),
+    "secret-options": lambda c: c.submit("/Operator go", secret_variables=SECRET_VARIABLES),
+}
+
+
+@pytest.mark.parametrize("call", list(SECRET_CALLS))
+@pytest.mark.parametrize("misbehaviour", [hang_up, trickle], ids=["hang-up", "timeout"])
+async def test_no_frame_local_shows_auth_headers_or_secret_options(
+    call: str, misbehaviour: Handler
+) -> None:
+    async with (
+        tcp_server(misbehaviour) as url,
+        own_client(
+            url, timeout=0.5, submit_timeout=0.5, auth_headers={"authorization": f"Bearer {TOKEN}"}
+        ) as client,
+    ):
+        with anyio.fail_after(8), pytest.raises(DispatchError) as caught:
+            await SECRET_CALLS[call](client)
+    text = rendered(caught.value)
+    assert "LEAK" not in text
+    assert KEY not in text
+
+
+async def test_no_frame_local_of_a_pollers_submit_shows_secret_options() -> None:
+    async with (
+        tcp_server(hang_up) as url,
+        own_client(url, timeout=0.5, submit_timeout=0.5) as client,
+        Poller(client) as poller,
+    ):
+        with anyio.fail_after(8), pytest.raises(DispatchError) as caught:
+            await poller.submit("/Operator go", secret_variables=SECRET_VARIABLES, deadline=60)
+    text = rendered(caught.value)  # before any assert: pytest's rewriting adds locals
+    assert "LEAK" not in text
 
 
 async def test_no_frame_local_shows_the_key_when_nothing_listens() -> None:

@@ -1,9 +1,13 @@
 """The API key never shows: not in a log line (tracing on, debug level), not in a repr, not
-in any exception the client raises, even when the service echoes the key back."""
+in any exception the client raises, even when the service echoes the key back. Nor do
+other credentials (`auth_headers`) or the secret-bearing submit options, which the
+service may quote back in an error; nor does a span or an instrumentation event."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import httpx
@@ -24,9 +28,11 @@ from async_dispatch import (
     DispatchClient,
     DispatchError,
     RetryPolicy,
+    SubmitOptions,
     UsageError,
 )
 from async_dispatch._wire import parse_status_body
+from async_dispatch.instrumentation import LoggingHook
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +172,148 @@ def test_parse_errors_only_show_an_excerpt() -> None:
     with pytest.raises(DispatchError) as caught:
         parse_status_body("req_1", body)
     assert all(len(text) < 1000 for text in texts_of(caught.value))
+
+
+# -- secret-bearing submit options and other credentials -------------------------------------
+
+#: A distinctive value in each secret-bearing option: any output containing one is a leak.
+OPTION_SECRETS: dict[str, str] = {
+    "callback_secret": "cbsecret-LEAK-1",
+    "callback_headers": "cbheader-LEAK-2",
+    "secret_variables": "password-LEAK-3",
+    "user_resource_credentials": "jira-LEAK-4",
+    "mcp_servers": "mcp-bearer-LEAK-5",
+    "vector_stores": "aws-secret-LEAK-6",
+    "extra": "extra-LEAK-7",
+    "escaped": 'quote"LEAK-8\u00e9',
+}
+SECRET_OPTIONS = SubmitOptions(
+    execution_mode="cloud",
+    callback_url="https://example.com/hook",
+    callback_secret=OPTION_SECRETS["callback_secret"],
+    callback_headers={"Authorization": f"Bearer {OPTION_SECRETS['callback_headers']}"},
+    secret_variables={
+        "password": OPTION_SECRETS["secret_variables"],
+        "other": OPTION_SECRETS["escaped"],
+    },
+    user_resource_credentials={"jira": {"token": OPTION_SECRETS["user_resource_credentials"]}},
+    mcp_servers=[
+        {
+            "url": "https://mcp.test",
+            "authentication": {"bearerToken": OPTION_SECRETS["mcp_servers"]},
+        }
+    ],
+    vector_stores=[
+        {
+            "id": "vs",
+            "connection": {"credentials": {"secretAccessKey": OPTION_SECRETS["vector_stores"]}},
+        }
+    ],
+    extra={"somethingNew": {"apiToken": OPTION_SECRETS["extra"]}},
+)
+AUTH_TOKEN = "bearer-LEAK-9"
+
+
+def assert_no_secret(texts: list[str]) -> None:
+    """No secret, nor any fragment of one (every one of them holds ``LEAK``)."""
+    secrets = ["LEAK", KEY]
+    leaks = [(secret, text) for text in texts for secret in secrets if secret in text]
+    assert leaks == []
+
+
+def echo_body(status_code: int, shape: str) -> Answer:
+    """A service that quotes the submit's body back, the way frameworks' validation
+    errors do (FastAPI puts each refused ``input`` in its 422)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent = request.content.decode()
+        if shape == "json":
+            detail = {"detail": [{"loc": ["body"], "msg": "bad", "input": json.loads(sent)}]}
+            return httpx.Response(status_code, json=detail, request=request)
+        if shape == "html":
+            return httpx.Response(status_code, text=f"<html><body>{sent}</body></html>")
+        return httpx.Response(status_code, text=sent, request=request)
+
+    return answer
+
+
+class Recorder:
+    """A tracing hook that keeps every event and every span's name and attributes."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, event: object, /) -> None:
+        self.seen.append(repr(event))
+
+    def span(
+        self, name: str, attributes: Mapping[str, str | int | float]
+    ) -> contextlib.AbstractContextManager[object]:
+        self.seen.append(f"{name} {attributes!r}")
+        return contextlib.nullcontext()
+
+
+SUBMIT_ECHOES: dict[str, Answer] = {
+    "422-json": echo_body(422, "json"),
+    "400-text": echo_body(400, "text"),
+    "401-json": echo_body(401, "json"),
+    "404-text": echo_body(404, "text"),
+    "429-text": echo_body(429, "text"),
+    "500-text": echo_body(500, "text"),
+    "502-html": echo_body(502, "html"),
+    "200-html": echo_body(200, "html"),
+    "202-no-id": echo_body(202, "json"),
+}
+
+
+@pytest.mark.parametrize("name", list(SUBMIT_ECHOES))
+async def test_secret_options_are_in_no_error_log_span_or_event(
+    name: str, logs: list[MutableMapping[str, Any]]
+) -> None:
+    recorder = Recorder()
+    fake = service(SUBMIT_ECHOES[name])
+    client = fake.client(
+        api_key=KEY, auth_headers={"authorization": f"Bearer {AUTH_TOKEN}"}, hooks=[recorder]
+    )
+    async with client:
+        with pytest.raises(DispatchError) as caught:
+            await client.submit("/Operator log in", SECRET_OPTIONS)
+    assert fake.requests, "the scenario never reached the fake service"
+    # The wire itself carries every secret, as given.
+    assert json.loads(fake.requests[0].content) == SECRET_OPTIONS.body("/Operator log in")
+    for error in own_errors(caught.value):
+        assert_no_secret(texts_of(error))
+    assert_no_secret([repr(event) for event in logs])
+    assert recorder.seen, "the hook saw nothing"
+    assert_no_secret(recorder.seen)
+
+
+async def test_secret_options_are_in_no_log_line_of_a_successful_submit(
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    recorder = Recorder()
+    fake = service(reply(202, {"requestId": "req_1"}))
+    async with fake.client(hooks=[recorder, LoggingHook()]) as client:
+        await client.submit("/Operator log in", SECRET_OPTIONS)
+    assert logs, "nothing was logged at debug level"
+    assert_no_secret([repr(event) for event in logs])
+    assert_no_secret(recorder.seen)
+
+
+def test_secret_options_are_in_no_repr() -> None:
+    assert_no_secret([repr(SECRET_OPTIONS), str(SECRET_OPTIONS)])
+    merged = SECRET_OPTIONS.with_callback("https://example.com/other", "s", {"X": "y"})
+    assert_no_secret([repr(merged)])
+
+
+async def test_auth_headers_are_in_no_repr_attribute_or_echoed_error() -> None:
+    fake = service(reply(400, content=f"bad token Bearer {AUTH_TOKEN} ({AUTH_TOKEN})".encode()))
+    client = fake.client(api_key=None, auth_headers={"authorization": f"Bearer {AUTH_TOKEN}"})
+    assert_no_secret([repr(client), str(client), repr(vars(client))])
+    async with client:
+        with pytest.raises(DispatchError) as caught:
+            await client.get_status("req_1")
+    assert fake.requests[0].headers["authorization"] == f"Bearer {AUTH_TOKEN}"
+    for error in own_errors(caught.value):
+        assert_no_secret(texts_of(error))
+    assert "bad token *** (***)" in str(caught.value)

@@ -19,6 +19,7 @@ from ._errors import (
     CoordinationError,
     DeadlineExceeded,
     DispatchError,
+    EndpointError,
     InvalidRequestIdError,
     InvalidResponseError,
     LifecycleError,
@@ -30,11 +31,12 @@ from ._errors import (
     ServerError,
     SubmitUncertainError,
     TransportError,
+    UploadError,
     UsageError,
 )
 from ._limiter import Limiter, TokenBucket
 from ._models import InputKind, InputRequest, InputVariable, Status, TaskStatus, Usage
-from ._options import SubmitOptions
+from ._options import ReasoningMode, SubmitFields, SubmitOptions
 from ._outcome import Outcome, OutcomeKind, TimeoutCause, Via
 from ._poller import DeliveryResult, Poller, PollerUnavailable
 from ._retry import RetryPolicy
@@ -48,6 +50,7 @@ from ._store import (
     TrackedTask,
     make_outcome,
 )
+from ._uploads import file_variable
 from ._version import __version__
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "DeliveryResult",
     "DispatchClient",
     "DispatchError",
+    "EndpointError",
     "InputKind",
     "InputRequest",
     "InputVariable",
@@ -80,11 +84,13 @@ __all__ = [
     "PollerStats",
     "PollerUnavailable",
     "RateLimitedError",
+    "ReasoningMode",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
     "Status",
     "StoreCapabilities",
+    "SubmitFields",
     "SubmitOptions",
     "SubmitUncertainError",
     "TaskStatus",
@@ -93,9 +99,11 @@ __all__ = [
     "TokenBucket",
     "TrackedTask",
     "TransportError",
+    "UploadError",
     "Usage",
     "UsageError",
     "Via",
     "__version__",
+    "file_variable",
     "make_outcome",
 ]

@@ -1,10 +1,13 @@
-"""`DispatchClient`: the two endpoints of the Remote Dispatch API, with retries done right.
+"""`DispatchClient`: the endpoints of the Remote Dispatch API, with retries done right.
 
 The one asymmetry that shapes this module: reading a status is idempotent and may be
 retried freely, but submitting a task is not. A submit is retried only when the service
 provably did not accept it (a 429, or a connection that was never established); anything
 that may have reached the service raises `SubmitUncertainError` instead of risking a
 duplicate run.
+
+Submit, status and upload requests carry the credentials (`_Secret`); the storage request
+of an upload never does. Nothing here logs a request body: it holds the submit's secrets.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
 import anyio
+import attrs
 import httpx
 
 from ._config import (
@@ -36,6 +41,7 @@ from ._errors import (
     BadRequestError,
     DeadlineExceeded,
     DispatchError,
+    EndpointError,
     InvalidRequestIdError,
     InvalidResponseError,
     NotFoundError,
@@ -46,14 +52,17 @@ from ._errors import (
     ServerError,
     SubmitUncertainError,
     TransportError,
+    UploadError,
     UsageError,
     drop_tracebacks,
 )
 from ._limiter import Limiter
 from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
+from ._options import SubmitOptions, merge_options
 from ._retry import RetryPolicy, parse_retry_after
 from ._transport import ACCEPT_ENCODING, DEADLINE, own_client, read_body
+from ._uploads import PresignedPost, Uploadable, read_upload
 from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
@@ -71,6 +80,11 @@ from .instrumentation import (
     TokenWaited,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import SubmitFields
+
 __all__ = ["DEFAULT_BASE_URL", "DispatchClient"]
 
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
@@ -79,6 +93,9 @@ DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS: Final = 16
 #: No single HTTP request of this API has a reason to take longer than this.
 MAX_TIMEOUT: Final = 3600.0
+#: A submit may take long: the service may set the task up before it answers (the
+#: official SDK lets it use its whole run budget), so it gets a bound of its own.
+DEFAULT_SUBMIT_TIMEOUT: Final = 120.0
 
 _USER_AGENT: Final = f"async-remote-dispatch/{_version} httpx/{httpx.__version__}"
 
@@ -94,47 +111,114 @@ _SAME_PAUSE: Final = 1.0
 
 _T = TypeVar("_T")
 
-_SUBMIT_FIELDS: Final = {
-    "browser_window_id": "browserWindowId",
-    "execution_mode": "executionMode",
-    "clear_chat": "clearChat",
-    "previous_request_id": "previousRequestId",
-    "save_screenshots": "saveScreenshots",
-    "response_format": "responseFormat",
-    "time_zone": "timeZone",
-    "callback_url": "callbackUrl",
-    "callback_secret": "callbackSecret",
-    "callback_headers": "callbackHeaders",
-}
+#: Answers to a submit that mean nothing serves that path: the base URL is wrong.
+_NO_ENDPOINT: Final = frozenset({404, 405})
+#: A header name as HTTP defines it (RFC 9110 "token"); anything else httpx would refuse.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Headers the client sets itself: an "auth" header of these names would corrupt requests.
+_OWN_HEADERS: Final = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "transfer-encoding",
+        "user-agent",
+    }
+)
 
 
 class _Secret:
-    """Holds the API key so that no repr, traceback-with-locals or `vars()` can show it."""
+    """Holds the credentials so that no repr, traceback-with-locals or `vars()` shows them.
 
-    __slots__ = ("_value",)
+    `headers` are the authentication headers of every API request (``x-api-key`` unless
+    the caller chose others); `redact_text`/`redact_bytes` remove each of their values,
+    and the credential after a scheme (``Bearer <token>``) on its own, from what the
+    service says back.
+    """
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    __slots__ = ("_bytes", "_headers", "_texts")
 
-    def reveal(self) -> str:
-        return self._value
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = dict(headers)
+        texts = set(headers.values())
+        texts.update(value.split(" ", 1)[1].strip() for value in headers.values() if " " in value)
+        self._texts = tuple(sorted((t for t in texts if t), key=len, reverse=True))
+        self._bytes = tuple(text.encode() for text in self._texts)
+
+    def reveal(self) -> dict[str, str]:
+        return self._headers
+
+    def redact_text(self, text: str) -> str:
+        for secret in self._texts:
+            text = text.replace(secret, "***")
+        return text
+
+    def redact_bytes(self, body: bytes) -> bytes:
+        for secret in self._bytes:
+            body = body.replace(secret, b"***")
+        return body
 
     def __repr__(self) -> str:
         return "_Secret('***')"
+
+
+class _Opaque:
+    """A request body, shown by its size only: a traceback rendered with its frames'
+    locals (``capture_locals=True``, rich) must not print a submit's secrets."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<body of {len(self.value)} bytes>"
+
+
+class _Bound:
+    """One request's bound (`timeout` or `submit_timeout`), in each form it is needed."""
+
+    __slots__ = ("extension", "httpx", "name", "seconds")
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.seconds = seconds
+        self.httpx = httpx.Timeout(seconds)
+        self.extension = self.httpx.as_dict()
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.seconds:g}s"
 
 
 class DispatchClient:
     """An async client for the Remote Dispatch API. Use it as an async context manager.
 
     Args:
-        api_key: The service key; defaults to ``$DISPATCH_API_KEY``. Required.
-        base_url: Defaults to ``$DISPATCH_BASE_URL``, then the public service.
+        api_key: The service key, sent as ``x-api-key``; defaults to ``$DISPATCH_API_KEY``,
+            then ``$NARADA_API_KEY`` (the official SDK's). Required unless `auth_headers`
+            is given.
+        base_url: Defaults to ``$DISPATCH_BASE_URL``, then ``$NARADA_API_BASE_URL``, then
+            the public service.
+        auth_headers: The escape hatch for other authentication, e.g.
+            ``{"authorization": "Bearer ..."}``, sent with every API request (never to
+            a storage URL of `upload()`) and redacted exactly like the key. Given, they
+            replace the key from the environment, as in the official SDK, so a key
+            exported for another purpose is never sent along; an `api_key` passed
+            explicitly is sent besides them. Names must be valid header names (not
+            one the client sets itself), values must not hold line breaks.
         http_client: Your own `httpx.AsyncClient` (custom transport, proxy, tests). It is
             used as is and never closed by this client.
         timeout: Seconds one HTTP request may take in total, from asking for a connection
             to the last byte of the body (each phase is bounded by it too). A request
             that runs out raises `RequestTimeoutError`. One call may make several
             requests: see `RetryPolicy.max_wait` for the bound on a whole call.
+        submit_timeout: The same bound for a submit's request, which may take longer
+            (the service may prepare the task before it answers). Defaults to 120 s, or
+            `timeout` when that is longer. A submit that runs out of it is uncertain
+            (`SubmitUncertainError`): the service may have created the task.
         retry: How `get_status()` and `submit()` retry transient failures, how long a
             429 pauses the key, and how long one call may wait in total.
         bucket: A `Limiter` (e.g. `TokenBucket`) this client's own requests take tokens
@@ -160,8 +244,10 @@ class DispatchClient:
         api_key: str | None = None,
         base_url: str | None = None,
         *,
+        auth_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        submit_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         bucket: Limiter | None = None,
         allow_insecure: bool | None = None,
@@ -179,23 +265,21 @@ class DispatchClient:
         #: Where submits that name neither run (see the arguments of the same names).
         self.execution_mode = configured_text(execution_mode, EXECUTION_MODE_ENV)
         self.browser_window_id = configured_text(browser_window_id, BROWSER_WINDOW_ID_ENV)
-        if api_key is not None and not isinstance(api_key, str):
-            raise UsageError(f"api_key must be a str, got {type(api_key).__name__}")
-        key = configured_api_key(api_key)
-        if key is None:
-            raise UsageError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-            )
-        if any(ch in key for ch in "\r\n\0"):
-            raise UsageError("the API key contains a line break or NUL character")
+        self._key = _Secret(_credentials(api_key, auth_headers))
+        #: Whether the caller chose its own authentication headers (for error messages).
+        self._custom_auth = auth_headers is not None
         timeout = check_seconds("timeout", timeout, maximum=MAX_TIMEOUT)
+        submit_timeout = (
+            max(DEFAULT_SUBMIT_TIMEOUT, timeout)
+            if submit_timeout is None
+            else check_seconds("submit_timeout", submit_timeout, maximum=MAX_TIMEOUT)
+        )
         max_body_size = check_int("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise UsageError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        self._key = _Secret(key.strip())
+        self._allow_insecure = configured_allow_insecure(allow_insecure)
         self.base_url = check_base_url(
-            configured_base_url(base_url),
-            allow_insecure=configured_allow_insecure(allow_insecure),
+            configured_base_url(base_url), allow_insecure=self._allow_insecure
         )
         self.retry = retry or RetryPolicy()
         self.bucket = bucket
@@ -206,16 +290,20 @@ class DispatchClient:
         self.max_body_size = max_body_size
         #: Seconds one request may take in total (and each of its phases).
         self.timeout = timeout
-        self._timeout = httpx.Timeout(timeout)
+        #: The same for a submit's request.
+        self.submit_timeout = submit_timeout
+        self._bound = _Bound("timeout", timeout)
+        self._submit_bound = _Bound("submit_timeout", submit_timeout)
+        self._timeout = self._bound.httpx
         self._submit_url = f"{self.base_url}/remote-dispatch"
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"
+        self._upload_url = f"{self.base_url}/remote-dispatch/generate-file-upload-presigned-post"
         self._http = http_client
         self._owns_http = http_client is None
         #: The transport under our own client, when requests may go straight to it.
         self._direct: httpx.AsyncBaseTransport | None = None
         #: Whether `_direct` bounds a whole exchange itself (see `_transport.DEADLINE`).
         self._direct_bounded = False
-        self._timeout_extension = self._timeout.as_dict()
         self._entered = False
         self._bucket_entered = False
         self._rng = random.Random()
@@ -272,65 +360,45 @@ class DispatchClient:
     # -- submit -------------------------------------------------------------------------
 
     async def submit(
-        self,
-        prompt: str,
-        *,
-        browser_window_id: str | None = None,
-        execution_mode: str | None = None,
-        clear_chat: bool | None = None,
-        previous_request_id: str | None = None,
-        save_screenshots: bool | None = None,
-        response_format: Mapping[str, Any] | None = None,
-        time_zone: str | None = None,
-        callback_url: str | None = None,
-        callback_secret: str | None = None,
-        callback_headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
+        self, prompt: str, options: SubmitOptions | None = None, **fields: Unpack[SubmitFields]
     ) -> str:
         """Submit a task and return its request id.
 
-        Options left as None are not sent, so the service's defaults apply. `extra` is
-        merged into the JSON body untouched (for fields this client does not know yet);
-        it may not override the named options.
+        The optional fields are `SubmitOptions`' (see there), given as one `options`
+        value, as keywords, or both: a keyword wins over the same field of `options`
+        (even None, which leaves the field out). Fields left as None are not sent, so the
+        service's defaults apply. `extra` is merged into the JSON body untouched (for
+        fields this client does not know yet); it may not override the named fields.
+        Nothing of the body is logged, and what the service says back about it has the
+        secret-bearing fields redacted.
 
         Raises:
-            SubmitUncertainError: the request may have reached the service (a 5xx, or a
-                connection lost after sending). Do not resubmit blindly.
+            SubmitUncertainError: the request may have reached the service (a 5xx, a
+                connection lost after sending, or a 2xx without a usable request id). Do
+                not resubmit blindly.
+            EndpointError: what answered is not the Remote Dispatch API (a 404 or 405, or
+                a web page): check `base_url`. No task was created.
             BadRequestError, AuthenticationError, PermissionDeniedError: fix and retry.
             RateLimitedError, TransportError: still failing after the allowed retries
                 (or the next wait would pass `RetryPolicy.max_wait`), and the service
                 never accepted the task. `RateLimitedError.retry_after` says how long the
                 key is paused.
         """
-        return await self._submit_with(
-            self.bucket,
-            prompt,
-            {
-                "browser_window_id": browser_window_id,
-                "execution_mode": execution_mode,
-                "clear_chat": clear_chat,
-                "previous_request_id": previous_request_id,
-                "save_screenshots": save_screenshots,
-                "response_format": response_format,
-                "time_zone": time_zone,
-                "callback_url": callback_url,
-                "callback_secret": callback_secret,
-                "callback_headers": callback_headers,
-                "extra": extra,
-            },
-        )
+        merged = merge_options(options, fields)
+        del fields  # this frame outlives the request: its locals must not hold secrets
+        return await self._submit_with(self.bucket, prompt, merged)
 
-    def _with_target(self, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _with_target(self, options: SubmitOptions) -> SubmitOptions:
         """`options` with the client's execution mode and window when they name neither;
         `UsageError` when the submit would run in client mode without a window."""
-        extra = options.get("extra") or {}
-        mode = options.get("execution_mode")
+        extra = options.extra or {}
+        mode = options.execution_mode
         mode = extra.get("executionMode") if mode is None else mode
-        window = options.get("browser_window_id")
+        window = options.browser_window_id
         window = extra.get("browserWindowId") if window is None else window
         if mode is None and window is None:
             mode, window = self.execution_mode, self.browser_window_id
-            options = {**options, "execution_mode": mode, "browser_window_id": window}
+            options = attrs.evolve(options, execution_mode=mode, browser_window_id=window)
         if mode in (None, "client") and not window:
             raise UsageError(
                 "this submit names no browser window, and the default execution mode "
@@ -340,7 +408,7 @@ class DispatchClient:
         return options
 
     async def _submit_with(
-        self, bucket: Limiter | None, prompt: str, options: Mapping[str, Any]
+        self, bucket: Limiter | None, prompt: str, options: SubmitOptions
     ) -> str:
         """`submit()` taking tokens from `bucket`, for pollers that bring their own.
 
@@ -349,15 +417,11 @@ class DispatchClient:
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError("prompt must be a non-empty string")
         options = self._with_target(options)
-        body = _submit_body(prompt, options)
-        try:
-            content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"submit body is not JSON-serialisable: {exc}") from exc
+        content = _Opaque(_json_body(options.body(prompt)))
         instrumentation = self.instrumentation
         if not instrumentation.enabled:
             return await self._with_retries(
-                lambda: self._submit_once(content),
+                lambda: self._submit_once(content, options),
                 (RateLimitedError, TransportError),
                 request_id=None,
                 bucket=bucket,
@@ -370,7 +434,7 @@ class DispatchClient:
         try:
             with instrumentation.span(SPAN_SUBMIT):
                 request_id = await self._with_retries(
-                    lambda: self._submit_once(content),
+                    lambda: self._submit_once(content, options),
                     (RateLimitedError, TransportError),
                     request_id=None,
                     bucket=bucket,
@@ -386,9 +450,15 @@ class DispatchClient:
             latency = anyio.current_time() - started - waits.seconds
             instrumentation.emit(SubmitDone(result=result, latency=latency, request_id=request_id))
 
-    async def _submit_once(self, content: bytes) -> str:
+    async def _submit_once(self, content: _Opaque, options: SubmitOptions) -> str:
+        """One submit request of `content` (`options`' body). The strings of the
+        secret-bearing options are redacted from every excerpt of what the service
+        answers."""
+        url = self._submit_url
         try:
-            status_code, headers, body = await self._send("POST", self._submit_url, content=content)
+            status_code, headers, body = await self._send(
+                "POST", url, content=content, bound=self._submit_bound
+            )
         except InvalidResponseError as exc:
             if exc.status_code is not None and 400 <= exc.status_code < 500:
                 raise
@@ -400,23 +470,64 @@ class DispatchClient:
             if isinstance(exc.__cause__, _NOT_SENT):
                 raise
             raise SubmitUncertainError(
-                f"submit failed after the request was sent ({type(exc.__cause__).__name__}); "
+                f"submit failed after the request was sent ({exc}); "
                 "the task may have been created. Check before resubmitting: a resubmit can "
                 "run the task twice"
             ) from exc
-        if status_code >= 500:
-            raise SubmitUncertainError(
-                f"submit answered HTTP {status_code}; the task may have been created. Check "
-                f"before resubmitting: a resubmit can run the task twice. Service said: "
-                f"{self._excerpt(body)!r}"
-            )
-        self._raise_for_status(status_code, headers, body, request_id=None)
+        if not 200 <= status_code < 300:
+            secrets = options.secrets()
+            if status_code >= 500:
+                raise SubmitUncertainError(
+                    f"submit answered HTTP {status_code}; the task may have been created. "
+                    f"Check before resubmitting: a resubmit can run the task twice. Service "
+                    f"said: {self._excerpt(body, secrets)!r}"
+                )
+            if status_code in _NO_ENDPOINT:
+                said = self._excerpt(body, secrets)
+                # The one 404 a right URL might give: an unknown conversation to continue.
+                unless = (
+                    ""
+                    if options.previous_request_id is None
+                    else " (unless the service does not know previous_request_id "
+                    f"{options.previous_request_id!r})"
+                )
+                raise EndpointError(
+                    f"HTTP {status_code} from POST {url}: nothing serves the Remote Dispatch "
+                    f"API there{unless}, so no task was created; check base_url (the public "
+                    f"service is {DEFAULT_BASE_URL}). Answer: {said!r}",
+                    url=url,
+                    status_code=status_code,
+                    body_excerpt=said,
+                )
+            self._raise_for_status(status_code, headers, body, request_id=None, secrets=secrets)
         # No log line here: `SubmitDone` is the submit's (`LoggingHook` logs it at debug).
-        return self._request_id_from(status_code, body)
+        return self._request_id_from(status_code, headers, body, options)
 
-    def _request_id_from(self, status_code: int, body: bytes) -> str:
-        """The id in a submit's answer, checked *after* redaction: an id the service
-        built from our key is refused, and no error (nor its context) shows any of it."""
+    def _request_id_from(
+        self, status_code: int, headers: httpx.Headers, body: bytes, options: SubmitOptions
+    ) -> str:
+        """The id in a submit's 2xx answer.
+
+        A web page is `EndpointError`: the API answers JSON only, so an HTML page comes
+        from a website or a proxy's catch-all at the wrong address, which creates no task.
+        Any other body without a usable id stays `SubmitUncertainError`: something that
+        speaks JSON at the submit path may be the service, and may have made the task.
+
+        The id is read *after* redaction: an id the service built from a credential is
+        refused, and no error (nor its context) shows any of it. Beyond that any
+        non-empty string is an id (`check_request_id` refuses only what no path can
+        carry); ids have no documented format.
+        """
+        if _looks_like_html(headers, body):
+            said = self._excerpt(body, options.secrets())
+            raise EndpointError(
+                f"submit to POST {self._submit_url} answered HTTP {status_code} with a web "
+                f"page: this looks like a web page, not the API: check base_url (the public "
+                f"service is {DEFAULT_BASE_URL}). A website creates no task. Page: {said!r}",
+                url=self._submit_url,
+                status_code=status_code,
+                body_excerpt=said,
+            )
         try:
             data = json.loads(self._redacted(body))
         except (ValueError, RecursionError):
@@ -424,8 +535,10 @@ class DispatchClient:
         request_id = data.get("requestId") if isinstance(data, dict) else None
         if not isinstance(request_id, str) or not request_id:
             raise SubmitUncertainError(
-                f"submit answered HTTP {status_code} without a requestId; the task was "
-                f"probably created but cannot be tracked. Body: {self._excerpt(body)!r}"
+                f"submit answered HTTP {status_code} without a requestId: the endpoint is "
+                "broken or is not the Remote Dispatch API (check base_url). If it is the "
+                "service, the task was probably created but cannot be tracked. Body: "
+                f"{self._excerpt(body, options.secrets())!r}"
             )
         request_id = self._redact(request_id)  # an escaped key survives bytes redaction
         if "***" in request_id:  # where the key was: never send it back in a URL
@@ -497,12 +610,14 @@ class DispatchClient:
 
         The building block for schedulers (the `Poller`) that decide themselves when to
         retry and spend rate-limit tokens centrally. Most callers want `get_status()`.
-        `request_id` must already be valid (see `get_status()`).
+        `request_id` must already be valid (see `get_status()`). It travels as one path
+        segment, percent-encoded (``/`` and ``+`` included): ids have no documented
+        format, and an id is never a path.
         """
         request_id = check_request_id(request_id)
-        # One path segment whatever the id holds: `AbC/def+gh==` must not climb the path.
-        url = self._status_url + quote(request_id, safe="")
-        status_code, headers, body = await self._send("GET", url)
+        status_code, headers, body = await self._send(
+            "GET", self._status_url + quote(request_id, safe="")
+        )
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if debug_enabled():
             logger.debug("status_read", request_id=request_id, status_code=status_code)
@@ -552,6 +667,104 @@ class DispatchClient:
                 await anyio.sleep(delay)
                 delay = min(max_interval, delay * 1.5)
         raise DeadlineExceeded(request_id, timeout)
+
+    # -- uploads ------------------------------------------------------------------------
+
+    async def upload(self, file_or_path: Uploadable, *, filename: str | None = None) -> str:
+        """Upload a file for a task; return its storage key.
+
+        Refer to it in a submit as ``attachment={"key": key}``, or in `input_variables`
+        with `file_variable(key, filename)`.
+
+        `file_or_path` is a path (read with `anyio.Path`), the bytes themselves (then
+        `filename` is required), or a file opened in binary mode (read in a worker
+        thread, from its current position). The service stores the file under its base
+        name: `filename`, else the path's or the file object's name. The content is read
+        whole before anything is sent.
+
+        Two requests: the service hands out a presigned POST (with the API key, retried
+        like a status read, taking a token from `bucket`), then the file goes as a
+        multipart form (the presigned fields, then ``file``) to the storage URL it names,
+        with none of this client's credentials, retried on 5xx and transport failures
+        (posting the same form twice stores the same file under the same key). Each
+        request is bounded by `timeout`.
+
+        Raises:
+            UploadError: the storage refused the file (4xx): not a problem of the API
+                key; the presigned form may have expired. Call `upload()` again.
+            EndpointError: the service has no upload endpoint at `base_url`.
+            AuthenticationError, PermissionDeniedError, BadRequestError: the service
+                refused to hand out an upload.
+            InvalidResponseError: the service's answer was not a presigned POST, or
+                named a storage URL this client may not send a file to.
+            ServerError, RateLimitedError, TransportError: still failing after retries.
+            UsageError: the file cannot be read, or has no name.
+        """
+        name, content = await read_upload(file_or_path, filename)
+        request = _Opaque(_json_body({"filename": name}))
+        post = await self._with_retries(
+            lambda: self._presign_once(request),
+            _TRANSIENT,
+            request_id=None,
+            bucket=self.bucket,
+            source="client",
+        )
+        url = str(post.check_url(allow_insecure=self._allow_insecure))
+        form, content_type = post.form(name, content)
+        sealed = _Opaque(form)
+        del content, form  # a traceback with locals shows the form's size, not the file
+        await self._with_retries(
+            lambda: self._store_once(post, url, sealed, content_type),
+            (ServerError, TransportError),
+            request_id=None,
+            bucket=None,  # the storage is not the service: its rate limit is not the key's
+            source="client",
+        )
+        return post.key
+
+    async def _presign_once(self, content: _Opaque) -> PresignedPost:
+        url = self._upload_url
+        status_code, headers, body = await self._send("POST", url, content=content)
+        if status_code in _NO_ENDPOINT:
+            said = self._excerpt(body)
+            raise EndpointError(
+                f"HTTP {status_code} from POST {url}: no upload endpoint of the Remote "
+                f"Dispatch API there; check base_url (the public service is "
+                f"{DEFAULT_BASE_URL}). Answer: {said!r}",
+                url=url,
+                status_code=status_code,
+                body_excerpt=said,
+            )
+        self._raise_for_status(status_code, headers, body, request_id=None)
+        return PresignedPost.parse(self._redacted(body), status_code=status_code)
+
+    async def _store_once(
+        self, post: PresignedPost, url: str, form: _Opaque, content_type: str
+    ) -> None:
+        status_code, _, body = await self._send(
+            "POST", url, content=form, content_type=content_type, authenticated=False
+        )
+        if 200 <= status_code < 300:
+            return
+        # The presigned fields (a policy, its signature) are redacted like secrets.
+        hidden = tuple(value for name, value in post.fields.items() if name != "key" and value)
+        said = self._excerpt(body, hidden)
+        where = post.where()
+        if status_code >= 500:
+            raise ServerError(
+                f"HTTP {status_code} from the storage at {where}: it is in trouble; retry "
+                f"the upload later. Storage said: {said!r}",
+                status_code=status_code,
+                body_excerpt=said,
+            )
+        raise UploadError(
+            f"HTTP {status_code} from the storage at {where}: it refused the file. Not a "
+            "problem of the API key (the storage never sees it): the presigned upload may "
+            "have expired, or the file broke its rules (size, type); call upload() again. "
+            f"Storage said: {said!r}",
+            status_code=status_code,
+            body_excerpt=said,
+        )
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -681,10 +894,18 @@ class DispatchClient:
         )
 
     async def _send(
-        self, method: str, url: str, *, content: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        content: _Opaque | None = None,
+        bound: _Bound | None = None,
+        content_type: str = "application/json",
+        authenticated: bool = True,
     ) -> tuple[int, httpx.Headers, bytes]:
-        """One HTTP exchange, bounded in total by `timeout`; the body is read up to
-        `max_body_size` (decoded) and no further.
+        """One HTTP exchange, bounded in total by `bound` (`timeout` unless told); the
+        body is read up to `max_body_size` (decoded) and no further. A request that is
+        not `authenticated` (to a storage URL) carries none of our credentials.
 
         Failures leave as this library's errors with the frames under them forgotten
         (`drop_tracebacks`): the HTTP stack's locals hold the request headers, so the
@@ -696,16 +917,18 @@ class DispatchClient:
             raise NotOpenError(
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
+        bound = bound or self._bound
         failure: DispatchError | None = None
         answer: tuple[int, httpx.Headers, bytes] | None = None
         try:
+            request = self._request(method, url, content, http, bound, content_type, authenticated)
             if self._direct_bounded:  # the transport's own timer bounds the whole exchange
-                answer = await self._exchange(http, method, url, content)
+                answer = await self._exchange(http, request, bound, authenticated)
             else:
-                with anyio.move_on_after(self.timeout):
-                    answer = await self._exchange(http, method, url, content)
+                with anyio.move_on_after(bound.seconds):
+                    answer = await self._exchange(http, request, bound, authenticated)
         except httpx.TransportError as exc:
-            failure = self._transport_error(method, url, exc)
+            failure = self._transport_error(method, url, exc, bound)
         except httpx.DecodingError as exc:  # decoded by a caller's own transport
             failure = InvalidResponseError(
                 f"{method} {_path_of(url)}: the body could not be decoded ({exc})",
@@ -721,21 +944,22 @@ class DispatchClient:
             return answer
         if failure is None:  # the time ran out
             failure = RequestTimeoutError(
-                f"{method} {_path_of(url)}: no complete answer within timeout="
-                f"{self.timeout:g}s (the bound on one whole request, body included)"
+                f"{method} {_path_of(url)}: no complete answer within {bound} (the bound "
+                "on one whole request, body included)"
             )
         raise failure
 
     async def _exchange(
-        self, http: httpx.AsyncClient, method: str, url: str, content: bytes | None
+        self, http: httpx.AsyncClient, request: httpx.Request, bound: _Bound, authenticated: bool
     ) -> tuple[int, httpx.Headers, bytes]:
         if self._direct is not None:
-            request = self._request(method, url, content, None)
             if self._direct_bounded:
-                request.extensions[DEADLINE] = anyio.current_time() + self.timeout
+                request.extensions[DEADLINE] = anyio.current_time() + bound.seconds
             response = await self._direct.handle_async_request(request)
         else:
-            response = await http.send(self._request(method, url, content, http), stream=True)
+            # A request to storage gets none of the caller's client-level auth either.
+            auth = httpx.USE_CLIENT_DEFAULT if authenticated else None
+            response = await http.send(request, stream=True, auth=auth)
         try:
             body = await read_body(response, self.max_body_size)
         finally:
@@ -743,52 +967,69 @@ class DispatchClient:
         return response.status_code, response.headers, body
 
     def _request(
-        self, method: str, url: str, content: bytes | None, http: httpx.AsyncClient | None
+        self,
+        method: str,
+        url: str,
+        content: _Opaque | None,
+        http: httpx.AsyncClient,
+        bound: _Bound,
+        content_type: str,
+        authenticated: bool,
     ) -> httpx.Request:
-        """The request, with the key revealed at the last moment.
+        """The request, with the credentials revealed at the last moment.
 
-        The key is a plain `str` only in this frame, which returns before any I/O and so
+        They are plain `str`s only in this frame, which returns before any I/O and so
         never appears in a traceback; an `httpx.Request`'s repr does not show headers.
+
+        A request that is not `authenticated` is built without the caller's
+        `http_client` (whose default headers or auth could hold credentials) and is
+        sent without its auth: a storage bucket sees none of our secrets.
         """
         headers = {
-            "x-api-key": self._key.reveal(),
             "accept": "application/json",
             "accept-encoding": ACCEPT_ENCODING,
             "user-agent": _USER_AGENT,
         }
-        if content is not None:
-            headers["content-type"] = "application/json"
-        if http is None:
+        if authenticated:
+            headers.update(self._key.reveal())
+        body = None if content is None else content.value
+        if body is not None:
+            headers["content-type"] = content_type
+        if self._direct is not None or not authenticated:
             return httpx.Request(
                 method,
                 url,
                 headers=headers,
-                content=content,
-                extensions={"timeout": self._timeout_extension},
+                content=body,
+                extensions={"timeout": bound.extension},
             )
-        return http.build_request(
-            method, url, headers=headers, content=content, timeout=self._timeout
-        )
+        return http.build_request(method, url, headers=headers, content=body, timeout=bound.httpx)
 
-    def _transport_error(self, method: str, url: str, exc: httpx.TransportError) -> DispatchError:
+    def _transport_error(
+        self, method: str, url: str, exc: httpx.TransportError, bound: _Bound
+    ) -> DispatchError:
         """Our error for an httpx failure, its cause kept without the cause's frames."""
         error: DispatchError
         detail = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
         if isinstance(exc, httpx.TimeoutException):
-            error = RequestTimeoutError(
-                f"{method} {_path_of(url)} timed out ({detail}; timeout={self.timeout:g}s)"
-            )
+            error = RequestTimeoutError(f"{method} {_path_of(url)} timed out ({detail}; {bound})")
         else:
             error = TransportError(f"{method} {_path_of(url)} failed: {detail}")
         error.__cause__ = drop_tracebacks(exc)
         return error
 
     def _raise_for_status(
-        self, status_code: int, headers: httpx.Headers, body: bytes, *, request_id: str | None
+        self,
+        status_code: int,
+        headers: httpx.Headers,
+        body: bytes,
+        *,
+        request_id: str | None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if 200 <= status_code < 300:
             return
-        said = self._excerpt(body)
+        said = self._excerpt(body, secrets)
         where = f" for {request_id!r}" if request_id else ""
         kwargs: dict[str, Any] = {
             "status_code": status_code,
@@ -804,8 +1045,9 @@ class DispatchClient:
                 **kwargs,
             )
         if status_code == 401:
+            check = "the auth_headers" if self._custom_auth else API_KEY_ENV
             raise AuthenticationError(
-                f"HTTP 401{where}: the API key is missing or wrong; check DISPATCH_API_KEY "
+                f"HTTP 401{where}: the API key is missing or wrong; check {check} "
                 "(the same key that created a task must read it)",
                 **kwargs,
             )
@@ -835,38 +1077,110 @@ class DispatchClient:
             )
         raise APIStatusError(f"HTTP {status_code}{where}: unexpected answer.{detail}", **kwargs)
 
-    def _excerpt(self, body: bytes) -> str:
-        """A safe excerpt of a body: the key is removed *before* cutting, so no fragment
-        of it can survive at the cut."""
-        return excerpt(self._redacted(body))
+    def _excerpt(self, body: bytes, secrets: tuple[str, ...] = ()) -> str:
+        """A safe excerpt of a body: the credentials and `secrets` (of a submit's options)
+        are removed *before* cutting, so no fragment of them can survive at the cut."""
+        body = self._redacted(body)
+        for secret in secrets:
+            for form in _spellings(secret):
+                body = body.replace(form, b"***")
+        return excerpt(body)
 
     def _redacted(self, body: bytes) -> bytes:
-        """`body` with every literal occurrence of the key replaced by ``***``."""
-        return body.replace(self._key.reveal().encode(), b"***")
+        """`body` with every literal occurrence of a credential replaced by ``***``."""
+        return self._key.redact_bytes(body)
 
     def _redact(self, text: str) -> str:
-        """Remove the key from text the service echoed back, before it reaches a message."""
-        return text.replace(self._key.reveal(), "***")
+        """Remove the credentials from text the service echoed back, before it reaches a
+        message."""
+        return self._key.redact_text(text)
 
 
-def _submit_body(prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON body: named options in their wire spelling, then `extra` untouched."""
-    body: dict[str, Any] = {"prompt": prompt}
-    extra: Mapping[str, Any] = {}
-    for name, value in options.items():
-        if name == "extra":
-            extra = value or {}
-        elif name not in _SUBMIT_FIELDS:
-            raise UsageError(f"submit() got an unexpected option {name!r}")
-        elif value is not None:
-            body[_SUBMIT_FIELDS[name]] = dict(value) if isinstance(value, Mapping) else value
-    for key, value in extra.items():
-        if key in body:
+def _credentials(api_key: object, auth_headers: object) -> dict[str, str]:
+    """The authentication headers of every API request, checked (see `DispatchClient`).
+
+    Messages never show a value: a refused credential is still a credential.
+    """
+    if api_key is not None and not isinstance(api_key, str):
+        raise UsageError(f"api_key must be a str, got {type(api_key).__name__}")
+    headers: dict[str, str] = {}
+    if auth_headers is not None:
+        if not isinstance(auth_headers, Mapping):
             raise UsageError(
-                f"extra field {key!r} collides with a named submit() option; use the option"
+                f"auth_headers must be a mapping of header names to values, got "
+                f"{type(auth_headers).__name__}"
             )
-        body[key] = value
-    return body
+        for name, value in auth_headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise UsageError(f"auth_headers: {name!r} is not a valid HTTP header name")
+            if name.lower() in _OWN_HEADERS:
+                raise UsageError(f"auth_headers: {name!r} is set by the client, not for auth")
+            if name.lower() in headers:
+                raise UsageError(f"auth_headers: {name!r} is given twice")
+            headers[name.lower()] = _header_value(f"the {name!r} auth header", value)
+    key = api_key if auth_headers is not None else configured_api_key(api_key)
+    if key is not None and key.strip():
+        if "x-api-key" in headers:
+            raise UsageError("pass the key either as api_key or in auth_headers, not both")
+        headers["x-api-key"] = _header_value("the API key", key)
+    if not headers:
+        raise UsageError(
+            f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
+            "(or pass auth_headers=... for another kind of credentials)"
+        )
+    return headers
+
+
+def _header_value(what: str, value: object) -> str:
+    """`value` stripped, if it can travel in a header as it is: a non-empty printable
+    ASCII str (httpx encodes header values as ASCII; a line break would end the header)."""
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a str, got {type(value).__name__}")
+    if any(ch in value for ch in "\r\n\0"):
+        raise UsageError(f"{what} contains a line break or NUL character")
+    value = value.strip()
+    if not value or not value.isascii() or not value.isprintable():
+        raise UsageError(f"{what} must be non-empty printable ASCII")
+    return value
+
+
+def _json_body(body: Mapping[str, Any]) -> bytes:
+    """`body` as compact JSON; mappings and sequences of any kind become objects and
+    arrays. The error names the problem, never a value (the body holds secrets)."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_jsonable).encode()
+    except RecursionError:
+        problem = "it is nested too deeply"
+    except (TypeError, ValueError) as exc:  # json's messages name types, never values
+        problem = str(exc)
+    raise UsageError(f"submit body is not JSON-serialisable: {problem}")
+
+
+def _jsonable(value: object) -> object:
+    """What `json` cannot write itself: mappings and sequences that are not dict or list."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _spellings(secret: str) -> set[bytes]:
+    """How `secret` may appear in a body echoed back: as is, or JSON-escaped (with or
+    without non-ASCII characters escaped too)."""
+    return {
+        secret.encode(),
+        json.dumps(secret)[1:-1].encode(),
+        json.dumps(secret, ensure_ascii=False)[1:-1].encode(),
+    }
+
+
+def _looks_like_html(headers: httpx.Headers, body: bytes) -> bool:
+    """Whether an answer is a web page: said so by its type, or starting like one."""
+    if "html" in headers.get("content-type", "").lower():
+        return True
+    start = body[:64].lstrip().lower()
+    return start.startswith((b"<!doctype", b"<html", b"<head", b"<body"))
 
 
 def _path_of(url: str) -> str:

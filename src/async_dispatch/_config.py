@@ -3,6 +3,10 @@
 The library and the ``async-dispatch`` command must agree on this to the letter: a user who
 exports ``DISPATCH_BASE_URL`` for a script expects the command line to honour it the same
 way. So the names and the order of precedence live here, once, and both import them.
+
+The vendor's official SDK reads ``NARADA_API_KEY`` and ``NARADA_API_BASE_URL``; a user
+coming from it has those set already, so they are fallbacks of ours: ``DISPATCH_*`` first
+(the explicit choice for this library), then ``NARADA_*``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from ._errors import UsageError
 __all__ = [
     "ALLOW_INSECURE_ENV",
     "API_KEY_ENV",
+    "API_KEY_ENVS",
     "BASE_URL_ENV",
+    "BASE_URL_ENVS",
     "BROWSER_WINDOW_ID_ENV",
     "DEFAULT_BASE_URL",
     "EXECUTION_MODE_ENV",
@@ -38,10 +44,14 @@ _NO: Final = frozenset({"", "0", "false", "no", "off"})
 #: Where submits run when a call names neither a mode nor a window (see `DispatchClient`).
 EXECUTION_MODE_ENV: Final = "DISPATCH_EXECUTION_MODE"
 BROWSER_WINDOW_ID_ENV: Final = "DISPATCH_BROWSER_WINDOW_ID"
+#: Where a key or base URL is looked up, in order: ours, then the official SDK's.
+API_KEY_ENVS: Final = (API_KEY_ENV, "NARADA_API_KEY")
+BASE_URL_ENVS: Final = (BASE_URL_ENV, "NARADA_API_BASE_URL")
 
 
 def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """`api_key` if given, else ``$DISPATCH_API_KEY``; None when neither holds a key.
+    """`api_key` if given, else ``$DISPATCH_API_KEY``, else ``$NARADA_API_KEY``; None when
+    none holds a key.
 
     An explicit value wins even when empty, so a caller who passes ``""`` by mistake gets
     "no API key" rather than a key they did not choose from the environment. The value is
@@ -49,17 +59,25 @@ def configured_api_key(api_key: str | None, environ: Mapping[str, str] | None = 
     it mean is for the client to judge, not for this lookup.
     """
     env = os.environ if environ is None else environ
-    key = api_key if api_key is not None else env.get(API_KEY_ENV)
-    return key if key and key.strip() else None
+    if api_key is not None:
+        return api_key if api_key.strip() else None
+    for name in API_KEY_ENVS:
+        key = env.get(name)
+        if key and key.strip():
+            return key
+    return None
 
 
 def configured_base_url(base_url: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """`base_url` if given, else ``$DISPATCH_BASE_URL``, else the public service.
+    """`base_url` if given, else ``$DISPATCH_BASE_URL``, else ``$NARADA_API_BASE_URL``,
+    else the public service.
 
     Empty values count as unset: ``DISPATCH_BASE_URL=`` in a shell means "no override".
     """
     env = os.environ if environ is None else environ
-    return base_url or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    if base_url:
+        return base_url
+    return next((env[name] for name in BASE_URL_ENVS if env.get(name)), DEFAULT_BASE_URL)
 
 
 def configured_allow_insecure(

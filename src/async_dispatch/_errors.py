@@ -15,6 +15,7 @@ __all__ = [
     "CoordinationError",
     "DeadlineExceeded",
     "DispatchError",
+    "EndpointError",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "LifecycleError",
@@ -26,6 +27,7 @@ __all__ = [
     "ServerError",
     "SubmitUncertainError",
     "TransportError",
+    "UploadError",
     "UsageError",
     "drop_tracebacks",
 ]
@@ -113,6 +115,40 @@ class InvalidResponseError(DispatchError):
         super().__init__(message)
         self.status_code = status_code
         self.body_excerpt = body_excerpt
+
+
+class EndpointError(DispatchError):
+    """What answered is not the Remote Dispatch API: `base_url` (or a proxy) is wrong.
+
+    Raised by a submit answered 404 or 405 (the service answers those for a path it does
+    not serve; an unknown *request id* can only be met when reading a status), or by a
+    2xx whose body is a web page (the API never sends HTML). In both cases nothing
+    suggests a task was created, unlike `SubmitUncertainError`. Not a `NotFoundError`:
+    that one means "this task is unknown" and ends a tracked task as failed, while this
+    one is a configuration mistake that every request will repeat until it is fixed.
+
+    `url` is where the request went; `status_code` and `body_excerpt` what came back.
+    """
+
+    url: str
+    status_code: int
+    body_excerpt: str
+
+    def __init__(self, message: str, *, url: str, status_code: int, body_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+
+
+class UploadError(APIStatusError):
+    """The storage bucket refused a file upload (`DispatchClient.upload()`), with a 4xx.
+
+    The upload goes to the presigned URL the service handed out, without the API key, so
+    this is never a problem of the key: the presigned form expired or was refused (file
+    too large, fields altered). Asking for a new upload (calling `upload()` again) is the
+    fix when it expired.
+    """
 
 
 class InvalidRequestIdError(UsageError):

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
@@ -51,7 +51,7 @@ from ._errors import (
 from ._limiter import Limiter, OneAtATime, TokenBucket
 from ._log import logger
 from ._models import Status, TaskStatus
-from ._options import SubmitOptions
+from ._options import SubmitOptions, merge_options
 from ._outage import Outage
 from ._outcome import Outcome, OutcomeKind, Via
 from ._outcomes import OutcomeQueue, OutcomeStream
@@ -69,6 +69,11 @@ from .instrumentation import (
     TaskTracked,
     TokenWaited,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import SubmitFields
 
 __all__ = ["DeliveryResult", "Poller"]
 
@@ -347,21 +352,24 @@ class Poller:
     async def submit(
         self,
         prompt: str,
+        options: SubmitOptions | None = None,
         *,
         deadline: float | None = None,
         context: Any = None,
-        options: SubmitOptions | None = None,
+        **fields: Unpack[SubmitFields],
     ) -> str:
         """Submit a task (spending a token from the shared budget) and track it.
 
-        In hybrid mode the poller's callback URL, secret and headers are filled in where
-        `options` leaves them out. Errors of the submit are raised here, not yielded: a
-        task that was never created has no outcome.
+        The submit's fields are `DispatchClient.submit()`'s, spelled the same: `options`,
+        keywords, or both (a keyword wins). In hybrid mode the poller's callback URL,
+        secret and headers are filled in where they are left out. Errors of the submit
+        are raised here, not yielded: a task that was never created has no outcome.
         """
         self._check_open()
         if deadline is not None:
             self._deadline_seconds(deadline)  # refuse a bad deadline before submitting
-        options = options or SubmitOptions()
+        options = merge_options(options, fields)
+        del fields  # this frame outlives the submit: its locals must not hold secrets
         if self.callback_url is not None:
             options = options.with_callback(
                 self.callback_url, self.callback_secret, self.callback_headers
@@ -370,9 +378,7 @@ class Poller:
         task: TrackedTask | None = None
         try:
             # The client reports the submit (its span, `SubmitDone`, a 429's pause).
-            request_id = await self.client._submit_with(
-                self._submit_lane, prompt, options.as_kwargs()
-            )
+            request_id = await self.client._submit_with(self._submit_lane, prompt, options)
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
         finally:
@@ -456,14 +462,17 @@ class Poller:
     async def run(
         self,
         prompt: str,
+        options: SubmitOptions | None = None,
         *,
         deadline: float | None = None,
         context: Any = None,
-        options: SubmitOptions | None = None,
+        **fields: Unpack[SubmitFields],
     ) -> Outcome:
         """Submit one task and wait for its final outcome (`submit()`, then `wait_for()`),
         within the poller's one budget. Many of these may run at once."""
-        request_id = await self.submit(prompt, deadline=deadline, context=context, options=options)
+        options = merge_options(options, fields)
+        del fields  # this frame outlives the submit: its locals must not hold secrets
+        request_id = await self.submit(prompt, options, deadline=deadline, context=context)
         return await self.wait_for(request_id)
 
     def __contains__(self, request_id: object) -> bool:

@@ -18,7 +18,7 @@ import inspect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
@@ -27,12 +27,17 @@ from ._client import DispatchClient
 from ._errors import DispatchError, UsageError
 from ._limiter import Limiter
 from ._log import logger
-from ._options import SubmitOptions
+from ._options import SubmitOptions, merge_options
 from ._outcome import Outcome
 from ._poller import Poller
 from ._service import Service
 from ._store import TaskStore
 from ._webhooks import DEFAULT_MAX_WEBHOOK_BODY, WebhookReceiver, generate_secret
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import SubmitFields
 
 __all__ = ["DispatchRuntime", "OutcomeHandler"]
 
@@ -160,13 +165,17 @@ class DispatchRuntime:
     async def submit(
         self,
         prompt: str,
+        options: SubmitOptions | None = None,
         *,
         deadline: float | None = None,
         context: Any = None,
-        options: SubmitOptions | None = None,
+        **fields: Unpack[SubmitFields],
     ) -> str:
-        """`Poller.submit()`: in hybrid mode the callback URL, secret and header are added."""
-        return await self.poller.submit(prompt, deadline=deadline, context=context, options=options)
+        """`Poller.submit()`, the same fields spelled the same: in hybrid mode the callback
+        URL, secret and header are added."""
+        merged = merge_options(options, fields)
+        del fields  # this frame outlives the submit: its locals must not hold secrets
+        return await self.poller.submit(prompt, merged, deadline=deadline, context=context)
 
     def outcome(self, request_id: str) -> Outcome | None:
         """The latest outcome seen for `request_id` (among the last `keep`), or None."""
