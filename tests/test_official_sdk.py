@@ -194,12 +194,12 @@ async def run_ours(name: str, url: str) -> dict[str, Any]:
             status = outcome.status
             assert status is not None, outcome
             if outcome.kind is OutcomeKind.INPUT_REQUIRED:
-                metadata = status.hitl_input_metadata or {}
-                calls.append({"input_id": metadata["inputId"], "kind": metadata["action"]["name"]})
-                if status.completed_at is not None:
-                    break  # it ended waiting, as the SDK saw; the poller's rule is #19 item 1
+                request = outcome.input_request
+                assert request is not None
+                calls.append({"input_id": request.input_id, "kind": request.kind.value})
                 if not outcome.final:
-                    continue
+                    continue  # a notification; a task that ended waiting is final here
+                assert status.completed_at is not None
             response = status.response or {}
             usage = status.usage
             assert usage is not None

@@ -424,3 +424,22 @@ class TestOnVirtualTime:
             with pytest.raises(RequestTimeoutError, match="timeout=10s"):
                 await client.upload(b"data", filename="a.bin")
         assert anyio.current_time() - start == pytest.approx(10)
+
+
+async def test_an_upload_to_the_simulator_is_stored_and_a_submit_may_name_it() -> None:
+    """Against the simulator's own endpoint and bucket (as the official SDK uses them): the
+    file lands under the key the client returns, without the API key, and a submit that
+    names it is accepted where an unknown key is refused."""
+    from async_dispatch import BadRequestError
+    from async_dispatch.testing import simulator
+
+    async with simulator(seed=2) as sim, sim.client() as client:
+        key = await client.upload(b"%PDF-1.4 report", filename="report.pdf")
+        (stored,) = sim.uploads.values()
+        assert (stored.key, stored.filename, stored.data) == (key, "report.pdf", b"%PDF-1.4 report")
+        assert not stored.api_key_sent
+        assert await client.submit("/Operator summarise it", attachment={"key": key})
+        variables = {"cv": file_variable(key, "report.pdf")}
+        assert await client.submit("/Operator read it", input_variables=variables)
+        with pytest.raises(BadRequestError):
+            await client.submit("/Operator read it", attachment={"key": "uploads/never/x.pdf"})

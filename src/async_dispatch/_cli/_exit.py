@@ -15,6 +15,7 @@ from .._errors import (
     AuthenticationError,
     BadRequestError,
     DispatchError,
+    EndpointError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -63,6 +64,9 @@ class ExitCode(enum.IntEnum):
     API_ERROR = 11
     #: `fleet`: nothing exists in Redis under the fleet name given (a typo?).
     NO_SUCH_FLEET = 12
+    #: The base URL does not lead to the Remote Dispatch API (a submit met 404/405, or a
+    #: web page): check --base-url / DISPATCH_BASE_URL. No task was created.
+    WRONG_ENDPOINT = 13
     #: Ctrl-C (SIGINT); `wait` and `submit --wait` list the tasks still open on stderr.
     INTERRUPTED = 130
 
@@ -70,6 +74,7 @@ class ExitCode(enum.IntEnum):
 #: Most specific first: the first matching class decides the exit code.
 _EXIT_CODES: Final[tuple[tuple[type[Exception], ExitCode], ...]] = (
     (UsageError, ExitCode.USAGE),
+    (EndpointError, ExitCode.WRONG_ENDPOINT),
     (AuthenticationError, ExitCode.AUTH),
     (PermissionDeniedError, ExitCode.AUTH),
     (NotFoundError, ExitCode.NOT_FOUND),
