@@ -43,7 +43,9 @@ pytestmark = pytest.mark.sdk
 
 NARADA = "0.2.18"
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-narada"
+#: Where the SDK's environment lives: ``.venv-narada/`` beside the checkout, or wherever
+#: ``$ASYNC_DISPATCH_SDK_VENV`` says (CI keeps it across runs of fresh clones).
+VENV = Path(os.environ.get("ASYNC_DISPATCH_SDK_VENV") or ROOT / ".venv-narada")
 SCRIPT = Path(__file__).with_name("official_sdk_scenarios.py")
 KEY = "sk-official-sdk-test"
 REQUIRE = os.environ.get("ASYNC_DISPATCH_REQUIRE_SDK") == "1"
@@ -134,11 +136,12 @@ def sdk_python() -> str:
         if REQUIRE:
             pytest.fail(f"{reason} (ASYNC_DISPATCH_REQUIRE_SDK=1)")
         pytest.skip(reason)
-    with open(ROOT / ".venv-narada.lock", "w") as lock:
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.with_name(VENV.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.exists() and python.exists():
             return str(python)
-        building = ROOT / f".venv-narada.building-{os.getpid()}"
+        building = VENV.with_name(f"{VENV.name}.building-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
         try:
             subprocess.run([base, "-m", "venv", str(building)], check=True, timeout=120)
