@@ -52,6 +52,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "(`safety_interval`, default 60 s)",
         "(`lease=`, 30 s by default",
         "after `outcome_idle` (60 s)",
+        "`submit_timeout` (120 s by default; `timeout`, 30 s,",
     ),
     "benchmarks/README.md": (
         "a quarter of an hour",
