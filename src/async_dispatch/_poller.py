@@ -8,7 +8,7 @@ The poller is a composition of named parts, each the one place for its rule:
 - the `Cadence` says when a task is next checked (`_cadence.py`);
 - the `RetryPolicy` says how long transient failures and 429s wait (`_retry.py`);
 - the `Limiter` is the key's shared budget (`_limiter.py`);
-- the `OutcomeQueue` hands outcomes to ``async for`` (`_outcomes.py`).
+- the `OutcomeQueue` hands outcomes to ``async for`` (`_outcome_queue.py`).
 
 What is left here is the work itself. `max_in_flight` workers take turns, under a fair
 lock, at being the *dispatcher*: it sleeps until a check falls due, takes a token, and
@@ -53,7 +53,7 @@ from ._log import logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions
 from ._outcome import Outcome, OutcomeKind
-from ._outcomes import OutcomeQueue, OutcomeStream
+from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._service import Service
 from ._stats import PollerStats
 from ._store import MemoryStore, TaskStore, TrackedTask, make_outcome

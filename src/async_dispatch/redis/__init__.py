@@ -1,6 +1,6 @@
 """Fleet mode: several processes sharing one API key coordinate through Redis.
 
-Needs the ``redis`` extra (``pip install 'async-dispatch[redis]'``), which brings
+Needs the ``redis`` extra (``pip install 'async-remote-dispatch[redis]'``), which brings
 `coredis <https://coredis.readthedocs.io>`_: an anyio-based client, so fleet mode works
 under asyncio and trio alike.
 
