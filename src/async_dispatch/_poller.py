@@ -39,6 +39,7 @@ from ._cadence import Cadence, NextCheck
 from ._classify import Action, Decision, classify
 from ._client import DispatchClient, check_result
 from ._clock import loop_clock
+from ._defaults import POLLER_DEFAULTS
 from ._errors import (
     CoordinationError,
     DispatchError,
@@ -57,7 +58,7 @@ from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._service import Service
 from ._stats import PollerStats
 from ._store import MemoryStore, TaskStore, TrackedTask, make_outcome
-from ._validation import check_request_id
+from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
 from .instrumentation import (
     SPAN_CHECK,
@@ -100,18 +101,6 @@ class PollerUnavailable(NotOpenError):
     outcome would reach the application. The sender should try again later."""
 
 
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UsageError(f"{name} must be a number > 0, got {value!r}")
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int beyond float range
-        seconds = math.inf
-    if not math.isfinite(seconds):
-        raise UsageError(f"{name} must be finite, got {value!r}"[:200])
-    return seconds
-
-
 class Poller:
     """Track many tasks concurrently and yield their outcomes as they happen.
 
@@ -139,48 +128,43 @@ class Poller:
         self,
         client: DispatchClient,
         *,
-        rate: float = 10.0,
-        burst: int = 10,
-        deadline: float = 600.0,
-        initial_interval: float = 2.0,
-        max_interval: float = 10.0,
-        max_in_flight: int = 10,
+        rate: float = POLLER_DEFAULTS.rate,
+        burst: int = POLLER_DEFAULTS.burst,
+        deadline: float = POLLER_DEFAULTS.deadline,
+        initial_interval: float = POLLER_DEFAULTS.initial_interval,
+        max_interval: float = POLLER_DEFAULTS.max_interval,
+        max_in_flight: int = POLLER_DEFAULTS.max_in_flight,
         bucket: Limiter | None = None,
         store: TaskStore | None = None,
         stop_on_input_required: bool = False,
         callback_url: str | None = None,
         callback_secret: str | None = None,
         callback_headers: Mapping[str, str] | None = None,
-        safety_interval: float = 60.0,
-        jitter: float = 0.2,
+        safety_interval: float = POLLER_DEFAULTS.safety_interval,
+        jitter: float = POLLER_DEFAULTS.jitter,
         cadence: Cadence | None = None,
         seed: int | None = None,
     ) -> None:
         if not isinstance(client, DispatchClient):
             raise UsageError(f"client must be a DispatchClient, got {type(client).__name__}")
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-            raise UsageError(f"max_in_flight must be an int, got {max_in_flight!r}")
-        if max_in_flight < 1:
-            raise UsageError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
+        check_int("max_in_flight", max_in_flight, minimum=1)
         if cadence is None:
             if callback_url is not None:
                 cadence = Cadence.fixed(
-                    _positive("safety_interval", safety_interval), jitter=jitter
+                    check_seconds("safety_interval", safety_interval), jitter=jitter
                 )
             else:
-                initial = _positive("initial_interval", initial_interval)
+                initial = check_seconds("initial_interval", initial_interval)
                 cadence = Cadence(
                     initial_interval=initial,
-                    max_interval=max(_positive("max_interval", max_interval), initial),
+                    max_interval=max(check_seconds("max_interval", max_interval), initial),
                     jitter=jitter,
                 )
         self.client = client
-        self.bucket: Limiter = (
-            bucket or client.bucket or TokenBucket(_positive("rate", rate), burst)
-        )
+        self.bucket: Limiter = bucket or client.bucket or TokenBucket(rate, burst)
         self.store: TaskStore = store if store is not None else MemoryStore()
         self.cadence = cadence
-        self.default_deadline = _positive("deadline", self._deadline_seconds(deadline))
+        self.default_deadline = check_seconds("deadline", deadline, maximum=MAX_DEADLINE)
         self.max_in_flight = max_in_flight
         self.stop_on_input_required = stop_on_input_required
         self.callback_url = callback_url

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import attrs
 
 from ._errors import UsageError
-from ._validation import check_int
+from ._validation import check_int, check_number, check_seconds
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -30,20 +30,15 @@ _PAUSE_CAP = 60.0
 
 
 def _seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    """A finite, non-negative number (no bool, no string, no nan/inf)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value >= 0
-        or math.isinf(value)
-    ):
-        raise UsageError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+    check_seconds(attribute.name, value, allow_zero=True)
 
 
 def _positive_seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    _seconds(_instance, attribute, value)
-    if not value:
-        raise UsageError(f"{attribute.name} must be > 0, got {value!r}")
+    check_seconds(attribute.name, value)
+
+
+def _factor(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    check_number(attribute.name, value, allow_zero=True)
 
 
 def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -82,7 +77,7 @@ class RetryPolicy:
     attempts: int = attrs.field(default=4, validator=_positive_int)
     initial_delay: float = attrs.field(default=0.5, validator=_seconds)
     max_delay: float = attrs.field(default=10.0, validator=_seconds)
-    multiplier: float = attrs.field(default=2.0, validator=_seconds)
+    multiplier: float = attrs.field(default=2.0, validator=_factor)
     rate_limit_floor: float = attrs.field(default=1.0, validator=_positive_seconds)
     rate_limit_ceiling: float = attrs.field(default=60.0, validator=_positive_seconds)
     max_retry_after: float = attrs.field(default=MAX_RETRY_AFTER, validator=_positive_seconds)
