@@ -19,8 +19,11 @@ from async_dispatch import DispatchClient, RetryPolicy
 #: A distinctive key: any test output containing it is a leak.
 KEY: Final = "sk-SECRET-123"
 BASE_URL: Final = "http://127.0.0.1:9"
-#: Three tries, no waiting: retries are counted, not timed.
-INSTANT: Final = RetryPolicy(attempts=3, initial_delay=0, max_delay=0)
+#: Three tries, no waiting at all (429 pauses included): retries are counted, not timed.
+INSTANT: Final = RetryPolicy.instant(attempts=3)
+#: Three tries, no backoff, 429 pauses as in production: for virtual-time tests that
+#: measure those pauses.
+PAUSING: Final = RetryPolicy(attempts=3, initial_delay=0, max_delay=0)
 NO_RETRY: Final = RetryPolicy(attempts=1, initial_delay=0, max_delay=0)
 
 CREATED: Final = "2024-12-19T00:00:00.000000+00:00"

@@ -23,6 +23,7 @@ from _foundation_helpers import (
     INPUT_REQUIRED,
     KEY,
     NO_RETRY,
+    PAUSING,
     PENDING,
     SUCCESS,
     fail,
@@ -675,7 +676,7 @@ class TestOnVirtualTime:
 
     async def test_a_retry_waits_at_least_as_long_as_retry_after(self) -> None:
         fake = service(reply(429, headers={"Retry-After": "30"}), reply(200, SUCCESS))
-        async with fake.client() as client:
+        async with fake.client(retry=PAUSING) as client:
             start = anyio.current_time()
             await client.get_status("req_1")
         assert anyio.current_time() - start >= 30

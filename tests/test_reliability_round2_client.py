@@ -27,6 +27,7 @@ from _foundation_helpers import (
     INPUT_REQUIRED,
     KEY,
     NO_RETRY,
+    PAUSING,
     PENDING,
     SUCCESS,
     reply,
@@ -554,7 +555,7 @@ class TestOnVirtualTime:
 
     async def test_wait_sleeps_through_a_pause_longer_than_a_call_may_wait(self) -> None:
         fake = service(reply(429, headers={"Retry-After": "120"}), reply(200, SUCCESS))
-        async with fake.client() as client:
+        async with fake.client(retry=PAUSING) as client:
             start = anyio.current_time()
             status = await client.wait("req_1", timeout=600)
         assert status.text == SUCCESS["response"]["text"]

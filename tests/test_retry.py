@@ -78,6 +78,20 @@ def test_backoff_is_jittered() -> None:
 def test_zero_delays_mean_no_waiting() -> None:
     policy = RetryPolicy(attempts=3, initial_delay=0, max_delay=0)
     assert [policy.backoff(n) for n in range(1, 10)] == [0.0] * 9
+    # ...but a 429 still pauses the key: only `instant()` makes that 0.
+    assert policy.rate_limit_pause(None, 1) == 1.0
+    assert policy.rate_limit_pause(30.0, 1) == 30.0
+
+
+def test_an_instant_policy_never_waits_but_still_retries() -> None:
+    policy = RetryPolicy.instant(attempts=5)
+    assert policy.attempts == 5
+    assert [policy.backoff(n) for n in range(1, 10)] == [0.0] * 9
+    assert {policy.rate_limit_pause(hint, streak) for hint in (None, 0.0, 30.0, 1e9)
+            for streak in (1, 2, 50)} == {0.0}  # fmt: skip
+    # Production policies keep their floor: a 429 always slows the key down.
+    with pytest.raises(UsageError, match="rate_limit_floor"):
+        RetryPolicy(rate_limit_floor=0)
 
 
 @pytest.mark.parametrize(

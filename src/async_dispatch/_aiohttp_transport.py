@@ -20,8 +20,10 @@ free connection slot (our own semaphore, so it can be told apart from a connect 
 write timeout; ``write`` is not enforced. The `DEADLINE` extension, when present, bounds
 the whole exchange, slot wait and body included, with aiohttp's own ``total`` timer.
 
-Bodies are not decompressed here: aiohttp hands over the bytes as received and httpx
-decodes them according to ``Content-Encoding``, exactly as with httpx's own transport.
+Bodies are not decompressed here: aiohttp hands over the bytes as received, and the
+client's `read_body()` (``_transport.py``) inflates them with a bound on the output, as
+it does over httpx's own transport. Whoever reads the response the ordinary httpx way
+(``await response.aread()``) gets httpx's own, unbounded, decoding instead.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            # httpx owns cookies, redirects, decompression and default headers.
+            # The client owns decompression (bounded, in read_body()); httpx owns
+            # cookies, redirects and default headers.
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),

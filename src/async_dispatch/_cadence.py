@@ -19,16 +19,15 @@ import random
 
 import attrs
 
+from ._defaults import POLLER_DEFAULTS
 from ._errors import UsageError
+from ._validation import check_seconds
 
 __all__ = ["Cadence", "NextCheck"]
 
 
 def _finite_positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{attribute.name} must be a number of seconds, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+    check_seconds(attribute.name, value)
 
 
 def _fraction(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -51,14 +50,18 @@ class NextCheck:
 class Cadence:
     """How often a task is checked. Immutable; share one between pollers freely."""
 
-    initial_interval: float = attrs.field(default=2.0, validator=_finite_positive)
-    max_interval: float = attrs.field(default=10.0, validator=_finite_positive)
+    initial_interval: float = attrs.field(
+        default=POLLER_DEFAULTS.initial_interval, validator=_finite_positive
+    )
+    max_interval: float = attrs.field(
+        default=POLLER_DEFAULTS.max_interval, validator=_finite_positive
+    )
     age_factor: float = attrs.field(default=0.25, validator=_finite_positive)
-    jitter: float = attrs.field(default=0.2, validator=_fraction)
+    jitter: float = attrs.field(default=POLLER_DEFAULTS.jitter, validator=_fraction)
     last_check_lead: float = attrs.field(default=2.0, validator=_finite_positive)
 
     @classmethod
-    def fixed(cls, interval: float, *, jitter: float = 0.2) -> Cadence:
+    def fixed(cls, interval: float, *, jitter: float = POLLER_DEFAULTS.jitter) -> Cadence:
         """The same interval at every age: the safety-net poll of hybrid mode."""
         return cls(initial_interval=interval, max_interval=interval, jitter=jitter)
 

@@ -32,7 +32,7 @@ from typing import Protocol
 import anyio
 
 from ._clock import loop_clock
-from ._errors import UsageError
+from ._validation import check_int, check_number
 
 __all__ = ["Limiter", "OneAtATime", "TokenBucket"]
 
@@ -88,11 +88,8 @@ class TokenBucket:
     )
 
     def __init__(self, rate: float, burst: int = 1) -> None:
-        if not (rate > 0 and math.isfinite(rate)):
-            raise UsageError(f"rate must be a finite number > 0, got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise UsageError(f"burst must be an integer >= 1, got {burst!r}")
-        self._interval = 1.0 / rate
+        self._interval = 1.0 / check_number("rate", rate, unit="requests (tokens) per second")
+        check_int("burst", burst, minimum=1)
         self._burst = burst
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf

@@ -8,7 +8,7 @@ The poller is a composition of named parts, each the one place for its rule:
 - the `Cadence` says when a task is next checked (`_cadence.py`);
 - the `RetryPolicy` says how long transient failures and 429s wait (`_retry.py`);
 - the `Limiter` is the key's shared budget (`_limiter.py`);
-- the `OutcomeQueue` hands outcomes to ``async for`` (`_outcomes.py`).
+- the `OutcomeQueue` hands outcomes to ``async for`` (`_outcome_queue.py`).
 
 What is left here is the work itself. `max_in_flight` workers take turns, under a fair
 lock, at being the *dispatcher*: it sleeps until a check falls due, takes a token, and
@@ -38,6 +38,7 @@ from ._cadence import Cadence
 from ._classify import Action, Decision, classify
 from ._client import DispatchClient, check_result
 from ._clock import loop_clock
+from ._defaults import POLLER_DEFAULTS
 from ._errors import (
     CoordinationError,
     DispatchError,
@@ -54,11 +55,11 @@ from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options
 from ._outage import Outage
 from ._outcome import Outcome, OutcomeKind, Via
-from ._outcomes import OutcomeQueue, OutcomeStream
+from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._service import Service
 from ._stats import Counters, PollerStats
 from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
-from ._validation import check_request_id
+from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
 from .instrumentation import (
     SPAN_CHECK,
@@ -104,18 +105,6 @@ class DeliveryResult(enum.Enum):
 PollerUnavailable = NotOpenError
 
 
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UsageError(f"{name} must be a number > 0, got {value!r}")
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int beyond float range
-        seconds = math.inf
-    if not math.isfinite(seconds):
-        raise UsageError(f"{name} must be finite, got {value!r}"[:200])
-    return seconds
-
-
 class Poller:
     """Track many tasks concurrently and yield their outcomes as they happen.
 
@@ -143,48 +132,43 @@ class Poller:
         self,
         client: DispatchClient,
         *,
-        rate: float = 10.0,
-        burst: int = 10,
-        deadline: float = 600.0,
-        initial_interval: float = 2.0,
-        max_interval: float = 10.0,
-        max_in_flight: int = 10,
+        rate: float = POLLER_DEFAULTS.rate,
+        burst: int = POLLER_DEFAULTS.burst,
+        deadline: float = POLLER_DEFAULTS.deadline,
+        initial_interval: float = POLLER_DEFAULTS.initial_interval,
+        max_interval: float = POLLER_DEFAULTS.max_interval,
+        max_in_flight: int = POLLER_DEFAULTS.max_in_flight,
         bucket: Limiter | None = None,
         store: TaskStore | None = None,
         stop_on_input_required: bool = False,
         callback_url: str | None = None,
         callback_secret: str | None = None,
         callback_headers: Mapping[str, str] | None = None,
-        safety_interval: float = 60.0,
-        jitter: float = 0.2,
+        safety_interval: float = POLLER_DEFAULTS.safety_interval,
+        jitter: float = POLLER_DEFAULTS.jitter,
         cadence: Cadence | None = None,
         seed: int | None = None,
     ) -> None:
         if not isinstance(client, DispatchClient):
             raise UsageError(f"client must be a DispatchClient, got {type(client).__name__}")
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-            raise UsageError(f"max_in_flight must be an int, got {max_in_flight!r}")
-        if max_in_flight < 1:
-            raise UsageError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
+        check_int("max_in_flight", max_in_flight, minimum=1)
         if cadence is None:
             if callback_url is not None:
                 cadence = Cadence.fixed(
-                    _positive("safety_interval", safety_interval), jitter=jitter
+                    check_seconds("safety_interval", safety_interval), jitter=jitter
                 )
             else:
-                initial = _positive("initial_interval", initial_interval)
+                initial = check_seconds("initial_interval", initial_interval)
                 cadence = Cadence(
                     initial_interval=initial,
-                    max_interval=max(_positive("max_interval", max_interval), initial),
+                    max_interval=max(check_seconds("max_interval", max_interval), initial),
                     jitter=jitter,
                 )
         self.client = client
-        self.bucket: Limiter = (
-            bucket or client.bucket or TokenBucket(_positive("rate", rate), burst)
-        )
+        self.bucket: Limiter = bucket or client.bucket or TokenBucket(rate, burst)
         self.store: TaskStore = store if store is not None else MemoryStore()
         self.cadence = cadence
-        self.default_deadline = _positive("deadline", self._deadline_seconds(deadline))
+        self.default_deadline = check_seconds("deadline", deadline, maximum=MAX_DEADLINE)
         self.max_in_flight = max_in_flight
         self.stop_on_input_required = stop_on_input_required
         self.callback_url = callback_url

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import attrs
 
 from ._errors import UsageError
-from ._validation import check_int
+from ._validation import check_int, check_number, check_seconds
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -30,20 +30,15 @@ _PAUSE_CAP = 60.0
 
 
 def _seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    """A finite, non-negative number (no bool, no string, no nan/inf)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value >= 0
-        or math.isinf(value)
-    ):
-        raise UsageError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+    check_seconds(attribute.name, value, allow_zero=True)
 
 
 def _positive_seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    _seconds(_instance, attribute, value)
-    if not value:
-        raise UsageError(f"{attribute.name} must be > 0, got {value!r}")
+    check_seconds(attribute.name, value)
+
+
+def _factor(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    check_number(attribute.name, value, allow_zero=True)
 
 
 def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -77,16 +72,32 @@ class RetryPolicy:
             then carries in `retry_after` the pause the key is under), so a call returns
             within about ``attempts * timeout + max_wait`` seconds, whatever the service
             says. ``0`` means: retry only what needs no waiting.
+        waits: False makes every backoff and every 429 pause 0: for tests only, through
+            `RetryPolicy.instant()`.
     """
 
     attempts: int = attrs.field(default=4, validator=_positive_int)
     initial_delay: float = attrs.field(default=0.5, validator=_seconds)
     max_delay: float = attrs.field(default=10.0, validator=_seconds)
-    multiplier: float = attrs.field(default=2.0, validator=_seconds)
+    multiplier: float = attrs.field(default=2.0, validator=_factor)
     rate_limit_floor: float = attrs.field(default=1.0, validator=_positive_seconds)
     rate_limit_ceiling: float = attrs.field(default=60.0, validator=_positive_seconds)
     max_retry_after: float = attrs.field(default=MAX_RETRY_AFTER, validator=_positive_seconds)
     max_wait: float = attrs.field(default=60.0, validator=_seconds)
+    waits: bool = True
+
+    @classmethod
+    def instant(cls, attempts: int = 3) -> RetryPolicy:
+        """A policy that retries as it is told but never waits: for tests.
+
+        Every backoff and every 429 pause is 0, a usable ``Retry-After`` included, so a
+        test counts retries instead of sleeping through them (stamina's testing mode, as
+        a value passed to the client rather than a global switch). Everything else is as
+        in production: the attempts, the `max_wait` budget, the 429 streak, the events.
+        Never use it against the real service: a 429 must slow the key down, which is
+        why no other policy can make that pause 0 (`rate_limit_floor` must be > 0).
+        """
+        return cls(attempts=attempts, initial_delay=0, max_delay=0, waits=False)
 
     def __attrs_post_init__(self) -> None:
         if self.rate_limit_ceiling < self.rate_limit_floor:
@@ -103,7 +114,7 @@ class RetryPolicy:
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
         ceiling = 0.0
-        if self.initial_delay > 0:
+        if self.initial_delay > 0 and self.waits:
             try:
                 growth = self.multiplier ** max(retry - 1, 0)
             except OverflowError:  # a float power past 1e308 raises instead of giving inf
@@ -120,8 +131,11 @@ class RetryPolicy:
         window better than we can guess it. A useless one (missing, <= 0, a past date,
         nan, or tiny) would let a caller spend its whole budget on 429s, so it is replaced
         by a guess that starts at `rate_limit_floor` and doubles with every 429 in a row,
-        up to `rate_limit_ceiling`. The result is never below the floor.
+        up to `rate_limit_ceiling`. The result is never below the floor, except under
+        `instant()`, where it is 0.
         """
+        if not self.waits:
+            return 0.0
         if retry_after is not None and retry_after >= self.rate_limit_floor:
             return min(retry_after, self.max_retry_after)
         streak = min(max(consecutive, 1), 64) - 1

@@ -24,7 +24,8 @@ import anyio
 import anyio.abc
 
 from ._client import DispatchClient
-from ._errors import DispatchError, UsageError
+from ._defaults import POLLER_DEFAULTS
+from ._errors import DispatchError
 from ._limiter import Limiter
 from ._log import logger
 from ._options import SubmitOptions, merge_options
@@ -32,6 +33,7 @@ from ._outcome import Outcome
 from ._poller import Poller
 from ._service import Service
 from ._store import TaskStore
+from ._validation import check_int
 from ._webhooks import DEFAULT_MAX_WEBHOOK_BODY, WebhookReceiver, generate_secret
 
 if TYPE_CHECKING:
@@ -80,20 +82,19 @@ class DispatchRuntime:
         on_outcome: OutcomeHandler | None = None,
         keep: int = _DEFAULT_KEEP,
         max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
-        rate: float = 10.0,
-        burst: int = 10,
-        deadline: float = 600.0,
-        initial_interval: float = 2.0,
-        max_interval: float = 10.0,
-        max_in_flight: int = 10,
-        safety_interval: float = 60.0,
+        rate: float = POLLER_DEFAULTS.rate,
+        burst: int = POLLER_DEFAULTS.burst,
+        deadline: float = POLLER_DEFAULTS.deadline,
+        initial_interval: float = POLLER_DEFAULTS.initial_interval,
+        max_interval: float = POLLER_DEFAULTS.max_interval,
+        max_in_flight: int = POLLER_DEFAULTS.max_in_flight,
+        safety_interval: float = POLLER_DEFAULTS.safety_interval,
         stop_on_input_required: bool = False,
         bucket: Limiter | None = None,
         store: TaskStore | None = None,
         seed: int | None = None,
     ) -> None:
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise UsageError(f"keep must be an int >= 0, got {keep!r}")
+        check_int("keep", keep, minimum=0)
         secret = callback_secret if callback_secret is not None else generate_secret()
         self.client = client if client is not None else DispatchClient()
         self.callback_url = callback_url

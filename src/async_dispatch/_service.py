@@ -1,10 +1,16 @@
-"""`Service`: the one way an object of this library owns background tasks.
+"""`Service`: how the `Poller` and the `DispatchRuntime` own their background tasks.
 
-An object that runs background jobs (the poller's workers, the runtime's consumer, a
-Redis store's reader) opens an exit stack and a task group in ``__aenter__`` and must, on
-the way out by any path, cancel and await everything it started. The body's exception is
-not the background's business: it must come out as itself (``except ValueError:`` around
-the block works), not wrapped in an ``ExceptionGroup``. This class does that, once.
+An object that runs background jobs (the poller's workers, the runtime's consumer) opens
+an exit stack and a task group in ``__aenter__`` and must, on the way out by any path,
+cancel and await everything it started. The body's exception is not the background's
+business: it must come out as itself (``except ValueError:`` around the block works),
+not wrapped in an ``ExceptionGroup``. This class does that, once, for both.
+
+Two other owners of background tasks do not use it (yet): `RedisStore.attach` runs its
+outcome reader and lease keeper in a task group of its own around the ``yield`` of a
+context manager the poller enters, and the testing `Simulator` keeps its own exit stack
+and task group so that an ASGI lifespan can start it too. Each hand-rolls the same
+steps; a change to the rule above must be made there as well.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_REQUEST_ID_LENGTH",
     "check_base_url",
     "check_int",
+    "check_number",
     "check_request_id",
     "check_seconds",
     "is_loopback_host",
@@ -112,16 +113,34 @@ def check_seconds(
     absurd durations are refused rather than trusted: event loops overflow on them
     (asyncio's timers raise `OverflowError` for ``inf``), far from where they were given.
     """
+    return check_number(name, value, unit="seconds", maximum=maximum, allow_zero=allow_zero)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    unit: str = "",
+    maximum: float | None = None,
+    allow_zero: bool = False,
+) -> float:
+    """Return `value` as a float if it is a finite number in range, else `UsageError`.
+
+    `check_seconds` for any other quantity (a rate, a fraction): the same range rule, and
+    the message names the `unit` (``rate must be a finite number of requests per second
+    > 0, got 'ten'``). `bool` is refused, as by `check_int`.
+    """
     low = ">= 0" if allow_zero else "> 0"
     high = f" and <= {maximum:g}" if maximum is not None else ""
-    expected = f"{name} must be a finite number of seconds {low}{high}, got {value!r}"
+    of_unit = f" of {unit}" if unit else ""
+    expected = f"{name} must be a finite number{of_unit} {low}{high}, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(expected)
+        raise UsageError(expected[:300])
     try:
-        seconds = float(value)
+        number = float(value)
     except OverflowError:  # an int beyond float range
-        seconds = math.inf
-    in_range = seconds >= 0 if allow_zero else seconds > 0
-    if not (in_range and math.isfinite(seconds)) or (maximum is not None and seconds > maximum):
-        raise UsageError(expected)
-    return seconds
+        number = math.inf
+    in_range = number >= 0 if allow_zero else number > 0
+    if not (in_range and math.isfinite(number)) or (maximum is not None and number > maximum):
+        raise UsageError(expected[:300])
+    return number

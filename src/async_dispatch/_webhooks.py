@@ -59,11 +59,7 @@ def generate_secret(nbytes: int = 32) -> str:
 
     32 bytes (256 bits) by default: far beyond guessing, short enough for a header.
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 16:
-        raise UsageError(
-            f"a webhook secret needs an integer of at least 16 random bytes, got {nbytes!r}"
-        )
-    return secrets.token_urlsafe(nbytes)
+    return secrets.token_urlsafe(check_int("nbytes (random bytes)", nbytes, minimum=16))
 
 
 class Deliverer(Protocol):

@@ -39,7 +39,9 @@ __all__ = [
     "webhook_handler",
 ]
 
+#: Where `setup_dispatch` mounts the webhook route unless told otherwise.
 DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
+#: The app key under which `setup_dispatch` keeps the `DispatchRuntime` (``app[RUNTIME_KEY]``).
 RUNTIME_KEY: Final = web.AppKey("async_dispatch.runtime", DispatchRuntime)
 _UNAVAILABLE: Final = WebhookResult(status_code=503, reason="unavailable")
 

@@ -43,6 +43,7 @@ __all__ = [
     "webhook_router",
 ]
 
+#: Where `webhook_router` puts the webhook route unless told otherwise.
 DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
 _STATE_NAME: Final = "async_dispatch"
 _UNAVAILABLE: Final = WebhookResult(status_code=503, reason="unavailable")
@@ -93,7 +94,9 @@ def get_poller(request: Request) -> Poller:
     return get_runtime(request).poller
 
 
+#: A route parameter annotated so receives the running `DispatchRuntime`.
 RuntimeDep = Annotated[DispatchRuntime, Depends(get_runtime)]
+#: A route parameter annotated so receives the running runtime's `Poller`.
 PollerDep = Annotated[Poller, Depends(get_poller)]
 
 

@@ -47,6 +47,7 @@ __all__ = [
 #: What a label becomes when an event carries a value outside its documented set.
 OTHER: Final = "other"
 
+#: What a status check learned (`CheckDone.result`).
 CheckResult: TypeAlias = Literal[
     "pending",
     "success",
@@ -63,6 +64,7 @@ CheckResult: TypeAlias = Literal[
 #: Every `CheckResult`, in the order above.
 CHECK_RESULTS: Final[tuple[CheckResult, ...]] = get_args(CheckResult)
 
+#: How a submit ended (`SubmitDone.result`).
 SubmitResult: TypeAlias = Literal["accepted", "uncertain", "rejected", "rate-limited", "failed"]
 #: Every `SubmitResult`.
 SUBMIT_RESULTS: Final[tuple[SubmitResult, ...]] = get_args(SubmitResult)
@@ -72,10 +74,12 @@ ResolvedVia: TypeAlias = Via
 #: Every `ResolvedVia`.
 RESOLVED_VIA: Final[tuple[ResolvedVia, ...]] = VIAS
 
+#: Whose request drew a 429 (`RateLimitPaused.source`).
 RateLimitSource: TypeAlias = Literal["check", "submit", "client"]
 #: Every `RateLimitSource`.
 RATE_LIMIT_SOURCES: Final[tuple[RateLimitSource, ...]] = get_args(RateLimitSource)
 
+#: Why the webhook receiver answered as it did (`WebhookAnswered.reason`).
 WebhookReason: TypeAlias = Literal[
     "accepted",
     "duplicate",

@@ -13,41 +13,25 @@ see a series from the first scrape rather than from its first increment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from .._errors import UsageError
-from .._outcome import OutcomeKind
-from ._buckets import DETECTION_DELAY_BUCKETS, REQUEST_DURATION_BUCKETS, TOKEN_WAIT_BUCKETS
-from ._events import (
-    CHECK_RESULTS,
-    OTHER,
-    RATE_LIMIT_SOURCES,
-    RESOLVED_VIA,
-    SUBMIT_RESULTS,
-    WEBHOOK_REASONS,
-    CheckDone,
-    Event,
-    RateLimitPaused,
-    SubmitDone,
-    TaskForgotten,
-    TaskResolved,
-    TaskTracked,
-    TokenWaited,
-    WebhookAnswered,
-)
+from ._metrics import Kind, Metric, MetricHook, Series
 
 __all__ = ["PrometheusHook"]
 
-_OUTCOME_KINDS: Final = tuple(kind.value for kind in OutcomeKind)
+_CLASSES: Final[Mapping[Kind, type[Counter | Gauge | Histogram]]] = {
+    Kind.COUNTER: Counter,
+    Kind.HISTOGRAM: Histogram,
+    Kind.GAUGE: Gauge,
+}
 
-_Child = TypeVar("_Child", bound=MetricWrapperBase)
 
-
-class PrometheusHook:
+class PrometheusHook(MetricHook):
     """Counts events as Prometheus metrics (names in ``docs/instrumentation.md``).
 
     Build one per process and share it among clients: the metrics are registered once,
@@ -62,20 +46,7 @@ class PrometheusHook:
         namespace: The prefix of every metric name.
     """
 
-    __slots__ = (
-        "_check_duration",
-        "_checks",
-        "_detection_delay",
-        "_outcomes",
-        "_pauses",
-        "_submit_duration",
-        "_submits",
-        "_token_wait",
-        "_tracked",
-        "_webhooks",
-        "namespace",
-        "registry",
-    )
+    __slots__ = ("namespace", "registry")
 
     def __init__(
         self, registry: CollectorRegistry | None = None, namespace: str = "async_dispatch"
@@ -84,75 +55,13 @@ class PrometheusHook:
         self.namespace = namespace
         registered: list[MetricWrapperBase] = []
 
-        def register(metric: _Child) -> _Child:
-            registered.append(metric)
-            return metric
+        def series(metric: Metric) -> dict[str | None, Series]:
+            made = _register(metric, namespace, self.registry)
+            registered.append(made)
+            return _series(metric, made)
 
-        common: dict[str, Any] = {"namespace": namespace, "registry": self.registry}
         try:
-            checks = register(
-                Counter("checks", "Status checks, by what they learned.", ["result"], **common)
-            )
-            check_duration = register(
-                Histogram(
-                    "check_duration_seconds",
-                    "Time a status check took, retries included, by result.",
-                    ["result"],
-                    buckets=REQUEST_DURATION_BUCKETS,
-                    unit="seconds",
-                    **common,
-                )
-            )
-            submits = register(Counter("submits", "Submits, by result.", ["result"], **common))
-            submit_duration = register(
-                Histogram(
-                    "submit_duration_seconds",
-                    "Time a submit took, by result.",
-                    ["result"],
-                    buckets=REQUEST_DURATION_BUCKETS,
-                    unit="seconds",
-                    **common,
-                )
-            )
-            outcomes = register(
-                Counter("outcomes", "Outcomes yielded, by kind.", ["kind"], **common)
-            )
-            detection_delay = register(
-                Histogram(
-                    "detection_delay_seconds",
-                    "Time from a task's completedAt to our noticing it, by how we did.",
-                    ["via"],
-                    buckets=DETECTION_DELAY_BUCKETS,
-                    unit="seconds",
-                    **common,
-                )
-            )
-            tracked = register(Gauge("tracked_tasks", "Tasks being tracked now.", **common))
-            pauses = register(
-                Counter(
-                    "rate_limit_pauses",
-                    "Shared pauses caused by rate-limited answers, by whose request drew them.",
-                    ["source"],
-                    **common,
-                )
-            )
-            token_wait = register(
-                Histogram(
-                    "token_wait_seconds",
-                    "Time one acquirer waited for a rate-limit token (waits only).",
-                    buckets=TOKEN_WAIT_BUCKETS,
-                    unit="seconds",
-                    **common,
-                )
-            )
-            webhooks = register(
-                Counter(
-                    "webhook_answers",
-                    "Webhook deliveries answered, by reason.",
-                    ["reason"],
-                    **common,
-                )
-            )
+            super().__init__(series)
         except ValueError as exc:  # "Duplicated timeseries in CollectorRegistry"
             for metric in registered:
                 self.registry.unregister(metric)
@@ -161,52 +70,32 @@ class PrometheusHook:
                 "build one PrometheusHook and share it, or pass a registry of your own"
             ) from exc
 
-        # One child per label value, made now: no label lookup and no allocation per event.
-        self._checks = _children(checks, "result", CHECK_RESULTS)
-        self._check_duration = _children(check_duration, "result", CHECK_RESULTS)
-        self._submits = _children(submits, "result", SUBMIT_RESULTS)
-        self._submit_duration = _children(submit_duration, "result", SUBMIT_RESULTS)
-        self._outcomes = _children(outcomes, "kind", _OUTCOME_KINDS)
-        self._detection_delay = _children(detection_delay, "via", RESOLVED_VIA)
-        self._pauses = _children(pauses, "source", RATE_LIMIT_SOURCES)
-        self._webhooks = _children(webhooks, "reason", WEBHOOK_REASONS)
-        self._tracked = tracked
-        self._token_wait = token_wait
-
     def __repr__(self) -> str:
         return f"PrometheusHook(namespace={self.namespace!r})"
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, CheckDone):
-            _pick(self._checks, event.result).inc()
-            _pick(self._check_duration, event.result).observe(event.latency)
-        elif isinstance(event, TaskResolved):
-            _pick(self._outcomes, event.kind.value).inc()
-            if event.detection_delay is not None:
-                _pick(self._detection_delay, event.via).observe(event.detection_delay)
-            if event.final:
-                self._tracked.dec()
-        elif isinstance(event, TaskTracked):
-            self._tracked.inc()
-        elif isinstance(event, TaskForgotten):
-            self._tracked.dec()
-        elif isinstance(event, TokenWaited):
-            self._token_wait.observe(event.seconds)
-        elif isinstance(event, SubmitDone):
-            _pick(self._submits, event.result).inc()
-            _pick(self._submit_duration, event.result).observe(event.latency)
-        elif isinstance(event, RateLimitPaused):
-            _pick(self._pauses, event.source).inc()
-        elif isinstance(event, WebhookAnswered):
-            _pick(self._webhooks, event.reason).inc()
+
+def _register(
+    metric: Metric, namespace: str, registry: CollectorRegistry
+) -> Counter | Gauge | Histogram:
+    options: dict[str, Any] = {"namespace": namespace, "registry": registry}
+    if metric.label is not None:
+        options["labelnames"] = [metric.label.name]
+    if metric.unit == "s":
+        options["unit"] = "seconds"
+    if metric.kind is Kind.HISTOGRAM:
+        options["buckets"] = metric.buckets
+    name = metric.prometheus_name
+    return _CLASSES[metric.kind](name, metric.description, **options)
 
 
-def _children(metric: _Child, label: str, values: Iterable[str]) -> dict[str, _Child]:
-    """The metric's child for each value of its one label, ``"other"`` included."""
-    return {value: metric.labels(**{label: value}) for value in (*values, OTHER)}
+def _series(metric: Metric, made: Counter | Gauge | Histogram) -> dict[str | None, Series]:
+    """Each series of ``metric`` by label value, its child made now: every labelled
+    series exists from the first scrape, and an event costs no label lookup."""
+    if metric.label is None:
+        return {None: _moved_by(made)}
+    name = metric.label.name
+    return {value: _moved_by(made.labels(**{name: value})) for value in metric.label.every_value}
 
 
-def _pick(children: Mapping[str, _Child], value: str) -> _Child:
-    """The child for ``value``, or the ``"other"`` one: cardinality stays bounded."""
-    child = children.get(value)
-    return children[OTHER] if child is None else child
+def _moved_by(child: Counter | Gauge | Histogram) -> Series:
+    return (child.observe if isinstance(child, Histogram) else child.inc), None

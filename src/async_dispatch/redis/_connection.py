@@ -38,7 +38,9 @@ try:
     import coredis.exceptions
     from coredis.commands import Script
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("fleet mode needs coredis: pip install 'async-dispatch[redis]'") from exc
+    raise ImportError(
+        "fleet mode needs coredis: pip install 'async-remote-dispatch[redis]'"
+    ) from exc
 
 __all__ = ["KEY_PREFIX", "RedisConnection", "ScriptArg"]
 
