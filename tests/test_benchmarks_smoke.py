@@ -18,13 +18,8 @@ from benchmarks.__main__ import run
 from benchmarks._report import markdown
 from benchmarks._scenarios import Plan
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """The benchmarks compare asyncio libraries (aiohttp, aiolimiter): asyncio only."""
-    return "asyncio"
+# The benchmarks compare asyncio libraries.
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 async def test_quick_workload_runs_every_contender() -> None:
