@@ -14,14 +14,12 @@ from typing import Any
 
 import anyio
 import pytest
-import trio.testing
 
 from _chaos import ChaosService, client_for
 from async_dispatch import Outcome, Poller
 
 __all__ = [
     "REAL_SCALE",
-    "anyio_backend",
     "drain",
     "fast",
     "is_virtual",
@@ -32,14 +30,6 @@ __all__ = [
 
 #: Real seconds per virtual second on asyncio.
 REAL_SCALE = 0.02
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    """asyncio with real time; trio with a virtual clock."""
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
 
 
 def is_virtual(anyio_backend: Any) -> bool:

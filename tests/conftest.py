@@ -5,14 +5,56 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+import trio.testing
 
 from redis_support import REQUIRE_ENV, RedisServer, delete_keys, unavailable_reason, unique_name
 
+# --- The backends: one fixture, chosen per test by markers -----------------------------------
+#
+#   anyio_backend   asyncio and trio, in real time: the library promises both
+#   @pytest.mark.virtual_clock   trio runs on a MockClock (waits cost no real time, exactly)
+#   @pytest.mark.asyncio_only    asyncio alone (uvicorn, aiohttp: asyncio libraries)
+#   @pytest.mark.trio_only       trio alone (with virtual_clock: a test of waits themselves)
+#
+# A module marks all its tests with ``pytestmark = [...]``; an explicit
+# ``@pytest.mark.parametrize("anyio_backend", [...])`` still wins over the markers.
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every async test on both backends: the library promises both."""
-    return str(request.param)
+BACKEND_MARKERS = {
+    "virtual_clock": "trio runs this test on trio.testing.MockClock (virtual time)",
+    "asyncio_only": "run this async test on asyncio only",
+    "trio_only": "run this async test on trio only",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in BACKEND_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "anyio_backend" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "anyio_backend" in (names.split(",") if isinstance(names, str) else names):
+            return  # parametrized explicitly
+    backends = ["asyncio", "trio"]
+    if metafunc.definition.get_closest_marker("asyncio_only"):
+        backends = ["asyncio"]
+    elif metafunc.definition.get_closest_marker("trio_only"):
+        backends = ["trio"]
+    virtual = metafunc.definition.get_closest_marker("virtual_clock") is not None
+    ids = [f"{name}-virtual" if virtual and name == "trio" else name for name in backends]
+    metafunc.parametrize("anyio_backend", backends, indirect=True, ids=ids)
+
+
+@pytest.fixture
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """The backend of this run of the test (see the markers above)."""
+    name = str(getattr(request, "param", "asyncio"))
+    if name == "trio" and request.node.get_closest_marker("virtual_clock") is not None:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return name
 
 
 # --- Redis, for the fleet tests (tests/test_redis_*.py) -------------------------------------

@@ -25,14 +25,7 @@ from async_dispatch.webhooks import DispatchRuntime
 SECRET = "aiohttp-secret-" + "w" * 30
 
 
-@pytest.fixture(
-    params=[
-        "asyncio",
-        pytest.param("trio", marks=pytest.mark.skip(reason="aiohttp runs on asyncio only")),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = pytest.mark.asyncio_only  # uvicorn and aiohttp run on asyncio only
 
 
 async def submit(request: web.Request) -> web.Response:

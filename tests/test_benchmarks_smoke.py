@@ -21,13 +21,8 @@ from benchmarks._scenarios import Plan
 
 from async_dispatch import RetryPolicy
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """The benchmarks compare asyncio libraries (aiohttp, aiolimiter): asyncio only."""
-    return "asyncio"
+# The benchmarks compare asyncio libraries (aiohttp, aiolimiter): asyncio only.
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 async def test_quick_workload_runs_every_contender() -> None:

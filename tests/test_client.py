@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import trio.testing
 
 import async_dispatch._transport
 from _foundation_helpers import (
@@ -622,12 +621,10 @@ async def test_wait_refuses_a_nonsense_timeout() -> None:
     assert fake.requests == []
 
 
+@pytest.mark.trio_only
+@pytest.mark.virtual_clock
 class TestOnVirtualTime:
     """Waits measured on trio's MockClock: minutes pass in microseconds, exactly."""
-
-    @pytest.fixture
-    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
     @pytest.mark.parametrize(
         ("final", "expected"),

@@ -53,17 +53,7 @@ SECRET = "example-secret-" + "q" * 30
 CREATED = "2024-12-19T00:00:00.000000+00:00"
 
 
-@pytest.fixture(
-    params=[
-        "asyncio",
-        pytest.param(
-            "trio",
-            marks=pytest.mark.skip(reason="uvicorn and aiohttp servers run on asyncio only"),
-        ),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = pytest.mark.asyncio_only  # uvicorn and aiohttp run on asyncio only
 
 
 class Served:

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trio.testing
 from fastapi import FastAPI
 
 from _webhooks_helpers import wait_until
@@ -28,12 +27,7 @@ SECRET = "fastapi-secret-" + "z" * 30
 HOOK = "/hooks/dispatch"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends; trio on a virtual clock, so its waits cost no real time."""
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+pytestmark = pytest.mark.virtual_clock  # trio on a MockClock: waits cost no real time
 
 
 def build_app(runtime: DispatchRuntime) -> FastAPI:

@@ -28,15 +28,11 @@ from async_dispatch.testing import SimulatorConfig, serve, simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import RedisServer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+# The replicas are processes; the test's own loop does not matter.
+pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.asyncio_only]
 
 REPLICA = Path(__file__).with_name("fleet_store_replica.py")
 LEASE = 2.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the replicas are processes; the test's own loop does not matter
 
 
 class Replica:

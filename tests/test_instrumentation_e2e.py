@@ -60,7 +60,7 @@ from async_dispatch.testing import (
     SimulatorStats,
 )
 
-anyio_backend = helpers.anyio_backend
+pytestmark = pytest.mark.virtual_clock  # trio runs on a virtual clock
 scale = helpers.scale
 
 KEY = "sk-live-INSTRUMENTED-0123456789abcdef"

@@ -34,7 +34,7 @@ from async_dispatch import (
     UsageError,
 )
 
-anyio_backend = helpers.anyio_backend
+pytestmark = pytest.mark.virtual_clock  # trio runs on a virtual clock
 scale = helpers.scale
 wait_until = helpers.wait_until
 

@@ -30,7 +30,7 @@ STARTUP = 6.0
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the replicas cover trio
+@pytest.mark.asyncio_only  # the replicas cover trio
 @pytest.mark.anyio
 async def test_four_replicas_share_one_key_without_429s(redis_url: str, redis_name: str) -> None:
     config = SimulatorConfig(

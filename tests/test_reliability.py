@@ -26,7 +26,6 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _poller_helpers as helpers
 from _chaos import (
     KEY,
     ChaosService,
@@ -46,7 +45,7 @@ from async_dispatch import (
     Poller,
 )
 
-anyio_backend = helpers.anyio_backend  # trio runs on a virtual clock
+pytestmark = pytest.mark.virtual_clock  # trio runs on a virtual clock
 
 #: Totals over the session, for docs/reliability.md.
 TOTALS: Counter[str] = Counter()

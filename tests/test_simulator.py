@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import trio.testing
 
 from async_dispatch.testing import (
     Durations,
@@ -29,12 +28,7 @@ KEY = "sim-key"
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends; trio on a virtual clock, so long simulated waits cost nothing."""
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+pytestmark = pytest.mark.virtual_clock  # trio on a MockClock: waits cost no real time
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import trio.testing
 
 from async_dispatch.testing import Faults, RateLimit, Simulator, SimulatorConfig, simulator
 
@@ -18,11 +17,7 @@ KEY = "sim-key"
 HEADERS = {"x-api-key": KEY}
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+pytestmark = pytest.mark.virtual_clock  # trio on a MockClock: waits cost no real time
 
 
 async def submit(http: httpx.AsyncClient, key: str = KEY) -> httpx.Response:

@@ -11,7 +11,6 @@ import anyio
 import attrs
 import httpx
 import pytest
-import trio.testing
 
 from async_dispatch.testing import Simulator, SimulatorConfig, Webhooks
 
@@ -19,11 +18,7 @@ KEY = "sim-key"
 HOOK = "http://127.0.0.1/hooks/dispatch"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+pytestmark = pytest.mark.virtual_clock  # trio on a MockClock: waits cost no real time
 
 
 @attrs.define

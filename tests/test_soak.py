@@ -28,11 +28,7 @@ from async_dispatch.testing import (
     serve,
 )
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """uvicorn serves on this loop under asyncio; trio would need a thread for it."""
-    return "asyncio"
+pytestmark = pytest.mark.asyncio_only  # uvicorn serves on this loop; trio would need a thread
 
 
 TWENTY_PERCENT = Faults(

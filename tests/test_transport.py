@@ -22,7 +22,8 @@ from async_dispatch import DispatchClient, RetryPolicy, SubmitUncertainError, Tr
 from async_dispatch._aiohttp_transport import AiohttpTransport, _map_error
 from async_dispatch._transport import DEADLINE, default_transport, running_asyncio
 
-pytestmark = pytest.mark.anyio
+# aiohttp runs on asyncio only; the choice of transport itself is tested on both below.
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Received"], Awaitable[None]]
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -179,12 +180,6 @@ ROUTES: dict[str, Handler] = {
     "/hang": hang,
     "/trickle": trickle,
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """aiohttp runs on asyncio only; the backend choice itself is tested on both below."""
-    return "asyncio"
 
 
 @pytest.fixture
@@ -416,10 +411,7 @@ async def test_outside_asyncio_it_says_so() -> None:
 
 
 class TestDefaultChoice:
-    @pytest.fixture(params=["asyncio", "trio"])
-    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
-        return str(request.param)
-
+    @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
     async def test_aiohttp_under_asyncio_httpx_under_trio(self, anyio_backend: str) -> None:
         transport = default_transport(max_connections=3)
         try:

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trio.testing
 
 from _logs import capture_logs
 from _webhooks_helpers import RecordingDeliverer, wait_until
@@ -58,12 +57,7 @@ def receiver(answer: DeliveryResult = DeliveryResult.ACCEPTED, **kwargs: Any) ->
     return WebhookReceiver(RecordingDeliverer(answer), **kwargs)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends; trio on a virtual clock, so its waits cost no real time."""
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+pytestmark = pytest.mark.virtual_clock  # trio on a MockClock: waits cost no real time
 
 
 # -- WebhookReceiver -------------------------------------------------------------------------

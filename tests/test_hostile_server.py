@@ -1,4 +1,4 @@
-"""Issue #11, round 2, on the client side: what a hostile or broken server could still do.
+"""The client against a hostile or broken server: it stays bounded (first staged in #11).
 
 Each test stages one misbehaviour (a body trickled a byte at a time, a key echoed back in
 a timestamp, a gzip bomb, a 980-level payload, `Retry-After: 0`) and checks the client
@@ -20,7 +20,6 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-import trio.testing
 
 from _foundation_helpers import (
     BASE_URL,
@@ -136,7 +135,7 @@ async def test_a_trickled_body_is_cut_off_at_the_timeout_on_the_default_transpor
     assert isinstance(caught.value, TimeoutError)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.asyncio_only
 async def test_a_trickled_body_is_cut_off_at_the_timeout_through_httpx_on_asyncio() -> None:
     async with (
         tcp_server(trickle) as url,
@@ -403,7 +402,7 @@ def test_generate_secret_refuses_a_size_that_is_not_a_count(nbytes: Any) -> None
         generate_secret(nbytes)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.asyncio_only
 @pytest.mark.parametrize("options", [{"max_connections": math.nan}, {"keepalive_expiry": math.inf}])
 async def test_the_aiohttp_transport_refuses_nonsense_numbers(options: dict[str, Any]) -> None:
     from async_dispatch._aiohttp_transport import AiohttpTransport
@@ -502,12 +501,10 @@ def test_the_pause_never_overflows() -> None:
     assert RetryPolicy().rate_limit_pause(math.inf, 1) == 300
 
 
+@pytest.mark.trio_only
+@pytest.mark.virtual_clock
 class TestOnVirtualTime:
     """Pauses measured on trio's MockClock: minutes pass in microseconds, exactly."""
-
-    @pytest.fixture
-    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
     @pytest.mark.parametrize("hint", ["0", "-1", "0.001", "Wed, 21 Oct 2015 07:28:00 GMT"])
     async def test_useless_retry_afters_slow_the_key_down(

@@ -1,4 +1,4 @@
-"""Issue #11, round 2, on the poller side: what used to go wrong, staged once each.
+"""The poller under faults that once broke it (from #11), staged once each:
 
 1. a server that trickles a body held every worker past every deadline;
 4. a refused key withheld outcomes that had already finished, and a webhook that arrived
@@ -23,7 +23,6 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-import trio.testing
 
 import _poller_helpers as helpers
 from _chaos import BASE_URL, KEY, ChaosService, Step, Timeline, client_for, status_payload
@@ -41,13 +40,11 @@ from async_dispatch import (
 )
 from async_dispatch.webhooks import DispatchRuntime
 
-anyio_backend = helpers.anyio_backend
 scale = helpers.scale
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_clock]
 
 NO_RETRY = RetryPolicy(attempts=1, initial_delay=0, max_delay=0)
-VIRTUAL_TRIO = ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 def finals(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
@@ -329,7 +326,7 @@ async def test_retracking_after_a_timeout_changes_nothing(scale: float) -> None:
 # -- 10. no false TIMED_OUT under budget pressure --------------------------------------------
 
 
-@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TRIO], ids=["trio-virtual"])
+@pytest.mark.trio_only
 async def test_a_short_budget_reports_no_finished_task_as_timed_out() -> None:
     """Rate 5/s for 500 tasks of 60 s deadlines that finish 20-40 s in: routine checks fall
     far behind (an age-based cadence would need ~25/s), yet every task gets its last check
