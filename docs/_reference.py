@@ -182,6 +182,16 @@ def prometheus_metrics() -> list[dict[str, Any]]:
     return sorted(metrics, key=lambda m: str(m["name"]))
 
 
+class _Instrument:
+    """An instrument that takes every measurement and keeps none."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class _Recorder:
     """A meter provider that records the instruments created on it, and nothing else."""
 
@@ -200,7 +210,7 @@ class _Recorder:
             self.instruments.append(
                 {"name": name, "kind": kind, "unit": unit, "description": description}
             )
-            return object()
+            return _Instrument()
 
         return create
 

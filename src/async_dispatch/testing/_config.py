@@ -35,6 +35,7 @@ OutcomeName = Literal["success", "error", "input-required", "never"]
 InputKind = Literal["prompt_for_user_input", "prompt_for_user_file", "user_approval"]
 """The three kinds of input request the service's agent makes (``action.name``)."""
 
+#: Every kind of input request the simulator can ask for (`InputKind`).
 INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
 
 DEFAULT_BASE_PATH = "/fast/v2"
