@@ -266,10 +266,10 @@ class RedisStore:
 
     async def _measure_offset(self) -> None:
         before = self._clock()
-        with self._connection.translate_errors("reading the server's clock"):
-            server = await self._connection.client.time()
+        # Not `client.time()`: coredis 6.9 loses TIME's sub-second part (server_time says).
+        server = await self._connection.server_time()
         after = self._clock()
-        self._offset = server.timestamp() - (before + after) / 2
+        self._offset = server - (before + after) / 2
 
     # -- lifecycle ----------------------------------------------------------------------
 
