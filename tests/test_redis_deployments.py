@@ -14,12 +14,16 @@ import pytest
 
 from async_dispatch import Poller
 from async_dispatch._outcome import Outcome, OutcomeKind
-from async_dispatch.redis import RedisStore
-from async_dispatch.testing import simulator
+from async_dispatch.redis import RedisConnection, RedisStore, RedisTokenBucket
+from async_dispatch.testing import RateLimit, simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
-from redis_support import redis_command
+from redis_support import RedisServer, redis_command, unique_name
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+#: The ACL the README's fleet section documents: every right a fleet needs, and no more.
+FLEET_ACL = ("~async_dispatch:*", "+@read", "+@write")
+FLEET_ACL += ("+eval", "+evalsha", "+time")
 
 
 def raw_server_time(url: str) -> float:
@@ -73,3 +77,37 @@ async def test_checks_are_not_held_back_by_the_clock(redis_url: str, redis_name:
     kinds = Counter(o.kind for o in seen if o.final)
     assert kinds == {OutcomeKind.SUCCESS: 100}, kinds
     assert sorted(o.request_id for o in seen if o.final) == sorted(ids)
+
+
+# -- ACL users -----------------------------------------------------------------------------
+
+
+def acl_user(server: RedisServer, user: str, password: str, *rules: str) -> str:
+    """Create `user` on `server` with exactly `rules`; the URL that logs in as it."""
+    reply = redis_command(server.url, "ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    assert reply == "OK"
+    return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
+
+
+async def test_a_fleet_runs_with_the_documented_acl_through_a_429(
+    private_redis: RedisServer,
+) -> None:
+    """A user with only the README's rights (no pub/sub, no admin commands) runs a poller
+    over RedisStore and RedisTokenBucket through a 429 (a fleet-wide pause) to SUCCESS."""
+    url = acl_user(private_redis, "fleet", "s3cret-pw", *FLEET_ACL)
+    name = unique_name("acl")
+    seen: list[Outcome] = []
+    connection = RedisConnection(url)
+    bucket = RedisTokenBucket(connection, name=name, rate=50, burst=5)
+    store = RedisStore(connection, name=name, lease=5.0)
+    limit = RateLimit(rate=1, burst=1)
+    async with simulator(seed=2, durations=Durations.fixed(0.5), rate_limit=limit) as sim:  # noqa: SIM117
+        async with bucket, sim.client(bucket=bucket) as client:
+            async with Poller(client, store=store, initial_interval=0.3) as poller:
+                ids = [await poller.submit(f"task {i}", deadline=30) for i in range(3)]
+                with anyio.fail_after(25):
+                    async for outcome in poller:
+                        seen.append(outcome)
+        assert sim.stats.rate_limited >= 1  # the pause script ran, under this ACL
+    assert sorted(o.request_id for o in seen if o.final) == sorted(ids)
+    assert {o.kind for o in seen if o.final} == {OutcomeKind.SUCCESS}

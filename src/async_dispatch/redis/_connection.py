@@ -7,8 +7,8 @@ same connection. It also knows the three things every fleet object needs from Re
 - keys: everything of one fleet ``name`` lives under ``async_dispatch:{name}:``; the braces
   are a Redis Cluster hash tag, so one name's keys share a slot and one script may touch
   them all;
-- scripts: Lua files shipped in this package, run with EVALSHA (coredis loads a script
-  again after a Redis restart answers NOSCRIPT);
+- scripts: Lua files shipped in this package, run with EVALSHA (and EVAL when Redis
+  answers NOSCRIPT: a first run, or a restarted Redis);
 - errors: whatever goes wrong on the way to Redis becomes one `CoordinationError` naming
   the URL (never its password) and what to check.
 
@@ -146,8 +146,15 @@ class RedisConnection:
     ) -> list[object]:
         """Run the packaged Lua script `filename` and answer its (array) reply."""
         client = self.client
+        script = _script(filename)
         with self.translate_errors(f"running {filename}"):
-            reply: object = await _script(filename)(keys=keys, args=args, client=client)
+            # EVALSHA, and EVAL when the server does not know the script yet (a first run,
+            # or a restarted Redis). Not coredis's Script fallback, which sends SCRIPT LOAD:
+            # that needs a right a fleet's ACL user has no other use for.
+            try:
+                reply: object = await client.evalsha(script.sha, keys=keys, args=args)
+            except coredis.exceptions.NoScriptError:
+                reply = await client.eval(script.script, keys=keys, args=args)
         if not isinstance(reply, list):  # pragma: no cover - our scripts answer arrays
             raise CoordinationError(f"{filename} answered {type(reply).__name__}, not an array")
         return reply

@@ -180,7 +180,7 @@ class RedisTokenBucket:
         reply = await self._connection.run_script(
             "token_bucket_pause.lua",
             [self._key],
-            [round(seconds * 1e6), _fmt(self._tolerance_us), self.channel],
+            [round(seconds * 1e6), _fmt(self._tolerance_us)],
         )
         now_us, paused_until_us = (_int(value) for value in reply)
         self._learn_pause(anyio.current_time(), now_us, paused_until_us)
@@ -190,12 +190,6 @@ class RedisTokenBucket:
         if self._paused_until == -math.inf:
             return 0.0
         return max(0.0, self._paused_until - anyio.current_time())
-
-    @property
-    def channel(self) -> str:
-        """The pub/sub channel on which `pause()` announces a pause (payload: its length
-        in microseconds from when it was set)."""
-        return RedisConnection.key(self._name, "pauses")
 
     async def _reserve(self) -> tuple[int, int, int, bytes]:
         reply = await self._connection.run_script(
