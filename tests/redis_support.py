@@ -33,6 +33,7 @@ __all__ = [
     "RedisServer",
     "delete_keys",
     "free_port",
+    "make_certificates",
     "redis_command",
     "unavailable_reason",
     "unique_name",
@@ -138,6 +139,41 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, and a server and a client certificate it signed, for 127.0.0.1.
+
+    Made with the ``openssl`` command in `directory`; keys are unencrypted. Answers the
+    paths by name: ca, server_cert, server_key, client_cert, client_key.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("TLS tests need the openssl command")
+    paths = {
+        "ca": directory / "ca.pem",
+        "ca_key": directory / "ca.key",
+        "server_cert": directory / "server.pem",
+        "server_key": directory / "server.key",
+        "client_cert": directory / "client.pem",
+        "client_key": directory / "client.key",
+    }
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", paths["ca_key"], "-out", paths["ca"])  # fmt: skip
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who in ("server", "client"):
+        csr = directory / f"{who}.csr"
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
+            "-keyout", paths[f"{who}_key"], "-out", csr)  # fmt: skip
+        extra: list[str | Path] = ["-extfile", extensions] if who == "server" else []
+        run("x509", "-req", "-in", csr, "-CA", paths["ca"], "-CAkey", paths["ca_key"],
+            "-CAcreateserial", "-days", "1", "-out", paths[f"{who}_cert"], *extra)  # fmt: skip
+    return paths
 
 
 def redis_command(url: str, *args: str, timeout: float = 2.0) -> object:

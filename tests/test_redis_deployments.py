@@ -6,24 +6,35 @@ Tests that change server settings (ACL users, TLS) start a private redis-server 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import anyio
 import pytest
 
-from async_dispatch import Poller
+from async_dispatch import Poller, UsageError
 from async_dispatch._outcome import Outcome, OutcomeKind
-from async_dispatch.redis import RedisConnection, RedisStore, RedisTokenBucket
+from async_dispatch.redis import CoordinationError, RedisConnection, RedisStore, RedisTokenBucket
+from async_dispatch.redis._connection import FLEET_ACL as FLEET_RULES
 from async_dispatch.testing import RateLimit, simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
-from redis_support import RedisServer, redis_command, unique_name
+from redis_support import RedisServer, free_port, make_certificates, redis_command, unique_name
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 #: The ACL the README's fleet section documents: every right a fleet needs, and no more.
-FLEET_ACL = ("~async_dispatch:*", "+@read", "+@write")
-FLEET_ACL += ("+eval", "+evalsha", "+time")
+FLEET_ACL: tuple[str, ...] = tuple(FLEET_RULES.split())
+
+
+def test_the_readme_documents_the_acl_that_is_tested() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    assert f"resetchannels {FLEET_RULES}" in readme
 
 
 def raw_server_time(url: str) -> float:
@@ -101,13 +112,191 @@ async def test_a_fleet_runs_with_the_documented_acl_through_a_429(
     bucket = RedisTokenBucket(connection, name=name, rate=50, burst=5)
     store = RedisStore(connection, name=name, lease=5.0)
     limit = RateLimit(rate=1, burst=1)
-    async with simulator(seed=2, durations=Durations.fixed(0.5), rate_limit=limit) as sim:  # noqa: SIM117
-        async with bucket, sim.client(bucket=bucket) as client:
-            async with Poller(client, store=store, initial_interval=0.3) as poller:
-                ids = [await poller.submit(f"task {i}", deadline=30) for i in range(3)]
-                with anyio.fail_after(25):
-                    async for outcome in poller:
-                        seen.append(outcome)
+    async with simulator(seed=2, durations=Durations.fixed(0.5), rate_limit=limit) as sim:
+        async with (
+            bucket,
+            sim.client(bucket=bucket) as client,
+            Poller(client, store=store, initial_interval=0.3) as poller,
+        ):
+            ids = [await poller.submit(f"task {i}", deadline=30) for i in range(3)]
+            with anyio.fail_after(25):
+                async for outcome in poller:
+                    seen.append(outcome)
         assert sim.stats.rate_limited >= 1  # the pause script ran, under this ACL
     assert sorted(o.request_id for o in seen if o.final) == sorted(ids)
     assert {o.kind for o in seen if o.final} == {OutcomeKind.SUCCESS}
+
+
+# -- passwords in URLs -------------------------------------------------------------------
+
+PASSWORD = "pa/ss#wo?rd@x%y:z"
+
+
+def password_forms(password: str) -> list[str]:
+    return [password, quote(password, safe=""), quote_plus(password)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://u:{raw}@127.0.0.1:6379/0",
+        "redis://:{raw}@127.0.0.1:6379",
+        "rediss://u:{raw}@redis.example:6380/1",
+        "redis://u:{raw}@127.0.0.1",
+    ],
+)
+def test_a_raw_reserved_character_in_a_password_is_a_usage_error(url: str) -> None:
+    """'/', '#', '?' or '@' written raw end the host part early: refused, never shown."""
+    with pytest.raises(UsageError) as caught:
+        RedisConnection(url.format(raw=PASSWORD))
+    message = str(caught.value)
+    assert "percent-encode" in message
+    for secret in ("pa/ss", "wo?rd", "x%y", "ss#wo"):
+        assert secret not in message, message
+
+
+def test_every_form_of_password_is_masked_in_repr_and_url() -> None:
+    encoded = quote(PASSWORD, safe="")
+    for url in (
+        f"redis://user:{encoded}@127.0.0.1:6379/0",
+        f"redis://127.0.0.1:6379/0?password={encoded}",
+        f"redis://127.0.0.1:6379/0?db=0&sentinel_password={encoded}&password={encoded}",
+        f"rediss://:{encoded}@127.0.0.1:6379/0?ssl_ca_certs=/tmp/ca.pem",
+    ):
+        connection = RedisConnection(url)
+        shown = [
+            connection.url,
+            repr(connection),
+            repr(RedisStore(connection, name="f")),
+            repr(RedisTokenBucket(connection, name="f", rate=1)),
+        ]
+        for text in shown:
+            for form in password_forms(PASSWORD):
+                assert form not in text, text
+            assert "***" in text
+    assert RedisConnection("redis://u:%2Fp@h:1/0?ssl_ca_certs=/x").url == (
+        "redis://u:***@h:1/0?ssl_ca_certs=/x"
+    )
+
+
+async def test_percent_encoded_passwords_log_in_and_wrong_ones_are_not_shown(
+    private_redis: RedisServer,
+) -> None:
+    """Userinfo is percent-decoded; ``?password=`` works too; no error shows a password."""
+    acl_user(private_redis, "fleet", PASSWORD, *FLEET_ACL)
+    encoded = quote(PASSWORD, safe="")
+    host = f"127.0.0.1:{private_redis.port}"
+    for url in (
+        f"redis://fleet:{encoded}@{host}/0",
+        f"redis://{host}/0?username=fleet&password={encoded}",
+    ):
+        async with RedisConnection(url) as connection:
+            assert abs(await connection.server_time() - time.time()) < 5
+    wrong = "wr/ong#pass?word"
+    for url in (
+        f"redis://fleet:{quote(wrong, safe='')}@{host}/0",
+        f"redis://{host}/0?username=fleet&password={quote(wrong, safe='')}",
+    ):
+        with pytest.raises(CoordinationError) as caught:
+            async with RedisConnection(url) as connection:
+                await connection.server_time()
+        message = str(caught.value)
+        assert "***" in message
+        for form in password_forms(wrong) + password_forms(PASSWORD):
+            assert form not in message, message
+
+
+@pytest.mark.parametrize(
+    "query", ["db=abc", "ssl_cert_reqs=bogus", "ssl_ca_certs=/nonexistent/ca.pem"]
+)
+async def test_a_query_argument_coredis_cannot_use_is_a_usage_error(query: str) -> None:
+    connection = RedisConnection(f"rediss://u:{quote(PASSWORD, safe='')}@127.0.0.1:1/0?{query}")
+    with pytest.raises(UsageError, match="cannot use the Redis URL") as caught:
+        async with connection:
+            pass
+    for form in password_forms(PASSWORD):
+        assert form not in str(caught.value)
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_redis() -> Iterator[tuple[RedisServer, int, dict[str, Path]]]:
+    """A private redis-server with a TLS port that asks clients for a certificate."""
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        pytest.skip("TLS tests need redis-server and openssl")
+    tls_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="async-dispatch-tls-") as directory:
+        files = make_certificates(Path(directory))
+        args = ["--tls-port", str(tls_port), "--tls-cert-file", str(files["server_cert"])]
+        args += ["--tls-key-file", str(files["server_key"])]
+        args += ["--tls-ca-cert-file", str(files["ca"]), "--tls-auth-clients", "yes"]
+        with RedisServer(extra_args=args) as server:
+            yield server, tls_port, files
+
+
+async def test_tls_with_a_ca_and_a_client_certificate(
+    tls_redis: tuple[RedisServer, int, dict[str, Path]],
+) -> None:
+    """rediss:// with ssl_ca_certs and ssl_certfile/ssl_keyfile, as the README says."""
+    _, port, files = tls_redis
+    base = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={files['ca']}"
+    url = f"{base}&ssl_certfile={files['client_cert']}&ssl_keyfile={files['client_key']}"
+    async with RedisConnection(url) as connection:
+        assert abs(await connection.server_time() - time.time()) < 5
+        name = unique_name("tls")
+        bucket = RedisTokenBucket(connection, name=name, rate=100)
+        await bucket.acquire()
+
+
+async def test_tls_errors_say_what_is_wrong(
+    tls_redis: tuple[RedisServer, int, dict[str, Path]],
+) -> None:
+    """An untrusted certificate is not "check that Redis is running"."""
+    _, port, files = tls_redis
+    client = f"ssl_certfile={files['client_cert']}&ssl_keyfile={files['client_key']}"
+    with pytest.raises(CoordinationError) as untrusted:
+        async with RedisConnection(f"rediss://127.0.0.1:{port}/0?{client}") as connection:
+            await connection.server_time()
+    assert "does not trust" in str(untrusted.value), untrusted.value
+    assert "ssl_ca_certs" in str(untrusted.value)
+    with pytest.raises(CoordinationError) as no_client_cert:
+        async with RedisConnection(
+            f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={files['ca']}"
+        ) as connection:
+            await connection.server_time()
+    # TLS 1.3: the server drops the connection after the handshake, so only a hint helps.
+    assert "client certificate" in str(no_client_cert.value), no_client_cert.value
+
+
+# -- errors that say what happened -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        ("~async_dispatch:*", "+@read", "+@write", "+evalsha", "+time"),  # no EVAL
+        ("~other:*", "+@read", "+@write", "+eval", "+evalsha", "+time"),  # not the keys
+        ("~async_dispatch:*", "+@read", "+@write", "+eval", "+evalsha"),  # TIME in scripts
+    ],
+)
+async def test_a_missing_acl_right_is_not_reported_as_a_failed_login(
+    private_redis: RedisServer, rules: tuple[str, ...]
+) -> None:
+    url = acl_user(private_redis, "narrow", "pw", *rules)
+    bucket = RedisTokenBucket(url, name=unique_name("acl"), rate=100)
+    with pytest.raises(CoordinationError) as caught:
+        async with bucket:
+            await bucket.acquire()
+    message = str(caught.value)
+    assert "denied this user a command" in message, message
+    assert "+eval +evalsha +time" in message  # what to grant
+    assert "refused the login" not in message
+
+
+async def test_a_wrong_password_is_reported_as_a_failed_login(private_redis: RedisServer) -> None:
+    acl_user(private_redis, "fleet", "right", *FLEET_ACL)
+    with pytest.raises(CoordinationError, match=r"refused the login.*user name and password"):
+        async with RedisConnection(f"redis://fleet:wrong@127.0.0.1:{private_redis.port}/0") as c:
+            await c.server_time()

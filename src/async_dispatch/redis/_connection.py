@@ -24,14 +24,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import ssl
 from collections.abc import Iterator, Sequence
 from importlib import resources
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from .._errors import UsageError
 from ._errors import CoordinationError
+from ._url import check_url, redact, scrub
 
 try:
     import coredis
@@ -44,6 +45,9 @@ __all__ = ["KEY_PREFIX", "RedisConnection", "ScriptArg"]
 
 KEY_PREFIX = "async_dispatch"
 """The first part of every key fleet mode writes."""
+
+FLEET_ACL = "~async_dispatch:* +@read +@write +eval +evalsha +time"
+"""The ACL rules a fleet's Redis user needs (the README's fleet section says why)."""
 
 ScriptArg = str | bytes | int | float
 """What a Lua script's ARGV entries may be given as."""
@@ -58,7 +62,6 @@ _FAILURES: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
     anyio.EndOfStream,
 )
-_SCHEMES = ("redis", "rediss", "unix")
 
 
 class RedisConnection:
@@ -66,28 +69,23 @@ class RedisConnection:
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
-            ``unix:///path/to/socket``.
+            ``unix:///path/to/socket``. User name and password are percent-decoded:
+            write a ``/``, ``#``, ``?``, ``@`` or ``%`` in them as ``%2F``, ``%23``,
+            ``%3F``, ``%40``, ``%25``. coredis's query arguments work too
+            (``?password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``).
         timeout: Seconds to connect, and to wait for each answer, before the call fails
             with `CoordinationError`.
     """
 
-    __slots__ = ("_client", "_depth", "_password", "_timeout", "_url", "url")
+    __slots__ = ("_client", "_depth", "_secrets", "_timeout", "_url", "url")
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        if not isinstance(url, str):
-            raise UsageError(f"the Redis URL must be a str, got {type(url).__name__}")
-        parts = urlsplit(url)
-        if parts.scheme not in _SCHEMES:
-            raise UsageError(
-                f"the Redis URL must start with redis://, rediss:// or unix://, got "
-                f"{_redact(url)!r}"
-            )
+        self._secrets = check_url(url)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"timeout must be a finite number > 0, got {timeout!r}")
         self._url = url
-        self._password = parts.password or ""
-        self.url = _redact(url)
-        """The URL with its password masked: safe to log."""
+        self.url = redact(url)
+        """The URL with every password in it (userinfo, ``password=``) masked: safe to log."""
         self._timeout = float(timeout)
         self._client: coredis.Redis[bytes] | None = None
         self._depth = 0
@@ -98,11 +96,16 @@ class RedisConnection:
 
     async def __aenter__(self) -> RedisConnection:
         if self._depth == 0:
-            client: coredis.Redis[bytes] = coredis.Redis.from_url(
-                self._url,
-                connect_timeout=self._timeout,
-                stream_timeout=self._timeout,
-            )
+            try:
+                client: coredis.Redis[bytes] = coredis.Redis.from_url(
+                    self._url,
+                    decode_components=True,
+                    connect_timeout=self._timeout,
+                    stream_timeout=self._timeout,
+                )
+            except (ValueError, KeyError, OSError) as exc:  # a query argument, a TLS file
+                detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                raise UsageError(f"cannot use the Redis URL {self.url!r}: {detail}") from None
             with self.translate_errors("connecting"):
                 await client.__aenter__()
             self._client = client
@@ -195,29 +198,72 @@ class RedisConnection:
             raise CoordinationError(self._describe(failure, doing)) from exc
 
     def _describe(self, failure: BaseException, doing: str) -> str:
-        detail = str(failure) or type(failure).__name__
-        if self._password:
-            detail = detail.replace(self._password, "***")
+        # coredis wraps a failed TLS handshake in its ConnectionError: the cause says more.
+        failure = _tls_error(failure) or failure
+        detail = scrub(str(failure) or type(failure).__name__, self._secrets)
         where = f"Redis at {self.url}"
         if isinstance(failure, TimeoutError):
             return (
                 f"{where} did not answer within {self._timeout:g} s while {doing}: check "
                 "that it is running and not overloaded, and the network to it"
             )
-        if isinstance(
-            failure,
-            coredis.exceptions.AuthenticationError | coredis.exceptions.AuthorizationError,
-        ):
+        if isinstance(failure, coredis.exceptions.AuthenticationError):
             return (
                 f"{where} refused the login while {doing} ({detail}): check the user name "
-                "and password in the URL, and the user's ACL"
+                "and password in the URL (percent-encoded)"
+            )
+        if isinstance(failure, coredis.exceptions.AuthorizationError) or _script_denied(failure):
+            return (
+                f"{where} denied this user a command while {doing} ({detail}): the login "
+                f"worked, but the user's ACL lacks a right fleet mode needs: {FLEET_ACL}"
+            )
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            return (
+                f"{where} presented a TLS certificate this process does not trust while "
+                f"{doing} ({detail}): give the CA that signed it as ?ssl_ca_certs=/path/ca.pem "
+                "in the URL, and connect by a host name the certificate names"
+            )
+        if isinstance(failure, ssl.SSLError):
+            return (
+                f"the TLS handshake with {where} failed while {doing} ({detail}): check "
+                "that the port speaks TLS (rediss://) and, if the server asks for one, the "
+                "client certificate (?ssl_certfile=...&ssl_keyfile=...)"
             )
         if isinstance(failure, coredis.exceptions.ResponseError):
             return f"{where} rejected a command while {doing}: {detail}"
+        tls = (
+            "; over TLS, also whether the server asks for a client certificate "
+            "(?ssl_certfile=...&ssl_keyfile=...)"
+            if self.url.startswith("rediss:")
+            else ""
+        )
         return (
             f"cannot reach {where} while {doing} ({detail}): check that Redis is running "
-            "and listening there, and the URL's host, port and scheme"
+            f"and listening there, and the URL's host, port and scheme{tls}"
         )
+
+
+def _tls_error(failure: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `failure` (itself, its cause or its context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = failure
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _script_denied(failure: BaseException) -> bool:
+    """Whether `failure` is a script's command refused by the caller's ACL.
+
+    Redis reports that as a plain script error, not NOPERM: "The user executing the script
+    can't run this command or subcommand" (and "... can't access at least one of the keys")."""
+    return (
+        isinstance(failure, coredis.exceptions.ResponseError)
+        and "the user executing the script can't" in str(failure).lower()
+    )
 
 
 def _redis_failure(exc: BaseException) -> BaseException | None:
@@ -233,16 +279,6 @@ def _redis_failure(exc: BaseException) -> BaseException | None:
 
 def _decoded(value: object) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
-
-
-def _redact(url: str) -> str:
-    """`url` with its password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @functools.cache
