@@ -300,3 +300,74 @@ async def test_a_wrong_password_is_reported_as_a_failed_login(private_redis: Red
     with pytest.raises(CoordinationError, match=r"refused the login.*user name and password"):
         async with RedisConnection(f"redis://fleet:wrong@127.0.0.1:{private_redis.port}/0") as c:
             await c.server_time()
+
+
+# -- one API key per fleet name ----------------------------------------------------------------
+
+
+async def test_a_second_api_key_cannot_use_a_fleet_name(redis_url: str, redis_name: str) -> None:
+    """Tenant B on tenant A's fleet name is refused, clearly, and A's tasks are untouched."""
+    keys = frozenset({"key-of-a", "key-of-b"})
+    never = OutcomeMix.only("never")
+    async with simulator(seed=4, api_keys=keys, outcomes=never) as sim:
+        store_a = RedisStore(redis_url, name=redis_name, lease=5.0)
+        async with (
+            sim.client(api_key="key-of-a") as client_a,
+            Poller(client_a, store=store_a) as poller_a,
+        ):
+            ids = [await poller_a.submit(f"task {i}", deadline=60) for i in range(5)]
+            store_b = RedisStore(redis_url, name=redis_name, lease=5.0)
+            bucket_b = RedisTokenBucket(redis_url, name=redis_name, rate=10)
+            async with (
+                sim.client(api_key="key-of-b") as client_b,
+                sim.client(api_key="key-of-b", bucket=bucket_b) as client_b_fleet,
+            ):
+                for poller in (Poller(client_b, store=store_b), Poller(client_b_fleet)):
+                    with pytest.raises(UsageError) as caught:
+                        async with bucket_b, poller:
+                            pass
+                    message = str(caught.value)
+                    assert f"fleet {redis_name!r}" in message
+                    assert "another API key" in message
+                    assert "pick another name" in message
+                    for secret in ("key-of-a", "key-of-b"):
+                        assert secret not in message
+            async with store_a.connection:
+                for request_id in ids:
+                    task = await store_a.get(request_id)
+                    assert task is not None
+                    assert task.last_error is None
+            assert len(poller_a.store) == 5
+            assert redis_command(redis_url, "GET", f"async_dispatch:{{{redis_name}}}:key") == (
+                client_a.key_fingerprint.encode()
+            )
+        # The same key again (another replica of tenant A) is welcome.
+        async with (
+            sim.client(api_key="key-of-a") as again,
+            Poller(again, store=RedisStore(redis_url, name=redis_name)) as poller,
+        ):
+            assert len(poller.store) == 5
+
+
+def test_the_key_fingerprint_tells_keys_apart_and_reveals_nothing() -> None:
+    from async_dispatch import DispatchClient
+
+    a = DispatchClient(api_key="secret-key-a").key_fingerprint
+    assert a == DispatchClient(api_key="secret-key-a").key_fingerprint
+    assert a != DispatchClient(api_key="secret-key-b").key_fingerprint
+    assert len(a) == 16
+    assert "secret" not in a
+
+
+@pytest.mark.parametrize("name", ["", "a{b", "b}", "a\nb", "tab\there", "x" * 201, 7, None])
+def test_the_store_and_the_bucket_refuse_the_same_fleet_names(name: object) -> None:
+    with pytest.raises(UsageError, match="name must"):
+        RedisStore("redis://127.0.0.1:6379", name=name)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="name must"):
+        RedisTokenBucket("redis://127.0.0.1:6379", name=name, rate=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["team-key-1", "é", "x" * 200, "a:b c"])
+def test_the_store_and_the_bucket_accept_the_same_fleet_names(name: str) -> None:
+    assert RedisStore("redis://127.0.0.1:6379", name=name).name == name
+    assert RedisTokenBucket("redis://127.0.0.1:6379", name=name, rate=1).name == name

@@ -9,6 +9,8 @@ duplicate run.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import random
@@ -96,6 +98,9 @@ _SUBMIT_FIELDS: Final = {
     "callback_secret": "callbackSecret",
     "callback_headers": "callbackHeaders",
 }
+
+
+_FINGERPRINT_LABEL: Final = b"async_dispatch api key fingerprint v1"
 
 
 class _Secret:
@@ -197,6 +202,14 @@ class DispatchClient:
 
     def __repr__(self) -> str:
         return f"DispatchClient(base_url={self.base_url!r})"
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Tells API keys apart without revealing one: the first 16 hex digits of
+        HMAC-SHA256 keyed by the API key over a fixed label. Fleet mode binds a fleet name
+        to it, so two keys cannot share a fleet's tasks."""
+        digest = hmac.new(self._key.reveal().encode(), _FINGERPRINT_LABEL, hashlib.sha256)
+        return digest.hexdigest()[:16]
 
     @property
     def is_open(self) -> bool:

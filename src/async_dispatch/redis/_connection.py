@@ -41,7 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("fleet mode needs coredis: pip install 'async-dispatch[redis]'") from exc
 
-__all__ = ["KEY_PREFIX", "RedisConnection", "ScriptArg"]
+__all__ = ["FLEET_ACL", "KEY_PREFIX", "RedisConnection", "ScriptArg", "check_fleet_name"]
 
 KEY_PREFIX = "async_dispatch"
 """The first part of every key fleet mode writes."""
@@ -179,6 +179,25 @@ class RedisConnection:
             raise CoordinationError(f"Redis answered TIME with {reply!r}") from exc
         return seconds + micros / 1e6
 
+    async def bind_key(self, name: str, fingerprint: str) -> None:
+        """Bind fleet `name` to the API key whose `DispatchClient.key_fingerprint` this is.
+
+        The first caller binds it (``async_dispatch:{name}:key``, no TTL); later callers
+        with the same fingerprint pass.
+
+        Raises:
+            UsageError: Another API key uses this fleet name: its tasks are not this
+                key's to check (the service would answer 404 and they would fail).
+            CoordinationError: Redis could not be reached or failed.
+        """
+        reply = await self.run_script("fleet_bind_key.lua", [self.key(name, "key")], [fingerprint])
+        if not int(_decoded(reply[0])):
+            raise UsageError(
+                f"fleet {name!r} in Redis at {self.url} belongs to another API key (key "
+                f"fingerprint {_decoded(reply[1])}, this client's is {fingerprint}): two "
+                "API keys cannot share a fleet; pick another name for this key's fleet"
+            )
+
     @contextlib.contextmanager
     def translate_errors(self, doing: str) -> Iterator[None]:
         """Turn a Redis failure raised in the block into `CoordinationError`.
@@ -240,6 +259,21 @@ class RedisConnection:
         return (
             f"cannot reach {where} while {doing} ({detail}): check that Redis is running "
             f"and listening there, and the URL's host, port and scheme{tls}"
+        )
+
+
+def check_fleet_name(name: object) -> None:
+    """The one rule for fleet names (stores, buckets, the fleet view): a non-empty
+    printable str of at most 200 characters without braces (the key's hash tag).
+
+    Raises:
+        UsageError: `name` breaks it.
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"name must be a non-empty str, got {name!r}")
+    if any(ch in name for ch in "{}") or not name.isprintable() or len(name) > 200:
+        raise UsageError(
+            f"name must be printable, at most 200 characters, without braces: {name!r}"
         )
 
 

@@ -18,6 +18,7 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
+    key              the fingerprint of the one API key the fleet serves (no TTL)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
 the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
@@ -67,7 +68,7 @@ from .._models import TaskStatus
 from .._outcome import Outcome, OutcomeKind
 from .._store import OutcomeSink, TrackedTask
 from .._wire import parse_status_payload
-from ._connection import RedisConnection
+from ._connection import RedisConnection, check_fleet_name
 from ._errors import CoordinationError
 
 __all__ = ["RedisStore", "ReportedError", "status_payload"]
@@ -195,8 +196,7 @@ class RedisStore:
         resync: float = 10.0,
         timeout: float = 2.0,
     ) -> None:
-        if not isinstance(name, str) or not name or "{" in name or "}" in name:
-            raise UsageError(f"name must be a non-empty str without braces, got {name!r}")
+        check_fleet_name(name)
         for label, value in (
             ("lease", lease),
             ("outcome_idle", outcome_idle),
@@ -242,6 +242,7 @@ class RedisStore:
         self._hint_deadline = 0.0
         self._refreshed = -math.inf  # loop time of the last hints
         self._outage: dict[str, bool] = {}
+        self._fingerprint: str | None = None  # the API key's, once the poller binds it
 
     def __repr__(self) -> str:
         return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
@@ -284,6 +285,14 @@ class RedisStore:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    async def bind_key(self, fingerprint: str) -> None:
+        """Serve only the API key of this fingerprint (`DispatchClient.key_fingerprint`).
+
+        The poller calls this before `attach`, which then binds the fleet name to the key
+        or, if another key holds the name, refuses with `UsageError` and touches nothing.
+        """
+        self._fingerprint = fingerprint
+
     @contextlib.asynccontextmanager
     async def attach(
         self,
@@ -301,6 +310,8 @@ class RedisStore:
             # replica (no outcome arrives here then).
             self._wake = wake
             try:
+                if self._fingerprint is not None:
+                    await self._connection.bind_key(self.name, self._fingerprint)
                 await self._measure_offset(samples=3)
                 await self._ensure_group()
                 await self._refresh()
