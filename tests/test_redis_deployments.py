@@ -18,9 +18,16 @@ from urllib.parse import quote, quote_plus
 import anyio
 import pytest
 
+from _logs import capture_logs
 from async_dispatch import Poller, UsageError
 from async_dispatch._outcome import Outcome, OutcomeKind
-from async_dispatch.redis import CoordinationError, RedisConnection, RedisStore, RedisTokenBucket
+from async_dispatch.redis import (
+    CoordinationError,
+    FleetStateLost,
+    RedisConnection,
+    RedisStore,
+    RedisTokenBucket,
+)
 from async_dispatch.redis._connection import FLEET_ACL as FLEET_RULES
 from async_dispatch.testing import RateLimit, simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
@@ -371,3 +378,89 @@ def test_the_store_and_the_bucket_refuse_the_same_fleet_names(name: object) -> N
 def test_the_store_and_the_bucket_accept_the_same_fleet_names(name: str) -> None:
     assert RedisStore("redis://127.0.0.1:6379", name=name).name == name
     assert RedisTokenBucket("redis://127.0.0.1:6379", name=name, rate=1).name == name
+
+
+# -- Redis loses the fleet's state -----------------------------------------------------------
+
+
+async def drain(poller: Poller) -> None:
+    async for outcome in poller:
+        raise AssertionError(f"no outcome was due: {outcome}")
+
+
+@pytest.mark.parametrize("loss", ["flushdb", "restart"])
+async def test_lost_fleet_state_raises_from_the_iterator(
+    private_redis: RedisServer, loss: str
+) -> None:
+    """A Redis restarted without persistence, or FLUSHDB: the iterator raises, never ends
+    as if every task had finished (it did: 20 of 20 tasks vanished silently)."""
+    name = unique_name("lost")
+    store = RedisStore(private_redis.url, name=name, lease=2.0)
+    never = OutcomeMix.only("never")
+    async with (
+        simulator(seed=6, outcomes=never) as sim,
+        sim.client() as client,
+        Poller(client, store=store, initial_interval=0.2) as poller,
+    ):
+        for i in range(5):
+            await poller.submit(f"task {i}", deadline=60)
+        assert len(store) == 5
+        if loss == "flushdb":
+            assert redis_command(private_redis.url, "FLUSHDB") == "OK"
+        else:
+            private_redis.stop()
+            private_redis.start()
+        with pytest.raises(FleetStateLost, match="lost the state of fleet"), anyio.fail_after(20):
+            await drain(poller)
+
+
+async def test_a_new_replica_starts_a_new_epoch_after_a_loss(
+    private_redis: RedisServer,
+) -> None:
+    """Once the state is gone, a replica attaching afresh works under a new epoch."""
+    name = unique_name("epoch")
+    async with RedisStore(private_redis.url, name=name).attach(
+        lambda *_: None, anyio.current_time, lambda: None, last_check_lead=1.0
+    ):
+        pass
+    key = f"async_dispatch:{{{name}}}:epoch"
+    first = redis_command(private_redis.url, "GET", key)
+    assert isinstance(first, bytes)
+    assert redis_command(private_redis.url, "FLUSHDB") == "OK"
+    store = RedisStore(private_redis.url, name=name)
+    async with store.attach(lambda *_: None, anyio.current_time, lambda: None, last_check_lead=1.0):
+        assert await store.idle()
+        assert redis_command(private_redis.url, "GET", key) not in (None, first)
+
+
+@pytest.mark.parametrize(
+    ("policy", "warned"), [("allkeys-lru", True), ("volatile-ttl", True), ("noeviction", False)]
+)
+async def test_a_server_that_may_evict_fleet_keys_is_warned_about(
+    private_redis: RedisServer, policy: str, warned: bool
+) -> None:
+    redis_command(private_redis.url, "CONFIG", "SET", "maxmemory", "64mb")
+    redis_command(private_redis.url, "CONFIG", "SET", "maxmemory-policy", policy)
+    store = RedisStore(private_redis.url, name=unique_name("evict"))
+    with capture_logs() as logs:
+        async with store.attach(
+            lambda *_: None, anyio.current_time, lambda: None, last_check_lead=1.0
+        ):
+            pass
+    warnings = [e for e in logs if e.get("event") == "redis_may_evict"]
+    assert [e["policy"] for e in warnings] == ([policy] if warned else [])
+
+
+async def test_an_acl_user_without_config_rights_is_told_nothing_is_known(
+    private_redis: RedisServer,
+) -> None:
+    url = acl_user(private_redis, "fleet", "pw", *FLEET_ACL)
+    store = RedisStore(url, name=unique_name("evict"))
+    with capture_logs() as logs:
+        async with store.attach(
+            lambda *_: None, anyio.current_time, lambda: None, last_check_lead=1.0
+        ):
+            pass
+    assert [e["event"] for e in logs if "eviction" in e.get("event", "")] == [
+        "redis_eviction_policy_unknown"
+    ]

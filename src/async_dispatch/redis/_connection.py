@@ -31,6 +31,7 @@ from importlib import resources
 import anyio
 
 from .._errors import UsageError
+from .._log import logger
 from ._errors import CoordinationError
 from ._url import check_url, redact, scrub
 
@@ -196,6 +197,29 @@ class RedisConnection:
                 f"fleet {name!r} in Redis at {self.url} belongs to another API key (key "
                 f"fingerprint {_decoded(reply[1])}, this client's is {fingerprint}): two "
                 "API keys cannot share a fleet; pick another name for this key's fleet"
+            )
+
+    async def warn_if_evicting(self, name: str) -> None:
+        """Log a warning when the server may evict fleet `name`'s keys (a memory limit
+        with a policy other than ``noeviction``): evicted keys are lost tasks and outcomes.
+
+        Needs ``CONFIG GET``, which a fleet's ACL user usually lacks: then it says so at
+        info level and carries on. Never raises for that.
+        """
+        try:
+            with self.translate_errors("reading maxmemory-policy"):
+                config = await self.client.config_get(["maxmemory", "maxmemory-policy"])
+        except CoordinationError as exc:
+            logger.info("redis_eviction_policy_unknown", fleet=name, error=str(exc))
+            return
+        values = {_decoded(key): _decoded(value) for key, value in config.items()}
+        policy = values.get("maxmemory-policy", "")
+        if values.get("maxmemory", "0") != "0" and policy != "noeviction":
+            logger.warning(
+                "redis_may_evict",
+                fleet=name,
+                policy=policy,
+                advice="set maxmemory-policy noeviction: an evicted fleet key is a lost task",
             )
 
     @contextlib.contextmanager

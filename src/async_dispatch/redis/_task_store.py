@@ -19,6 +19,8 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
     key              the fingerprint of the one API key the fleet serves (no TTL)
+    epoch            a random marker written at first attach: gone means the fleet's
+                     state is gone (`FleetStateLost`)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
 the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
@@ -69,7 +71,7 @@ from .._outcome import Outcome, OutcomeKind
 from .._store import OutcomeSink, TrackedTask
 from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
-from ._errors import CoordinationError
+from ._errors import CoordinationError, FleetStateLost
 
 __all__ = ["RedisStore", "ReportedError", "status_payload"]
 
@@ -243,6 +245,7 @@ class RedisStore:
         self._refreshed = -math.inf  # loop time of the last hints
         self._outage: dict[str, bool] = {}
         self._fingerprint: str | None = None  # the API key's, once the poller binds it
+        self._epoch = ""  # the fleet's epoch when this store attached (store_epoch.lua)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
@@ -313,6 +316,11 @@ class RedisStore:
                 if self._fingerprint is not None:
                     await self._connection.bind_key(self.name, self._fingerprint)
                 await self._measure_offset(samples=3)
+                epoch = await self._script(
+                    "store_epoch.lua", [self._key("epoch")], [uuid.uuid4().hex]
+                )
+                self._epoch = _text(epoch[0])
+                await self._connection.warn_if_evicting(self.name)
                 await self._ensure_group()
                 await self._refresh()
                 async with anyio.create_task_group() as jobs:
@@ -610,11 +618,28 @@ class RedisStore:
             return bool(await self._connection.client.exists([self._key(f"done:{request_id}")]))
 
     async def idle(self) -> bool:
+        """Whether the fleet has nothing left (the poller's ``async for`` then ends).
+
+        Raises:
+            FleetStateLost: The fleet's epoch marker is gone or another: Redis lost the
+                state this replica attached to, so "nothing left" would be a lie.
+        """
         reply = await self._script(
-            "store_idle.lua", [self._deadlines, self._intents, self._stream], []
+            "store_idle.lua",
+            [self._deadlines, self._intents, self._stream, self._key("epoch")],
+            [self._epoch],
         )
         self._tracked = int(reply[0])
-        return not any(int(n) for n in reply)
+        if not int(reply[3]):
+            logger.error("fleet_state_lost", store=self.name)
+            raise FleetStateLost(
+                f"Redis at {self._connection.url} lost the state of fleet {self.name!r} "
+                "(its epoch marker is gone: a restart without persistence, a FLUSHDB, or "
+                "eviction): the tasks tracked before are no longer checked; track them "
+                "again or resubmit, and give Redis persistence and maxmemory-policy "
+                "noeviction"
+            )
+        return not any(int(n) for n in reply[:3])
 
     # -- background jobs ----------------------------------------------------------------
 
