@@ -6,11 +6,12 @@ Tests that change server settings (ACL users, TLS) start a private redis-server 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -21,12 +22,14 @@ import pytest
 from _logs import capture_logs
 from async_dispatch import Poller, UsageError
 from async_dispatch._outcome import Outcome, OutcomeKind
+from async_dispatch._store import TrackedTask, make_outcome
 from async_dispatch.redis import (
     CoordinationError,
     FleetStateLost,
     RedisConnection,
     RedisStore,
     RedisTokenBucket,
+    read_fleet,
 )
 from async_dispatch.redis._connection import FLEET_ACL as FLEET_RULES
 from async_dispatch.testing import RateLimit, simulator
@@ -129,6 +132,8 @@ async def test_a_fleet_runs_with_the_documented_acl_through_a_429(
             with anyio.fail_after(25):
                 async for outcome in poller:
                     seen.append(outcome)
+            view = await read_fleet(connection, name)  # `async-dispatch fleet` too
+            assert view.as_dict()["tasks"]
         assert sim.stats.rate_limited >= 1  # the pause script ran, under this ACL
     assert sorted(o.request_id for o in seen if o.final) == sorted(ids)
     assert {o.kind for o in seen if o.final} == {OutcomeKind.SUCCESS}
@@ -464,3 +469,47 @@ async def test_an_acl_user_without_config_rights_is_told_nothing_is_known(
     assert [e["event"] for e in logs if "eviction" in e.get("event", "")] == [
         "redis_eviction_policy_unknown"
     ]
+
+
+# -- eviction of finished markers ------------------------------------------------------------
+
+
+async def test_finished_ids_survive_volatile_eviction() -> None:
+    """Under a `volatile-*` policy another application's keys with a TTL evict keys with a
+    TTL: finished markers with one let every re-tracked id get a second final outcome
+    (20 of 20). They are one zset without a TTL now: 0 of 20."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    args = ["--maxmemory", "8mb", "--maxmemory-policy", "volatile-lru"]
+    with RedisServer(extra_args=args) as server:
+        store = RedisStore(server.url, name=unique_name("evict"), finished_ttl=3600)
+        async with attached_nowhere(store):
+            for i in range(20):
+                await finish_one(store, f"req_{i}")
+            filler = "for i = 1, 50 do redis.call('SET', ARGV[1] .. i, string.rep('x', 10000), "
+            filler += "'EX', 3600) end return 1"
+            for batch in range(80):  # 40 MB through an 8 MB server: evictions galore
+                redis_command(server.url, "EVAL", filler, "0", f"filler:{batch}:")
+            info = redis_command(server.url, "INFO", "stats")
+            assert isinstance(info, bytes)
+            assert b"evicted_keys:0\r" not in info  # the server did evict
+            readded = [i for i in range(20) if await store.add(new_task(f"req_{i}"))]
+            assert readded == []
+            assert all([await store.finished(f"req_{i}") for i in range(20)])
+
+
+@contextlib.asynccontextmanager
+async def attached_nowhere(store: RedisStore) -> AsyncIterator[None]:
+    async with store.attach(lambda *_: None, anyio.current_time, lambda: None, last_check_lead=1.0):
+        yield
+
+
+def new_task(request_id: str) -> TrackedTask:
+    now = anyio.current_time()
+    return TrackedTask(request_id, started=now, deadline=now + 60, context=None)
+
+
+async def finish_one(store: RedisStore, request_id: str) -> None:
+    task = new_task(request_id)
+    assert await store.add(task)
+    assert await store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)

@@ -14,7 +14,8 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     deadlines        zset id -> deadline
-    done:<id>        "finished" marker, TTL `finished_ttl`: late webhooks are DUPLICATE
+    done             zset id -> until when it counts as finished (`finished_ttl`): late
+                     webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
@@ -228,7 +229,7 @@ class RedisStore:
         self._prefix = RedisConnection.key(name, "")
         key = self._key
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
-        self._last_due = key("last_due")
+        self._last_due, self._done = key("last_due"), key("done")
         self._stream, self._intents = key("outcomes"), key("intents")
         self._intent_started, self._parked = key("intent_started"), key("parked")
         self._sink: OutcomeSink | None = None
@@ -371,7 +372,7 @@ class RedisStore:
             self._intent_started,
             self._key(f"parked:{request_id}"),
             self._parked,
-            self._key(f"done:{request_id}"),
+            self._done,
             self._last_due,
         ]
 
@@ -510,7 +511,7 @@ class RedisStore:
                 self._last,
                 self._due,
                 self._deadlines,
-                self._key(f"done:{task.request_id}"),
+                self._done,
                 self._stream,
             ],
             [
@@ -551,6 +552,7 @@ class RedisStore:
                 self._intents,
                 self._intent_started,
                 self._last_due,
+                self._done,
             ],
             [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
         )
@@ -615,7 +617,7 @@ class RedisStore:
 
     async def finished(self, request_id: str) -> bool:
         with self._connection.translate_errors("reading a finished marker"):
-            return bool(await self._connection.client.exists([self._key(f"done:{request_id}")]))
+            return await self._connection.client.zscore(self._done, request_id) is not None
 
     async def idle(self) -> bool:
         """Whether the fleet has nothing left (the poller's ``async for`` then ends).
