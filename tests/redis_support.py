@@ -1,6 +1,6 @@
 """A real Redis for the fleet tests: the shared one named by $REDIS_URL, or a private one.
 
-Contract tests run against a real server (no fakes: Lua, TIME and pub/sub must be real).
+Contract tests run against a real server (no fakes: Lua, TIME and streams must be real).
 Where the URL comes from, in order:
 
 1. ``$REDIS_URL``;
@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ __all__ = [
     "RedisServer",
     "delete_keys",
     "free_port",
+    "make_certificates",
     "redis_command",
     "unavailable_reason",
     "unique_name",
@@ -64,21 +66,34 @@ class RedisServer:
     """A private ``redis-server`` on a free loopback port, keeping nothing on disk.
 
     ``stop()`` kills it (SIGKILL: as abrupt as a crash), ``start()`` starts it again on the
-    same port, so a test can watch its code through a Redis restart.
+    same port, so a test can watch its code through a Redis restart. `extra_args` are more
+    ``redis-server`` options (``["--maxmemory", "2mb"]``); the plain port stays open to
+    the default user, for setup and the readiness check.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(SKIP_REASON)
         self._binary = binary
         self.port = port or free_port()
+        self._extra_args = list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="async-dispatch-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def directory(self) -> Path:
+        """A temporary directory of this server's own, removed by ``close()``."""
+        return Path(self._dir.name)
 
     @property
     def pid(self) -> int | None:
@@ -90,7 +105,7 @@ class RedisServer:
         log = Path(self._dir.name) / "redis.log"
         args = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", self._dir.name]
-        args += ["--logfile", str(log), "--daemonize", "no"]
+        args += ["--logfile", str(log), "--daemonize", "no", *self._extra_args]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -124,6 +139,41 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, and a server and a client certificate it signed, for 127.0.0.1.
+
+    Made with the ``openssl`` command in `directory`; keys are unencrypted. Answers the
+    paths by name: ca, server_cert, server_key, client_cert, client_key.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("TLS tests need the openssl command")
+    paths = {
+        "ca": directory / "ca.pem",
+        "ca_key": directory / "ca.key",
+        "server_cert": directory / "server.pem",
+        "server_key": directory / "server.key",
+        "client_cert": directory / "client.pem",
+        "client_key": directory / "client.key",
+    }
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", paths["ca_key"], "-out", paths["ca"])  # fmt: skip
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who in ("server", "client"):
+        csr = directory / f"{who}.csr"
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
+            "-keyout", paths[f"{who}_key"], "-out", csr)  # fmt: skip
+        extra: list[str | Path] = ["-extfile", extensions] if who == "server" else []
+        run("x509", "-req", "-in", csr, "-CA", paths["ca"], "-CAkey", paths["ca_key"],
+            "-CAcreateserial", "-days", "1", "-out", paths[f"{who}_cert"], *extra)  # fmt: skip
+    return paths
 
 
 def redis_command(url: str, *args: str, timeout: float = 2.0) -> object:

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -107,3 +108,54 @@ async def test_handler_answers_503_until_the_app_has_started() -> None:
     response = await webhook_handler(request)
     assert response.status == 503
     assert json.loads(response.body) == {"ok": False, "reason": "unavailable"}  # type: ignore[arg-type]
+
+
+TOKEN = "Bearer " + "a" * 40
+
+
+async def raw_post(port: int, head: bytes, body: bytes = b"") -> bytes:
+    """Send `head` and `body` over a plain loopback socket; the answer's status line."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(head + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            answer += await stream.receive()
+        return answer.split(b"\r\n", 1)[0]
+
+
+def head(token: str, length: int) -> bytes:
+    lines = ["POST /webhooks/dispatch HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}"]
+    lines += [f"Authorization: {token}", "Content-Type: application/json"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.anyio
+async def test_headers_are_checked_before_the_body_and_slow_bodies_get_408() -> None:
+    async with Simulator(SimulatorConfig(seed=1)) as sim:
+        runtime = DispatchRuntime(
+            sim.client(),
+            callback_url="http://127.0.0.1/webhooks/dispatch",
+            callback_secret=SECRET,
+            header_name="Authorization",
+            header_value=TOKEN,
+        )
+        runtime.receiver.body_timeout = 0.5
+        app = web.Application()
+        setup_dispatch(app, runtime)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        with bound_socket() as (sock, port):
+            try:
+                await web.SockSite(runner, sock).start()
+                with anyio.fail_after(5):
+                    # No token: refused at once, though the declared body never comes.
+                    assert await raw_post(port, head("Bearer guess", 500)) == (
+                        b"HTTP/1.1 401 Unauthorized"
+                    )
+                    started = anyio.current_time()
+                    # The right token, then a body that stalls after 10 of 500 bytes.
+                    status = await raw_post(port, head(TOKEN, 500), b'{"request')
+                    assert status == b"HTTP/1.1 408 Request Timeout"
+                    assert anyio.current_time() - started >= 0.45
+            finally:
+                await runner.cleanup()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -176,3 +177,82 @@ def test_get_runtime_is_a_plain_function_of_the_request() -> None:
             self.app = app
 
     assert get_runtime(FakeRequest()) is marker  # type: ignore[arg-type]
+
+
+async def post_scripted(
+    app: FastAPI, messages: list[dict[str, Any]], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[int, dict[str, Any], int]:
+    """POST through ASGI with `receive()` answering `messages` in turn, then never.
+
+    Returns the status, the JSON body and how many times the app called `receive()`.
+    """
+    pending = list(messages)
+    calls = 0
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if pending:
+            return pending.pop(0)
+        await anyio.sleep_forever()  # a sender that stalls mid-body
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": HOOK,
+        "raw_path": HOOK.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app.test"), *headers],
+        "client": ("127.0.0.1", 1234),
+        "server": ("app.test", 80),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body), calls
+
+
+PART = {"type": "http.request", "body": b'{"requestId": "req_', "more_body": True}
+
+
+@pytest.mark.anyio
+async def test_a_body_that_stalls_gets_408_after_body_timeout() -> None:
+    async with app_and_simulator() as (app, _), app.router.lifespan_context(app):
+        app.state.async_dispatch.receiver.body_timeout = 0.5
+        with anyio.fail_after(5):
+            status, body, _ = await post_scripted(app, [PART])
+        assert (status, body["reason"]) == (408, "too_slow")
+
+
+@pytest.mark.anyio
+async def test_a_sender_that_leaves_mid_body_is_no_application_error() -> None:
+    """http.disconnect mid-body: reported, answered to nobody, nothing raised (uvicorn
+    would log "Exception in ASGI application" with a traceback for an exception)."""
+    async with app_and_simulator() as (app, _), app.router.lifespan_context(app):
+        status, body, calls = await post_scripted(app, [PART, {"type": "http.disconnect"}])
+        assert (status, body["reason"], calls) == (400, "disconnected", 2)
+
+
+@pytest.mark.anyio
+async def test_a_wrong_header_token_is_refused_before_the_body_is_read() -> None:
+    token = "Bearer " + "t" * 40
+    async with (
+        app_and_simulator(header_name="authorization", header_value=token) as (app, _),
+        app.router.lifespan_context(app),
+    ):
+        for headers in ([], [(b"authorization", b"Bearer guess")]):
+            with anyio.fail_after(5):  # the body never comes: only the headers can answer
+                status, body, calls = await post_scripted(app, [PART], headers)
+            assert (status, body["reason"], calls) == (401, "bad_token", 0)
+        declared = [(b"authorization", token.encode()), (b"content-length", b"99999999")]
+        status, body, calls = await post_scripted(app, [PART], declared)
+        assert (status, body["reason"], calls) == (413, "too_large", 0)

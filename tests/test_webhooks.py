@@ -13,7 +13,7 @@ import pytest
 
 from _logs import capture_logs
 from _webhooks_helpers import RecordingDeliverer, wait_until
-from async_dispatch import DeliveryResult, Outcome, OutcomeKind, Poller
+from async_dispatch import DeliveryResult, Outcome, OutcomeKind, Poller, UsageError
 from async_dispatch.testing import (
     Durations,
     OutcomeMix,
@@ -405,3 +405,35 @@ async def test_runtime_records_a_refused_key() -> None:
             await runtime.poller.track("req_abc123def456")
             await wait_until(lambda: runtime.error is not None)
         assert type(runtime.error).__name__ == "AuthenticationError"
+
+
+# -- what the headers alone decide (adapters ask before reading the body) -----------------
+
+
+def test_check_headers_refuses_a_missing_or_wrong_token_and_a_declared_excess() -> None:
+    hook = receiver(header_name="Authorization", header_value=TOKEN, max_body_size=100)
+    assert hook.check_headers({"authorization": TOKEN, "content-length": "100"}) is None
+    assert hook.check_headers({"AUTHORIZATION": TOKEN}) is None  # names are case-blind
+    for headers in ({}, {"authorization": TOKEN[:-1]}, {"authorization": TOKEN + "x"}):
+        refused = hook.check_headers(headers)
+        assert refused is not None
+        assert (refused.status_code, refused.reason) == (401, "bad_token")
+    too_big = hook.check_headers({"authorization": TOKEN, "content-length": "101"})
+    assert too_big is not None
+    assert (too_big.status_code, too_big.reason) == (413, "too_large")
+    # Without a header token configured, only the size is the headers' to decide.
+    assert receiver().check_headers({}) is None
+
+
+def test_slow_and_abandoned_bodies_have_their_own_answers() -> None:
+    hook = receiver(body_timeout=2.5)
+    assert hook.body_timeout == 2.5
+    assert (hook.too_slow().status_code, hook.too_slow().reason) == (408, "too_slow")
+    assert hook.disconnected().reason == "disconnected"
+    assert receiver().body_timeout == 10.0
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), True, "10"])
+def test_body_timeout_must_be_a_positive_number_of_seconds(bad: object) -> None:
+    with pytest.raises(UsageError, match="body_timeout"):
+        receiver(body_timeout=bad)

@@ -12,6 +12,8 @@ of an upload never does. Nothing here logs a request body: it holds the submit's
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import random
@@ -128,6 +130,9 @@ _OWN_HEADERS: Final = frozenset(
         "user-agent",
     }
 )
+
+
+_FINGERPRINT_LABEL: Final = b"async_dispatch api key fingerprint v1"
 
 
 class _Secret:
@@ -314,6 +319,14 @@ class DispatchClient:
 
     def __repr__(self) -> str:
         return f"DispatchClient(base_url={self.base_url!r})"
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Tells API keys apart without revealing one: the first 16 hex digits of
+        HMAC-SHA256 keyed by the API key over a fixed label. Fleet mode binds a fleet name
+        to it, so two keys cannot share a fleet's tasks."""
+        digest = hmac.new(self._key.reveal().encode(), _FINGERPRINT_LABEL, hashlib.sha256)
+        return digest.hexdigest()[:16]
 
     @property
     def is_open(self) -> bool:

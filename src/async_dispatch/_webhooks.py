@@ -7,6 +7,10 @@ the answer out. That keeps every rule testable without a server:
 
 1. size, before anything is parsed (413);
 2. the optional header token sent through ``callbackHeaders`` (401);
+
+   both are decided from the headers alone (`check_headers`), which the adapters call
+   before they read a byte of the body, so a stranger cannot make a replica buffer one;
+   the body must then arrive within `body_timeout` (408);
 3. JSON object (400), nested at most `MAX_JSON_DEPTH` levels (422: it never will be);
 4. ``callbackSecret`` (401), compared in constant time on bytes;
 5. ``requestId`` and the status fields, via `Poller.deliver()` (400);
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -40,6 +45,7 @@ from ._wire import JSONTooDeepError, loads_bounded
 from .instrumentation import Instrumentation, WebhookAnswered
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_WEBHOOK_BODY",
     "Deliverer",
     "WebhookReceiver",
@@ -49,6 +55,9 @@ __all__ = [
 
 #: Status payloads are a few kilobytes; 1 MiB leaves room for large structured outputs.
 DEFAULT_MAX_WEBHOOK_BODY: Final = 1024 * 1024
+#: Seconds a webhook's body may take to arrive: a few kilobytes take milliseconds, so a
+#: body slower than this is a stalled or hostile client holding a connection open.
+DEFAULT_BODY_TIMEOUT: Final = 10.0
 _MAX_LOGGED_ID: Final = 64
 #: An HTTP header name (RFC 9110 token).
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -75,7 +84,9 @@ class WebhookResult:
     status_code: int
     #: A short machine-readable word: ``accepted``, ``duplicate``, ``too_large``,
     #: ``bad_json``, ``too_deep``, ``bad_payload``, ``bad_secret``, ``bad_token``,
-    #: ``unknown_request``, ``unavailable``, ``internal_error``.
+    #: ``unknown_request``, ``unavailable``, ``internal_error``, ``too_slow`` (the body
+    #: took longer than `body_timeout`), ``disconnected`` (the sender left mid-body: the
+    #: answer reaches nobody, it is only reported).
     reason: str
     #: The id the payload named, once the payload was authenticated; else None.
     request_id: str | None = None
@@ -97,6 +108,9 @@ class WebhookResult:
 
 
 _TOO_LARGE = WebhookResult(status_code=413, reason="too_large")
+_BAD_TOKEN = WebhookResult(status_code=401, reason="bad_token")
+_TOO_SLOW = WebhookResult(status_code=408, reason="too_slow")
+_DISCONNECTED = WebhookResult(status_code=400, reason="disconnected")
 
 
 class WebhookReceiver:
@@ -108,6 +122,8 @@ class WebhookReceiver:
         header_name, header_value: A header the service must send (set it through
             ``callbackHeaders``), e.g. ``"authorization"`` and ``"Bearer <token>"``.
         max_body_size: Larger bodies get 413 without being parsed.
+        body_timeout: Seconds the whole body may take to arrive once the headers passed
+            `check_headers`; the adapters answer 408 after that.
         allow_unauthenticated: Accept payloads with neither a secret nor a header token
             configured. Off by default: anyone who can reach the URL could forge results.
         instrumentation: Told of every answer (`WebhookAnswered`); the runtime passes its
@@ -122,6 +138,7 @@ class WebhookReceiver:
         header_name: str | None = None,
         header_value: str | None = None,
         max_body_size: int = DEFAULT_MAX_WEBHOOK_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         allow_unauthenticated: bool = False,
         instrumentation: Instrumentation | None = None,
     ) -> None:
@@ -149,6 +166,15 @@ class WebhookReceiver:
                 "allow_unauthenticated=True only if the URL is unreachable to others"
             )
         max_body_size = check_int("max_body_size", max_body_size, minimum=1)
+        if (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, int | float)
+            or not (body_timeout > 0 and math.isfinite(body_timeout))
+        ):
+            raise UsageError(
+                f"body_timeout must be a finite number of seconds > 0, got {body_timeout!r}"
+            )
+        self.body_timeout = float(body_timeout)
         self.poller = poller
         self.instrumentation = (
             Instrumentation.default() if instrumentation is None else instrumentation
@@ -179,9 +205,31 @@ class WebhookReceiver:
             return self._answered(_TOO_LARGE)
         return None
 
+    def check_headers(self, headers: Mapping[str, str]) -> WebhookResult | None:
+        """The refusal the headers alone decide, or None: read the body then.
+
+        A declared ``Content-Length`` over `max_body_size` (413) and a missing or wrong
+        header token (401). Adapters call this before reading the body, so a sender
+        without the token cannot make a replica buffer anything.
+        """
+        refused = self.check_declared_size(_header(headers, "content-length"))
+        if refused is not None:
+            return refused
+        if not self._token_ok(headers):
+            return self._answered(_BAD_TOKEN)
+        return None
+
     def too_large(self) -> WebhookResult:
         """The 413 answer, for adapters that stop reading a body past `max_body_size`."""
         return self._answered(_TOO_LARGE)
+
+    def too_slow(self) -> WebhookResult:
+        """The 408 answer, for adapters whose body took longer than `body_timeout`."""
+        return self._answered(_TOO_SLOW)
+
+    def disconnected(self) -> WebhookResult:
+        """What to report when the sender left before its body was complete."""
+        return self._answered(_DISCONNECTED)
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         """Decide the answer to one webhook delivery. Never raises."""
@@ -205,11 +253,8 @@ class WebhookReceiver:
     async def _handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         if len(body) > self.max_body_size:
             return self._reject(_TOO_LARGE)
-        if self._token is not None:
-            assert self.header_name is not None
-            received = _header(headers, self.header_name)
-            if received is None or not hmac.compare_digest(_bytes(received), self._token):
-                return self._reject(WebhookResult(status_code=401, reason="bad_token"))
+        if not self._token_ok(headers):
+            return self._reject(_BAD_TOKEN)
         try:
             payload = loads_bounded(body)
         except JSONTooDeepError:
@@ -251,6 +296,14 @@ class WebhookReceiver:
         return WebhookResult(
             status_code=200, reason=reason, request_id=request_id, delivery=delivery
         )
+
+    def _token_ok(self, headers: Mapping[str, str]) -> bool:
+        """Whether the header token, if one is configured, came (constant-time compare)."""
+        if self._token is None:
+            return True
+        assert self.header_name is not None
+        received = _header(headers, self.header_name)
+        return received is not None and hmac.compare_digest(_bytes(received), self._token)
 
     @staticmethod
     def _reject(result: WebhookResult) -> WebhookResult:

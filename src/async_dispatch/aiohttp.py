@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
+import anyio
 from aiohttp import web
 
 from ._poller import Poller
@@ -85,7 +86,9 @@ def get_poller(request: web.Request) -> Poller:
 
 
 async def webhook_handler(request: web.Request) -> web.Response:
-    """The webhook ``POST`` handler. Reads at most the receiver's ``max_body_size``."""
+    """The webhook ``POST`` handler. Checks size and header token before reading the
+    body, then reads at most the receiver's ``max_body_size`` (else 413) within its
+    ``body_timeout`` (else 408)."""
     result = await _handle(request)
     return web.Response(
         body=result.body_bytes(),
@@ -99,16 +102,26 @@ async def _handle(request: web.Request) -> WebhookResult:
     if runtime is None or not runtime.running:
         return _UNAVAILABLE
     receiver = runtime.receiver
-    refused = receiver.check_declared_size(request.headers.get("content-length"))
+    # Size and header token first: a sender without the token gets nothing buffered.
+    refused = receiver.check_headers(request.headers)
     if refused is not None:
         return refused
-    # One byte over the limit is enough to know the body is too large.
-    body = await request.content.read(receiver.max_body_size + 1)
-    while len(body) <= receiver.max_body_size and not request.content.at_eof():
-        more = await request.content.read(receiver.max_body_size + 1 - len(body))
-        if not more:
-            break
-        body += more
+    try:
+        with anyio.fail_after(receiver.body_timeout):
+            body = await _read_at_most(request, receiver.max_body_size + 1)
+    except TimeoutError:
+        return receiver.too_slow()
     if len(body) > receiver.max_body_size:
         return receiver.too_large()
     return await receiver.handle(body, request.headers)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, or its first `limit` bytes (one byte over the maximum says enough)."""
+    body = await request.content.read(limit)
+    while len(body) < limit and not request.content.at_eof():
+        more = await request.content.read(limit - len(body))
+        if not more:
+            break
+        body += more
+    return body

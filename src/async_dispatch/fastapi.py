@@ -24,8 +24,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.datastructures import State
+from starlette.requests import ClientDisconnect
 
 from ._errors import NotOpenError
 from ._poller import Poller
@@ -103,8 +105,11 @@ PollerDep = Annotated[Poller, Depends(get_poller)]
 def webhook_router(path: str = DEFAULT_WEBHOOK_PATH, **router_options: Any) -> APIRouter:
     """An `APIRouter` with the webhook ``POST`` route at `path`.
 
-    The body is read only up to the receiver's ``max_body_size``: a larger one gets 413
-    without being buffered. The route is left out of the OpenAPI schema by default.
+    The size and the header token are checked from the headers, before the body is
+    read; the body is read only up to the receiver's ``max_body_size`` (a larger one gets
+    413 without being buffered) and for at most its ``body_timeout`` (then 408). A sender
+    that disconnects mid-body is reported as ``disconnected``, not as an application
+    error. The route is left out of the OpenAPI schema by default.
     """
     router = APIRouter(**router_options)
 
@@ -125,16 +130,23 @@ async def _handle(request: Request) -> WebhookResult:
     if runtime is None:
         return _UNAVAILABLE
     receiver = runtime.receiver
-    refused = receiver.check_declared_size(request.headers.get("content-length"))
+    # Size and header token first: a sender without the token gets nothing buffered.
+    refused = receiver.check_headers(request.headers)
     if refused is not None:
         return refused
     chunks: list[bytes] = []
     size = 0
-    # aclosing: stopping early must finalise the stream now, not in the garbage collector.
-    async with contextlib.aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > receiver.max_body_size:
-                return receiver.too_large()
-            chunks.append(chunk)
+    try:
+        with anyio.fail_after(receiver.body_timeout):
+            # aclosing: stopping early must finalise the stream now, not in the GC.
+            async with contextlib.aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > receiver.max_body_size:
+                        return receiver.too_large()
+                    chunks.append(chunk)
+    except TimeoutError:
+        return receiver.too_slow()
+    except ClientDisconnect:  # the answer reaches nobody; no traceback for it either
+        return receiver.disconnected()
     return await receiver.handle(b"".join(chunks), request.headers)

@@ -16,6 +16,7 @@ them into those frameworks::
 
 from ._runtime import DispatchRuntime, OutcomeHandler
 from ._webhooks import (
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_WEBHOOK_BODY,
     Deliverer,
     WebhookReceiver,
@@ -24,6 +25,7 @@ from ._webhooks import (
 )
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_WEBHOOK_BODY",
     "Deliverer",
     "DispatchRuntime",

@@ -92,6 +92,8 @@ WebhookReason: TypeAlias = Literal[
     "unknown_request",
     "unavailable",
     "internal_error",
+    "too_slow",
+    "disconnected",
 ]
 #: The reasons `WebhookReceiver` gives today (`WebhookResult.reason`). `WebhookAnswered`
 #: accepts any string so a new reason cannot break a hook; metrics count it as "other"

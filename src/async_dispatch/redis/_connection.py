@@ -7,8 +7,8 @@ same connection. It also knows the three things every fleet object needs from Re
 - keys: everything of one fleet ``name`` lives under ``async_dispatch:{name}:``; the braces
   are a Redis Cluster hash tag, so one name's keys share a slot and one script may touch
   them all;
-- scripts: Lua files shipped in this package, run with EVALSHA (coredis loads a script
-  again after a Redis restart answers NOSCRIPT);
+- scripts: Lua files shipped in this package, run with EVALSHA (and EVAL when Redis
+  answers NOSCRIPT: a first run, or a restarted Redis);
 - errors: whatever goes wrong on the way to Redis becomes one `CoordinationError` naming
   the URL (never its password) and what to check.
 
@@ -24,14 +24,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import ssl
 from collections.abc import Iterator, Sequence
 from importlib import resources
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from .._errors import UsageError
+from .._log import logger
 from ._errors import CoordinationError
+from ._url import check_url, redact, scrub
 
 try:
     import coredis
@@ -42,10 +44,13 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "fleet mode needs coredis: pip install 'async-remote-dispatch[redis]'"
     ) from exc
 
-__all__ = ["KEY_PREFIX", "RedisConnection", "ScriptArg"]
+__all__ = ["FLEET_ACL", "KEY_PREFIX", "RedisConnection", "ScriptArg", "check_fleet_name"]
 
 KEY_PREFIX = "async_dispatch"
 """The first part of every key fleet mode writes."""
+
+FLEET_ACL = "~async_dispatch:* +@read +@write +eval +evalsha +time"
+"""The ACL rules a fleet's Redis user needs (the README's fleet section says why)."""
 
 ScriptArg = str | bytes | int | float
 """What a Lua script's ARGV entries may be given as."""
@@ -60,7 +65,6 @@ _FAILURES: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
     anyio.EndOfStream,
 )
-_SCHEMES = ("redis", "rediss", "unix")
 
 
 class RedisConnection:
@@ -68,28 +72,23 @@ class RedisConnection:
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
-            ``unix:///path/to/socket``.
+            ``unix:///path/to/socket``. User name and password are percent-decoded:
+            write a ``/``, ``#``, ``?``, ``@`` or ``%`` in them as ``%2F``, ``%23``,
+            ``%3F``, ``%40``, ``%25``. coredis's query arguments work too
+            (``?password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``).
         timeout: Seconds to connect, and to wait for each answer, before the call fails
             with `CoordinationError`.
     """
 
-    __slots__ = ("_client", "_depth", "_password", "_timeout", "_url", "url")
+    __slots__ = ("_client", "_depth", "_secrets", "_timeout", "_url", "url")
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        if not isinstance(url, str):
-            raise UsageError(f"the Redis URL must be a str, got {type(url).__name__}")
-        parts = urlsplit(url)
-        if parts.scheme not in _SCHEMES:
-            raise UsageError(
-                f"the Redis URL must start with redis://, rediss:// or unix://, got "
-                f"{_redact(url)!r}"
-            )
+        self._secrets = check_url(url)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"timeout must be a finite number > 0, got {timeout!r}")
         self._url = url
-        self._password = parts.password or ""
-        self.url = _redact(url)
-        """The URL with its password masked: safe to log."""
+        self.url = redact(url)
+        """The URL with every password in it (userinfo, ``password=``) masked: safe to log."""
         self._timeout = float(timeout)
         self._client: coredis.Redis[bytes] | None = None
         self._depth = 0
@@ -100,11 +99,16 @@ class RedisConnection:
 
     async def __aenter__(self) -> RedisConnection:
         if self._depth == 0:
-            client: coredis.Redis[bytes] = coredis.Redis.from_url(
-                self._url,
-                connect_timeout=self._timeout,
-                stream_timeout=self._timeout,
-            )
+            try:
+                client: coredis.Redis[bytes] = coredis.Redis.from_url(
+                    self._url,
+                    decode_components=True,
+                    connect_timeout=self._timeout,
+                    stream_timeout=self._timeout,
+                )
+            except (ValueError, KeyError, OSError) as exc:  # a query argument, a TLS file
+                detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                raise UsageError(f"cannot use the Redis URL {self.url!r}: {detail}") from None
             with self.translate_errors("connecting"):
                 await client.__aenter__()
             self._client = client
@@ -148,11 +152,77 @@ class RedisConnection:
     ) -> list[object]:
         """Run the packaged Lua script `filename` and answer its (array) reply."""
         client = self.client
+        script = _script(filename)
         with self.translate_errors(f"running {filename}"):
-            reply: object = await _script(filename)(keys=keys, args=args, client=client)
+            # EVALSHA, and EVAL when the server does not know the script yet (a first run,
+            # or a restarted Redis). Not coredis's Script fallback, which sends SCRIPT LOAD:
+            # that needs a right a fleet's ACL user has no other use for.
+            try:
+                reply: object = await client.evalsha(script.sha, keys=keys, args=args)
+            except coredis.exceptions.NoScriptError:
+                reply = await client.eval(script.script, keys=keys, args=args)
         if not isinstance(reply, list):  # pragma: no cover - our scripts answer arrays
             raise CoordinationError(f"{filename} answered {type(reply).__name__}, not an array")
         return reply
+
+    async def server_time(self) -> float:
+        """The Redis server's clock: seconds since the epoch, to the microsecond.
+
+        Raises:
+            CoordinationError: Redis could not be reached or failed.
+        """
+        # Workaround: not `client.time()`. coredis 6.9's TimeCallback builds
+        # `fromtimestamp(sec) + timedelta(microseconds=usec / 1000)`, dividing the
+        # microseconds by 1000, so its answer is short by the server's sub-second fraction
+        # (up to 1 s). We parse TIME's raw reply ourselves; drop this once coredis is fixed.
+        reply = await self.run_script("server_time.lua", [], [])
+        try:
+            seconds, micros = (int(_decoded(part)) for part in reply)
+        except (TypeError, ValueError) as exc:  # pragma: no cover - TIME's reply is fixed
+            raise CoordinationError(f"Redis answered TIME with {reply!r}") from exc
+        return seconds + micros / 1e6
+
+    async def bind_key(self, name: str, fingerprint: str) -> None:
+        """Bind fleet `name` to the API key whose `DispatchClient.key_fingerprint` this is.
+
+        The first caller binds it (``async_dispatch:{name}:key``, no TTL); later callers
+        with the same fingerprint pass.
+
+        Raises:
+            UsageError: Another API key uses this fleet name: its tasks are not this
+                key's to check (the service would answer 404 and they would fail).
+            CoordinationError: Redis could not be reached or failed.
+        """
+        reply = await self.run_script("fleet_bind_key.lua", [self.key(name, "key")], [fingerprint])
+        if not int(_decoded(reply[0])):
+            raise UsageError(
+                f"fleet {name!r} in Redis at {self.url} belongs to another API key (key "
+                f"fingerprint {_decoded(reply[1])}, this client's is {fingerprint}): two "
+                "API keys cannot share a fleet; pick another name for this key's fleet"
+            )
+
+    async def warn_if_evicting(self, name: str) -> None:
+        """Log a warning when the server may evict fleet `name`'s keys (a memory limit
+        with a policy other than ``noeviction``): evicted keys are lost tasks and outcomes.
+
+        Needs ``CONFIG GET``, which a fleet's ACL user usually lacks: then it says so at
+        info level and carries on. Never raises for that.
+        """
+        try:
+            with self.translate_errors("reading maxmemory-policy"):
+                config = await self.client.config_get(["maxmemory", "maxmemory-policy"])
+        except CoordinationError as exc:
+            logger.info("redis_eviction_policy_unknown", fleet=name, error=str(exc))
+            return
+        values = {_decoded(key): _decoded(value) for key, value in config.items()}
+        policy = values.get("maxmemory-policy", "")
+        if values.get("maxmemory", "0") != "0" and policy != "noeviction":
+            logger.warning(
+                "redis_may_evict",
+                fleet=name,
+                policy=policy,
+                advice="set maxmemory-policy noeviction: an evicted fleet key is a lost task",
+            )
 
     @contextlib.contextmanager
     def translate_errors(self, doing: str) -> Iterator[None]:
@@ -173,29 +243,87 @@ class RedisConnection:
             raise CoordinationError(self._describe(failure, doing)) from exc
 
     def _describe(self, failure: BaseException, doing: str) -> str:
-        detail = str(failure) or type(failure).__name__
-        if self._password:
-            detail = detail.replace(self._password, "***")
+        # coredis wraps a failed TLS handshake in its ConnectionError: the cause says more.
+        failure = _tls_error(failure) or failure
+        detail = scrub(str(failure) or type(failure).__name__, self._secrets)
         where = f"Redis at {self.url}"
         if isinstance(failure, TimeoutError):
             return (
                 f"{where} did not answer within {self._timeout:g} s while {doing}: check "
                 "that it is running and not overloaded, and the network to it"
             )
-        if isinstance(
-            failure,
-            coredis.exceptions.AuthenticationError | coredis.exceptions.AuthorizationError,
-        ):
+        if isinstance(failure, coredis.exceptions.AuthenticationError):
             return (
                 f"{where} refused the login while {doing} ({detail}): check the user name "
-                "and password in the URL, and the user's ACL"
+                "and password in the URL (percent-encoded)"
+            )
+        if isinstance(failure, coredis.exceptions.AuthorizationError) or _script_denied(failure):
+            return (
+                f"{where} denied this user a command while {doing} ({detail}): the login "
+                f"worked, but the user's ACL lacks a right fleet mode needs: {FLEET_ACL}"
+            )
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            return (
+                f"{where} presented a TLS certificate this process does not trust while "
+                f"{doing} ({detail}): give the CA that signed it as ?ssl_ca_certs=/path/ca.pem "
+                "in the URL, and connect by a host name the certificate names"
+            )
+        if isinstance(failure, ssl.SSLError):
+            return (
+                f"the TLS handshake with {where} failed while {doing} ({detail}): check "
+                "that the port speaks TLS (rediss://) and, if the server asks for one, the "
+                "client certificate (?ssl_certfile=...&ssl_keyfile=...)"
             )
         if isinstance(failure, coredis.exceptions.ResponseError):
             return f"{where} rejected a command while {doing}: {detail}"
+        tls = (
+            "; over TLS, also whether the server asks for a client certificate "
+            "(?ssl_certfile=...&ssl_keyfile=...)"
+            if self.url.startswith("rediss:")
+            else ""
+        )
         return (
             f"cannot reach {where} while {doing} ({detail}): check that Redis is running "
-            "and listening there, and the URL's host, port and scheme"
+            f"and listening there, and the URL's host, port and scheme{tls}"
         )
+
+
+def check_fleet_name(name: object) -> None:
+    """The one rule for fleet names (stores, buckets, the fleet view): a non-empty
+    printable str of at most 200 characters without braces (the key's hash tag).
+
+    Raises:
+        UsageError: `name` breaks it.
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"name must be a non-empty str, got {name!r}")
+    if any(ch in name for ch in "{}") or not name.isprintable() or len(name) > 200:
+        raise UsageError(
+            f"name must be printable, at most 200 characters, without braces: {name!r}"
+        )
+
+
+def _tls_error(failure: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `failure` (itself, its cause or its context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = failure
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _script_denied(failure: BaseException) -> bool:
+    """Whether `failure` is a script's command refused by the caller's ACL.
+
+    Redis reports that as a plain script error, not NOPERM: "The user executing the script
+    can't run this command or subcommand" (and "... can't access at least one of the keys")."""
+    return (
+        isinstance(failure, coredis.exceptions.ResponseError)
+        and "the user executing the script can't" in str(failure).lower()
+    )
 
 
 def _redis_failure(exc: BaseException) -> BaseException | None:
@@ -209,14 +337,8 @@ def _redis_failure(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, _FAILURES) else None
 
 
-def _redact(url: str) -> str:
-    """`url` with its password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+def _decoded(value: object) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
 @functools.cache

@@ -15,11 +15,15 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
     deadlines        zset id -> deadline
-    done:<id>        "finished" marker, TTL `finished_ttl`: late webhooks are DUPLICATE
+    done             zset id -> until when it counts as finished (`finished_ttl`): late
+                     webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
+    key              the fingerprint of the one API key the fleet serves (no TTL)
+    epoch            a random marker written at first attach: gone means the fleet's
+                     state is gone (`FleetStateLost`)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
 the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
@@ -71,8 +75,8 @@ from .._outage import Outage
 from .._outcome import VIAS, Outcome, OutcomeKind, Via
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
-from ._connection import RedisConnection
-from ._errors import CoordinationError
+from ._connection import RedisConnection, check_fleet_name
+from ._errors import CoordinationError, FleetStateLost
 
 __all__ = ["RedisStore", "status_payload"]
 
@@ -189,8 +193,7 @@ class RedisStore:
         resync: float = 10.0,
         timeout: float = 2.0,
     ) -> None:
-        if not isinstance(name, str) or not name or "{" in name or "}" in name:
-            raise UsageError(f"name must be a non-empty str without braces, got {name!r}")
+        check_fleet_name(name)
         for label, value in (
             ("lease", lease),
             ("outcome_idle", outcome_idle),
@@ -220,7 +223,7 @@ class RedisStore:
         self._prefix = RedisConnection.key(name, "")
         key = self._key
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
-        self._last_due = key("last_due")
+        self._last_due, self._done = key("last_due"), key("done")
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
@@ -239,6 +242,8 @@ class RedisStore:
         self._hint_deadline = 0.0
         self._refreshed = -math.inf  # loop time of the last hints
         self._outages = {job: Outage(f"redis-{job}", store=name) for job in ("leases", "outcomes")}
+        self._fingerprint: str | None = None  # the API key's, once the poller binds it
+        self._epoch = ""  # the fleet's epoch when this store attached (store_epoch.lua)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
@@ -271,14 +276,33 @@ class RedisStore:
     def _to_loop(self, server_time: float) -> float:
         return server_time - self._offset
 
-    async def _measure_offset(self) -> None:
-        before = self._clock()
-        with self._connection.translate_errors("reading the server's clock"):
-            server = await self._connection.client.time()
-        after = self._clock()
-        self._offset = server.timestamp() - (before + after) / 2
+    async def _measure_offset(self, samples: int = 1) -> None:
+        """Set the offset from the quickest of `samples` round trips to the server's clock.
+
+        The server read its clock somewhere within the round trip, so the midpoint is off
+        by at most half of it; a first call may also pay for connecting and loading the
+        script, hence several samples when attaching.
+        """
+        best = math.inf
+        for _ in range(samples):
+            before = self._clock()
+            # Not `client.time()`: coredis 6.9 loses TIME's sub-second part (see
+            # RedisConnection.server_time).
+            server = await self._connection.server_time()
+            after = self._clock()
+            if after - before < best:
+                best = after - before
+                self._offset = server - (before + after) / 2
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    async def bind_key(self, fingerprint: str) -> None:
+        """Serve only the API key of this fingerprint (`DispatchClient.key_fingerprint`).
+
+        The poller calls this before `attach`, which then binds the fleet name to the key
+        or, if another key holds the name, refuses with `UsageError` and touches nothing.
+        """
+        self._fingerprint = fingerprint
 
     @contextlib.asynccontextmanager
     async def attach(
@@ -297,7 +321,14 @@ class RedisStore:
             # replica (no outcome arrives here then).
             self._wake = wake
             try:
-                await self._measure_offset()
+                if self._fingerprint is not None:
+                    await self._connection.bind_key(self.name, self._fingerprint)
+                await self._measure_offset(samples=3)
+                epoch = await self._script(
+                    "store_epoch.lua", [self._key("epoch")], [uuid.uuid4().hex]
+                )
+                self._epoch = _text(epoch[0])
+                await self._connection.warn_if_evicting(self.name)
                 await self._ensure_group()
                 await self._refresh()
                 async with anyio.create_task_group() as jobs:
@@ -349,7 +380,7 @@ class RedisStore:
             self._intent_started,
             self._key(f"parked:{request_id}"),
             self._parked,
-            self._key(f"done:{request_id}"),
+            self._done,
             self._last_due,
         ]
 
@@ -498,7 +529,7 @@ class RedisStore:
                 self._last,
                 self._due,
                 self._deadlines,
-                self._key(f"done:{task.request_id}"),
+                self._done,
                 self._stream,
             ],
             [
@@ -543,6 +574,7 @@ class RedisStore:
                 self._intents,
                 self._intent_started,
                 self._last_due,
+                self._done,
             ],
             [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
         )
@@ -620,14 +652,31 @@ class RedisStore:
 
     async def finished(self, request_id: str) -> bool:
         with self._connection.translate_errors("reading a finished marker"):
-            return bool(await self._connection.client.exists([self._key(f"done:{request_id}")]))
+            return await self._connection.client.zscore(self._done, request_id) is not None
 
     async def idle(self) -> bool:
+        """Whether the fleet has nothing left (the poller's ``async for`` then ends).
+
+        Raises:
+            FleetStateLost: The fleet's epoch marker is gone or another: Redis lost the
+                state this replica attached to, so "nothing left" would be a lie.
+        """
         reply = await self._script(
-            "store_idle.lua", [self._deadlines, self._intents, self._stream], []
+            "store_idle.lua",
+            [self._deadlines, self._intents, self._stream, self._key("epoch")],
+            [self._epoch],
         )
         self._tracked = int(reply[0])
-        return not any(int(n) for n in reply)
+        if not int(reply[3]):
+            logger.error("fleet_state_lost", store=self.name)
+            raise FleetStateLost(
+                f"Redis at {self._connection.url} lost the state of fleet {self.name!r} "
+                "(its epoch marker is gone: a restart without persistence, a FLUSHDB, or "
+                "eviction): the tasks tracked before are no longer checked; track them "
+                "again or resubmit, and give Redis persistence and maxmemory-policy "
+                "noeviction"
+            )
+        return not any(int(n) for n in reply[:3])
 
     # -- background jobs ----------------------------------------------------------------
 

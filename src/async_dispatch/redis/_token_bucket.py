@@ -25,7 +25,7 @@ import math
 import anyio
 
 from .._errors import UsageError
-from ._connection import RedisConnection
+from ._connection import RedisConnection, check_fleet_name
 from ._errors import CoordinationError
 
 __all__ = ["RedisTokenBucket"]
@@ -88,7 +88,7 @@ class RedisTokenBucket:
             raise UsageError(f"rate must be a finite number > 0, got {rate!r}")
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise UsageError(f"burst must be an integer >= 1, got {burst!r}")
-        _check_name(name)
+        check_fleet_name(name)
         if isinstance(url_or_connection, RedisConnection):
             self._connection = url_or_connection
         else:
@@ -133,6 +133,17 @@ class RedisTokenBucket:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._connection.__aexit__(*exc_info)
+
+    async def bind_key(self, fingerprint: str) -> None:
+        """Bind this bucket's name to the API key of `fingerprint`
+        (`DispatchClient.key_fingerprint`); the poller calls it once the bucket is open.
+
+        Raises:
+            UsageError: Another API key uses this name (its budget is not this key's).
+            CoordinationError: Redis could not be reached or failed.
+        """
+        async with self._connection:
+            await self._connection.bind_key(self._name, fingerprint)
 
     def try_acquire(self) -> bool:
         """Always False: a token needs a round trip to Redis, so call `acquire()`."""
@@ -180,7 +191,7 @@ class RedisTokenBucket:
         reply = await self._connection.run_script(
             "token_bucket_pause.lua",
             [self._key],
-            [round(seconds * 1e6), _fmt(self._tolerance_us), self.channel],
+            [round(seconds * 1e6), _fmt(self._tolerance_us)],
         )
         now_us, paused_until_us = (_int(value) for value in reply)
         self._learn_pause(anyio.current_time(), now_us, paused_until_us)
@@ -190,12 +201,6 @@ class RedisTokenBucket:
         if self._paused_until == -math.inf:
             return 0.0
         return max(0.0, self._paused_until - anyio.current_time())
-
-    @property
-    def channel(self) -> str:
-        """The pub/sub channel on which `pause()` announces a pause (payload: its length
-        in microseconds from when it was set)."""
-        return RedisConnection.key(self._name, "pauses")
 
     async def _reserve(self) -> tuple[int, int, int, bytes]:
         reply = await self._connection.run_script(
@@ -227,15 +232,6 @@ class RedisTokenBucket:
         if paused_until_us > now_us:
             until = local_now + (paused_until_us - now_us) / 1e6
             self._paused_until = max(self._paused_until, until)
-
-
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise UsageError(f"name must be a non-empty str, got {name!r}")
-    if any(ch in name for ch in "{}") or not name.isprintable() or len(name) > 200:
-        raise UsageError(
-            f"name must be printable, at most 200 characters, without braces: {name!r}"
-        )
 
 
 def _fmt(value: float) -> str:

@@ -6,7 +6,7 @@
 -- KEYS[2]  last checks (zset: id -> due)        KEYS[6]  intent start times (hash)
 -- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  the parked webhook of this id
 -- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> time)
--- KEYS[9]  the id's "finished" marker        KEYS[10] last-check times (zset: id -> time)
+-- KEYS[9]  finished ids (zset: id -> expiry)  KEYS[10] last-check times (zset: id -> time)
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
 -- ARGV[5]  first check (server seconds, or 'inf')
@@ -34,7 +34,7 @@ if ARGV[7] ~= '' then
   end
 end
 -- Tracked already, or finished recently (its one final outcome exists): nothing to add.
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[9]) == 1 then
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZSCORE', KEYS[9], rid) then
   return {0, parked}
 end
 redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],

@@ -5,12 +5,14 @@
 --      replica died between recording the intent and tracking the task it submitted;
 --   3. promote to a last check every routine check still waiting at its task's last-check
 --      time (so that the last checks of a short budget are served first);
---   4. report what the replicas use as hints: tracked count, next deadline, next check.
+--   4. forget the finished ids whose time is up (store_resolve.lua says why a zset);
+--   5. report what the replicas use as hints: tracked count, next deadline, next check.
 --
 -- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
 -- KEYS[5] intents (zset: id -> expiry)   KEYS[6] intent start times (hash)
--- KEYS[7] last-check times (zset: id -> time)
--- ARGV[1] key prefix   ARGV[2] most endings per call   ARGV[3] finished marker TTL (s)
+-- KEYS[7] last-check times (zset: id -> time)   KEYS[8] finished ids (zset: id -> expiry)
+-- ARGV[1] key prefix   ARGV[2] most endings per call   ARGV[3] seconds to remember a
+--         finished id
 --
 -- Returns {ended, now, tracked, next deadline or '', next check or '', intents,
 --          outcome stream length}, times in server seconds.
@@ -39,7 +41,7 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
   redis.call('ZREM', KEYS[3], rid)
   if f[2] then
     redis.call('DEL', key)
-    redis.call('SET', prefix .. 'done:' .. rid, '1', 'EX', ttl)
+    redis.call('ZADD', KEYS[8], now + tonumber(ttl), rid)
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
       .. ',"status":' .. nullable(f[4]) .. ',"error":' .. nullable(f[5])
       .. ',"context":' .. nullable(f[1]) .. ',"polls":' .. (tonumber(f[3]) or 0)
@@ -75,6 +77,8 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT'
     redis.call('ZADD', KEYS[2], due, rid)
   end
 end
+
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', stamp)
 
 local function first_score(zset)
   local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')

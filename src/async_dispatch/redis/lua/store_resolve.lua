@@ -1,12 +1,17 @@
 -- Give a task its final outcome, if nobody did first: whoever resolves first wins, the
--- rest are no-ops. The task leaves every set, a 'finished' marker (with a TTL) answers
--- late or repeated webhooks, and the outcome goes onto the outcome stream.
+-- rest are no-ops. The task leaves every set, its id joins the finished ids (until
+-- `ARGV[5]` seconds from now) to answer late or repeated webhooks, and the outcome goes
+-- onto the outcome stream.
+--
+-- The finished ids are one zset without a TTL, pruned by store_expire.lua, not a key
+-- per id with a TTL: `volatile-*` eviction policies evict keys with a TTL first, and an
+-- evicted marker would let a re-tracked id get a second final outcome.
 --
 -- KEYS[1]  the task's hash   KEYS[2]  last checks   KEYS[3]  routine checks
--- KEYS[4]  deadlines          KEYS[5]  the finished marker of this id   KEYS[6]  outcome stream
+-- KEYS[4]  deadlines          KEYS[5]  finished ids (zset: id -> expiry)   KEYS[6]  outcome stream
 -- ARGV[1]  request id   ARGV[2] '1' if fenced (a poll: only under the caller's claim)
 -- ARGV[3]  fencing token of the claim (when fenced)   ARGV[4] outcome (JSON)
--- ARGV[5]  seconds to keep the finished marker
+-- ARGV[5]  seconds to remember the id as finished
 --
 -- Returns {1, entry id} if this call resolved the task, {0} otherwise.
 
@@ -20,6 +25,7 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('SET', KEYS[5], '1', 'EX', ARGV[5])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[5]), ARGV[1])
 local entry = redis.call('XADD', KEYS[6], '*', 'o', ARGV[4])
 return {1, entry}

@@ -3,13 +3,15 @@
 -- KEYS[1]  the bucket's hash (see token_bucket_acquire.lua)
 -- ARGV[1]  pause length in microseconds
 -- ARGV[2]  tolerance: (burst - 1) * interval, in microseconds
--- ARGV[3]  channel on which to announce the pause
 --
 -- Returns {now, paused_until}, in microseconds of the server's clock.
 --
 -- Pauses do not stack: the later end wins. `tat` moves to the end of the pause plus the
 -- tolerance, so the bucket restarts empty and the fleet resumes at `rate`, not in a burst
 -- (the same rule as the in-process TokenBucket).
+--
+-- Nothing is published: replicas learn of the pause from their next acquire's reply, so a
+-- fleet needs no pub/sub rights (Redis 7 gives new ACL users none).
 
 local key = KEYS[1]
 local seconds = tonumber(ARGV[1])
@@ -29,8 +31,5 @@ if proposed > paused_until then
   redis.call('HSET', key, 'tat', string.format('%.17g', tat),
              'paused_until', string.format('%.17g', paused_until))
   redis.call('PEXPIRE', key, math.floor((math.max(tat, paused_until) - now) / 1000) + 1000)
-  -- Tell the replicas that are asleep on a reserved slot: the payload is how long the
-  -- pause lasts from now, so no listener has to compare clocks with the server.
-  redis.call('PUBLISH', ARGV[3], string.format('%d', paused_until - now))
 end
 return {math.floor(now), math.floor(paused_until)}
