@@ -22,8 +22,7 @@ from async_dispatch import (
 )
 from async_dispatch.testing import simulator
 
-pytestmark = pytest.mark.anyio
-anyio_backend = helpers.anyio_backend
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_clock]  # trio on a virtual clock
 scale = helpers.scale
 
 

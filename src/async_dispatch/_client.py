@@ -325,7 +325,11 @@ class DispatchClient:
         """Tells API keys apart without revealing one: the first 16 hex digits of
         HMAC-SHA256 keyed by the API key over a fixed label. Fleet mode binds a fleet name
         to it, so two keys cannot share a fleet's tasks."""
-        digest = hmac.new(self._key.reveal().encode(), _FINGERPRINT_LABEL, hashlib.sha256)
+        headers = self._key.reveal()
+        # The credentials as sent (``x-api-key``, or the caller's auth headers), in one
+        # canonical order: the same credentials give the same fingerprint.
+        credential = "\n".join(f"{name}:{headers[name]}" for name in sorted(headers))
+        digest = hmac.new(credential.encode(), _FINGERPRINT_LABEL, hashlib.sha256)
         return digest.hexdigest()[:16]
 
     @property
