@@ -50,7 +50,15 @@ from ._limiter import Limiter
 from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._retry import RetryPolicy, parse_retry_after
-from ._transport import ACCEPT_ENCODING, DEADLINE, own_client, read_body
+from ._transport import (
+    ACCEPT_ENCODING,
+    DEADLINE,
+    DirectExchange,
+    PreparedHeaders,
+    direct_exchange,
+    own_client,
+    read_body,
+)
 from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
 from ._wire import excerpt, parse_status_body
@@ -194,6 +202,10 @@ class DispatchClient:
         self._direct: httpx.AsyncBaseTransport | None = None
         #: Whether `_direct` bounds a whole exchange itself (see `_transport.DEADLINE`).
         self._direct_bounded = False
+        #: `_direct` when it does a status read whole itself (`DirectExchange`), and the
+        #: headers of every status read, built once.
+        self._direct_reads: DirectExchange | None = None
+        self._read_headers = PreparedHeaders(())
         self._timeout_extension = self._timeout.as_dict()
         self._entered = False
         self._bucket_entered = False
@@ -221,6 +233,12 @@ class DispatchClient:
                 max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
             self._direct_bounded = getattr(self._direct, "honours_deadline", False) is True
+            self._direct_reads = direct_exchange(self._direct)
+            if self._direct_reads is not None:
+                # The headers `_request` gives a GET; not in a local (the key is in them).
+                self._read_headers = PreparedHeaders(
+                    self._request("GET", self._status_url, None, None).headers.multi_items()
+                )
         if self.bucket is not None:
             await self.bucket.__aenter__()
             self._bucket_entered = True
@@ -245,6 +263,7 @@ class DispatchClient:
         if self._owns_http and self._http is not None:
             http, self._http, self._direct = self._http, None, None
             self._direct_bounded = False
+            self._direct_reads, self._read_headers = None, PreparedHeaders(())
             with anyio.CancelScope(shield=True):
                 await http.aclose()
 
@@ -627,7 +646,7 @@ class DispatchClient:
 
     async def _send(
         self, method: str, url: str, *, content: bytes | None = None
-    ) -> tuple[int, httpx.Headers, bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange, bounded in total by `timeout`; the body is read up to
         `max_body_size` (decoded) and no further.
 
@@ -642,7 +661,7 @@ class DispatchClient:
                 "DispatchClient is not open: use it as `async with DispatchClient(...) as c:`"
             )
         failure: DispatchError | None = None
-        answer: tuple[int, httpx.Headers, bytes] | None = None
+        answer: tuple[int, Mapping[str, str], bytes] | None = None
         try:
             if self._direct_bounded:  # the transport's own timer bounds the whole exchange
                 answer = await self._exchange(http, method, url, content)
@@ -673,7 +692,16 @@ class DispatchClient:
 
     async def _exchange(
         self, http: httpx.AsyncClient, method: str, url: str, content: bytes | None
-    ) -> tuple[int, httpx.Headers, bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        if self._direct_reads is not None and method == "GET" and content is None:
+            # A status read, most of all requests: no httpx objects at all (see `_transport`).
+            return await self._direct_reads.exchange(
+                method,
+                url,
+                self._read_headers,
+                deadline=anyio.current_time() + self.timeout,
+                limit=self.max_body_size,
+            )
         if self._direct is not None:
             request = self._request(method, url, content, None)
             if self._direct_bounded:
@@ -729,7 +757,7 @@ class DispatchClient:
         return error
 
     def _raise_for_status(
-        self, status_code: int, headers: httpx.Headers, body: bytes, *, request_id: str | None
+        self, status_code: int, headers: Mapping[str, str], body: bytes, *, request_id: str | None
     ) -> None:
         if 200 <= status_code < 300:
             return
