@@ -128,17 +128,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             slots.release()
             raise
         stream = _ResponseStream(response, slots, None)
+        headers_in = response.headers
+        declared = headers_in.get("content-length", "")
         try:
-            body = await read_chunks(
-                stream.__aiter__(),
-                limit,
-                status_code=response.status,
-                codings=_codings(response.headers.getall("content-encoding", ())),
-                declared=response.headers.get("content-length", ""),
-            )
+            if (
+                "content-encoding" not in headers_in
+                and declared.isdigit()
+                and int(declared) <= limit
+            ):
+                # The usual answer, a small plain body of known length: aiohttp reads no
+                # more than the length, so it is read in one call, under the same timer.
+                body = await stream.read_whole()
+            else:
+                body = await read_chunks(
+                    stream.__aiter__(),
+                    limit,
+                    status_code=response.status,
+                    codings=_codings(headers_in.getall("content-encoding", ())),
+                    declared=declared,
+                )
         finally:
             await stream.aclose()
-        return response.status, response.headers, body
+        return response.status, headers_in, body
 
     async def aclose(self) -> None:
         """Close every pooled connection. The transport cannot be used afterwards."""
@@ -292,6 +303,16 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._response = response
         self._slots: asyncio.Semaphore | None = slots
         self._request = request
+
+    async def read_whole(self) -> bytes:
+        """The whole body at once: only for one whose length is known and acceptable."""
+        try:
+            return await self._response.read()
+        except Exception as exc:
+            mapped = _translated(exc, self._request)
+            if mapped is None:
+                raise  # with aiohttp's frames already forgotten
+            raise mapped from exc
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
