@@ -443,7 +443,7 @@ async def overhead(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         "targets": {
             "poller_vs_bare_httpx_same_transport": 1.1,
             "poller_stock_vs_bare_httpx_stock": 1.1,
-            "poller_vs_bare_aiohttp": 3.0,
+            "poller_vs_bare_aiohttp": 1.6,
         },
         "runs": runs,
     }

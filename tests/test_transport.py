@@ -11,16 +11,29 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 import anyio
 import httpx
 import pytest
 
-from async_dispatch import DispatchClient, RetryPolicy, SubmitUncertainError, TransportError
+from async_dispatch import (
+    DispatchClient,
+    InvalidResponseError,
+    RetryPolicy,
+    SubmitUncertainError,
+    TransportError,
+)
 from async_dispatch._aiohttp_transport import AiohttpTransport, _map_error
-from async_dispatch._transport import DEADLINE, default_transport, running_asyncio
+from async_dispatch._transport import (
+    DEADLINE,
+    PreparedHeaders,
+    default_transport,
+    read_body,
+    running_asyncio,
+)
 
 # aiohttp runs on asyncio only; the choice of transport itself is tested on both below.
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
@@ -424,3 +437,119 @@ class TestDefaultChoice:
                 assert isinstance(transport, httpx.AsyncHTTPTransport)
         finally:
             await transport.aclose()
+
+
+# -- the direct exchange: a status read with no httpx objects, same guarantees ---------
+
+_SECRET = "sk-direct-exchange-secret"
+
+
+def _prepared(key: str = "k") -> PreparedHeaders:
+    return PreparedHeaders([("x-api-key", key), ("accept-encoding", "gzip, deflate")])
+
+
+async def _direct(
+    transport: AiohttpTransport, url: str, *, seconds: float = 5.0, limit: int = 1 << 20
+) -> tuple[int, Mapping[str, str], bytes]:
+    deadline = asyncio.get_running_loop().time() + seconds
+    return await transport.exchange("GET", url, _prepared(), deadline=deadline, limit=limit)
+
+
+@pytest.mark.parametrize("path", ["/ok", "/gzip", "/chunks", "/teapot"])
+async def test_direct_exchange_answers_as_the_httpx_path_does(server: Server, path: str) -> None:
+    async with AiohttpTransport(max_connections=1) as transport:
+        status, headers, body = await _direct(transport, f"{server.url}{path}")
+        request = httpx.Request("GET", f"{server.url}{path}", headers=_prepared().items)
+        response = await transport.handle_async_request(request)
+        try:
+            expected = await read_body(response, 1 << 20)
+        finally:
+            await response.aclose()
+    assert (status, body) == (response.status_code, expected)
+    assert headers.get("retry-after") == response.headers.get("retry-after")
+    direct, through_httpx = ([(k.lower(), v) for k, v in r.headers] for r in server.requests)
+    assert direct == through_httpx
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [("/ok", 5), ("/chunks", 5), ("/gzip", 100)],  # declared, counted, decoded (600 bytes)
+)
+async def test_direct_exchange_refuses_a_body_past_the_limit(
+    server: Server, path: str, limit: int
+) -> None:
+    async with AiohttpTransport(max_connections=1) as transport:
+        with pytest.raises(InvalidResponseError, match="max_body_size"):
+            await _direct(transport, f"{server.url}{path}", limit=limit)
+        assert (await _direct(transport, f"{server.url}/ok"))[0] == 200  # its slot is back
+
+
+async def test_direct_exchange_refuses_codings_it_cannot_bound() -> None:
+    async def brotli(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: Received
+    ) -> None:
+        writer.write(_answer(200, b"\x0b\x02\x80{}\x03", "Content-Encoding: br"))
+        await writer.drain()
+
+    async with Server({"/br": brotli}) as running, AiohttpTransport() as transport:
+        with pytest.raises(InvalidResponseError, match="'br'"):
+            await _direct(transport, f"{running.url}/br")
+
+
+async def test_direct_exchange_deadline_bounds_a_body_that_never_ends(server: Server) -> None:
+    async with AiohttpTransport(max_connections=1) as transport:
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(httpx.ReadTimeout):
+            await _direct(transport, f"{server.url}/trickle", seconds=0.5)
+        assert anyio.current_time() - started < 4.0
+        assert (await _direct(transport, f"{server.url}/ok"))[0] == 200
+
+
+async def test_direct_exchange_deadline_bounds_the_wait_for_a_slot(server: Server) -> None:
+    transport = AiohttpTransport(max_connections=1)
+    async with (
+        httpx.AsyncClient(transport=transport, timeout=5.0) as http,
+        http.stream("GET", f"{server.url}/trickle"),  # holds the only slot
+    ):
+        with anyio.fail_after(10), pytest.raises(httpx.PoolTimeout):
+            await _direct(transport, f"{server.url}/ok", seconds=0.3)
+
+
+async def test_direct_exchange_maps_errors_by_when_they_happened(server: Server) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}/ok"
+    async with AiohttpTransport() as transport:
+        with pytest.raises(httpx.ConnectError):
+            await _direct(transport, refused)
+        for path in ("/cut", "/hangup"):
+            with pytest.raises(httpx.TransportError) as caught:
+                await _direct(transport, f"{server.url}{path}")
+            assert isinstance(caught.value, (httpx.RemoteProtocolError, httpx.ReadError))
+            assert not isinstance(caught.value, _NOT_SENT)
+
+
+async def test_direct_exchange_keeps_the_key_out_of_tracebacks_with_locals(
+    server: Server,
+) -> None:
+    async with AiohttpTransport() as transport:
+        deadline = asyncio.get_running_loop().time() + 5
+        with pytest.raises(httpx.TransportError) as caught:
+            await transport.exchange(
+                "GET", f"{server.url}/hangup", _prepared(_SECRET), deadline=deadline, limit=100
+            )
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    assert _SECRET not in "".join(shown.format())
+    assert _SECRET not in repr(_prepared(_SECRET))
+
+
+async def test_dispatch_client_reads_statuses_through_the_direct_exchange(server: Server) -> None:
+    async with DispatchClient(api_key="k", base_url=server.url) as client:
+        assert isinstance(client._direct_reads, AiohttpTransport)
+        client._status_url = f"{server.url}/"
+        assert (await client.get_status("ok")).raw_status == "pending"
+    read = server.requests[0]
+    assert read.line == "GET /ok HTTP/1.1"
+    assert read.header("x-api-key") == ["k"]
+    assert read.header("accept-encoding") == ["gzip, deflate"]
+    assert read.header("user-agent")[0].startswith("async-remote-dispatch/")

@@ -63,7 +63,15 @@ from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options
 from ._retry import RetryPolicy, parse_retry_after
-from ._transport import ACCEPT_ENCODING, DEADLINE, own_client, read_body
+from ._transport import (
+    ACCEPT_ENCODING,
+    DEADLINE,
+    DirectExchange,
+    PreparedHeaders,
+    direct_exchange,
+    own_client,
+    read_body,
+)
 from ._uploads import PresignedPost, Uploadable, read_upload
 from ._validation import check_base_url, check_int, check_request_id, check_seconds
 from ._version import __version__ as _version
@@ -309,6 +317,10 @@ class DispatchClient:
         self._direct: httpx.AsyncBaseTransport | None = None
         #: Whether `_direct` bounds a whole exchange itself (see `_transport.DEADLINE`).
         self._direct_bounded = False
+        #: `_direct` when it does a status read whole itself (`DirectExchange`), and the
+        #: headers of every status read, built once.
+        self._direct_reads: DirectExchange | None = None
+        self._read_headers = PreparedHeaders(())
         self._entered = False
         self._bucket_entered = False
         self._rng = random.Random()
@@ -347,6 +359,14 @@ class DispatchClient:
                 max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
             self._direct_bounded = getattr(self._direct, "honours_deadline", False) is True
+            self._direct_reads = direct_exchange(self._direct)
+            if self._direct_reads is not None:
+                # The headers `_request` gives a GET; not in a local (the key is in them).
+                self._read_headers = PreparedHeaders(
+                    self._request(
+                        "GET", self._status_url, None, self._http, self._bound, "", True
+                    ).headers.multi_items()
+                )
         if self.bucket is not None:
             await self.bucket.__aenter__()
             self._bucket_entered = True
@@ -371,6 +391,7 @@ class DispatchClient:
         if self._owns_http and self._http is not None:
             http, self._http, self._direct = self._http, None, None
             self._direct_bounded = False
+            self._direct_reads, self._read_headers = None, PreparedHeaders(())
             with anyio.CancelScope(shield=True):
                 await http.aclose()
 
@@ -521,7 +542,7 @@ class DispatchClient:
         return self._request_id_from(status_code, headers, body, options)
 
     def _request_id_from(
-        self, status_code: int, headers: httpx.Headers, body: bytes, options: SubmitOptions
+        self, status_code: int, headers: Mapping[str, str], body: bytes, options: SubmitOptions
     ) -> str:
         """The id in a submit's 2xx answer.
 
@@ -919,7 +940,7 @@ class DispatchClient:
         bound: _Bound | None = None,
         content_type: str = "application/json",
         authenticated: bool = True,
-    ) -> tuple[int, httpx.Headers, bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange, bounded in total by `bound` (`timeout` unless told); the
         body is read up to `max_body_size` (decoded) and no further. A request that is
         not `authenticated` (to a storage URL) carries none of our credentials.
@@ -936,8 +957,20 @@ class DispatchClient:
             )
         bound = bound or self._bound
         failure: DispatchError | None = None
-        answer: tuple[int, httpx.Headers, bytes] | None = None
+        answer: tuple[int, Mapping[str, str], bytes] | None = None
         try:
+            reads = self._direct_reads
+            if reads is not None and method == "GET" and content is None and authenticated:
+                # A status read, most of all requests: no httpx objects at all, the headers
+                # built once (see `_transport.DirectExchange`); bounded by its own timer.
+                answer = await reads.exchange(
+                    method,
+                    url,
+                    self._read_headers,
+                    deadline=anyio.current_time() + bound.seconds,
+                    limit=self.max_body_size,
+                )
+                return self._answered(answer)
             request = self._request(method, url, content, http, bound, content_type, authenticated)
             if self._direct_bounded:  # the transport's own timer bounds the whole exchange
                 answer = await self._exchange(http, request, bound, authenticated)
@@ -956,9 +989,7 @@ class DispatchClient:
             drop_tracebacks(exc)
             raise
         if answer is not None:
-            if answer[0] not in _SLOW_DOWN:
-                self._consecutive_429 = 0
-            return answer
+            return self._answered(answer)
         if failure is None:  # the time ran out
             failure = RequestTimeoutError(
                 f"{method} {_path_of(url)}: no complete answer within {bound} (the bound "
@@ -966,9 +997,17 @@ class DispatchClient:
             )
         raise failure
 
+    def _answered(
+        self, answer: tuple[int, Mapping[str, str], bytes]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """An answer came: any but a slow-down ends the streak of 429s."""
+        if answer[0] not in _SLOW_DOWN:
+            self._consecutive_429 = 0
+        return answer
+
     async def _exchange(
         self, http: httpx.AsyncClient, request: httpx.Request, bound: _Bound, authenticated: bool
-    ) -> tuple[int, httpx.Headers, bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         if self._direct is not None:
             if self._direct_bounded:
                 request.extensions[DEADLINE] = anyio.current_time() + bound.seconds
@@ -1038,7 +1077,7 @@ class DispatchClient:
     def _raise_for_status(
         self,
         status_code: int,
-        headers: httpx.Headers,
+        headers: Mapping[str, str],
         body: bytes,
         *,
         request_id: str | None,
@@ -1192,7 +1231,7 @@ def _spellings(secret: str) -> set[bytes]:
     }
 
 
-def _looks_like_html(headers: httpx.Headers, body: bytes) -> bool:
+def _looks_like_html(headers: Mapping[str, str], body: bytes) -> bool:
     """Whether an answer is a web page: said so by its type, or starting like one."""
     if "html" in headers.get("content-type", "").lower():
         return True

@@ -29,7 +29,8 @@ import asyncio
 import importlib.util
 import urllib.request
 import zlib
-from typing import Final
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Final, Protocol, runtime_checkable
 
 import httpx
 
@@ -39,10 +40,14 @@ __all__ = [
     "ACCEPT_ENCODING",
     "DEADLINE",
     "KEEPALIVE_EXPIRY",
+    "DirectExchange",
+    "PreparedHeaders",
     "aiohttp_available",
     "default_transport",
+    "direct_exchange",
     "own_client",
     "read_body",
+    "read_chunks",
     "running_asyncio",
 ]
 
@@ -55,6 +60,42 @@ ACCEPT_ENCODING: Final = "gzip, deflate"
 DEADLINE: Final = "async_dispatch.deadline"
 #: Codings httpx decodes when an optional package is installed, but not within a bound.
 _UNBOUNDED_CODINGS: Final = frozenset({"br", "zstd"})
+
+
+class PreparedHeaders:
+    """Request headers built once and sent as they are, their values hidden from `repr`.
+
+    They hold the API key: a traceback rendered with its locals shows this object's repr,
+    never the values.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[tuple[str, str]]) -> None:
+        self.items = list(items)
+
+    def __repr__(self) -> str:
+        return f"PreparedHeaders(<{len(self.items)} headers hidden>)"
+
+
+@runtime_checkable
+class DirectExchange(Protocol):
+    """A transport that also does a whole body-less exchange itself, without any httpx
+    `Request` or `Response` built for it: what a status check costs most of its CPU in.
+
+    It keeps every guarantee of the httpx path: the whole exchange is over by `deadline`
+    (`anyio.current_time()`), the body is refused past `limit` decoded bytes, only gzip
+    and deflate are decoded, and failures are raised as the same httpx errors.
+    """
+
+    async def exchange(
+        self, method: str, url: str, headers: PreparedHeaders, *, deadline: float, limit: int
+    ) -> tuple[int, Mapping[str, str], bytes]: ...
+
+
+def direct_exchange(transport: object) -> DirectExchange | None:
+    """`transport` if it does whole status reads itself (`DirectExchange`), else None."""
+    return transport if isinstance(transport, DirectExchange) else None
 
 
 def own_client(
@@ -146,27 +187,50 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         if len(body) > limit:
             raise _too_large(response.status_code, limit)
         return body
-    # Most bodies are not encoded: then nothing is decoded and only one count is kept.
-    decoders = _decoders_for(response, limit) if "content-encoding" in response.headers else ()
-    chunks: list[bytes] = []
-    received = size = 0
+    codings = (
+        response.headers.get_list("content-encoding", split_commas=True)
+        if "content-encoding" in response.headers
+        else ()
+    )
     stream = response.stream
     if not isinstance(stream, httpx.AsyncByteStream):
         raise TypeError("read_body() needs a response with an async stream")
     # The stream itself, not `aiter_raw()`: its async generator wraps the stream's, which
     # closing the outer one would leave for the garbage collector to finalise.
-    raw_chunks = stream.__aiter__()
+    return await read_chunks(
+        stream.__aiter__(), limit, status_code=response.status_code, codings=codings
+    )
+
+
+async def read_chunks(
+    raw_chunks: AsyncIterator[bytes],
+    limit: int,
+    *,
+    status_code: int,
+    codings: Sequence[str],
+    declared: str = "",
+) -> bytes:
+    """A body from its raw chunks, decoded by `codings` (the ``Content-Encoding`` values,
+    as applied), or `InvalidResponseError` once the bytes received or decoded pass `limit`
+    (or at once, when the `declared` ``Content-Length`` does). The iterator is closed
+    (``aclose``) on the way out, however that is."""
+    chunks: list[bytes] = []
+    received = size = 0
     try:
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(status_code, limit)
+        # Most bodies are not encoded: then nothing is decoded and only one count is kept.
+        decoders = _decoders_for(codings, limit, status_code) if codings else ()
         async for raw in raw_chunks:
             received += len(raw)
             if received > limit:
-                raise _too_large(response.status_code, limit)
+                raise _too_large(status_code, limit)
             if decoders:
                 for decoder in decoders:
                     raw = decoder.decode(raw)
                 size += len(raw)
                 if size > limit:
-                    raise _too_large(response.status_code, limit)
+                    raise _too_large(status_code, limit)
             chunks.append(raw)
     finally:
         # An async generator left early is finalised now, not whenever GC finds it.
@@ -178,7 +242,7 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         for decoder in decoders:
             tail = decoder.decode(tail) + decoder.flush()
         if size + len(tail) > limit:
-            raise _too_large(response.status_code, limit)
+            raise _too_large(status_code, limit)
         chunks.append(tail)
     return b"".join(chunks)
 
@@ -233,18 +297,18 @@ class _Inflater:
         )
 
 
-def _decoders_for(response: httpx.Response, limit: int) -> list[_Inflater]:
+def _decoders_for(codings: Sequence[str], limit: int, status_code: int) -> list[_Inflater]:
     """Decoders in the order to apply them: the reverse of the order codings were applied."""
     decoders = []
-    for value in response.headers.get_list("content-encoding", split_commas=True):
+    for value in codings:
         coding = value.strip().lower()
         if coding in ("gzip", "deflate"):
-            decoders.append(_Inflater(coding, limit, response.status_code))
+            decoders.append(_Inflater(coding, limit, status_code))
         elif coding in _UNBOUNDED_CODINGS:
             raise InvalidResponseError(
                 f"the body has Content-Encoding {coding!r}, which this client does not ask "
                 f"for ({ACCEPT_ENCODING!r}) and cannot decode within max_body_size",
-                status_code=response.status_code,
+                status_code=status_code,
             )
     decoders.reverse()
     return decoders
