@@ -39,10 +39,11 @@ class OutcomeKind(enum.Enum):
     #: The task cannot be tracked: the service does not know it (404), the id is invalid,
     #: or the service reports it finished in a status this version cannot interpret.
     FAILED = "failed"
-    #: Fleet mode only (`async_dispatch.redis.RedisStore`): a replica died while
+    #: Durable stores only (a fleet's `RedisStore`, `SQLiteStore`): a process died while
     #: submitting, so the task may exist at the service without anybody tracking it;
-    #: check before resubmitting. `request_id` is the id of the submit intent, not of a
-    #: task, and `context` is None. Final, like the four above.
+    #: check before resubmitting. `request_id` is not a task's: the submit intent's id
+    #: in a fleet, empty with `SQLiteStore` (no id is known); `context` is None. Final,
+    #: like the four above.
     SUBMIT_UNCERTAIN = "submit-uncertain"
 
 

@@ -1,0 +1,503 @@
+"""One contract for every `TaskStore`: the same cases over each store, driven directly.
+
+In the style of saq's shared queue tests: each case runs on every store (`MemoryStore`,
+`RedisStore` on the real Redis, the third store of `tests/_third_store.py` written from
+public names only, and `SQLiteStore`), on asyncio and trio, through the protocol alone:
+attached to a recording sink instead of a poller. Where stores really differ, the case
+says so for that store with a strict xfail and the reason, never a skip: if a store
+starts to meet the contract, the xfail fails and must go.
+
+A store is "reopened" by a new instance over the same backing (the same Redis name, the
+same SQLite file; for the stores that live in memory, the same instance): that is what a
+process restart looks like to the contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from _third_store import ListStore
+from async_dispatch import (
+    CheckEnd,
+    MemoryStore,
+    NotFoundError,
+    Outcome,
+    OutcomeKind,
+    RequestTimeoutError,
+    SubmitUncertainError,
+    TaskStatus,
+    TaskStore,
+    TrackedTask,
+    UsageError,
+    make_outcome,
+)
+from async_dispatch._errors import InvalidRequestIdError
+from async_dispatch._models import Status
+from async_dispatch.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+#: How long before its deadline a task's last check falls, in these cases.
+LEAD = 2.0
+STORES = ["memory", "redis", "list", "sqlite"]
+
+Received = list[tuple[Outcome, Any]]
+
+
+class Harness:
+    """Opens one kind of store, attaches it to a list, waits for what it hands over."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self.kind = kind
+        self._request = request
+        self._path = tmp_path / "tasks.db"
+        self._same: TaskStore | None = None
+        if kind == "redis":
+            self._url: str = request.getfixturevalue("redis_url")
+            self._name: str = request.getfixturevalue("redis_name")
+
+    def open(self) -> TaskStore:
+        """A store over this case's backing: a new instance, as a restarted process has."""
+        if self.kind == "redis":
+            from async_dispatch.redis import RedisStore
+
+            # Short limits, so a "dead" replica's outcomes and intents come back quickly.
+            return RedisStore(
+                self._url, name=self._name, lease=1.0, outcome_idle=0.5, submit_timeout=0.1
+            )
+        if self.kind == "sqlite":
+            return SQLiteStore(self._path)
+        if self._same is None:
+            self._same = MemoryStore() if self.kind == "memory" else ListStore()
+        return self._same
+
+    @contextlib.asynccontextmanager
+    async def attached(self, store: TaskStore | None = None) -> AsyncIterator[Attached]:
+        store = store if store is not None else self.open()
+        received: Received = []
+
+        def sink(outcome: Outcome, receipt: Any) -> None:
+            received.append((outcome, receipt))
+
+        async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
+            yield Attached(store, received, self.kind)
+
+
+class Attached:
+    def __init__(self, store: TaskStore, received: Received, kind: str) -> None:
+        self.store, self.received, self.kind = store, received, kind
+        #: How long an outcome may take to arrive: a fleet's come through its stream
+        #: reader (and a dead replica's after its idle limit); a local store's at once.
+        self.patience = 4.0 if kind == "redis" else 0.5
+
+    async def wait_for(self, n: int) -> list[Outcome]:
+        """The first `n` outcomes handed over."""
+        with anyio.fail_after(self.patience):
+            while len(self.received) < n:  # noqa: ASYNC110 - the sink is a plain callable
+                await anyio.sleep(0.01)
+        return [outcome for outcome, _ in self.received[:n]]
+
+    async def settle(self) -> list[Outcome]:
+        """Everything handed over once what is on its way has arrived."""
+        await anyio.sleep(0.3 if self.kind == "redis" else 0)
+        return [outcome for outcome, _ in self.received]
+
+
+@pytest.fixture(params=STORES)
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    return Harness(str(request.param), request, tmp_path)
+
+
+def store_params(**differences: str) -> pytest.MarkDecorator:
+    """Parametrise a case over every store; a store named in `differences` (kind=reason)
+    really differs from the contract there: a strict xfail with that reason."""
+    return pytest.mark.parametrize(
+        "harness",
+        [
+            pytest.param(
+                kind,
+                marks=pytest.mark.xfail(strict=True, reason=f"{kind}: {differences[kind]}")
+                if kind in differences
+                else (),
+            )
+            for kind in STORES
+        ],
+        indirect=True,
+    )
+
+
+def new_task(
+    rid: str, *, due: float = 0.0, deadline: float = 60.0, context: Any = None
+) -> TrackedTask:
+    now = anyio.current_time()
+    return TrackedTask(rid, started=now, deadline=now + deadline, context=context, due=now + due)
+
+
+def reading(rid: str, status: str = "success") -> TaskStatus:
+    return TaskStatus(
+        request_id=rid,
+        status=Status.from_wire(status),
+        raw_status=status,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+        text="done",
+        response={"text": "done", "extra": [1, {}]},
+    )
+
+
+def ids(tasks: Iterator[TrackedTask] | list[TrackedTask]) -> list[str]:
+    return [task.request_id for task in tasks]
+
+
+# -- tracking ---------------------------------------------------------------------------
+
+
+async def test_first_writer_wins(harness: Harness) -> None:
+    async with harness.attached() as a:
+        assert await a.store.add(new_task("req_a", context={"n": 1}))
+        assert not await a.store.add(new_task("req_a", context={"n": 2}))
+        task = await a.store.get("req_a")
+        assert task is not None
+        assert task.context == {"n": 1}
+        assert await a.store.get("req_zz") is None
+
+
+async def test_add_many_tracks_only_the_new_ones(harness: Harness) -> None:
+    async with harness.attached() as a:
+        assert await a.store.add(new_task("req_old"))
+        batch = [new_task("req_x"), new_task("req_old"), new_task("req_y"), new_task("req_x")]
+        assert ids(await a.store.add_many(batch)) == ["req_x", "req_y"]
+        for rid in ("req_old", "req_x", "req_y"):
+            assert await a.store.get(rid) is not None
+
+
+async def test_a_finished_id_is_not_tracked_again(harness: Harness) -> None:
+    async with harness.attached() as a:
+        task = new_task("req_f")
+        assert await a.store.add(task)
+        outcome = make_outcome(task, OutcomeKind.SUCCESS, anyio.current_time(), via="webhook")
+        assert await a.store.resolve(task, outcome, fenced=False)
+        assert not await a.store.add(new_task("req_f"))
+        assert ids(await a.store.add_many([new_task("req_f")])) == []
+        assert await a.store.get("req_f") is None
+        assert await a.store.finished("req_f")
+        assert not await a.store.finished("req_other")
+        assert [o.request_id for o in await a.settle()] == ["req_f"]
+
+
+async def test_forget_ends_tracking_without_an_outcome(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.add(new_task("req_g"))
+        assert await a.store.forget("req_g")
+        assert not await a.store.forget("req_g")
+        assert await a.store.get("req_g") is None
+        assert await a.store.claim(anyio.current_time()) is None
+        assert await a.settle() == []
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+async def test_claims_count_polls_and_end_check_records(harness: Harness) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        await store.add(new_task("req_c", context=["ctx"]))
+        await store.add(new_task("req_later", due=30.0))
+        if store.capabilities.local:
+            task = store.try_claim(anyio.current_time())
+        else:
+            assert store.try_claim(anyio.current_time()) is None  # it needs I/O to claim
+            task = await store.claim(anyio.current_time())
+        assert task is not None
+        assert (task.request_id, task.polls, task.context) == ("req_c", 1, ["ctx"])
+        assert await store.claim(anyio.current_time()) is None  # claimed; the other later
+        gone = RequestTimeoutError("status check timed out")
+        end = CheckEnd(due=anyio.current_time(), status=reading("req_c", "pending"))
+        await store.end_check(task, end)
+        again = await store.claim(anyio.current_time())
+        assert again is not None
+        assert (again.request_id, again.polls) == ("req_c", 2)
+        assert again.last_status == reading("req_c", "pending")
+        await store.end_check(again, CheckEnd(due=math.inf, error=gone, errors=3))
+        held = await store.get("req_c")
+        assert held is not None
+        assert held.polls == 2
+        assert held.errors == 3
+        assert isinstance(held.last_error, RequestTimeoutError)
+        assert held.last_status == reading("req_c", "pending")  # None keeps the last one
+        assert await store.claim(anyio.current_time()) is None  # no check planned
+
+
+async def test_last_checks_are_served_before_routine_ones(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.add(new_task("req_routine", due=-5.0))
+        # Due within LEAD of its deadline: its last check.
+        await a.store.add(new_task("req_last", due=-1.0, deadline=0.5))
+        first = await a.store.claim(anyio.current_time())
+        assert first is not None
+        assert first.request_id == "req_last"
+
+
+async def test_a_routine_check_waiting_at_its_last_check_time_is_served_as_the_last(
+    harness: Harness,
+) -> None:
+    async with harness.attached() as a:
+        await a.store.add(new_task("req_old", due=-5.0))  # the most overdue routine check
+        # Its last check falls due in 0.1 s; the budget keeps its routine check waiting.
+        await a.store.add(new_task("req_near", due=-1.0, deadline=LEAD + 0.1))
+        await anyio.sleep(0.2)
+        await a.store.expire(anyio.current_time())  # a fleet promotes it in this round
+        first = await a.store.claim(anyio.current_time())
+        assert first is not None
+        assert first.request_id == "req_near"
+
+
+# -- endings ----------------------------------------------------------------------------
+
+
+async def test_resolve_first_writer_wins_fenced_or_not(harness: Harness) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        await store.add(new_task("req_r"))
+        await store.add(new_task("req_w", due=0.0))
+        task = await store.claim(anyio.current_time())
+        assert task is not None
+        first = make_outcome(task, OutcomeKind.SUCCESS, anyio.current_time(), via="poll")
+        assert await store.resolve(task, first, fenced=True)
+        assert not await store.resolve(task, first, fenced=False)
+        assert not await store.resolve(task, first, fenced=True)
+        # A webhook resolves whoever holds the claim; the holder's poll then loses.
+        held = await store.claim(anyio.current_time())
+        assert held is not None
+        assert held.request_id == "req_w"
+        webhook = await store.get("req_w")
+        assert webhook is not None
+        pushed = make_outcome(webhook, OutcomeKind.ERROR, anyio.current_time(), via="webhook")
+        assert await store.resolve(webhook, pushed, fenced=False)
+        late = make_outcome(held, OutcomeKind.SUCCESS, anyio.current_time(), via="poll")
+        assert not await store.resolve(held, late, fenced=True)
+        await a.wait_for(2)
+        got = {o.request_id: (o.kind, o.via, o.final) for o in await a.settle()}
+        assert got == {
+            "req_r": (OutcomeKind.SUCCESS, "poll", True),
+            "req_w": (OutcomeKind.ERROR, "webhook", True),
+        }
+
+
+async def test_outcomes_keep_their_error_type_and_provenance(harness: Harness) -> None:
+    async with harness.attached() as a:
+        task = new_task("req_e", context={"user": 7, "tags": []})
+        await a.store.add(task)
+        gone = NotFoundError("HTTP 404: unknown", status_code=404, request_id="req_e")
+        outcome = make_outcome(
+            task, OutcomeKind.FAILED, anyio.current_time(), error=gone, via="webhook"
+        )
+        assert await a.store.resolve(task, outcome, fenced=False)
+        (got,) = await a.wait_for(1)
+        assert isinstance(got.error, NotFoundError)
+        assert (got.error.status_code, got.error.request_id) == (404, "req_e")
+        assert str(got.error) == "HTTP 404: unknown"
+        assert (got.via, got.context, got.kind) == (
+            "webhook",
+            {"user": 7, "tags": []},
+            outcome.kind,
+        )
+
+
+async def test_expire_times_out_via_the_deadline_with_the_last_error(harness: Harness) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        # Longer than a fleet's clock error (up to 1 s with coredis 6.9: issue #20 item 1).
+        deadline = 1.1 if a.kind == "redis" else 0.3
+        await store.add(new_task("req_t", deadline=deadline, context=[1, "two", {}]))
+        await store.add(new_task("req_keep", due=math.inf))
+        task = await store.claim(anyio.current_time())
+        assert task is not None
+        error = RequestTimeoutError("the status check timed out")
+        await store.end_check(task, CheckEnd(due=math.inf, error=error, errors=1))
+        assert await store.expire(anyio.current_time()) == 0
+        with anyio.fail_after(a.patience + deadline):
+            while not await store.expire(anyio.current_time()):  # noqa: ASYNC110 - polled
+                await anyio.sleep(0.05)
+        (outcome,) = await a.wait_for(1)
+        assert (outcome.request_id, outcome.kind) == ("req_t", OutcomeKind.TIMED_OUT)
+        assert (outcome.via, outcome.polls, outcome.context) == ("deadline", 1, [1, "two", {}])
+        assert isinstance(outcome.error, RequestTimeoutError)
+        assert outcome.elapsed > 0
+        assert await store.finished("req_t")
+        assert await store.get("req_t") is None
+        assert await store.get("req_keep") is not None
+
+
+async def test_notify_delivers_once_per_input_key(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.add(new_task("req_i"))
+        for key in ("input-1", "input-1", "input-2", "input-2"):
+            task = await a.store.get("req_i")
+            assert task is not None
+            notice = make_outcome(task, OutcomeKind.INPUT_REQUIRED, 0.0, final=False)
+            await a.store.notify(task, notice, key)
+        await a.wait_for(2)
+        got = await a.settle()
+        assert [(o.kind, o.final) for o in got] == [(OutcomeKind.INPUT_REQUIRED, False)] * 2
+        task = await a.store.get("req_i")
+        assert task is not None
+        assert task.last_input == "input-2"
+
+
+async def test_reject_hands_over_the_outcome_of_a_task_never_tracked(harness: Harness) -> None:
+    async with harness.attached() as a:
+        never = TrackedTask("'not sendable'", started=0.0, deadline=1.0, context={"c": 1})
+        error = InvalidRequestIdError("request id contains spaces")
+        await a.store.reject(make_outcome(never, OutcomeKind.FAILED, 0.0, error=error))
+        (got,) = await a.wait_for(1)
+        assert (got.request_id, got.kind, got.context) == (
+            "'not sendable'",
+            OutcomeKind.FAILED,
+            {"c": 1},
+        )
+        assert isinstance(got.error, InvalidRequestIdError)
+        assert await a.store.get("'not sendable'") is None
+
+
+# -- what outlives a process ------------------------------------------------------------
+
+
+_IN_MEMORY = "an outcome lives in this process's queue; its task stays in snapshot() instead"
+
+
+@store_params(memory=_IN_MEMORY, list=_IN_MEMORY)
+async def test_an_outcome_is_held_until_acked(harness: Harness) -> None:
+    async with harness.attached() as a:
+        task = new_task("req_h")
+        await a.store.add(task)
+        await a.store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
+        await a.wait_for(1)
+    # The process "crashed" before the application took it: the next one gets it again.
+    async with harness.attached() as b:
+        (again,) = await b.wait_for(1)
+        assert (again.request_id, again.deliveries) == ("req_h", 2)
+        await b.store.ack(b.received[0][1])
+    async with harness.attached() as c:
+        await anyio.sleep(1.0 if harness.kind == "redis" else 0)  # past the idle limit
+        assert await c.settle() == []
+
+
+async def test_snapshot_keeps_a_task_until_its_outcome_is_acked(harness: Harness) -> None:
+    """Per capability: a store that snapshots keeps an unacked outcome's task in it."""
+    async with harness.attached() as a:
+        task = new_task("req_s", context={"k": "v"})
+        await a.store.add(task)
+        await a.store.add(new_task("req_open"))
+        await a.store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
+        await a.wait_for(1)
+        receipt = a.received[0][1]
+        if not a.store.capabilities.snapshot:
+            with pytest.raises(UsageError):
+                a.store.snapshot()
+            return
+        entries = {entry["request_id"]: entry for entry in a.store.snapshot()}
+        assert set(entries) == {"req_s", "req_open"}
+        assert entries["req_s"]["context"] == {"k": "v"}
+        assert abs(entries["req_s"]["deadline"] - (time.time() + 60)) < 5
+        await a.store.ack(receipt)
+        assert [entry["request_id"] for entry in a.store.snapshot()] == ["req_open"]
+
+
+async def test_tracked_tasks_outlive_a_detach(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.add(new_task("req_d", deadline=30.0, context={"x": [1]}))
+        task = await a.store.claim(anyio.current_time())
+        assert task is not None
+        status = reading("req_d", "pending")
+        await a.store.end_check(task, CheckEnd(due=anyio.current_time() + 5, status=status))
+        deadline = task.deadline
+    async with harness.attached() as b:
+        again = await b.store.get("req_d")
+        assert again is not None
+        assert (again.polls, again.context, again.last_status) == (1, {"x": [1]}, status)
+        assert abs(again.deadline - deadline) < 0.5
+
+
+_NO_INTENTS = "a submit lives in this process: a crash mid-submit leaves nothing to report"
+
+
+@store_params(memory=_NO_INTENTS, list=_NO_INTENTS)
+async def test_a_submit_cut_short_by_a_crash_becomes_submit_uncertain(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.begin_submit()
+        # ...and the process died before end_submit.
+    async with harness.attached() as b:
+        with anyio.fail_after(b.patience):
+            while not b.received:
+                await b.store.expire(anyio.current_time())
+                await anyio.sleep(0.1)
+        (outcome,) = await b.wait_for(1)
+        assert (outcome.kind, outcome.final) == (OutcomeKind.SUBMIT_UNCERTAIN, True)
+        assert isinstance(outcome.error, SubmitUncertainError)
+        await b.store.ack(b.received[0][1])
+        assert await b.store.idle()
+
+
+_INTENT_ID = (
+    "issue #20: the intent's uuid stands in for a request id, and the text blames a replica"
+)
+
+
+@store_params(memory=_NO_INTENTS, list=_NO_INTENTS, redis=_INTENT_ID)
+async def test_a_submit_uncertain_outcome_says_what_is_known(harness: Harness) -> None:
+    async with harness.attached() as a:
+        await a.store.begin_submit()
+    async with harness.attached() as b:
+        with anyio.fail_after(b.patience):
+            while not b.received:
+                await b.store.expire(anyio.current_time())
+                await anyio.sleep(0.1)
+        (outcome,) = await b.wait_for(1)
+        assert outcome.request_id == ""  # no task id is known: none is made up
+        assert "replica" not in str(outcome.error)
+        assert "UTC" in str(outcome.error)  # when the submit began
+
+
+# -- submits and early webhooks ---------------------------------------------------------
+
+
+async def test_early_webhooks_are_parked_only_while_a_submit_is_in_flight(
+    harness: Harness,
+) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        assert not await store.park("req_p", reading("req_p"))
+        assert await store.idle()
+        ticket = await store.begin_submit()
+        assert not await store.idle()
+        assert await store.park("req_p", reading("req_p"))
+        early = await store.end_submit(ticket, new_task("req_p"))
+        assert early == reading("req_p")
+        assert await store.get("req_p") is not None
+        ticket = await store.begin_submit()
+        assert await store.end_submit(ticket, None) is None
+        assert not await store.park("req_q", reading("req_q"))
+        assert await store.forget("req_p")
+        assert await store.idle()
+
+
+async def test_idle_means_nothing_tracked_and_no_submit_in_flight(harness: Harness) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        assert await store.idle()
+        task = new_task("req_n")
+        await store.add(task)
+        assert not await store.idle()
+        await store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
+        await a.wait_for(1)
+        await store.ack(a.received[0][1])
+        assert await store.idle()
