@@ -17,7 +17,8 @@ memory and carries on.
 
 Writes never block the event loop: they run in one worker thread, in order, and the
 writes that arrive while one transaction runs go together into the next (group commit:
-a burst of checks costs one commit, not one each). `add_many` is one transaction.
+a burst of checks costs one commit, not one each), written by the first caller that
+finds no transaction running. `add_many` is one transaction.
 
 Why claims do not touch the file (and why ``capabilities.local`` is True): a claim is a
 status check about to be made, which is a read at the service and harmless to repeat.
@@ -130,6 +131,8 @@ class SQLiteStore:
         self._limiter: anyio.CapacityLimiter | None = None
         self._batch: _Batch | None = None
         self._work: anyio.Event | None = None
+        #: Set when the transaction running now ends (None: none is running).
+        self._flushing: anyio.Event | None = None
         self._failed: BaseException | None = None
         self._intents: set[str] = set()
 
@@ -184,9 +187,10 @@ class SQLiteStore:
             with anyio.CancelScope(shield=True):
                 try:
                     await self._flush_now()
+                    self._batch = None
                 finally:
                     await self._in_thread(self._file.close)
-                    self._sink = self._batch = self._work = None
+                    self._sink = self._batch = self._work = self._flushing = None
                     self._intents.clear()
 
     async def _resume(self, loaded: Loaded) -> None:
@@ -239,15 +243,21 @@ class SQLiteStore:
 
     async def _written(self, *writes: Write) -> None:
         """Queue `writes` and wait until they are on disk (shielded: a change made in
-        memory is never left unwritten by a cancelled caller)."""
+        memory is never left unwritten by a cancelled caller).
+
+        The caller writes its batch itself when no transaction is running, so nothing
+        depends on the background writer (which a cancellation around the poller may
+        already have stopped): group commit without a dependency on a task.
+        """
         batch = self._queue(*writes)
         with anyio.CancelScope(shield=True):
-            await batch.done.wait()
+            while not batch.done.is_set():
+                await self._flush_now()
         if batch.error is not None:
             raise self._broken()
 
     async def _write_behind(self) -> None:
-        """The one writer: each round writes everything queued meanwhile, in one commit."""
+        """Write what nobody waits for (acknowledgements) soon after it is queued."""
         while True:
             work = self._work
             assert work is not None
@@ -256,10 +266,14 @@ class SQLiteStore:
             await self._flush_now()
 
     async def _flush_now(self) -> None:
+        """Write the open batch in one transaction, after the one running now, if any."""
+        while self._flushing is not None:
+            await self._flushing.wait()
         batch = self._batch
         if batch is None:
             return
         self._batch = _Batch()
+        self._flushing = flushing = anyio.Event()
         try:
             if batch.writes and self._failed is None:
                 # Shielded: writes taken from the queue are written, cancelled or not.
@@ -270,7 +284,9 @@ class SQLiteStore:
             batch.error = exc
             logger.error("sqlite_store_write_failed", path=str(self.path), error=repr(exc))
         finally:
+            self._flushing = None
             batch.done.set()
+            flushing.set()
 
     def _broken(self) -> DispatchError:
         error = DispatchError(
