@@ -17,8 +17,7 @@ memory and carries on.
 
 Writes never block the event loop: they run in one worker thread, in order, and the
 writes that arrive while one transaction runs go together into the next (group commit:
-a burst of checks costs one commit, not one each), written by the first caller that
-finds no transaction running. `add_many` is one transaction.
+a burst of checks costs one commit, not one each). `add_many` is one transaction.
 
 Why claims do not touch the file (and why ``capabilities.local`` is True): a claim is a
 status check about to be made, which is a read at the service and harmless to repeat.
@@ -131,6 +130,7 @@ class SQLiteStore:
         self._limiter: anyio.CapacityLimiter | None = None
         self._batch: _Batch | None = None
         self._work: anyio.Event | None = None
+        self._writer_running = False
         #: Set when the transaction running now ends (None: none is running).
         self._flushing: anyio.Event | None = None
         self._failed: BaseException | None = None
@@ -245,25 +245,34 @@ class SQLiteStore:
         """Queue `writes` and wait until they are on disk (shielded: a change made in
         memory is never left unwritten by a cancelled caller).
 
-        The caller writes its batch itself when no transaction is running, so nothing
-        depends on the background writer (which a cancellation around the poller may
-        already have stopped): group commit without a dependency on a task.
+        The background writer commits them (with the other writes of the moment); once
+        it has stopped (a cancellation around the poller stops it before the poller's
+        own tasks), the caller writes them itself, so nobody waits for a writer gone.
         """
         batch = self._queue(*writes)
         with anyio.CancelScope(shield=True):
+            if self._writer_running:
+                await batch.done.wait()
             while not batch.done.is_set():
                 await self._flush_now()
         if batch.error is not None:
             raise self._broken()
 
     async def _write_behind(self) -> None:
-        """Write what nobody waits for (acknowledgements) soon after it is queued."""
-        while True:
-            work = self._work
-            assert work is not None
-            await work.wait()
-            self._work = anyio.Event()
-            await self._flush_now()
+        """The one writer: each round writes everything queued meanwhile, in one commit.
+        When it stops, it writes what is queued: no waiter is left behind."""
+        self._writer_running = True
+        try:
+            while True:
+                work = self._work
+                assert work is not None
+                await work.wait()
+                self._work = anyio.Event()
+                await self._flush_now()
+        finally:
+            self._writer_running = False
+            with anyio.CancelScope(shield=True):
+                await self._flush_now()
 
     async def _flush_now(self) -> None:
         """Write the open batch in one transaction, after the one running now, if any."""
