@@ -130,6 +130,9 @@ class SQLiteStore:
         self._limiter: anyio.CapacityLimiter | None = None
         self._batch: _Batch | None = None
         self._work: anyio.Event | None = None
+        self._writer_running = False
+        #: Set when the transaction running now ends (None: none is running).
+        self._flushing: anyio.Event | None = None
         self._failed: BaseException | None = None
         self._intents: set[str] = set()
 
@@ -184,9 +187,10 @@ class SQLiteStore:
             with anyio.CancelScope(shield=True):
                 try:
                     await self._flush_now()
+                    self._batch = None
                 finally:
                     await self._in_thread(self._file.close)
-                    self._sink = self._batch = self._work = None
+                    self._sink = self._batch = self._work = self._flushing = None
                     self._intents.clear()
 
     async def _resume(self, loaded: Loaded) -> None:
@@ -239,27 +243,46 @@ class SQLiteStore:
 
     async def _written(self, *writes: Write) -> None:
         """Queue `writes` and wait until they are on disk (shielded: a change made in
-        memory is never left unwritten by a cancelled caller)."""
+        memory is never left unwritten by a cancelled caller).
+
+        The background writer commits them (with the other writes of the moment); once
+        it has stopped (a cancellation around the poller stops it before the poller's
+        own tasks), the caller writes them itself, so nobody waits for a writer gone.
+        """
         batch = self._queue(*writes)
         with anyio.CancelScope(shield=True):
-            await batch.done.wait()
+            if self._writer_running:
+                await batch.done.wait()
+            while not batch.done.is_set():
+                await self._flush_now()
         if batch.error is not None:
             raise self._broken()
 
     async def _write_behind(self) -> None:
-        """The one writer: each round writes everything queued meanwhile, in one commit."""
-        while True:
-            work = self._work
-            assert work is not None
-            await work.wait()
-            self._work = anyio.Event()
-            await self._flush_now()
+        """The one writer: each round writes everything queued meanwhile, in one commit.
+        When it stops, it writes what is queued: no waiter is left behind."""
+        self._writer_running = True
+        try:
+            while True:
+                work = self._work
+                assert work is not None
+                await work.wait()
+                self._work = anyio.Event()
+                await self._flush_now()
+        finally:
+            self._writer_running = False
+            with anyio.CancelScope(shield=True):
+                await self._flush_now()
 
     async def _flush_now(self) -> None:
+        """Write the open batch in one transaction, after the one running now, if any."""
+        while self._flushing is not None:
+            await self._flushing.wait()
         batch = self._batch
         if batch is None:
             return
         self._batch = _Batch()
+        self._flushing = flushing = anyio.Event()
         try:
             if batch.writes and self._failed is None:
                 # Shielded: writes taken from the queue are written, cancelled or not.
@@ -270,7 +293,9 @@ class SQLiteStore:
             batch.error = exc
             logger.error("sqlite_store_write_failed", path=str(self.path), error=repr(exc))
         finally:
+            self._flushing = None
             batch.done.set()
+            flushing.set()
 
     def _broken(self) -> DispatchError:
         error = DispatchError(
