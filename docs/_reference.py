@@ -71,6 +71,20 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "outcome_dead_lettered": "Fleet mode: an outcome no replica could read after three "
     "deliveries moved to the fleet's dead-letter stream (`stream`), so that finite "
     "iterators can end. Inspect it with `XRANGE`.",
+    "fleet_state_lost": "Fleet mode: Redis lost the fleet's state (a restart without "
+    "persistence, `FLUSHDB`, eviction): its epoch marker is gone. The iterator raises "
+    "`FleetStateLost` instead of ending as if every task had finished. Give Redis "
+    "persistence and `maxmemory-policy noeviction`, then track the tasks again.",
+    "redis_may_evict": "Fleet mode: the Redis server's `maxmemory-policy` can evict fleet "
+    "keys (said at attach). Use `noeviction` for the fleet's Redis.",
+    "redis_eviction_policy_unknown": "Fleet mode: the store could not read the server's "
+    "`maxmemory-policy` (the ACL user may not run `CONFIG`); make sure it is `noeviction`.",
+    "sqlite_store_write_failed": "A `SQLiteStore` could not write its file (disk full, "
+    "permissions): the store stops taking changes and raises; the file keeps everything "
+    "up to the failed write. Fix the cause and start again.",
+    "sqlite_context_not_kept": "A `SQLiteStore` could not write a task's context as JSON "
+    "where it must not refuse (a task restored or handed over): the task is kept, its "
+    "context is not.",
     "webhook_error": "The webhook receiver failed on a delivery (a bug): answered 500 so "
     "that the service retries. Only the error's type is logged, never the payload.",
     "dispatch_stopped": "A `DispatchRuntime` stopped consuming outcomes because the key "

@@ -95,6 +95,7 @@ EXPORTS: dict[str, list[str]] = {
         "simulator",
     ],
     "async_dispatch.webhooks": [
+        "DEFAULT_BODY_TIMEOUT",
         "DEFAULT_MAX_WEBHOOK_BODY",
         "Deliverer",
         "DispatchRuntime",
@@ -124,6 +125,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "async_dispatch.redis": [
         "CoordinationError",
+        "FleetStateLost",
         "FleetView",
         "RedisConnection",
         "RedisStore",
@@ -157,6 +159,9 @@ EXPORTS: dict[str, list[str]] = {
         "TracingHook",
         "WebhookAnswered",
         "WebhookReason",
+    ],
+    "async_dispatch.sqlite": [
+        "SQLiteStore",
     ],
 }
 
