@@ -72,7 +72,8 @@ from .._errors import DispatchError, LifecycleError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outage import Outage
-from .._outcome import VIAS, Outcome, OutcomeKind, Via
+from .._outcome import Outcome
+from .._outcome_codec import decode_outcome, encode_outcome, status_payload
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
@@ -94,35 +95,10 @@ UNREADABLE_DELIVERIES: Final = 3
 _DEAD_LETTERS_KEPT: Final = 10_000
 
 
-def status_payload(status: TaskStatus) -> dict[str, Any]:
-    """The wire payload `status` was parsed from (what `parse_status_payload` reads)."""
-    payload: dict[str, Any] = {"requestId": status.request_id, "status": status.raw_status}
-    if status.created_at is not None:
-        payload["createdAt"] = status.created_at.isoformat()
-    if status.completed_at is not None:
-        payload["completedAt"] = status.completed_at.isoformat()
-    if status.response is not None:
-        payload["response"] = dict(status.response)
-    if status.usage is not None:
-        payload["usage"] = {"actions": status.usage.actions, "credits": status.usage.credits}
-    if status.browser_window_id is not None:
-        payload["browserWindowId"] = status.browser_window_id
-    if status.hitl_input_metadata is not None:
-        payload["hitlInputMetadata"] = dict(status.hitl_input_metadata)
-    return payload
-
-
 def _error_json(error: Exception | None) -> str:
     """An error as stored: its own class comes back out (`_error_codec`), so an outcome's
     error has the same type whichever replica, or store, carried it."""
     return "" if error is None else json.dumps(error_to_data(error))
-
-
-def _via_of(value: object) -> Via:
-    for via in VIAS:
-        if via == value:
-            return via
-    return "other"
 
 
 def _text(value: object) -> str:
@@ -502,23 +478,6 @@ class RedisStore:
 
     # -- endings ------------------------------------------------------------------------
 
-    def _outcome_json(self, outcome: Outcome) -> str:
-        status = outcome.status
-        return json.dumps(
-            {
-                "request_id": outcome.request_id,
-                "kind": outcome.kind.value,
-                "status": status_payload(status) if status is not None else None,
-                "error": error_to_data(outcome.error) if outcome.error is not None else None,
-                "context": outcome.context,
-                "polls": outcome.polls,
-                "elapsed": outcome.elapsed,
-                "final": outcome.final,
-                "via": outcome.via,
-            },
-            default=repr,
-        )
-
     async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
         if fenced:
             self._held.pop(task.request_id, None)
@@ -536,7 +495,7 @@ class RedisStore:
                 task.request_id,
                 "1" if fenced else "0",
                 _token(task),
-                self._outcome_json(outcome),
+                encode_outcome(outcome),
                 str(self.finished_ttl),
             ],
         )
@@ -549,12 +508,12 @@ class RedisStore:
         await self._script(
             "store_notify.lua",
             [self._key(f"task:{task.request_id}"), self._stream],
-            [input_key, self._outcome_json(outcome)],
+            [input_key, encode_outcome(outcome)],
         )
         task.last_input = input_key
 
     async def reject(self, outcome: Outcome) -> None:
-        await self._script("store_reject.lua", [self._stream], [self._outcome_json(outcome)])
+        await self._script("store_reject.lua", [self._stream], [encode_outcome(outcome)])
 
     def next_deadline(self) -> float:
         return min(self._to_loop(self._hint_deadline), self._refreshed + REFRESH)
@@ -811,28 +770,10 @@ class RedisStore:
         sink = self._sink
         assert sink is not None
         try:
-            outcome = self._decode(payload, deliveries)
+            outcome = decode_outcome(payload, deliveries)
         except (ValueError, KeyError, TypeError, DispatchError) as exc:
             logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
             return False
         self._holding.add(entry_id)
         sink(outcome, entry_id)
         return True
-
-    @staticmethod
-    def _decode(payload: str, deliveries: int) -> Outcome:
-        data = json.loads(payload)
-        request_id = str(data["request_id"])
-        status = data.get("status")
-        return Outcome(
-            request_id=request_id,
-            kind=OutcomeKind(data["kind"]),
-            status=parse_status_payload(request_id, status) if status is not None else None,
-            error=error_from_data(data.get("error")),
-            context=data.get("context"),
-            polls=int(data.get("polls", 0)),
-            elapsed=float(data.get("elapsed", 0.0)),
-            final=bool(data.get("final", True)),
-            deliveries=deliveries,
-            via=_via_of(data.get("via")),
-        )

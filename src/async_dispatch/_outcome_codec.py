@@ -1,0 +1,88 @@
+"""Outcomes as JSON text, for task stores that keep them outside this process.
+
+A fleet's Redis stream and a SQLite file hold outcomes as text; what comes back out must
+be what went in, with the same types, whichever store carried it. The reading goes out as
+the wire payload it was parsed from (`status_payload`) and comes back through the same
+parser as a webhook's; the error through `_error_codec`, as its own class.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._error_codec import error_from_data, error_to_data
+from ._models import TaskStatus
+from ._outcome import VIAS, Outcome, OutcomeKind, Via
+from ._wire import parse_status_payload
+
+__all__ = ["decode_outcome", "encode_outcome", "status_payload", "via_of"]
+
+
+def status_payload(status: TaskStatus) -> dict[str, Any]:
+    """The wire payload `status` was parsed from (what `parse_status_payload` reads)."""
+    payload: dict[str, Any] = {"requestId": status.request_id, "status": status.raw_status}
+    if status.created_at is not None:
+        payload["createdAt"] = status.created_at.isoformat()
+    if status.completed_at is not None:
+        payload["completedAt"] = status.completed_at.isoformat()
+    if status.response is not None:
+        payload["response"] = dict(status.response)
+    if status.usage is not None:
+        payload["usage"] = {"actions": status.usage.actions, "credits": status.usage.credits}
+    if status.browser_window_id is not None:
+        payload["browserWindowId"] = status.browser_window_id
+    if status.hitl_input_metadata is not None:
+        payload["hitlInputMetadata"] = dict(status.hitl_input_metadata)
+    return payload
+
+
+def encode_outcome(outcome: Outcome) -> str:
+    """An outcome as one JSON text. A context that JSON cannot hold is kept as its repr
+    (the task was tracked with it; the outcome must still be delivered)."""
+    status = outcome.status
+    return json.dumps(
+        {
+            "request_id": outcome.request_id,
+            "kind": outcome.kind.value,
+            "status": status_payload(status) if status is not None else None,
+            "error": error_to_data(outcome.error) if outcome.error is not None else None,
+            "context": outcome.context,
+            "polls": outcome.polls,
+            "elapsed": outcome.elapsed,
+            "final": outcome.final,
+            "via": outcome.via,
+        },
+        default=repr,
+    )
+
+
+def decode_outcome(text: str, deliveries: int) -> Outcome:
+    """The outcome `encode_outcome` wrote, handed over for the `deliveries`-th time.
+
+    Raises ValueError, KeyError or TypeError (or `DispatchError` for a garbled reading)
+    for a text it cannot read: a newer version's kind, say.
+    """
+    data = json.loads(text)
+    request_id = str(data["request_id"])
+    status = data.get("status")
+    return Outcome(
+        request_id=request_id,
+        kind=OutcomeKind(data["kind"]),
+        status=parse_status_payload(request_id, status) if status is not None else None,
+        error=error_from_data(data.get("error")),
+        context=data.get("context"),
+        polls=int(data.get("polls", 0)),
+        elapsed=float(data.get("elapsed", 0.0)),
+        final=bool(data.get("final", True)),
+        deliveries=deliveries,
+        via=via_of(data.get("via")),
+    )
+
+
+def via_of(value: object) -> Via:
+    """A stored `Via`; anything else (a newer version's word) is ``"other"``."""
+    for via in VIAS:
+        if via == value:
+            return via
+    return "other"
