@@ -39,6 +39,16 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "webhook_refused": "A webhook delivery was refused (bad secret, bad JSON, too large, "
     "unknown request...). `reason` says which; a forged or misrouted delivery is expected "
     "to show up here.",
+    "task_retrying": "An attempt of a task ended in `kind` (`error`, or `failed` when the "
+    "policy names it) and the poller's `ResubmitPolicy` resubmits it in `wait` seconds, "
+    "within the poller's budget. The iterator yields only the task's final outcome, with "
+    "every attempt's id in `Outcome.attempts`.",
+    "resubmit_predicate_failed": "`ResubmitPolicy.when` raised (`error` is the exception's "
+    "type): the attempt is not resubmitted, and its outcome is final. Fix the predicate.",
+    "resubmission_not_tracked": "A resubmission was accepted (`request_id`) but the task "
+    "was no longer this replica's to swap (its claim ran out while submitting, and "
+    "another replica ended it SUBMIT_UNCERTAIN). The new attempt runs at the service "
+    "untracked: track it by hand if its result matters.",
     "checked": "One status check and what it learned.",
     "submitted": "One submit and its result.",
     "resolved": "The poller yielded an outcome.",

@@ -25,6 +25,7 @@ from ._errors import (
     LifecycleError,
     NotFoundError,
     NotOpenError,
+    OutputValidationError,
     PermissionDeniedError,
     RateLimitedError,
     RequestTimeoutError,
@@ -37,8 +38,9 @@ from ._errors import (
 from ._limiter import Limiter, TokenBucket
 from ._models import InputKind, InputRequest, InputVariable, Status, TaskStatus, Usage
 from ._options import ReasoningMode, SubmitFields, SubmitOptions
-from ._outcome import Outcome, OutcomeKind, TimeoutCause, Via
+from ._outcome import SCHEMA_OUTPUT, Outcome, OutcomeKind, TimeoutCause, Via
 from ._poller import DeliveryResult, Poller, PollerUnavailable
+from ._resubmit import ResubmitPolicy, TaskSpec
 from ._retry import RetryPolicy
 from ._stats import PollerStats
 from ._store import (
@@ -55,6 +57,7 @@ from ._version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "SCHEMA_OUTPUT",
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
@@ -79,6 +82,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "OutcomeSink",
+    "OutputValidationError",
     "PermissionDeniedError",
     "Poller",
     "PollerStats",
@@ -86,6 +90,7 @@ __all__ = [
     "RateLimitedError",
     "ReasoningMode",
     "RequestTimeoutError",
+    "ResubmitPolicy",
     "RetryPolicy",
     "ServerError",
     "Status",
@@ -93,6 +98,7 @@ __all__ = [
     "SubmitFields",
     "SubmitOptions",
     "SubmitUncertainError",
+    "TaskSpec",
     "TaskStatus",
     "TaskStore",
     "TimeoutCause",

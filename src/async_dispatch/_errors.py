@@ -21,6 +21,7 @@ __all__ = [
     "LifecycleError",
     "NotFoundError",
     "NotOpenError",
+    "OutputValidationError",
     "PermissionDeniedError",
     "RateLimitedError",
     "RequestTimeoutError",
@@ -223,6 +224,17 @@ class SubmitUncertainError(DispatchError):
 
     Submitting is not idempotent, so this is never retried automatically. Before
     resubmitting, decide whether a duplicate run is acceptable.
+    """
+
+
+class OutputValidationError(DispatchError):
+    """A task's structured output does not fit the type its submit asked for.
+
+    Never raised out of the poller's iterator: it is the `Outcome.error` of an ERROR
+    outcome (whose `status` keeps the raw reading, `Outcome.structured` the raw mapping),
+    so a retry policy can resubmit on it like on any other failed attempt. The message
+    says where the output differs (``$.items[2].price: expected a number, got 'n/a'``);
+    it shows the offending value's type or a short excerpt, never the whole output.
     """
 
 

@@ -21,7 +21,14 @@ import attrs
 
 from ._errors import UsageError
 
-__all__ = ["REASONING_MODES", "ReasoningMode", "SubmitFields", "SubmitOptions", "merge_options"]
+__all__ = [
+    "REASONING_MODES",
+    "ReasoningMode",
+    "SubmitFields",
+    "SubmitOptions",
+    "merge_options",
+    "secret_field_names",
+]
 
 #: How hard the agent thinks (`reasoningMode`), as the official SDK's `ReasoningEffort`.
 ReasoningMode = Literal["none", "low", "medium", "high"]
@@ -95,8 +102,16 @@ class SubmitOptions:
     clear_chat: bool | None = _field("clearChat", _BOOL, "a bool")
     previous_request_id: str | None = _field("previousRequestId", _STR, "a str")
     save_screenshots: bool | None = _field("saveScreenshots", _BOOL, "a bool")
-    #: ``{"type": "jsonSchema", "jsonSchema": {...}}`` for structured output.
-    response_format: Mapping[str, Any] | None = _field("responseFormat", _MAPPING, "a mapping")
+    #: Structured output: a pydantic model, an attrs class or a dataclass (its JSON
+    #: Schema is sent, and a poller's outcome carries the output as that type:
+    #: `Outcome.output`), a JSON Schema mapping, or the wire's own
+    #: ``{"type": "jsonSchema", "jsonSchema": {...}}`` (sent as given). See
+    #: `async_dispatch._structured` for the types the converter supports.
+    response_format: Mapping[str, Any] | type | None = attrs.field(
+        default=None,
+        metadata={WIRE: "responseFormat", SECRET: False},
+        validator=_check_type((Mapping, type), "a mapping or a class"),
+    )
     #: IANA name, e.g. ``"America/Los_Angeles"`` (the official SDK's default).
     time_zone: str | None = _field("timeZone", _STR, "a str")
     callback_url: str | None = _field("callbackUrl", _STR, "a str")
@@ -156,6 +171,8 @@ class SubmitOptions:
         for field in _WIRE_FIELDS:
             value = getattr(self, field.name)
             if value is not None:
+                if field.name == "response_format":
+                    value = _response_format(value)
                 body[field.metadata[WIRE]] = value
         for key, value in (self.extra or {}).items():
             if key in body:
@@ -198,7 +215,7 @@ class SubmitFields(TypedDict, total=False):
     clear_chat: bool | None
     previous_request_id: str | None
     save_screenshots: bool | None
-    response_format: Mapping[str, Any] | None
+    response_format: Mapping[str, Any] | type | None
     time_zone: str | None
     callback_url: str | None
     callback_secret: str | None
@@ -222,6 +239,19 @@ _FIELDS: Final = attrs.fields(SubmitOptions)
 _NAMES: Final = frozenset(field.name for field in _FIELDS)
 _WIRE_FIELDS: Final = tuple(field for field in _FIELDS if WIRE in field.metadata)
 _SECRET_FIELDS: Final = tuple(field for field in _FIELDS if field.metadata[SECRET])
+
+
+def secret_field_names() -> frozenset[str]:
+    """The names of the secret-bearing fields: what no store may keep."""
+    return frozenset(field.name for field in _SECRET_FIELDS)
+
+
+def _response_format(value: Mapping[str, Any] | type) -> Mapping[str, Any]:
+    """The wire's ``responseFormat`` for a field value (a type, a schema, or the wire's)."""
+    from ._structured import output_type  # the converter is only loaded when used
+
+    found = output_type(value)
+    return value if found is None else found.response_format  # type: ignore[return-value]
 
 
 def merge_options(options: SubmitOptions | None, fields: Mapping[str, Any]) -> SubmitOptions:

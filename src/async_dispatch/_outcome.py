@@ -9,7 +9,11 @@ import attrs
 
 from ._models import InputRequest, TaskStatus
 
-__all__ = ["VIAS", "Outcome", "OutcomeKind", "TimeoutCause", "Via"]
+__all__ = ["SCHEMA_OUTPUT", "VIAS", "Outcome", "OutcomeKind", "TimeoutCause", "Via"]
+
+#: `Outcome.output_type` of a task whose `response_format` was a JSON Schema mapping: its
+#: output is the checked mapping itself (there is no class to import).
+SCHEMA_OUTPUT = "json-schema"
 
 #: How an outcome was learnt: a status check, a webhook, the deadline, or something else
 #: (an id that cannot be sent, a submit intent a dead replica left behind).
@@ -63,6 +67,13 @@ class TimeoutCause(enum.Enum):
     NEVER_CHECKED = "never-checked"
 
 
+def _only_attempt(outcome: Outcome) -> tuple[str, ...]:
+    """One attempt, this outcome's; none when no task id is known (SUBMIT_UNCERTAIN)."""
+    if outcome.kind is OutcomeKind.SUBMIT_UNCERTAIN or not outcome.request_id:
+        return ()
+    return (outcome.request_id,)
+
+
 @attrs.frozen(kw_only=True)
 class Outcome:
     """One result from the poller, with everything needed to act on it."""
@@ -90,6 +101,23 @@ class Outcome:
     #: How the outcome was learnt (`Via`). It travels with the outcome, so in fleet mode
     #: the replica that hands it to the application says what the resolving one saw.
     via: Via = "other"
+    #: Every attempt's request id, oldest first; the last is `request_id`. More than one
+    #: when the poller's `ResubmitPolicy` resubmitted the task after failed attempts.
+    attempts: tuple[str, ...] = attrs.field(default=attrs.Factory(_only_attempt, takes_self=True))
+    #: A typed `response_format` (a pydantic model, attrs class or dataclass): the output
+    #: as that type; a JSON Schema mapping: the checked mapping. None otherwise, and for
+    #: every kind but SUCCESS. An output that does not fit makes the outcome ERROR with an
+    #: `OutputValidationError` (the raw mapping stays in `structured`).
+    output: Any = attrs.field(default=None, repr=False)
+    #: Which type `output` is: the import path stored with the task (``module:qualname``),
+    #: `SCHEMA_OUTPUT` for a JSON Schema, None without typed output. It travels with the
+    #: outcome, so the replica that hands it over rebuilds `output` from it.
+    output_type: str | None = None
+
+    @property
+    def structured(self) -> Any:
+        """The raw structured output of the reading (``response.output.content``), or None."""
+        return self.status.structured_output if self.status is not None else None
 
     @property
     def input_request(self) -> InputRequest | None:
@@ -122,5 +150,6 @@ class Outcome:
             "polls": self.polls,
             "elapsed": round(self.elapsed, 3),
             "via": self.via,
+            "attempts": list(self.attempts),
             "timeout_cause": self.timeout_cause.value if self.timeout_cause else None,
         }

@@ -38,8 +38,9 @@ def status_payload(status: TaskStatus) -> dict[str, Any]:
 
 
 def encode_outcome(outcome: Outcome) -> str:
-    """An outcome as one JSON text. A context that JSON cannot hold is kept as its repr
-    (the task was tracked with it; the outcome must still be delivered)."""
+    """An outcome as one JSON text (`Outcome.output` as its type's name only). A context
+    that JSON cannot hold is kept as its repr (the task was tracked with it; the outcome
+    must still be delivered)."""
     status = outcome.status
     return json.dumps(
         {
@@ -52,6 +53,10 @@ def encode_outcome(outcome: Outcome) -> str:
             "elapsed": outcome.elapsed,
             "final": outcome.final,
             "via": outcome.via,
+            "attempts": list(outcome.attempts),
+            # The type's name, not the object: the replica that hands the outcome over
+            # rebuilds `output` from the reading (`Poller` does, on arrival).
+            "output_type": outcome.output_type,
         },
         default=repr,
     )
@@ -66,6 +71,11 @@ def decode_outcome(text: str, deliveries: int) -> Outcome:
     data = json.loads(text)
     request_id = str(data["request_id"])
     status = data.get("status")
+    extra: dict[str, Any] = {}
+    attempts = data.get("attempts")
+    if isinstance(attempts, list) and attempts:  # older writers (and the Lua) may omit it
+        extra["attempts"] = tuple(str(rid) for rid in attempts)
+    output_type = data.get("output_type")
     return Outcome(
         request_id=request_id,
         kind=OutcomeKind(data["kind"]),
@@ -77,6 +87,8 @@ def decode_outcome(text: str, deliveries: int) -> Outcome:
         final=bool(data.get("final", True)),
         deliveries=deliveries,
         via=via_of(data.get("via")),
+        output_type=output_type if isinstance(output_type, str) else None,
+        **extra,
     )
 
 

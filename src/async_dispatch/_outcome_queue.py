@@ -46,9 +46,12 @@ class OutcomeQueue:
 
     def take_final(self, request_id: str) -> tuple[Outcome, Any] | None:
         """Remove and return the queued final outcome of `request_id`, if one is queued
-        (for `Poller.wait_for`, which takes a task's outcome out of the iteration)."""
+        (for `Poller.wait_for`, which takes a task's outcome out of the iteration). A
+        resubmitted task's outcome is found by its first attempt's id too."""
         for index, (outcome, receipt) in enumerate(self._items):
-            if outcome.final and outcome.request_id == request_id:
+            if outcome.final and (
+                outcome.request_id == request_id or outcome.attempts[:1] == (request_id,)
+            ):
                 del self._items[index]
                 return outcome, receipt
         return None

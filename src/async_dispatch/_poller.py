@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import attrs
 
 from ._alarm import Alarm
 from ._cadence import Cadence
@@ -40,25 +41,31 @@ from ._client import DispatchClient, check_result
 from ._clock import loop_clock
 from ._defaults import POLLER_DEFAULTS
 from ._errors import (
+    AuthenticationError,
     CoordinationError,
     DispatchError,
     InvalidRequestIdError,
     InvalidResponseError,
     LifecycleError,
     NotOpenError,
+    OutputValidationError,
+    PermissionDeniedError,
     RateLimitedError,
+    SubmitUncertainError,
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
 from ._log import logger
 from ._models import Status, TaskStatus
-from ._options import SubmitOptions, merge_options
+from ._options import SubmitOptions, merge_options, secret_field_names
 from ._outage import Outage
-from ._outcome import Outcome, OutcomeKind, Via
+from ._outcome import SCHEMA_OUTPUT, Outcome, OutcomeKind, Via
 from ._outcome_queue import OutcomeQueue, OutcomeStream
+from ._resubmit import ResubmitPolicy, TaskSpec
 from ._service import Service
 from ._stats import Counters, PollerStats
 from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
+from ._structured import OutputType, output_type, resolve_output_type
 from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
 from .instrumentation import (
@@ -67,6 +74,7 @@ from .instrumentation import (
     CheckResult,
     TaskForgotten,
     TaskResolved,
+    TaskRetrying,
     TaskTracked,
     TokenWaited,
 )
@@ -126,6 +134,15 @@ class Poller:
             `safety_interval`.
         cadence: The full check cadence, instead of the interval arguments.
         seed: Seed of the jitter, for reproducible runs.
+        resubmit: Resubmit tasks whose attempt failed (`ResubmitPolicy`: how many
+            attempts, on which outcomes, how long between). Only tasks submitted
+            through this poller can be resubmitted (a `track()`-ed id has no prompt
+            here). In a fleet, give every replica the same policy.
+        output_types: Output types (pydantic models, attrs classes, dataclasses) this
+            poller may have to rebuild from a stored outcome without having submitted
+            them itself: in a fleet, or after a restart on a durable store, the type
+            named by a task is looked up here first, then imported. Types defined inside
+            a function can only be found here.
     """
 
     def __init__(
@@ -148,6 +165,8 @@ class Poller:
         jitter: float = POLLER_DEFAULTS.jitter,
         cadence: Cadence | None = None,
         seed: int | None = None,
+        resubmit: ResubmitPolicy | None = None,
+        output_types: Iterable[type] = (),
     ) -> None:
         if not isinstance(client, DispatchClient):
             raise UsageError(f"client must be a DispatchClient, got {type(client).__name__}")
@@ -174,6 +193,16 @@ class Poller:
         self.callback_url = callback_url
         self.callback_secret = callback_secret
         self.callback_headers = callback_headers
+        if resubmit is not None and not isinstance(resubmit, ResubmitPolicy):
+            raise UsageError(f"resubmit must be a ResubmitPolicy, got {type(resubmit).__name__}")
+        self.resubmit = resubmit
+        #: Output types by import path: the ones given, and every one submitted with.
+        self._output_types: dict[str, OutputType] = {}
+        for cls in output_types:
+            found = output_type(cls)
+            if found is None or found.path is None:
+                raise UsageError(f"output_types takes classes, got {cls!r}"[:200])
+            self._output_types[found.path] = found
         self._stats = Counters()
         self._rng = random.Random(seed)
         self._outcomes = OutcomeQueue()
@@ -194,6 +223,7 @@ class Poller:
         self._instrumentation = client.instrumentation
         self._wants_tracking = self._instrumentation.wants(TaskTracked)
         self._wants_token_waits = self._instrumentation.wants(TokenWaited)
+        self._wants_retries = self._instrumentation.wants(TaskRetrying)
 
     @property
     def stats(self) -> PollerStats:
@@ -345,6 +375,7 @@ class Poller:
         *,
         deadline: float | None = None,
         context: Any = None,
+        resubmit: bool = True,
         **fields: Unpack[SubmitFields],
     ) -> str:
         """Submit a task (spending a token from the shared budget) and track it.
@@ -353,12 +384,24 @@ class Poller:
         keywords, or both (a keyword wins). In hybrid mode the poller's callback URL,
         secret and headers are filled in where they are left out. Errors of the submit
         are raised here, not yielded: a task that was never created has no outcome.
+
+        A typed `response_format` (a pydantic model, an attrs class, a dataclass or a
+        JSON Schema mapping) makes the outcome carry the checked output
+        (`Outcome.output`). With the poller's `ResubmitPolicy`, the task may be
+        resubmitted after a failed attempt; ``resubmit=False`` opts this task out.
+
+        Raises:
+            UsageError: among the usual reasons, an output type the converter does not
+                support, or secret options on a task that may be resubmitted without
+                `ResubmitPolicy.secret_options` to supply them again (stores keep no
+                secrets).
         """
         self._check_open()
         if deadline is not None:
             self._deadline_seconds(deadline)  # refuse a bad deadline before submitting
         options = merge_options(options, fields)
         del fields  # this frame outlives the submit: its locals must not hold secrets
+        spec, options = self._spec_for(prompt, options, resubmit=resubmit)
         if self.callback_url is not None:
             options = options.with_callback(
                 self.callback_url, self.callback_secret, self.callback_headers
@@ -370,6 +413,7 @@ class Poller:
             request_id = await self.client._submit_with(self._submit_lane, prompt, options)
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
+            task.spec = spec
         finally:
             with anyio.CancelScope(shield=task is not None):
                 early = await self.store.end_submit(ticket, task)
@@ -384,6 +428,36 @@ class Poller:
                 via="webhook",
             )
         return request_id
+
+    def _spec_for(
+        self, prompt: str, options: SubmitOptions, *, resubmit: bool
+    ) -> tuple[TaskSpec | None, SubmitOptions]:
+        """What the store keeps of this submit (None: nothing beyond the record), and the
+        options to send (a typed `response_format` becomes its wire mapping)."""
+        output: str | dict[str, Any] | None = None
+        if options.response_format is not None:
+            found = output_type(options.response_format)
+            if found is not None:
+                options = attrs.evolve(options, response_format=found.response_format)
+                if found.path is not None:
+                    self._output_types[found.path] = found  # the latest class of a name
+                    output = found.path
+                else:
+                    output = dict(found.schema)
+        policy = self.resubmit if resubmit else None
+        if policy is not None and policy.secret_options is None:
+            secret = sorted(n for n in secret_field_names() if getattr(options, n) is not None)
+            if secret:
+                raise UsageError(
+                    f"this task may be resubmitted, and its options hold secret fields "
+                    f"({', '.join(secret)}) that no store keeps: give "
+                    "ResubmitPolicy(secret_options=...) to supply them at each "
+                    "resubmission, or submit it with resubmit=False (the webhook fields "
+                    "need neither: set them on the Poller, which fills them in again)"
+                )
+        if policy is None and output is None:
+            return None, options
+        return TaskSpec.of(prompt if policy is not None else None, options, output), options
 
     async def forget(self, request_id: str) -> bool:
         """Stop tracking without an outcome. True if the id was tracked."""
@@ -455,13 +529,16 @@ class Poller:
         *,
         deadline: float | None = None,
         context: Any = None,
+        resubmit: bool = True,
         **fields: Unpack[SubmitFields],
     ) -> Outcome:
         """Submit one task and wait for its final outcome (`submit()`, then `wait_for()`),
         within the poller's one budget. Many of these may run at once."""
         options = merge_options(options, fields)
         del fields  # this frame outlives the submit: its locals must not hold secrets
-        request_id = await self.submit(prompt, options, deadline=deadline, context=context)
+        request_id = await self.submit(
+            prompt, options, deadline=deadline, context=context, resubmit=resubmit
+        )
         return await self.wait_for(request_id)
 
     def __contains__(self, request_id: object) -> bool:
@@ -623,7 +700,10 @@ class Poller:
                 if task is None:
                     async with lock:
                         task = await self._next_check()
-                await self._check(task)
+                if task.phase:  # due for resubmission, not for a check
+                    await self._resubmit(task)
+                else:
+                    await self._check(task)
             except CoordinationError as exc:
                 await self._ride_out(exc)
             else:
@@ -760,10 +840,39 @@ class Poller:
             self._stats.unknown_statuses += 1
         if action is Action.RESOLVE:
             assert decision.kind is not None
+            kind, unfit, output, named = self._typed(task, decision.kind, decision.status)
             outcome = make_outcome(
-                task, decision.kind, now, status=decision.status, error=decision.error, via=via
+                task,
+                kind,
+                now,
+                status=decision.status,
+                error=unfit or decision.error,
+                via=via,
+                output=output,
+                output_type=named,
             )
-            return await self.store.resolve(task, outcome, fenced=polled)
+            wait = self._resubmit_wait(task, outcome, now)
+            if wait is None:
+                return await self.store.resolve(task, outcome, fenced=polled)
+            if not polled:
+                # A webhook writes final outcomes and notices only; the task's next check
+                # reads the same failure and plans the resubmission under its claim.
+                return True
+            due = now + wait
+            await self.store.end_check(
+                task, CheckEnd(due=due, status=decision.status, resubmit=True)
+            )
+            self._dispatcher.wake_by(due)
+            if self._wants_retries:
+                self._instrumentation.emit(
+                    TaskRetrying(
+                        request_id=task.request_id,
+                        attempt=outcome_attempt(task),
+                        kind=kind,
+                        wait=wait,
+                    )
+                )
+            return True
         errors, error = task.errors, task.last_error
         if action is Action.RATE_LIMITED:
             assert isinstance(decision.error, RateLimitedError)
@@ -794,6 +903,148 @@ class Poller:
             self._dispatcher.wake_by(due)
         return True
 
+    def _typed(
+        self, task: TrackedTask, kind: OutcomeKind, status: TaskStatus | None
+    ) -> tuple[OutcomeKind, OutputValidationError | None, Any, str | None]:
+        """The typed output of a final reading: (kind, error, output, output type name).
+
+        An output that does not fit its type turns SUCCESS into ERROR with an
+        `OutputValidationError`: a failure of that outcome (which a `ResubmitPolicy` may
+        resubmit), never an exception out of the poller.
+        """
+        spec = task.spec
+        if spec is None or spec.output is None:
+            return kind, None, None, None
+        named = spec.output if isinstance(spec.output, str) else SCHEMA_OUTPUT
+        if kind is not OutcomeKind.SUCCESS:
+            return kind, None, None, named
+        content = status.structured_output if status is not None else None
+        if content is None:
+            unfit = OutputValidationError(
+                "the task succeeded without structured output "
+                "(response.output.type is not 'structured')"
+            )
+            return OutcomeKind.ERROR, unfit, None, named
+        try:
+            checker = (
+                resolve_output_type(spec.output, self._output_types)
+                if isinstance(spec.output, str)
+                else output_type(spec.output)
+            )
+            if checker is None:
+                return kind, None, content, named
+            return kind, None, checker.validate(content), named
+        except OutputValidationError as exc:
+            return OutcomeKind.ERROR, exc, None, named
+        except UsageError as exc:  # a stored schema this version cannot read
+            return OutcomeKind.ERROR, OutputValidationError(str(exc)), None, named
+
+    def _resubmit_wait(self, task: TrackedTask, outcome: Outcome, now: float) -> float | None:
+        """Seconds until `task` is resubmitted after `outcome`, or None: it is final.
+
+        The task's one deadline covers every attempt: a resubmission that would not fall
+        before its last-check time is not planned.
+        """
+        policy, spec = self.resubmit, task.spec
+        if policy is None or spec is None or spec.prompt is None or outcome.kind not in policy.on:
+            return None
+        attempt = outcome_attempt(task)
+        if attempt >= policy.attempts:
+            return None
+        if policy.when is not None:
+            try:
+                wanted = bool(policy.when(outcome))
+            except Exception as exc:  # the caller's code: it must not stop a worker
+                logger.warning(
+                    "resubmit_predicate_failed",
+                    request_id=task.request_id,
+                    error=type(exc).__name__,
+                )
+                return None
+            if not wanted:
+                return None
+        wait = policy.wait_before(attempt + 1, self._rng)
+        if now + wait >= task.deadline - self.cadence.lead:
+            return None
+        return wait
+
+    async def _resubmit(self, task: TrackedTask) -> None:
+        """Resubmit a claimed task whose attempt failed, and track the new attempt in its
+        place; or end it, if its resubmission cannot be made (or was cut short)."""
+        spec, now = task.spec, self._now()
+        if task.phase != "wait" or spec is None or spec.prompt is None:
+            # Marked "sending" and claimed again: a process died while resubmitting it.
+            # The new attempt may exist: never send it again.
+            uncertain = SubmitUncertainError(
+                "a resubmission of this task was cut short (the process sending it "
+                "stopped): the new attempt may exist at the service. Check before "
+                "submitting it again"
+            )
+            await self.store.resolve(
+                task, self._ending(task, OutcomeKind.SUBMIT_UNCERTAIN, uncertain), fenced=True
+            )
+            return
+        if not await self.store.begin_resubmit(task):
+            return  # the claim was lost: whoever holds it now decides
+        try:
+            options = spec.submit_options()
+            policy = self.resubmit
+            if policy is not None and policy.secret_options is not None:
+                options = _with_fields(options, policy.secret_options(task.context))
+            if self.callback_url is not None:
+                options = options.with_callback(
+                    self.callback_url, self.callback_secret, self.callback_headers
+                )
+            # The claim took a token for this task: the submit spends it.
+            request_id = await self.client._submit_with(
+                _Prepaid(self._submit_lane), spec.prompt, options
+            )
+        except SubmitUncertainError as exc:
+            ending = self._ending(task, OutcomeKind.SUBMIT_UNCERTAIN, exc)
+            await self.store.resolve(task, ending, fenced=True)
+            return
+        except DispatchError as exc:
+            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                self._refused(exc)
+            # The failed attempt's outcome is final, with why it could not go again.
+            await self.store.resolve(task, self._ending(task, OutcomeKind.ERROR, exc), fenced=True)
+            return
+        except Exception as exc:  # secret_options raised: the caller's code
+            error = DispatchError(
+                f"ResubmitPolicy.secret_options raised {type(exc).__name__}: the task was "
+                "not resubmitted"
+            )
+            await self.store.resolve(
+                task, self._ending(task, OutcomeKind.ERROR, error), fenced=True
+            )
+            return
+        self._stats.submits_sent += 1
+        now = self._now()
+        new = TrackedTask(
+            request_id,
+            started=task.started,
+            deadline=task.deadline,
+            context=task.context,
+            due=self.cadence.first(now, task.deadline, self._rng).due,
+        )
+        new.spec = attrs.evolve(spec, attempts=(*spec.attempts, task.request_id))
+        if await self.store.resubmitted(task, new):
+            self._dispatcher.wake_by(new.due)
+        else:
+            # The claim was lost while submitting (a fleet's lease ran out): the replica
+            # that took the task over ended it SUBMIT_UNCERTAIN. Say which id exists.
+            logger.warning(
+                "resubmission_not_tracked", request_id=request_id, previous=task.request_id
+            )
+
+    def _ending(self, task: TrackedTask, kind: OutcomeKind, error: Exception) -> Outcome:
+        """The final outcome of a task whose resubmission could not be made."""
+        spec = task.spec
+        named = None
+        if spec is not None and spec.output is not None:
+            named = spec.output if isinstance(spec.output, str) else SCHEMA_OUTPUT
+        return make_outcome(task, kind, self._now(), error=error, output_type=named)
+
     async def _pause_key(self, error: RateLimitedError) -> None:
         """A 429 concerns the whole key: pause the shared limiter for everyone, by the
         client's one rule (its streak of 429s, counted across its callers)."""
@@ -814,7 +1065,12 @@ class Poller:
     def _on_outcome(self, outcome: Outcome, receipt: Any) -> None:
         """The store's sink: hand the outcome to whoever awaits its task (`wait_for`), else
         queue it for ``async for``; and report it."""
-        awaited = self._awaited.get(outcome.request_id) if self._awaited else None
+        if outcome.output_type is not None and outcome.output is None:
+            outcome = self._rebuilt(outcome)
+        awaited = None
+        if self._awaited:  # awaited by the id its submit returned: the first attempt's
+            first = outcome.attempts[0] if outcome.attempts else outcome.request_id
+            awaited = self._awaited.get(first)
         if awaited is not None and outcome.final and awaited.outcome is None:
             awaited.outcome, awaited.receipt = outcome, receipt
             awaited.arrived.set()
@@ -866,6 +1122,71 @@ class Poller:
         except CoordinationError as exc:
             # The outcome reached the application; the store will offer it again.
             logger.warning("ack_failed", error=str(exc))
+
+    def _rebuilt(self, outcome: Outcome) -> Outcome:
+        """An outcome that crossed a store as text: its typed output, built again from
+        the reading here (the type is named by its import path)."""
+        if outcome.kind is not OutcomeKind.SUCCESS or outcome.output_type is None:
+            return outcome
+        if outcome.output_type == SCHEMA_OUTPUT:  # checked when it was resolved
+            return attrs.evolve(outcome, output=outcome.structured)
+        try:
+            checker = resolve_output_type(outcome.output_type, self._output_types)
+            return attrs.evolve(outcome, output=checker.validate(outcome.structured))
+        except OutputValidationError as exc:
+            return attrs.evolve(outcome, kind=OutcomeKind.ERROR, error=exc)
+
+
+def outcome_attempt(task: TrackedTask) -> int:
+    """Which attempt `task`'s record is: 1 for the first submit."""
+    return 1 + (len(task.spec.attempts) if task.spec is not None else 0)
+
+
+def _with_fields(options: SubmitOptions, more: SubmitOptions) -> SubmitOptions:
+    """`options` with every field that `more` sets."""
+    if not isinstance(more, SubmitOptions):
+        raise TypeError(f"secret_options must return SubmitOptions, got {type(more).__name__}")
+    given = {
+        field.name: getattr(more, field.name)
+        for field in attrs.fields(SubmitOptions)
+        if getattr(more, field.name) is not None
+    }
+    return attrs.evolve(options, **given)
+
+
+class _Prepaid:
+    """A limiter whose first token is already paid: a resubmission spends the token its
+    claim took, and any retry of the submit (a 429) queues like every other submit."""
+
+    __slots__ = ("_limiter", "_paid")
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+        self._paid = True
+
+    async def __aenter__(self) -> _Prepaid:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def try_acquire(self) -> bool:
+        if self._paid:
+            self._paid = False
+            return True
+        return self._limiter.try_acquire()
+
+    async def acquire(self) -> None:
+        if self._paid:
+            self._paid = False
+            return
+        await self._limiter.acquire()
+
+    async def pause(self, seconds: float) -> None:
+        await self._limiter.pause(seconds)
+
+    def paused_for(self) -> float:
+        return self._limiter.paused_for()
 
 
 class _Awaited:

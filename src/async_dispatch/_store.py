@@ -31,13 +31,16 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
 from ._errors import LifecycleError, UsageError
 from ._models import TaskStatus
 from ._outcome import Outcome, OutcomeKind, Via
+
+if TYPE_CHECKING:
+    from ._resubmit import TaskSpec
 
 __all__ = [
     "CheckEnd",
@@ -92,6 +95,9 @@ class CheckEnd:
     error: Exception | None = None
     #: Transient failures in a row after this check (0 once a check gets an answer).
     errors: int = 0
+    #: The attempt failed and the task is to be resubmitted at `due`, not checked: the
+    #: store sets `TrackedTask.phase` to ``"wait"`` (``""`` otherwise).
+    resubmit: bool = False
 
 
 class TrackedTask:
@@ -99,7 +105,8 @@ class TrackedTask:
 
     Every field after construction is written by the store only: `due` by `add`, `claim`
     and `end_check`, `polls` by `claim`, `errors`, `last_error` and `last_status` by
-    `end_check`, `last_input` by `notify`. The poller reads them to decide, and hands its
+    `end_check`, `last_input` by `notify`, `phase` by `end_check` and `begin_resubmit`;
+    `spec` is set once, before `add`. The poller reads them to decide, and hands its
     decisions to the store. Kept to what every store needs, because a poller holds 100,000
     of them: a store that needs more per task (a fencing token) subclasses it.
     """
@@ -112,9 +119,11 @@ class TrackedTask:
         "last_error",
         "last_input",
         "last_status",
+        "phase",
         "polls",
         "request_id",
         "seq",
+        "spec",
         "started",
     )
 
@@ -143,6 +152,13 @@ class TrackedTask:
         self.last_status: TaskStatus | None = None
         #: Identity of the last input request reported, so each is reported once.
         self.last_input: str | None = None
+        #: What the task was submitted with, for a resubmission or a typed output (the
+        #: `TaskSpec` a store keeps with the record); None for most tasks.
+        self.spec: TaskSpec | None = None
+        #: ``""``: checked as usual; ``"wait"``: its last attempt failed and it is to be
+        #: resubmitted when due; ``"sending"``: a resubmission began (found at a claim, it
+        #: was cut short: never sent again).
+        self.phase = ""
 
     def __repr__(self) -> str:
         return f"<TrackedTask {self.request_id} due={self.due:.3f} polls={self.polls}>"
@@ -157,8 +173,15 @@ def make_outcome(
     error: Exception | None = None,
     final: bool = True,
     via: Via = "other",
+    output: Any = None,
+    output_type: str | None = None,
 ) -> Outcome:
-    """The outcome `task` ends (or, with ``final=False``, notifies) with at `now`."""
+    """The outcome `task` ends (or, with ``final=False``, notifies) with at `now`: its
+    attempts are the spec's earlier ones and this one."""
+    spec = task.spec
+    extra: dict[str, Any] = {}
+    if spec is not None and spec.attempts:
+        extra["attempts"] = (*spec.attempts, task.request_id)
     return Outcome(
         request_id=task.request_id,
         kind=kind,
@@ -169,6 +192,9 @@ def make_outcome(
         elapsed=now - task.started,
         final=final,
         via=via,
+        output=output,
+        output_type=output_type,
+        **extra,
     )
 
 
@@ -257,6 +283,20 @@ class TaskStore(Protocol):
         `fenced`: only if the caller's claim still holds (a poll). A webhook or the
         deadline resolves whoever holds the claim.
         """
+        ...
+
+    async def begin_resubmit(self, task: TrackedTask) -> bool:
+        """The claimed `task` (phase ``"wait"``) is about to be resubmitted: set its phase
+        to ``"sending"`` where a restart or another replica will find it, keeping the
+        claim. False if the claim no longer holds, or the phase is not ``"wait"``."""
+        ...
+
+    async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
+        """`task`'s resubmission created `new`: in one step, end `task` without an
+        outcome (its id counts as finished, so a late webhook for it is a duplicate) and
+        track `new` (with its `spec` and `polls`). Only under the caller's claim, and
+        while `task` is ``"sending"``; False (nothing changed) otherwise, or if `new`'s id
+        is tracked or finished already."""
         ...
 
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
@@ -460,6 +500,7 @@ class MemoryStore:
             if end.status is not None:
                 task.last_status = end.status
             task.last_error, task.errors = end.error, end.errors
+            task.phase = "wait" if end.resubmit else ""
             self._schedule(task, end.due, next(self._seq))
 
     def _schedule(self, task: TrackedTask, due: float, seq: int) -> None:
@@ -507,6 +548,23 @@ class MemoryStore:
         self._compact()
         self._remember(task.request_id)
         self._deliver(outcome, task)
+        return True
+
+    async def begin_resubmit(self, task: TrackedTask) -> bool:
+        if self.tasks.get(task.request_id) is not task or task.phase != "wait":
+            return False
+        task.phase = "sending"
+        return True
+
+    async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
+        if self.tasks.get(task.request_id) is not task or task.phase != "sending":
+            return False
+        if new.request_id in self.tasks or new.request_id in self._finished:
+            return False
+        del self.tasks[task.request_id]
+        self._remember(task.request_id)
+        self._add(new)
+        self._compact()
         return True
 
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "SubmitResult",
     "TaskForgotten",
     "TaskResolved",
+    "TaskRetrying",
     "TaskTracked",
     "TokenWaited",
     "WebhookAnswered",
@@ -164,6 +165,25 @@ class TaskResolved:
 
 
 @attrs.frozen(kw_only=True)
+class TaskRetrying:
+    """An attempt of a task failed, and the poller's `ResubmitPolicy` will resubmit it.
+
+    Not an outcome (the iterator yields only the task's final one, with every attempt's
+    id in `Outcome.attempts`): this is how the intermediate attempts show. The task stays
+    tracked, so no `TaskResolved` is sent for the failed attempt.
+    """
+
+    #: The failed attempt's request id.
+    request_id: str
+    #: Which attempt failed: 1 for the first submit.
+    attempt: int
+    #: How it ended (`OutcomeKind.ERROR`, or FAILED when the policy names it).
+    kind: OutcomeKind
+    #: Seconds until the resubmission is due (it then waits its turn in the budget).
+    wait: float
+
+
+@attrs.frozen(kw_only=True)
 class TaskForgotten:
     """A task stopped being tracked without an outcome (`Poller.forget`, say)."""
 
@@ -230,6 +250,7 @@ Event: TypeAlias = (
     CheckDone
     | TaskTracked
     | TaskResolved
+    | TaskRetrying
     | TaskForgotten
     | RateLimitPaused
     | WebhookAnswered

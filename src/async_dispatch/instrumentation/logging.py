@@ -7,6 +7,8 @@ person should act on unless asked for more.
   its budget and everything waits;
 - `WebhookAnswered` with a 4xx or 5xx → info ``webhook_refused`` (``reason``,
   ``status_code``): a sender is misconfigured, or someone is probing the URL;
+- `TaskRetrying` → info ``task_retrying`` (``request_id``, ``attempt``, ``kind``,
+  ``wait``): an attempt failed and the task will be resubmitted;
 - `CheckDone`, `SubmitDone`, `TaskResolved` → debug ``checked``, ``submitted``,
   ``resolved``: a per-request trace, built only when the ``async_dispatch`` logger has
   debug enabled, so it costs one level test otherwise.
@@ -26,6 +28,7 @@ from ._events import (
     SubmitDone,
     TaskForgotten,
     TaskResolved,
+    TaskRetrying,
     TaskTracked,
     TokenWaited,
     WebhookAnswered,
@@ -57,6 +60,14 @@ class LoggingHook:
         elif isinstance(event, WebhookAnswered):
             if event.status_code >= 400:
                 logger.info("webhook_refused", reason=event.reason, status_code=event.status_code)
+        elif isinstance(event, TaskRetrying):
+            logger.info(
+                "task_retrying",
+                request_id=event.request_id,
+                attempt=event.attempt,
+                kind=event.kind.value,
+                wait=round(event.wait, 3),
+            )
         elif isinstance(event, _TRACED) and debug_enabled():
             _debug(event)
 
