@@ -105,6 +105,23 @@ class ListStore:
             if end.status is not None:
                 task.last_status = end.status
             task.last_error, task.errors, task.due = end.error, end.errors, end.due
+            task.phase = "wait" if end.resubmit else ""
+
+    async def begin_resubmit(self, task: TrackedTask) -> bool:
+        if self.tasks.get(task.request_id) is not task or task.phase != "wait":
+            return False
+        task.phase = "sending"
+        return True
+
+    async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
+        if self.tasks.get(task.request_id) is not task or task.phase != "sending":
+            return False
+        if new.request_id in self.tasks or new.request_id in self.finished_ids:
+            return False
+        del self.tasks[task.request_id]
+        self.finished_ids.add(task.request_id)
+        self.tasks[new.request_id] = new
+        return True
 
     async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
         if self.tasks.get(task.request_id) is not task:

@@ -10,7 +10,8 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      JSON), token (fencing token), lease (expiry while claimed, else 0),
                      last_due (when its last check before the deadline falls due),
                      by (the consumer name of the replica that last claimed it: the
-                     claimer while lease is not 0)
+                     claimer while lease is not 0), spec (`TaskSpec` JSON, or ''), phase
+                     ('', 'wait' or 'sending': a resubmission planned or under way)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
@@ -47,6 +48,15 @@ That is the one window of duplicates: a replica that took an outcome, did the si
 effect and died before asking for the next. The request id is the idempotency key: each
 task has exactly one final outcome, whatever replica handles it.
 
+Resubmissions (`ResubmitPolicy`) work fleet-wide: the task's `spec` holds what a
+resubmission needs, and no secret (the prompt, the options not marked secret, the output
+type's import path, the earlier attempts' ids): the replica that resubmits fills in its
+own poller's callback secret and headers, and `ResubmitPolicy.secret_options` gives the
+others. A resubmission is marked ``sending`` under the claim before it is sent
+(store_begin_resubmit.lua) and swapped for the new attempt in one script
+(store_resubmitted.lua): a replica dying in between leaves the mark, and the next claim
+ends the task SUBMIT_UNCERTAIN rather than sending it twice.
+
 Durability is Redis's: a Redis that keeps nothing on disk forgets tracked tasks when it
 restarts. While Redis is unreachable, the store's methods raise `CoordinationError`: the
 poller's workers and reaper wait and try again (a submit or `track()` raises it to the
@@ -74,6 +84,7 @@ from .._models import TaskStatus
 from .._outage import Outage
 from .._outcome import Outcome
 from .._outcome_codec import decode_outcome, encode_outcome, status_payload
+from .._resubmit import TaskSpec
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
@@ -130,6 +141,19 @@ class LeasedTask(TrackedTask):
 
 def _token(task: TrackedTask) -> str:
     return str(task.lease) if isinstance(task, LeasedTask) else "0"
+
+
+def _spec_json(task: TrackedTask) -> str:
+    """The task's spec as stored ('' for none); `UsageError` if its options are not JSON."""
+    if task.spec is None:
+        return ""
+    try:
+        return task.spec.to_json()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"a fleet's task options must be JSON-serialisable: {exc} "
+            f"(request id {task.request_id!r})"
+        ) from exc
 
 
 class RedisStore:
@@ -364,7 +388,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
-            [*self._add_args(task), ""],
+            [*self._add_args(task), "", _spec_json(task)],
         )
         if reply[0]:
             self._tracked += 1
@@ -389,6 +413,8 @@ class RedisStore:
                     "last_input",
                     "status",
                     "err",
+                    "spec",
+                    "phase",
                 ],
             )
         if fields[2] is None:
@@ -397,7 +423,7 @@ class RedisStore:
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
-        err] as stored."""
+        err, spec, phase] as stored."""
         task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
@@ -413,6 +439,9 @@ class RedisStore:
             task.last_status = parse_status_payload(request_id, json.loads(status))
         err = _text(f[8])
         task.last_error = error_from_data(json.loads(err)) if err else None
+        if len(f) > 10:
+            task.spec = TaskSpec.from_json(_text(f[9]))
+            task.phase = _text(f[10])
         return task
 
     async def forget(self, request_id: str) -> bool:
@@ -468,10 +497,12 @@ class RedisStore:
                 _error_json(end.error),
                 json.dumps(status_payload(status)) if status is not None else "",
                 _seconds(due),
+                "wait" if end.resubmit else "",
             ],
         )
         # This process's copy of the record, as the script wrote it.
         task.due, task.errors, task.last_error = end.due, end.errors, end.error
+        task.phase = "wait" if end.resubmit else ""
         if status is not None:
             task.last_status = status
         self._hint_due = min(self._hint_due, due)
@@ -502,6 +533,34 @@ class RedisStore:
         if reply[0]:
             self._held.pop(task.request_id, None)
             self._tracked = max(0, self._tracked - 1)
+        return bool(reply[0])
+
+    async def begin_resubmit(self, task: TrackedTask) -> bool:
+        reply = await self._script(
+            "store_begin_resubmit.lua", [self._key(f"task:{task.request_id}")], [_token(task)]
+        )
+        if reply[0]:
+            task.phase = "sending"  # the claim stays held (and renewed) while it is sent
+        return bool(reply[0])
+
+    async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
+        args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
+        reply = await self._script(
+            "store_resubmitted.lua",
+            [
+                self._key(f"task:{task.request_id}"),
+                self._last,
+                self._due,
+                self._deadlines,
+                self._done,
+                self._last_due,
+                self._key(f"task:{new.request_id}"),
+            ],
+            [task.request_id, _token(task), str(self.finished_ttl), *args, _spec_json(new)],
+        )
+        self._held.pop(task.request_id, None)
+        if reply[0]:
+            self._hint_due = min(self._hint_due, self._to_server(new.due))
         return bool(reply[0])
 
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
@@ -586,7 +645,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
-            [*self._add_args(task), str(ticket)],
+            [*self._add_args(task), str(ticket), _spec_json(task)],
         )
         if reply[0]:
             self._tracked += 1

@@ -57,6 +57,7 @@ from .._errors import DispatchError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
+from .._resubmit import TaskSpec
 from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
 from ._codec import (
     decode_error,
@@ -199,7 +200,7 @@ class SQLiteStore:
         to_loop = self._to_loop
         tasks = []
         for row in loaded.tasks:
-            rid, context, started, deadline, due, polls, errors, error, status, key = row
+            rid, context, started, deadline, due, polls, errors, error, status, key = row[:10]
             task = TrackedTask(
                 rid,
                 started=to_loop(started),
@@ -210,6 +211,8 @@ class SQLiteStore:
             task.polls, task.errors, task.last_input = int(polls), int(errors), key
             task.last_error = decode_error(error)
             task.last_status = decode_status(rid, status)
+            task.spec = TaskSpec.from_json(row[10])
+            task.phase = row[11] or ""
             tasks.append(task)
         await self._memory.add_many(tasks)
         self._next_outcome = max((row[0] for row in loaded.outcomes), default=0) + 1
@@ -329,7 +332,21 @@ class SQLiteStore:
             encode_error(task.last_error),
             encode_status(task.last_status),
             task.last_input,
+            self._spec_text(task),
+            task.phase,
         )
+
+    @staticmethod
+    def _spec_text(task: TrackedTask) -> str | None:
+        if task.spec is None:
+            return None
+        try:
+            return task.spec.to_json()
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a SQLiteStore task's options must be JSON-serialisable: {exc} "
+                f"(request id {task.request_id!r})"
+            ) from exc
 
     def _record(self, task: TrackedTask) -> tuple[Any, ...]:
         return (
@@ -339,6 +356,7 @@ class SQLiteStore:
             encode_error(task.last_error),
             encode_status(task.last_status),
             task.last_input,
+            task.phase,
             task.request_id,
         )
 
@@ -420,6 +438,27 @@ class SQLiteStore:
         if not await self._memory.resolve(task, outcome, fenced=fenced):
             return False
         await self._deliver(self._take_captured())
+        return True
+
+    async def begin_resubmit(self, task: TrackedTask) -> bool:
+        if not await self._memory.begin_resubmit(task):
+            return False
+        # On disk before the submit is sent: a crash mid-submit leaves the mark, and the
+        # next process ends the task SUBMIT_UNCERTAIN instead of sending it again.
+        await self._written((UPDATE_TASK, [self._record(task)]))
+        return True
+
+    async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
+        if new.request_id in self._finished_before:
+            return False
+        row = self._task_row(new, strict=False)  # the new attempt exists: keep it
+        if not await self._memory.resubmitted(task, new):
+            return False
+        await self._written(
+            (DELETE_TASK, [(task.request_id,)]),
+            (INSERT_FINISHED, [(task.request_id, time.time())]),
+            (INSERT_TASK, [row]),
+        )
         return True
 
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:

@@ -13,6 +13,8 @@
 -- ARGV[6]  when the last check before the deadline falls due (server seconds): a check
 --          due then or later is the last one
 -- ARGV[7]  intent id to drop, or ''
+-- ARGV[8]  the task's spec (`TaskSpec.to_json()`: what a resubmission or a typed output
+--          needs, never a secret), or '' / absent for none
 --
 -- Returns {added (0/1), parked payload or ''}.
 
@@ -39,7 +41,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZSCORE', KEYS[9], rid) then
 end
 redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],
            'deadline', ARGV[4], 'polls', 0, 'errors', 0, 'last_input', '',
-           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[6])
+           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[6],
+           'spec', ARGV[8] or '', 'phase', '')
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 if ARGV[5] ~= 'inf' then
   local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])

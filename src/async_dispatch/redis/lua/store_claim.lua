@@ -12,7 +12,7 @@
 --
 -- Returns, in server seconds:
 --   {1, now, tracked, request id, token, ctx, started, deadline, polls, errors,
---    last_input, status, err}                                           a claim;
+--    last_input, status, err, spec, phase}                              a claim;
 --   {0, now, tracked, next due or ''}                                   nothing due.
 
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
@@ -41,8 +41,9 @@ for _, zset in ipairs({KEYS[1], KEYS[2]}) do
       redis.call('HINCRBY', key, 'polls', 1)
       redis.call('ZADD', zset, expiry, rid)
       local f = redis.call('HMGET', key, 'ctx', 'started', 'deadline', 'polls', 'errors',
-                          'last_input', 'status', 'err')
-      return {1, stamp, tracked, rid, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
+                          'last_input', 'status', 'err', 'spec', 'phase')
+      return {1, stamp, tracked, rid, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+              f[9] or '', f[10] or ''}
     end
   end
 end

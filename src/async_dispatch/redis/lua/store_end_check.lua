@@ -6,6 +6,8 @@
 -- ARGV[1]  request id        ARGV[2]  fencing token of the claim
 -- ARGV[3]  polls   ARGV[4] errors   ARGV[5] last error (JSON or '')   ARGV[6] status ('' = keep)
 -- ARGV[7]  next check (server seconds, or 'inf': none, the deadline decides)
+-- ARGV[8]  the task's phase from now on: '' (checked), or 'wait' (the attempt failed: at
+--          the next check's time the task is resubmitted instead); absent means ''
 --
 -- Returns {1} if written, 0 if the token no longer matches (or the task is gone).
 
@@ -14,7 +16,7 @@ if token ~= ARGV[2] then
   return {0}
 end
 redis.call('HSET', KEYS[1], 'polls', ARGV[3], 'errors', ARGV[4], 'err', ARGV[5],
-           'lease', 0)
+           'lease', 0, 'phase', ARGV[8] or '')
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[6])
 end

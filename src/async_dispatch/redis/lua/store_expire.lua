@@ -35,18 +35,27 @@ end
 
 for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)) do
   local key = prefix .. 'task:' .. rid
-  local f = redis.call('HMGET', key, 'ctx', 'started', 'polls', 'status', 'err')
+  local f = redis.call('HMGET', key, 'ctx', 'started', 'polls', 'status', 'err', 'spec')
   redis.call('ZREM', KEYS[1], rid)
   redis.call('ZREM', KEYS[2], rid)
   redis.call('ZREM', KEYS[3], rid)
   if f[2] then
     redis.call('DEL', key)
     redis.call('ZADD', KEYS[8], now + tonumber(ttl), rid)
+    -- A resubmitted task's outcome lists every attempt (the spec keeps the earlier ones).
+    local attempts = ''
+    if f[6] and f[6] ~= '' then
+      local earlier = cjson.decode(f[6])['attempts']
+      if type(earlier) == 'table' and #earlier > 0 then
+        table.insert(earlier, rid)
+        attempts = ',"attempts":' .. cjson.encode(earlier)
+      end
+    end
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
       .. ',"status":' .. nullable(f[4]) .. ',"error":' .. nullable(f[5])
       .. ',"context":' .. nullable(f[1]) .. ',"polls":' .. (tonumber(f[3]) or 0)
       .. ',"elapsed":' .. string.format('%.6f', now - tonumber(f[2]))
-      .. ',"final":true,"via":"deadline"}'
+      .. ',"final":true,"via":"deadline"' .. attempts .. '}'
     redis.call('XADD', KEYS[4], '*', 'o', outcome)
     ended = ended + 1
   end

@@ -1,0 +1,46 @@
+-- A resubmission was accepted: swap the old attempt's record for the new one, atomically.
+-- The old id leaves every set without an outcome and joins the finished ids (a late
+-- webhook for it is a duplicate); the new id is tracked with the same context, start and
+-- deadline, the spec listing the earlier attempts, and its first check planned.
+--
+-- KEYS[1]  the old task's hash   KEYS[2] last checks   KEYS[3] routine checks
+-- KEYS[4]  deadlines   KEYS[5] finished ids   KEYS[6] last-check times   KEYS[7] the new hash
+-- ARGV[1]  old request id   ARGV[2] fencing token of the claim   ARGV[3] seconds to
+--          remember the old id as finished
+-- ARGV[4]  new request id   ARGV[5] context (JSON)   ARGV[6] started   ARGV[7] deadline
+-- ARGV[8]  first check (server seconds, or 'inf')   ARGV[9] last-check time
+-- ARGV[10] the new spec (JSON)
+--
+-- Returns {1} if swapped; {0} (nothing changed) if the claim was lost, the task is not
+-- being resubmitted, or the new id is tracked or finished already.
+
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+  return {0}
+end
+if redis.call('HGET', KEYS[1], 'phase') ~= 'sending' then
+  return {0}
+end
+local rid = ARGV[4]
+if redis.call('EXISTS', KEYS[7]) == 1 or redis.call('ZSCORE', KEYS[5], rid) then
+  return {0}
+end
+local t = redis.call('TIME')
+redis.call('DEL', KEYS[1])
+for i = 2, 4 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[7], 'rid', rid, 'ctx', ARGV[5], 'started', ARGV[6],
+           'deadline', ARGV[7], 'polls', 0, 'errors', 0, 'last_input', '',
+           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[9],
+           'spec', ARGV[10], 'phase', '')
+redis.call('ZADD', KEYS[4], ARGV[7], rid)
+if ARGV[8] ~= 'inf' then
+  local last = tonumber(ARGV[8]) >= tonumber(ARGV[9])
+  redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[8], rid)
+  if not last then
+    redis.call('ZADD', KEYS[6], ARGV[9], rid)
+  end
+end
+return {1}
