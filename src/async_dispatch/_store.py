@@ -179,9 +179,7 @@ def make_outcome(
     """The outcome `task` ends (or, with ``final=False``, notifies) with at `now`: its
     attempts are the spec's earlier ones and this one."""
     spec = task.spec
-    extra: dict[str, Any] = {}
-    if spec is not None and spec.attempts:
-        extra["attempts"] = (*spec.attempts, task.request_id)
+    earlier = spec.attempts if spec is not None else ()
     return Outcome(
         request_id=task.request_id,
         kind=kind,
@@ -194,7 +192,7 @@ def make_outcome(
         via=via,
         output=output,
         output_type=output_type,
-        **extra,
+        attempts=(*earlier, task.request_id),
     )
 
 

@@ -443,9 +443,11 @@ class SQLiteStore:
     async def begin_resubmit(self, task: TrackedTask) -> bool:
         if not await self._memory.begin_resubmit(task):
             return False
-        # On disk before the submit is sent: a crash mid-submit leaves the mark, and the
-        # next process ends the task SUBMIT_UNCERTAIN instead of sending it again.
-        await self._written((UPDATE_TASK, [self._record(task)]))
+        # On disk before the submit is sent, due at once (a claimed task is due nowhere in
+        # memory): a crash mid-submit leaves the mark, and the next process claims the
+        # task first thing and ends it SUBMIT_UNCERTAIN instead of sending it again.
+        record = (time.time(), *self._record(task)[1:])
+        await self._written((UPDATE_TASK, [record]))
         return True
 
     async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
