@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from _third_store import ListStore
@@ -34,6 +35,7 @@ from async_dispatch import (
     OutcomeKind,
     RequestTimeoutError,
     SubmitUncertainError,
+    TaskSpec,
     TaskStatus,
     TaskStore,
     TrackedTask,
@@ -501,3 +503,105 @@ async def test_idle_means_nothing_tracked_and_no_submit_in_flight(harness: Harne
         await a.wait_for(1)
         await store.ack(a.received[0][1])
         assert await store.idle()
+
+
+# -- resubmissions ----------------------------------------------------------------------
+
+
+def spec_task(rid: str, *, deadline: float = 60.0, attempts: tuple[str, ...] = ()) -> TrackedTask:
+    task = new_task(rid, deadline=deadline, context={"user": 7})
+    task.spec = TaskSpec(
+        prompt="/Operator again",
+        options={"time_zone": "UTC", "response_format": {"type": "jsonSchema", "jsonSchema": {}}},
+        output="tests.models:Invoice",
+        attempts=attempts,
+    )
+    return task
+
+
+async def _claim(store: TaskStore) -> TrackedTask:
+    with anyio.fail_after(2):
+        while True:
+            task = await store.claim(anyio.current_time())
+            if task is not None:
+                return task
+            await anyio.sleep(0.01)
+
+
+async def test_a_resubmission_swaps_the_failed_attempt_for_the_new_one(harness: Harness) -> None:
+    async with harness.attached() as a:
+        store = a.store
+        await store.add(spec_task("req_1"))
+        task = await _claim(store)
+        assert (task.phase, task.spec) == ("", spec_task("req_1").spec)
+        assert not await store.begin_resubmit(task)  # not planned for resubmission
+        await store.end_check(
+            task,
+            CheckEnd(due=anyio.current_time(), status=reading("req_1", "error"), resubmit=True),
+        )
+        waiting = await store.get("req_1")
+        assert waiting is not None
+        assert waiting.phase == "wait"
+        task = await _claim(store)
+        assert task.phase == "wait"
+        assert task.last_status == reading("req_1", "error")
+        assert await store.begin_resubmit(task)
+        assert not await store.begin_resubmit(task)  # once
+        assert task.phase == "sending"
+        assert (await store.get("req_1")).phase == "sending"  # type: ignore[union-attr]
+        assert task.spec is not None
+        new = TrackedTask(
+            "req_2", started=task.started, deadline=task.deadline, context=task.context, due=0.0
+        )
+        new.spec = attrs.evolve(task.spec, attempts=("req_1",))
+        assert await store.resubmitted(task, new)
+        assert not await store.resubmitted(task, new)  # the old attempt is gone
+        assert await store.get("req_1") is None
+        assert await store.finished("req_1")  # a late webhook for it is a duplicate
+        assert not await store.add(new_task("req_1"))
+        again = await store.get("req_2")
+        assert again is not None
+        assert (again.phase, again.context, again.spec) == ("", {"user": 7}, new.spec)
+        assert abs(again.deadline - task.deadline) < 0.5
+        claimed = await _claim(store)
+        assert claimed.request_id == "req_2"
+        done = make_outcome(claimed, OutcomeKind.SUCCESS, anyio.current_time(), via="poll")
+        assert done.attempts == ("req_1", "req_2")
+        assert await store.resolve(claimed, done, fenced=True)
+        (outcome,) = await a.wait_for(1)
+        assert (outcome.request_id, outcome.attempts) == ("req_2", ("req_1", "req_2"))
+        assert len(await a.settle()) == 1  # the swap itself hands nothing over
+
+
+async def test_a_resubmitted_task_that_times_out_lists_every_attempt(harness: Harness) -> None:
+    async with harness.attached() as a:
+        deadline = 1.1 if a.kind == "redis" else 0.3
+        await a.store.add(spec_task("req_3", deadline=deadline, attempts=("req_1", "req_2")))
+        with anyio.fail_after(a.patience + deadline):
+            while not await a.store.expire(anyio.current_time()):  # noqa: ASYNC110 - polled
+                await anyio.sleep(0.05)
+        (outcome,) = await a.wait_for(1)
+        assert outcome.kind is OutcomeKind.TIMED_OUT
+        assert outcome.attempts == ("req_1", "req_2", "req_3")
+
+
+_CLAIM_HELD = "one process: the claim of a resubmission under way is never lost"
+
+
+@store_params(memory=_CLAIM_HELD, list=_CLAIM_HELD)
+async def test_a_resubmission_under_way_is_found_marked_after_a_crash(harness: Harness) -> None:
+    """The mark is durable before the submit is sent: whoever claims the task next sees
+    ``sending`` (and ends it SUBMIT_UNCERTAIN) instead of planning another submit."""
+    async with harness.attached() as a:
+        await a.store.add(spec_task("req_m"))
+        task = await _claim(a.store)
+        await a.store.end_check(task, CheckEnd(due=anyio.current_time(), resubmit=True))
+        task = await _claim(a.store)
+        assert await a.store.begin_resubmit(task)
+        # ...and the process died before the submit's answer.
+    async with harness.attached() as b:
+        with anyio.fail_after(4):  # a fleet's lease (1 s here) runs out first
+            while (found := await b.store.claim(anyio.current_time())) is None:  # noqa: ASYNC110 - polled
+                await anyio.sleep(0.05)
+        assert (found.request_id, found.phase) == ("req_m", "sending")
+        assert found.spec == spec_task("req_m").spec
