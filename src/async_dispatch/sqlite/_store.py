@@ -136,6 +136,8 @@ class SQLiteStore:
         self._flushing: anyio.Event | None = None
         self._failed: BaseException | None = None
         self._intents: set[str] = set()
+        #: Outcomes taken from memory whose write to disk is not done yet.
+        self._delivering = 0
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, tracked={len(self._memory)})"
@@ -386,7 +388,13 @@ class SQLiteStore:
         """Write `taken` outcomes (and `writes`) to disk, then hand them over."""
         if not taken and not writes:
             return
-        await self._written(*writes, *self._outcome_writes(taken))
+        # Out of memory and not handed over yet: until then the store is not idle, or a
+        # finite `async for` could end with these outcomes still on their way to disk.
+        self._delivering += len(taken)
+        try:
+            await self._written(*writes, *self._outcome_writes(taken))
+        finally:
+            self._delivering -= len(taken)
         sink = self._sink
         assert sink is not None
         for row, outcome, receipt in taken:
@@ -525,4 +533,4 @@ class SQLiteStore:
         return request_id in self._finished_before or await self._memory.finished(request_id)
 
     async def idle(self) -> bool:
-        return await self._memory.idle()
+        return not self._delivering and await self._memory.idle()
