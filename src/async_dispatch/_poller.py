@@ -477,6 +477,9 @@ class Poller:
         INPUT_REQUIRED notifications still go to ``async for``. Cancelling the wait loses
         nothing: an outcome that arrived meanwhile goes back to the iteration.
 
+        A task the `ResubmitPolicy` resubmitted is awaited by the id its first submit
+        returned; its outcome carries the last attempt's (`Outcome.attempts` has both).
+
         Needs a store whose tasks live in this process (`StoreCapabilities.local`, the
         default `MemoryStore`): in a fleet any replica may receive an outcome, so use
         ``async for`` there.
