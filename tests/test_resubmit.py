@@ -16,6 +16,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _third_store import ListStore
 from async_dispatch import (
@@ -26,6 +28,7 @@ from async_dispatch import (
     ResubmitPolicy,
     SubmitOptions,
     SubmitUncertainError,
+    TaskSpec,
     TaskStore,
     UsageError,
 )
@@ -367,3 +370,70 @@ async def test_the_retry_is_logged_for_people(caplog: pytest.LogCaptureFixture) 
         await poller.submit("/Operator logged", extra=ERROR)
         await drain(poller)
     assert any("task_retrying" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_replica_resubmits_what_another_planned(request: pytest.FixtureRequest) -> None:
+    """The policy works across replicas: one sees the attempt fail and plans the
+    resubmission in Redis, then leaves; another, with the same policy, sends it."""
+    from async_dispatch.redis import RedisStore
+
+    url, name = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_name")
+    policy = ResubmitPolicy(
+        wait=1.0, jitter=0, secret_options=lambda context: SubmitOptions(extra=SUCCESS)
+    )
+    async with simulator(seed=15, time_scale=0.002) as sim:
+        store = RedisStore(url, name=name, lease=1.0)
+        async with polling(sim, store, resubmit=policy) as (planner, events):
+            first = await planner.submit("/Operator elsewhere", context=[1], extra=ERROR)
+            with anyio.fail_after(20):
+                while not any(isinstance(e, TaskRetrying) for e in events):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)  # (the hook is a plain callable)
+        assert sim.stats.tasks_created == 1  # planned, not sent: the wait is not over
+        async with polling(sim, RedisStore(url, name=name, lease=1.0), resubmit=policy) as (
+            sender,
+            others,
+        ):
+            (outcome,) = await drain(sender)
+    assert (outcome.kind, outcome.context) == (OutcomeKind.SUCCESS, [1])
+    assert outcome.attempts[0] == first
+    assert len(outcome.attempts) == 2
+    assert sim.stats.tasks_created == 2
+    assert not [e for e in others if isinstance(e, TaskRetrying)]  # it only sent it
+
+
+_SECRET_TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    secrets=st.lists(_SECRET_TEXT, min_size=6, max_size=6, unique=True),
+    time_zone=st.sampled_from(["UTC", "Europe/Paris"]),
+)
+def test_a_spec_keeps_every_plain_option_and_no_secret(secrets: list[str], time_zone: str) -> None:
+    options = SubmitOptions(
+        time_zone=time_zone,
+        input_variables={"q": "plain"},
+        callback_url="http://127.0.0.1:9/hook",
+        callback_secret=secrets[0],
+        callback_headers={"Authorization": secrets[1]},
+        secret_variables={"password": secrets[2]},
+        user_resource_credentials={"jira": {"token": secrets[3]}},
+        mcp_servers=[{"url": "http://127.0.0.1:9", "token": secrets[4]}],
+        extra={"apiToken": secrets[5]},
+    )
+    spec = TaskSpec.of("/Operator go", options, "mod:Type")
+    text = spec.to_json()
+    for secret in secrets:
+        assert secret not in text
+    again = TaskSpec.from_json(text)
+    assert again == spec
+    assert again is not None
+    rebuilt = again.submit_options()
+    assert (rebuilt.time_zone, rebuilt.input_variables, rebuilt.callback_url) == (
+        time_zone,
+        {"q": "plain"},
+        "http://127.0.0.1:9/hook",
+    )
+    assert rebuilt.callback_secret is None
+    assert rebuilt.secret_variables is None
+    assert rebuilt.extra is None
