@@ -25,6 +25,7 @@ from async_dispatch import (
     Outcome,
     OutcomeKind,
     Poller,
+    RateLimitedError,
     ResubmitPolicy,
     SubmitOptions,
     SubmitUncertainError,
@@ -437,3 +438,32 @@ def test_a_spec_keeps_every_plain_option_and_no_secret(secrets: list[str], time_
     assert rebuilt.callback_secret is None
     assert rebuilt.secret_variables is None
     assert rebuilt.extra is None
+
+
+async def test_a_resubmission_refused_for_now_goes_again_later(stores: Stores) -> None:
+    """A 429 (or a connection that never opened) sent nothing: the same resubmission is
+    planned again after the pause, still within the one deadline."""
+    async with (
+        simulator(seed=16, time_scale=0.002) as sim,
+        polling(sim, stores.open(), resubmit=error_then("success")) as (poller, _),
+    ):
+        submit = poller.client._submit_with
+        refused: list[str] = []
+
+        async def once_rate_limited(bucket: Any, prompt: str, options: SubmitOptions) -> str:
+            if not refused:  # the first submit goes through; the first resubmission is refused
+                refused.append("first")
+                return await submit(bucket, prompt, options)
+            if len(refused) == 1:
+                refused.append("429")
+                raise RateLimitedError(
+                    "HTTP 429", status_code=429, request_id=None, retry_after=0.05
+                )
+            return await submit(bucket, prompt, options)
+
+        poller.client._submit_with = once_rate_limited  # type: ignore[method-assign]
+        await poller.submit("/Operator busy", extra=ERROR)
+        (outcome,) = await drain(poller)
+    assert refused == ["first", "429"]
+    assert (outcome.kind, len(outcome.attempts)) == (OutcomeKind.SUCCESS, 2)
+    assert sim.stats.tasks_created == 2

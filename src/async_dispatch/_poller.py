@@ -52,6 +52,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitedError,
     SubmitUncertainError,
+    TransportError,
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
@@ -1005,6 +1006,19 @@ class Poller:
         except SubmitUncertainError as exc:
             ending = self._ending(task, OutcomeKind.SUBMIT_UNCERTAIN, exc)
             await self.store.resolve(task, ending, fenced=True)
+            return
+        except (RateLimitedError, TransportError) as exc:
+            # Nothing was sent (the client says SubmitUncertainError otherwise): the same
+            # resubmission goes again later, if the deadline leaves room.
+            retry_after = getattr(exc, "retry_after", None)
+            delay = retry_after or self.client.retry.backoff(1, self._rng)
+            due = self._now() + delay
+            if due < task.deadline - self.cadence.lead:
+                end = CheckEnd(due=due, status=task.last_status, error=exc, resubmit=True)
+                await self.store.end_check(task, end)
+                self._dispatcher.wake_by(due)
+                return
+            await self.store.resolve(task, self._ending(task, OutcomeKind.ERROR, exc), fenced=True)
             return
         except DispatchError as exc:
             if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
