@@ -14,7 +14,8 @@ kinds of type are understood:
 - the wire mapping itself (``{"type": "jsonSchema", ...}``): sent as given, output
   untyped, as before.
 
-The converter takes what JSON gives: ``str``, ``int``, ``float`` (an int is accepted),
+The converter takes what JSON gives: ``str``, ``int`` (``3.0`` is accepted, as JSON Schema
+does), ``float`` (an int is accepted),
 ``bool``, ``None``, ``Any``, ``Literal`` of those, `enum.Enum` subclasses (by value),
 ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``set[X]``/``frozenset[X]``, ``dict[str, X]``
 (and the ``Sequence``/``Mapping`` spellings), unions of those (``X | None``), and nested
@@ -91,8 +92,13 @@ def _scalar(kind: type, json_type: str) -> _Node:
             if not math.isfinite(value):
                 raise _expected(where, "a finite number", value)
             return float(value)
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _expected(where, "an integer", value)
+        if kind is int:
+            # JSON has one number type: 3.0 is an integer (as JSON Schema says), 3.5 not.
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _expected(where, "an integer", value)
+            return value
         if not isinstance(value, kind):
             raise _expected(where, f"a {json_type}", value)
         return value
