@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,6 +31,7 @@ from ._log import logger
 from ._options import SubmitOptions, merge_options
 from ._outcome import Outcome
 from ._poller import Poller
+from ._resubmit import ResubmitPolicy
 from ._service import Service
 from ._store import TaskStore
 from ._validation import check_int
@@ -67,8 +68,9 @@ class DispatchRuntime:
         max_body_size: Webhook bodies above this get 413.
         rate, burst, deadline: As for `Poller`, and so are `initial_interval`,
             `max_interval`, `max_in_flight`, `safety_interval`, `stop_on_input_required`,
-            `bucket`, `store` and `seed`. Pass a fleet's `RedisTokenBucket` and
-            `RedisStore` to run several replicas of the app on one key.
+            `bucket`, `store`, `seed`, `resubmit` and `output_types`. Pass a fleet's
+            `RedisTokenBucket` and `RedisStore` to run several replicas of the app on
+            one key.
     """
 
     def __init__(
@@ -93,6 +95,8 @@ class DispatchRuntime:
         bucket: Limiter | None = None,
         store: TaskStore | None = None,
         seed: int | None = None,
+        resubmit: ResubmitPolicy | None = None,
+        output_types: Iterable[type] = (),
     ) -> None:
         check_int("keep", keep, minimum=0)
         secret = callback_secret if callback_secret is not None else generate_secret()
@@ -112,6 +116,8 @@ class DispatchRuntime:
             bucket=bucket,
             store=store,
             seed=seed,
+            resubmit=resubmit,
+            output_types=output_types,
             callback_url=callback_url,
             callback_secret=secret if callback_url is not None else None,
             callback_headers=headers if callback_url is not None else None,
@@ -170,13 +176,16 @@ class DispatchRuntime:
         *,
         deadline: float | None = None,
         context: Any = None,
+        resubmit: bool = True,
         **fields: Unpack[SubmitFields],
     ) -> str:
         """`Poller.submit()`, the same fields spelled the same: in hybrid mode the callback
         URL, secret and header are added."""
         merged = merge_options(options, fields)
         del fields  # this frame outlives the submit: its locals must not hold secrets
-        return await self.poller.submit(prompt, merged, deadline=deadline, context=context)
+        return await self.poller.submit(
+            prompt, merged, deadline=deadline, context=context, resubmit=resubmit
+        )
 
     def outcome(self, request_id: str) -> Outcome | None:
         """The latest outcome seen for `request_id` (among the last `keep`), or None."""
