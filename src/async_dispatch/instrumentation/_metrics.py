@@ -35,6 +35,7 @@ from ._events import (
     SubmitDone,
     TaskForgotten,
     TaskResolved,
+    TaskRetrying,
     TaskTracked,
     TokenWaited,
     WebhookAnswered,
@@ -185,6 +186,14 @@ METRICS: Final[tuple[Metric, ...]] = (
         "{outcome}",
         {TaskResolved: 1},
         Label.of("kind", tuple(kind.value for kind in OutcomeKind), field="kind.value"),
+    ),
+    Metric(
+        "resubmissions",
+        Kind.COUNTER,
+        "Failed attempts the ResubmitPolicy resubmits, by how they ended.",
+        "{resubmission}",
+        {TaskRetrying: 1},
+        Label.of("kind", ("error", "failed"), field="kind.value"),
     ),
     Metric(
         "detection_delay",
