@@ -467,3 +467,31 @@ async def test_a_resubmission_refused_for_now_goes_again_later(stores: Stores) -
     assert refused == ["first", "429"]
     assert (outcome.kind, len(outcome.attempts)) == (OutcomeKind.SUCCESS, 2)
     assert sim.stats.tasks_created == 2
+
+
+async def test_a_raising_predicate_or_hook_ends_the_task_it_does_not_stop_the_poller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(outcome: Outcome) -> bool:
+        raise LookupError("the caller's bug")
+
+    def no_vault(context: Any) -> SubmitOptions:
+        raise KeyError(context)
+
+    caplog.set_level(logging.WARNING, logger="async_dispatch")
+    outcomes = []
+    async with simulator(seed=17, time_scale=0.002) as sim:
+        for policy in (
+            ResubmitPolicy(wait=0.05, when=broken, secret_options=lambda c: SubmitOptions()),
+            ResubmitPolicy(wait=0.05, secret_options=no_vault),
+        ):
+            async with polling(sim, MemoryStore(), resubmit=policy) as (poller, _):
+                await poller.submit("/Operator b", context="user-1", extra=ERROR)
+                await poller.submit("/Operator fine", context="other", extra=SUCCESS)
+                outcomes.append({o.context: o for o in await drain(poller)})
+    for got in outcomes:  # the other task went on as usual
+        assert got["other"].kind is OutcomeKind.SUCCESS
+        assert (got["user-1"].kind, len(got["user-1"].attempts)) == (OutcomeKind.ERROR, 1)
+    assert "secret_options raised KeyError" in str(outcomes[1]["user-1"].error)
+    assert any("resubmit_predicate_failed" in r.getMessage() for r in caplog.records)
+    assert sim.stats.tasks_created == 4

@@ -990,11 +990,20 @@ class Poller:
             return
         if not await self.store.begin_resubmit(task):
             return  # the claim was lost: whoever holds it now decides
-        try:
-            options = spec.submit_options()
-            policy = self.resubmit
-            if policy is not None and policy.secret_options is not None:
+        options = spec.submit_options()
+        policy = self.resubmit
+        if policy is not None and policy.secret_options is not None:
+            try:
                 options = _with_fields(options, policy.secret_options(task.context))
+            except Exception as exc:  # the caller's code: it must not stop a worker
+                error = DispatchError(
+                    f"ResubmitPolicy.secret_options raised {type(exc).__name__}: the task "
+                    "was not resubmitted"
+                )
+                ending = self._ending(task, OutcomeKind.ERROR, error)
+                await self.store.resolve(task, ending, fenced=True)
+                return
+        try:
             if self.callback_url is not None:
                 options = options.with_callback(
                     self.callback_url, self.callback_secret, self.callback_headers
@@ -1025,15 +1034,6 @@ class Poller:
                 self._refused(exc)
             # The failed attempt's outcome is final, with why it could not go again.
             await self.store.resolve(task, self._ending(task, OutcomeKind.ERROR, exc), fenced=True)
-            return
-        except Exception as exc:  # secret_options raised: the caller's code
-            error = DispatchError(
-                f"ResubmitPolicy.secret_options raised {type(exc).__name__}: the task was "
-                "not resubmitted"
-            )
-            await self.store.resolve(
-                task, self._ending(task, OutcomeKind.ERROR, error), fenced=True
-            )
             return
         self._stats.submits_sent += 1
         now = self._now()
