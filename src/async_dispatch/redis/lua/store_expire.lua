@@ -45,7 +45,8 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
     -- A resubmitted task's outcome lists every attempt (the spec keeps the earlier ones).
     local attempts = ''
     if f[6] and f[6] ~= '' then
-      local earlier = cjson.decode(f[6])['attempts']
+      local ok, spec = pcall(cjson.decode, f[6])  -- unreadable: the outcome goes without
+      local earlier = ok and type(spec) == 'table' and spec['attempts']
       if type(earlier) == 'table' and #earlier > 0 then
         table.insert(earlier, rid)
         attempts = ',"attempts":' .. cjson.encode(earlier)
