@@ -34,8 +34,10 @@ from async_dispatch import (
     UsageError,
 )
 from async_dispatch.instrumentation import Event, TaskRetrying
+from async_dispatch.redis._connection import FLEET_ACL
 from async_dispatch.sqlite import SQLiteStore
 from async_dispatch.testing import Simulator, simulator
+from redis_support import RedisServer, redis_command, unique_name
 
 pytestmark = pytest.mark.anyio
 
@@ -495,3 +497,25 @@ async def test_a_raising_predicate_or_hook_ends_the_task_it_does_not_stop_the_po
     assert "secret_options raised KeyError" in str(outcomes[1]["user-1"].error)
     assert any("resubmit_predicate_failed" in r.getMessage() for r in caplog.records)
     assert sim.stats.tasks_created == 4
+
+
+async def test_a_resubmission_runs_under_the_documented_acl(
+    private_redis: RedisServer,
+) -> None:
+    """The resubmission's scripts need no right beyond the README's fleet ACL."""
+    from async_dispatch.redis import RedisStore
+
+    reply = redis_command(
+        private_redis.url, "ACL", "SETUSER", "fleet", "reset", "on", ">s3cret-pw",
+        *FLEET_ACL.split(),
+    )  # fmt: skip
+    assert reply == "OK"
+    url = f"redis://fleet:s3cret-pw@127.0.0.1:{private_redis.port}/0"
+    store = RedisStore(url, name=unique_name("acl-resubmit"), lease=2.0)
+    async with (
+        simulator(seed=18, time_scale=0.002) as sim,
+        polling(sim, store, resubmit=error_then("success")) as (poller, _),
+    ):
+        await poller.submit("/Operator under acl", extra=ERROR)
+        (outcome,) = await drain(poller)
+    assert (outcome.kind, len(outcome.attempts)) == (OutcomeKind.SUCCESS, 2)
