@@ -62,6 +62,10 @@ def unique_name(prefix: str = "test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+class _PortTaken(Exception):
+    """Another process listens on the port a private redis-server was to use."""
+
+
 class RedisServer:
     """A private ``redis-server`` on a free loopback port, keeping nothing on disk.
 
@@ -81,6 +85,7 @@ class RedisServer:
         if binary is None:
             raise RuntimeError(SKIP_REASON)
         self._binary = binary
+        self._free_to_move = port is None  # a restart keeps the port, a first start may not
         self.port = port or free_port()
         self._extra_args = list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="async-dispatch-redis-")
@@ -100,6 +105,23 @@ class RedisServer:
         return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start the server (again) and wait until it answers on its port.
+
+        With a port of our choosing, a lost race for it (another test process bound it
+        between `free_port()` and the start) moves the server to a new free port.
+        """
+        for _ in range(5):
+            try:
+                self._start_once(timeout)
+                self._free_to_move = False  # clients now hold the URL: restarts keep it
+                return
+            except _PortTaken:
+                if not self._free_to_move:
+                    raise RuntimeError(f"port {self.port} belongs to another process") from None
+                self.port = free_port()
+        raise RuntimeError("no free port for redis-server after five tries")
+
+    def _start_once(self, timeout: float) -> None:
         if self._process is not None:
             return
         log = Path(self._dir.name) / "redis.log"
@@ -113,13 +135,20 @@ class RedisServer:
         while True:
             try:
                 if redis_command(self.url, "PING") == "PONG":
-                    return
+                    break
             except OSError:
                 pass
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
+                if log.exists() and "Address already in use" in log.read_text(errors="replace"):
+                    raise _PortTaken
                 raise RuntimeError(f"redis-server did not start on port {self.port}: see {log}")
             time.sleep(0.02)
+        info = redis_command(self.url, "INFO", "server")
+        assert isinstance(info, bytes), info
+        if f"process_id:{self._process.pid}\r".encode() not in info:  # another's server answered
+            self.stop()
+            raise _PortTaken
 
     def stop(self) -> None:
         process, self._process = self._process, None
