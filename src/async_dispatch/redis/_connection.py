@@ -165,8 +165,13 @@ class RedisConnection:
             raise CoordinationError(f"{filename} answered {type(reply).__name__}, not an array")
         return reply
 
-    async def server_time(self) -> float:
+    async def server_time(self, route: str | None = None) -> float:
         """The Redis server's clock: seconds since the epoch, to the microsecond.
+
+        Args:
+            route: A key of the fleet: on a Redis Cluster, the clock is then read on the
+                node that owns the fleet's slot, which is the clock its scripts use (each
+                node has its own).
 
         Raises:
             CoordinationError: Redis could not be reached or failed.
@@ -175,7 +180,7 @@ class RedisConnection:
         # `fromtimestamp(sec) + timedelta(microseconds=usec / 1000)`, dividing the
         # microseconds by 1000, so its answer is short by the server's sub-second fraction
         # (up to 1 s). We parse TIME's raw reply ourselves; drop this once coredis is fixed.
-        reply = await self.run_script("server_time.lua", [], [])
+        reply = await self.run_script("server_time.lua", [route] if route else [], [])
         try:
             seconds, micros = (int(_decoded(part)) for part in reply)
         except (TypeError, ValueError) as exc:  # pragma: no cover - TIME's reply is fixed
@@ -341,13 +346,27 @@ def _decoded(value: object) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
-@functools.cache
-def _script(filename: str) -> Script[bytes]:
-    """The packaged Lua script `filename`, read once per process."""
-    text = (
+_INCLUDE = "-- @include "
+
+
+def _lua(filename: str) -> str:
+    return (
         resources.files("async_dispatch.redis")
         .joinpath("lua")
         .joinpath(filename)
         .read_text("utf-8")
     )
-    return Script(script=text)
+
+
+@functools.cache
+def _script(filename: str) -> Script[bytes]:
+    """The packaged Lua script `filename`, read once per process.
+
+    A line ``-- @include other.lua`` is replaced by that file (helpers shared by several
+    scripts: each script is sent to Redis whole, as Redis has no shared Lua code).
+    """
+    lines = [
+        _lua(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        for line in _lua(filename).splitlines(keepends=True)
+    ]
+    return Script(script="".join(lines))

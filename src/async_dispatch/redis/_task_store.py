@@ -5,12 +5,11 @@ name="team-key"))`` with the same ``name``. Tasks live in Redis, not in any proc
 
 Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
 
-    task:<id>        hash: rid, ctx (JSON), started, deadline, polls, errors, last_input,
-                     status (the last status payload, JSON), err (last transient error,
-                     JSON), token (fencing token), lease (expiry while claimed, else 0),
-                     last_due (when its last check before the deadline falls due),
-                     by (the consumer name of the replica that last claimed it: the
-                     claimer while lease is not 0)
+    tasks            hash: request id -> the task's record (MessagePack, short names:
+                     see lua/_task.lua): context (JSON), started, deadline, polls,
+                     errors, last input, last status payload (JSON), last transient
+                     error (JSON), fencing token, lease (expiry while claimed), last-check
+                     time, and the claiming replica's consumer name
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
@@ -20,16 +19,21 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
-    parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
+    parked_data      hash: id -> an early webhook's payload; parked: zset id -> expiry
+                     (`park_ttl`), pruned by store_expire.lua
     key              the fingerprint of the one API key the fleet serves (no TTL)
     epoch            a random marker written at first attach: gone means the fleet's
                      state is gone (`FleetStateLost`)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
-the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
-replica's checks come due again for the others once `lease` runs out, and the fencing
-token makes a late write from a replica that lost its lease a no-op. A background job
-renews the leases of the checks this process runs, every ``lease / 3``.
+the fleet. Every key a script touches is one of the fixed keys above, declared in its
+``KEYS``, so Redis Cluster routes each script to the node owning the fleet's slot and a
+script stays whole while that slot migrates (``RedisConnection`` follows MOVED and ASK).
+
+A claim leases the check: its score becomes the lease expiry, so a dead replica's checks
+come due again for the others once `lease` runs out, and the fencing token makes a late
+write from a replica that lost its lease a no-op. A background job renews the leases of
+the checks this process runs, every ``lease / 3``.
 
 Clocks: scripts use the Redis server's clock (``TIME``); scores are server seconds. The
 `TaskStore` protocol speaks the poller's loop clock, so the store keeps ``offset =
@@ -203,6 +207,7 @@ class RedisStore:
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
+        self._tasks, self._parked_data = key("tasks"), key("parked_data")
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = anyio.current_time
@@ -264,7 +269,7 @@ class RedisStore:
             before = self._clock()
             # Not `client.time()`: coredis 6.9 loses TIME's sub-second part (see
             # RedisConnection.server_time).
-            server = await self._connection.server_time()
+            server = await self._connection.server_time(self._tasks)
             after = self._clock()
             if after - before < best:
                 best = after - before
@@ -346,15 +351,15 @@ class RedisStore:
             _seconds(self._to_server(task.deadline - self._lead)),
         ]
 
-    def _add_keys(self, request_id: str) -> list[str]:
+    def _add_keys(self) -> list[str]:
         return [
-            self._key(f"task:{request_id}"),
+            self._tasks,
             self._last,
             self._due,
             self._deadlines,
             self._intents,
             self._intent_started,
-            self._key(f"parked:{request_id}"),
+            self._parked_data,
             self._parked,
             self._done,
             self._last_due,
@@ -363,7 +368,7 @@ class RedisStore:
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
             "store_add.lua",
-            self._add_keys(task.request_id),
+            self._add_keys(),
             [*self._add_args(task), ""],
         )
         if reply[0]:
@@ -376,24 +381,10 @@ class RedisStore:
         return [task for task in tasks if await self.add(task)]
 
     async def get(self, request_id: str) -> LeasedTask | None:
-        with self._connection.translate_errors("reading a task"):
-            fields = await self._connection.client.hmget(
-                self._key(f"task:{request_id}"),
-                [
-                    "token",
-                    "ctx",
-                    "started",
-                    "deadline",
-                    "polls",
-                    "errors",
-                    "last_input",
-                    "status",
-                    "err",
-                ],
-            )
-        if fields[2] is None:
+        reply = await self._script("store_get.lua", [self._tasks], [request_id])
+        if not reply[0]:
             return None
-        return self._task(request_id, fields)
+        return self._task(request_id, reply[1:])
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
@@ -418,7 +409,7 @@ class RedisStore:
     async def forget(self, request_id: str) -> bool:
         reply = await self._script(
             "store_forget.lua",
-            [self._key(f"task:{request_id}"), self._last, self._due, self._deadlines],
+            [self._tasks, self._last, self._due, self._deadlines],
             [request_id],
         )
         self._held.pop(request_id, None)
@@ -435,8 +426,8 @@ class RedisStore:
     async def claim(self, now: float) -> LeasedTask | None:
         reply = await self._script(
             "store_claim.lua",
-            [self._last, self._due, self._deadlines],
-            [self._prefix, _seconds(self.lease), self.consumer],
+            [self._last, self._due, self._deadlines, self._tasks],
+            [_seconds(self.lease), self.consumer],
         )
         server_now = float(_text(reply[1]))
         self._tracked = int(reply[2])
@@ -459,7 +450,7 @@ class RedisStore:
         status = end.status
         await self._script(
             "store_end_check.lua",
-            [self._key(f"task:{task.request_id}"), self._last, self._due],
+            [self._tasks, self._last, self._due],
             [
                 task.request_id,
                 _token(task),
@@ -484,7 +475,7 @@ class RedisStore:
         reply = await self._script(
             "store_resolve.lua",
             [
-                self._key(f"task:{task.request_id}"),
+                self._tasks,
                 self._last,
                 self._due,
                 self._deadlines,
@@ -507,8 +498,8 @@ class RedisStore:
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
         await self._script(
             "store_notify.lua",
-            [self._key(f"task:{task.request_id}"), self._stream],
-            [input_key, encode_outcome(outcome)],
+            [self._tasks, self._stream],
+            [input_key, encode_outcome(outcome), task.request_id],
         )
         task.last_input = input_key
 
@@ -534,8 +525,11 @@ class RedisStore:
                 self._intent_started,
                 self._last_due,
                 self._done,
+                self._tasks,
+                self._parked_data,
+                self._parked,
             ],
-            [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
+            [_EXPIRE_BATCH, str(self.finished_ttl)],
         )
         ended = int(reply[0])
         self._tracked = int(reply[2])
@@ -580,12 +574,12 @@ class RedisStore:
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
-                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
+                "store_add.lua", self._add_keys(), ["", "", "", "", "", "", str(ticket)]
             )
             return None
         reply = await self._script(
             "store_add.lua",
-            self._add_keys(task.request_id),
+            self._add_keys(),
             [*self._add_args(task), str(ticket)],
         )
         if reply[0]:
@@ -598,13 +592,12 @@ class RedisStore:
     async def park(self, request_id: str, status: TaskStatus) -> bool:
         reply = await self._script(
             "store_park.lua",
-            [self._intents, self._key(f"parked:{request_id}"), self._parked],
+            [self._intents, self._parked_data, self._parked],
             [
                 request_id,
                 json.dumps(status_payload(status)),
                 str(self.park_ttl),
                 str(self.max_parked),
-                self._prefix,
             ],
         )
         return bool(reply[0])
@@ -652,11 +645,13 @@ class RedisStore:
         while True:
             try:
                 if self._held:
-                    args: list[Any] = [self._prefix, _seconds(self.lease)]
+                    args: list[Any] = [_seconds(self.lease)]
                     held = dict(self._held)
                     for request_id, token in held.items():
                         args += [request_id, str(token)]
-                    lost = await self._script("store_renew.lua", [self._last, self._due], args)
+                    lost = await self._script(
+                        "store_renew.lua", [self._last, self._due, self._tasks], args
+                    )
                     for request_id in map(_text, lost):
                         # Unless it was claimed again meanwhile, under a new token.
                         if self._held.get(request_id) == held.get(request_id):
