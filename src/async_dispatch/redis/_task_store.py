@@ -93,6 +93,15 @@ _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
+#: Tasks per store_add_many.lua call, outcomes per store_ack.lua call: each call keeps
+#: Redis busy for a few milliseconds at most, and 100,000 ids cost 200 round trips.
+_ADD_BATCH: Final = 500
+_ACK_BATCH: Final = 500
+#: How long an acknowledgement may wait for others to go with it (seconds): the extra
+#: window in which a replica that dies has an outcome its application took delivered again.
+_ACK_DELAY: Final = 0.02
+#: How often a replica at its read-ahead bound looks whether its application took some.
+_FULL_WAIT: Final = 0.05
 #: Deliveries after which an outcome no replica can read goes to the dead-letter stream.
 UNREADABLE_DELIVERIES: Final = 3
 #: How many dead letters the stream keeps (about: trimmed with MAXLEN ~).
@@ -156,6 +165,9 @@ class RedisStore:
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
         park_ttl, max_parked: How long and how many early webhooks are held.
         resync: Seconds between measurements of the offset to Redis's clock.
+        read_ahead: The most outcomes this replica reads from the stream before its
+            application has taken them (the read-ahead bound): the rest stay in Redis
+            for the other replicas, and in no process's memory.
         timeout: Seconds to wait for Redis (only with a URL).
     """
 
@@ -172,8 +184,11 @@ class RedisStore:
         max_parked: int = 1024,
         resync: float = 10.0,
         timeout: float = 2.0,
+        read_ahead: int = 1000,
     ) -> None:
         check_fleet_name(name)
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 1:
+            raise UsageError(f"read_ahead must be an int >= 1, got {read_ahead!r}")
         for label, value in (
             ("lease", lease),
             ("outcome_idle", outcome_idle),
@@ -198,6 +213,7 @@ class RedisStore:
         self.park_ttl = max(1, round(park_ttl))
         self.max_parked = max_parked
         self.resync = float(resync)
+        self.read_ahead = read_ahead
         #: This replica's consumer name in the outcome stream's group.
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._prefix = RedisConnection.key(name, "")
@@ -216,8 +232,10 @@ class RedisStore:
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
         self._holding: set[str] = set()
-        #: Outcomes the application took whose acknowledgement Redis did not get.
+        #: Outcomes the application took whose acknowledgement Redis did not get yet
+        #: (batched by `_send_acks`, or met an unreachable Redis).
         self._acks_owed: set[str] = set()
+        self._acks_wanted = anyio.Event()
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
@@ -315,10 +333,12 @@ class RedisStore:
                 async with anyio.create_task_group() as jobs:
                     jobs.start_soon(self._read_outcomes, name="async_dispatch.redis.outcomes")
                     jobs.start_soon(self._maintain, name="async_dispatch.redis.leases")
+                    jobs.start_soon(self._send_acks, name="async_dispatch.redis.acks")
                     try:
                         yield
                     finally:
                         jobs.cancel_scope.cancel()
+                await self._last_acks()
             finally:
                 self._sink = self._wake = None
                 self._held.clear()
@@ -378,7 +398,26 @@ class RedisStore:
         return bool(reply[0])
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
-        return [task for task in tasks if await self.add(task)]
+        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua)."""
+        batch = list(tasks)
+        added: list[TrackedTask] = []
+        for start in range(0, len(batch), _ADD_BATCH):
+            chunk = batch[start : start + _ADD_BATCH]
+            args: list[Any] = []
+            for task in chunk:
+                args += self._add_args(task)
+            reply = await self._script(
+                "store_add_many.lua",
+                [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
+                args,
+            )
+            for task, flag in zip(chunk, reply, strict=True):
+                if int(flag):
+                    added.append(task)
+                    self._tracked += 1
+                    self._hint_due = min(self._hint_due, self._to_server(task.due))
+                    self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
+        return added
 
     async def get(self, request_id: str) -> LeasedTask | None:
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
@@ -542,23 +581,47 @@ class RedisStore:
         return ended
 
     async def ack(self, receipt: Any) -> None:
-        try:
-            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
-        except CoordinationError:
-            # The application has the outcome: the reader retries the acknowledgement
-            # until Redis takes it (kept held meanwhile, so nobody else delivers it).
-            self._acks_owed.add(receipt)
-            raise
-        self._holding.discard(receipt)
+        """Acknowledge an outcome the application took, in a batch with others.
+
+        The receipt waits at most `_ACK_DELAY` for others (or goes at once with a full
+        batch), so a burst of outcomes costs one round trip per `_ACK_BATCH`. Until
+        Redis has it the outcome stays held by this replica, so nobody else delivers it.
+        """
+        self._acks_owed.add(receipt)
+        if len(self._acks_owed) >= _ACK_BATCH:
+            await self._pay_acks()
+        else:
+            self._acks_wanted.set()
+
+    async def _send_acks(self) -> None:
+        """Send the acknowledgements `ack()` queued, `_ACK_DELAY` after the first."""
+        while True:
+            await self._acks_wanted.wait()
+            self._acks_wanted = anyio.Event()
+            await anyio.sleep(_ACK_DELAY)
+            # Still owed if Redis is unreachable: the outcome reader pays them once back.
+            with contextlib.suppress(CoordinationError):
+                await self._pay_acks()
 
     async def _pay_acks(self) -> None:
-        """Acknowledge the outcomes whose `ack()` met an unreachable Redis."""
-        for receipt in list(self._acks_owed):
-            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
-            self._acks_owed.discard(receipt)
-            self._holding.discard(receipt)
+        """Acknowledge the outcomes owed, `_ACK_BATCH` per call."""
+        owed = list(self._acks_owed)
+        for start in range(0, len(owed), _ACK_BATCH):
+            chunk = owed[start : start + _ACK_BATCH]
+            await self._script("store_ack.lua", [self._stream], [GROUP, *chunk])
+            self._acks_owed.difference_update(chunk)
+            self._holding.difference_update(chunk)
         if not self._acks_owed and self._wake is not None:
             self._wake()  # the stream may be empty now: let a finite `async for` look
+
+    async def _last_acks(self) -> None:
+        """On detach, send what is owed (briefly, shielded): else outcomes the
+        application took would be delivered again after `outcome_idle`."""
+        if not self._acks_owed:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationError):
+            with anyio.move_on_after(self._connection_timeout()):
+                await self._pay_acks()
 
     # -- submits and early webhooks -----------------------------------------------------
 
@@ -613,6 +676,8 @@ class RedisStore:
             FleetStateLost: The fleet's epoch marker is gone or another: Redis lost the
                 state this replica attached to, so "nothing left" would be a lie.
         """
+        if self._acks_owed:
+            await self._pay_acks()  # XLEN below counts only what nobody took
         reply = await self._script(
             "store_idle.lua",
             [self._deadlines, self._intents, self._stream, self._key("epoch")],
@@ -688,14 +753,20 @@ class RedisStore:
                     await self._pay_acks()
                 if self._clock() >= next_takeover:
                     await self._keep_holding()
-                    await self._take_over()
+                    if self._room():
+                        await self._take_over()
                     next_takeover = self._clock() + takeover_every
+                if not self._room():
+                    # The read-ahead bound: what this replica's application has not
+                    # taken yet is enough; the rest stays in Redis for the others.
+                    await anyio.sleep(_FULL_WAIT)
+                    continue
                 with self._connection.translate_errors("reading outcomes"):
                     reply = await self._connection.client.xreadgroup(
                         GROUP,
                         self.consumer,
                         streams={self._stream: ">"},
-                        count=_READ_BATCH,
+                        count=self._room(),
                         block=block_ms,
                     )
                 for entries in (reply or {}).values():
@@ -710,6 +781,10 @@ class RedisStore:
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    def _room(self) -> int:
+        """How many more outcomes this replica may read (`read_ahead`), per read at most."""
+        return max(0, min(_READ_BATCH, self.read_ahead - len(self._holding)))
+
     def _connection_timeout(self) -> float:
         return float(getattr(self._connection, "_timeout", 2.0))
 
@@ -717,7 +792,7 @@ class RedisStore:
         reply = await self._script(
             "store_takeover.lua",
             [self._stream],
-            [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(_READ_BATCH)],
+            [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(self._room())],
         )
         if int(reply[0]):
             logger.info("outcome_readers_forgotten", store=self.name, count=int(reply[0]))
