@@ -200,6 +200,27 @@ def test_usable_without_with_until_closed(sim: Simulator, portal: Any) -> None:
         poller.run("again")
 
 
+@pytest.mark.parametrize("own_portal", [True, False], ids=["own-portal", "given-portal"])
+def test_closing_ends_calls_other_threads_wait_in(
+    sim: Simulator, portal: Any, anyio_backend: object, own_portal: bool
+) -> None:
+    """A thread blocked in `wait_for` must not hold the close (or the loop) forever."""
+    if own_portal:  # its requests run the in-process app on its own loop: enough here
+        poller = SyncPoller(sim.client(), backend=backend_name(anyio_backend), **FAST)
+    else:
+        poller = SyncPoller(sim.client(), portal=portal, **FAST)
+    request_id = poller.submit("long", extra=NEVER_ENDS)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(poller.wait_for, request_id)
+        give_up = time.monotonic() + 10
+        while not poller._running and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert poller._running, "the other thread never started waiting"
+        poller.close()
+        with pytest.raises(NotOpenError, match="closed while this call waited"):
+            waiting.result(timeout=30)
+
+
 def test_an_exception_in_the_block_comes_out_as_itself(sim: Simulator, portal: Any) -> None:
     with pytest.raises(ValueError, match="mine"), SyncPoller(sim.client(), portal=portal):
         raise ValueError("mine")

@@ -214,6 +214,8 @@ class SyncPoller:
         #: Tasks added through this object whose final outcome the caller has not had.
         self._open: dict[str, None] = {}
         self._submit_cut_off = False
+        #: Calls running on the loop now: closing cancels them (their callers are told).
+        self._running: set[_Call[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<SyncPoller {self._state.value} open={len(self._open)} {self.client!r}>"
@@ -281,9 +283,19 @@ class SyncPoller:
     ) -> None:
         with self._lock:
             stack, self._stack = self._stack, None
-            self._portal, self._state = None, State.CLOSED
-        if stack is not None:
-            stack.__exit__(exc_type, exc, tb)
+            portal, self._portal, self._state = self._portal, None, State.CLOSED
+            running, self._running = list(self._running), set()
+        if stack is None:
+            return
+        assert portal is not None
+        if running:  # another thread waits in a call: it ends with NotOpenError
+
+            def cancel_all() -> None:
+                for call in running:
+                    call.cancel()
+
+            portal.call(cancel_all)
+        stack.__exit__(exc_type, exc, tb)
 
     def _stop(self, interrupt: KeyboardInterrupt) -> Interrupted:
         """Ctrl-C: close everything and say what was left open."""
@@ -328,21 +340,28 @@ class SyncPoller:
         (a submit that finished: its task is open); a `submit` cut off before it knew its
         id may have created a task, which `Interrupted` says.
         """
-        portal = self._require_portal()
         call = _Call(func, args)
-        future = portal.start_task_soon(call.run)
+        with self._lock:
+            portal = self._require_portal()
+            self._running.add(call)
         try:
-            result = future.result()
-        except concurrent.futures.CancelledError:
-            raise NotOpenError("the SyncPoller closed while this call waited") from None
-        except KeyboardInterrupt as exc:
-            late = self._cancel(portal, call, future)
-            if late is _NOTHING:
-                self._submit_cut_off = self._submit_cut_off or submit
-            elif keep is not None:
-                keep(late)
-            raise self._stop(exc) from exc
-        assert result is not _NOTHING  # only a cancel from `_cancel` gives nothing
+            future = portal.start_task_soon(call.run)
+            try:
+                result = future.result()
+            except concurrent.futures.CancelledError:
+                result = _NOTHING
+            except KeyboardInterrupt as exc:
+                late = self._cancel(portal, call, future)
+                if late is _NOTHING:
+                    self._submit_cut_off = self._submit_cut_off or submit
+                elif keep is not None:
+                    keep(late)
+                raise self._stop(exc) from exc
+        finally:
+            with self._lock:
+                self._running.discard(call)
+        if result is _NOTHING:  # cancelled by `close()` from another thread
+            raise NotOpenError("the SyncPoller closed while this call waited")
         return result
 
     @staticmethod
