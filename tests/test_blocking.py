@@ -161,7 +161,10 @@ def test_poller_options_mirror_the_poller_keywords_exactly() -> None:
     assert PollerOptions.__total__ is False
 
 
-@pytest.mark.parametrize("name", ["submit", "run", "track", "track_many", "wait_for", "forget"])
+@pytest.mark.parametrize(
+    "name",
+    ["submit", "run", "track", "track_many", "wait_for", "forget", "restore", "deliver", "results"],
+)
 def test_methods_take_the_async_methods_arguments(name: str) -> None:
     def shape(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
         sig = inspect.signature(func)

@@ -5,7 +5,10 @@ calling conventions. Here the async classes carry no prefix (`DispatchClient`, `
 so the blocking twin carries one: `SyncPoller` is the `Poller`, with the same methods,
 arguments and outcomes, called without ``await``. It owns its `DispatchClient` (built
 from the environment, or the one you pass), as `httpx.Client` owns its connections, so a
-script needs one object and one ``with``.
+script needs one object and one ``with``. The client's own arguments stay on
+`DispatchClient` (pass one that is not open yet): every one of them, and any added later,
+is there with no copy to keep in step, and the client's `bucket` and the poller's stay
+two arguments of two objects.
 
 Why it is thin: it is not a second implementation. An anyio blocking portal
 (`anyio.from_thread.start_blocking_portal`) runs an event loop in a background thread,
@@ -21,6 +24,8 @@ still listed as open), closes the poller, the client and the loop thread, and ra
 `Interrupted`, a `KeyboardInterrupt` that lists the tasks still open (and a snapshot to
 resume them from). The same happens when Ctrl-C lands in your own code inside the
 ``with`` block. The library never prints: it also logs the ``interrupted`` warning event.
+(Called from inside ``asyncio.run``, whose own SIGINT handler first tries to cancel its
+main task, the second Ctrl-C is the one that arrives as `KeyboardInterrupt`.)
 """
 
 from __future__ import annotations
