@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -186,6 +187,9 @@ def test_leaving_the_block_closes_client_loop_and_thread(anyio_backend: object) 
         client = DispatchClient("sim-key", running.base_url, execution_mode="cloud")
         with SyncPoller(client, backend=backend_name(anyio_backend), **FAST) as poller:
             assert poller.run("one").kind is OutcomeKind.SUCCESS
+            # Ctrl-C is left to the main thread: the loop's thread blocks SIGINT.
+            mask = poller.portal.call(signal.pthread_sigmask, signal.SIG_BLOCK, set())
+            assert signal.SIGINT in mask
             assert is_open(client)
             assert len(portal_threads()) == len(before) + 2  # the server's, the poller's
         assert not is_open(client)
@@ -271,8 +275,9 @@ def sigint_raises() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def interrupt_once_blocked_in(method: str) -> threading.Thread:
-    """Send SIGINT to the main thread once it waits for the loop inside `method`."""
+def interrupt_once_blocked_in(method: str, *, to_process: bool = False) -> threading.Thread:
+    """Send SIGINT to the main thread (or, as a terminal's Ctrl-C does, to the whole
+    process) once the main thread waits for the loop inside `method`."""
     main = threading.main_thread()
     assert threading.current_thread() is main
     assert main.ident is not None
@@ -291,7 +296,10 @@ def interrupt_once_blocked_in(method: str) -> threading.Thread:
         while time.monotonic() < give_up:
             if blocked():
                 time.sleep(0.05)  # it is inside the lock's wait by now, or about to be
-                signal.pthread_kill(ident, signal.SIGINT)
+                if to_process:
+                    os.kill(os.getpid(), signal.SIGINT)
+                else:
+                    signal.pthread_kill(ident, signal.SIGINT)
                 return
             time.sleep(0.005)
 
@@ -344,7 +352,7 @@ def test_ctrl_c_in_the_for_loop_stops_cleanly(anyio_backend: object) -> None:
         client = DispatchClient("sim-key", running.base_url, execution_mode="cloud")
         poller = SyncPoller(client, backend=backend_name(anyio_backend), **FAST)
         ids = [poller.submit(f"long {n}", extra=NEVER_ENDS) for n in range(4)]
-        watcher = interrupt_once_blocked_in("results")
+        watcher = interrupt_once_blocked_in("results", to_process=True)
         with pytest.raises(Interrupted) as caught, poller:
             for_loop(poller)
         watcher.join()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import enum
+import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -169,6 +170,14 @@ class _Call(Generic[_T]):
             self._scope.cancel()
 
 
+def _leave_sigint_to_the_main_thread() -> None:
+    """Block SIGINT in the loop's thread (and the threads it starts), so Ctrl-C always
+    reaches the main thread, where Python raises `KeyboardInterrupt`, and wakes the call
+    that waits there; a signal taken by another thread would leave that call asleep."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 class SyncPoller:
     """A blocking `Poller`: submit and track many tasks, wait for one, iterate outcomes.
 
@@ -270,6 +279,7 @@ class SyncPoller:
                     portal = stack.enter_context(
                         start_blocking_portal(self._backend, self._backend_options)
                     )
+                    portal.call(_leave_sigint_to_the_main_thread)
                 # Each is entered and left in one task of the portal's, as anyio needs.
                 stack.enter_context(portal.wrap_async_context_manager(self.client))
                 stack.enter_context(portal.wrap_async_context_manager(self.poller))
