@@ -70,13 +70,17 @@ class TestOverridingTheConfig:
 """
 
 
-def write_suite(pytester: pytest.Pytester, *, ini: str, mark: str) -> None:
+def write_suite(
+    pytester: pytest.Pytester, *, ini: str, mark: str, pytest_asyncio: bool = True
+) -> None:
+    # Without the loop scope set, pytest-asyncio warns at start (an error here).
+    scope = "asyncio_default_fixture_loop_scope = function" if pytest_asyncio else ""
     pytester.makeini(
         textwrap.dedent(
             f"""
             [pytest]
             filterwarnings = error
-            asyncio_default_fixture_loop_scope = function
+            {scope}
             {ini}
             """
         )
@@ -117,14 +121,18 @@ def test_under_pytest_asyncio_auto_mode(pytester: pytest.Pytester) -> None:
     run(pytester).assert_outcomes(passed=3)
 
 
-def test_a_test_no_plugin_runs_is_told_what_to_do(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(CONFTEST)
+@pytest.mark.parametrize("asyncio_plugin", ["with-pytest-asyncio", "without"])
+def test_a_test_no_plugin_runs_is_told_what_to_do(
+    pytester: pytest.Pytester, asyncio_plugin: str
+) -> None:
+    write_suite(pytester, ini="", mark="", pytest_asyncio=asyncio_plugin != "without")
     pytester.makepyfile(
         test_sync="""
         def test_it(dispatch_simulator):
             pass
         """
     )
-    result = run(pytester, "-p", "no:asyncio")
+    disable = ["-p", "no:asyncio"] if asyncio_plugin == "without" else []
+    result = run(pytester, "test_sync.py", *disable)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*mark the test @pytest.mark.anyio*"])

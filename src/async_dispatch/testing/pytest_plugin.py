@@ -74,10 +74,20 @@ def dispatch_client(request: pytest.FixtureRequest) -> DispatchClient:
 
 
 def _runner_fixture(request: pytest.FixtureRequest, what: str) -> str:
-    """The name of the async fixture making `what` under the runner of this test."""
+    """The name of the async fixture making `what` under the runner of this test.
+
+    anyio's plugin runs the tests that use its ``anyio_backend`` fixture (its ``anyio``
+    marker adds it); pytest-asyncio marks every test it runs ``asyncio`` (auto mode adds
+    the marker itself). Auto mode also takes over anyio-marked tests, on asyncio, whatever
+    fixtures they use: mixing the two runners that way is not supported.
+    """
     if "anyio_backend" in request.fixturenames:
         return f"_dispatch_{what}_anyio"
-    if _PYTEST_ASYNCIO and request.config.pluginmanager.has_plugin("asyncio"):
+    if (
+        _PYTEST_ASYNCIO
+        and request.config.pluginmanager.has_plugin("asyncio")
+        and request.node.get_closest_marker("asyncio") is not None
+    ):
         return f"_dispatch_{what}_asyncio"
     raise pytest.UsageError(
         f"{request.fixturename} is async and needs an async test runner: mark the test "
