@@ -15,11 +15,13 @@ import inspect
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
@@ -370,3 +372,48 @@ def test_ctrl_c_in_the_callers_own_code_is_reported_on_the_way_out(
         raise KeyboardInterrupt
     assert caught.value.request_ids == (request_id,)
     assert isinstance(caught.value.__cause__, KeyboardInterrupt)
+
+
+SCRIPT = """
+import sys
+from async_dispatch import DispatchClient, SyncPoller
+
+with SyncPoller(DispatchClient(execution_mode="cloud"), rate=50, initial_interval=0.05) as poller:
+    ids = [poller.submit(f"long {n}", extra={"simulate": {"duration": 3600}}) for n in range(3)]
+    print(" ".join(ids), flush=True)
+    poller.wait_for(ids[0])
+"""
+
+
+@pytest.mark.asyncio_only  # the script's own loop is asyncio; the server's does not matter
+def test_a_real_ctrl_c_ends_a_script_as_ctrl_c_does(tmp_path: Path, anyio_backend: object) -> None:
+    """A script in a process of its own gets SIGINT, as a terminal sends it: it ends at
+    once, closed, its traceback naming the tasks still open."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    with (
+        anyio.from_thread.start_blocking_portal() as server_portal,
+        server_portal.wrap_async_context_manager(serve(CONFIG)) as running,
+    ):
+        env = {**os.environ, "DISPATCH_API_KEY": "sim-key", "DISPATCH_BASE_URL": running.base_url}
+        process = subprocess.Popen(
+            [sys.executable, str(script)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            ids = process.stdout.readline().split()
+            assert len(ids) == 3, process.stderr.read() if process.stderr else ""
+            time.sleep(0.5)  # into wait_for by now (earlier, `with` reports the same)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    # An uncaught exception's status: only KeyboardInterrupt itself dies by the signal.
+    assert process.returncode == 1, stderr
+    assert "async_dispatch._blocking.Interrupted: interrupted with 3 task(s) still open" in stderr
+    assert all(request_id in stderr for request_id in ids)
+    assert "sim-key" not in stderr

@@ -99,10 +99,12 @@ class PollerOptions(TypedDict, total=False):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped a `SyncPoller`; these tasks were still open.
 
-    A `KeyboardInterrupt`, so it ends a script as Ctrl-C always does (``except Exception``
-    does not catch it, the exit status is the usual one) and ``except KeyboardInterrupt``
-    still works. The tasks themselves go on at the service (the API cannot cancel one):
-    track them again in a new poller, from `request_ids` or with ``restore(snapshot)``.
+    A `KeyboardInterrupt`, so ``except Exception`` does not catch it and ``except
+    KeyboardInterrupt`` still does. Uncaught, it ends the script with its traceback and
+    exit status 1 (Python gives the signal's own status only to `KeyboardInterrupt`
+    itself, not to a subclass). The tasks themselves go on at the service (the API cannot
+    cancel one): track them again in a new poller, from `request_ids` or with
+    ``restore(snapshot)``.
 
     Attributes:
         request_ids: Tasks submitted or tracked through the poller whose final outcome
