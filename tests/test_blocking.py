@@ -136,9 +136,22 @@ def test_track_forget_and_snapshot_restore(poller: SyncPoller, sim: Simulator) -
 
 
 def test_every_option_reaches_the_async_poller(sim: Simulator, portal: Any) -> None:
-    with SyncPoller(sim.client(), portal=portal, rate=3, burst=2, deadline=42, seed=5) as p:
+    options: PollerOptions = {
+        "rate": 3,
+        "burst": 2,
+        "deadline": 42,
+        "initial_interval": 0.5,
+        "max_interval": 7,
+        "max_in_flight": 3,
+        "stop_on_input_required": True,
+        "seed": 5,
+    }
+    with SyncPoller(sim.client(), portal=portal, **options) as p:
+        assert repr(p.poller.bucket) == "TokenBucket(rate=3, burst=2)"
         assert p.poller.default_deadline == 42
-        assert p.poller.bucket.__class__.__name__ == "TokenBucket"
+        assert (p.poller.cadence.initial_interval, p.poller.cadence.max_interval) == (0.5, 7)
+        assert p.poller.max_in_flight == 3
+        assert p.poller.stop_on_input_required is True
     with pytest.raises(UsageError):
         SyncPoller(sim.client(), portal=portal, max_in_flight=0)
 
