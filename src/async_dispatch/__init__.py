@@ -8,8 +8,17 @@ The public surface is re-exported here; the modules behind it are private.
                 await poller.submit(prompt, deadline=300)
             async for outcome in poller:
                 print(outcome.request_id, outcome.kind)
+
+Without async (a script, a notebook): the same poller, blocking::
+
+    with SyncPoller(rate=10) as poller:
+        for prompt in prompts:
+            poller.submit(prompt, deadline=300)
+        for outcome in poller:
+            print(outcome.request_id, outcome.kind)
 """
 
+from ._blocking import Interrupted, PollerOptions, SyncPoller
 from ._cadence import Cadence
 from ._client import DEFAULT_BASE_URL, DispatchClient
 from ._errors import (
@@ -69,6 +78,7 @@ __all__ = [
     "InputKind",
     "InputRequest",
     "InputVariable",
+    "Interrupted",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "LifecycleError",
@@ -81,6 +91,7 @@ __all__ = [
     "OutcomeSink",
     "PermissionDeniedError",
     "Poller",
+    "PollerOptions",
     "PollerStats",
     "PollerUnavailable",
     "RateLimitedError",
@@ -93,6 +104,7 @@ __all__ = [
     "SubmitFields",
     "SubmitOptions",
     "SubmitUncertainError",
+    "SyncPoller",
     "TaskStatus",
     "TaskStore",
     "TimeoutCause",
