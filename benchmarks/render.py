@@ -41,11 +41,15 @@ Results = dict[str, Any]
 
 
 def load_results(directory: Path = RESULTS) -> Results:
-    """latest.json, with fleet.json under ``"fleet"`` when the fleet run wrote one."""
+    """latest.json, with fleet.json under ``"fleet"`` and fleet_costs.json under
+    ``"fleet_costs"`` when those runs wrote them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
         results["fleet"] = json.loads(fleet.read_text())
+    costs = directory / "fleet_costs.json"
+    if "fleet_costs" not in results and costs.exists():
+        results["fleet_costs"] = json.loads(costs.read_text())
     return results
 
 
@@ -294,6 +298,22 @@ def bench_fleet_reading(results: Results) -> list[str]:
     )
 
 
+def bench_fleet_costs(results: Results) -> list[str]:
+    """Each recorded run of `benchmarks.fleet_costs` (by label: "before" is the version
+    before the batching, "after" this one), its table and where it ran."""
+    from .fleet_costs import table
+
+    costs = results.get("fleet_costs")
+    if not costs:
+        return ["No fleet costs run recorded (`results/fleet_costs.json` is missing)."]
+    out: list[str] = []
+    for label, run in costs.items():
+        meta = run.get("meta", {})
+        out += [f"`{label}` ({meta.get('date', 'date not recorded')}, {meta.get('machine', '')}):",
+                "", *table(run).splitlines(), ""]  # fmt: skip
+    return out[:-1]
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -301,6 +321,7 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-comparison": bench_comparison,
     "bench-fleet": bench_fleet,
     "bench-fleet-reading": bench_fleet_reading,
+    "bench-fleet-costs": bench_fleet_costs,
 }
 
 

@@ -54,16 +54,17 @@ def others(cluster: RedisClusterServers, *not_these: RedisServer) -> list[RedisS
     return [s for s in cluster.servers if all(s is not n for n in not_these)]
 
 
+def errors(server: RedisServer, kind: str) -> int:
+    """How many error replies of `kind` (ASK, MOVED, NOSCRIPT...) `server` has given."""
+    info = redis_command(url_of(server), "INFO", "errorstats")
+    assert isinstance(info, bytes)
+    found = re.search(rb"errorstat_%s:count=(\d+)" % kind.encode(), info)
+    return int(found.group(1)) if found else 0
+
+
 def redirects(cluster: RedisClusterServers) -> int:
     """How many ASK, TRYAGAIN and MOVED replies the cluster's nodes have given so far."""
-    total = 0
-    for server in cluster.servers:
-        info = redis_command(url_of(server), "INFO", "errorstats")
-        assert isinstance(info, bytes)
-        for kind in ("ASK", "TRYAGAIN", "MOVED"):
-            found = re.search(rb"errorstat_%s:count=(\d+)" % kind.encode(), info)
-            total += int(found.group(1)) if found else 0
-    return total
+    return sum(errors(s, kind) for s in cluster.servers for kind in ("ASK", "TRYAGAIN", "MOVED"))
 
 
 def fleet_slot(cluster: RedisClusterServers, name: str) -> int:
@@ -119,6 +120,7 @@ async def test_a_resharding_of_the_fleets_slot_mid_run_loses_and_repeats_nothing
     stores = [RedisStore(c, name=name, lease=2.0, outcome_idle=4.0) for c in connections]
     seen: list[Outcome] = []
     moved: list[int] = []
+    noscript_before: dict[int, int] = {}
     mix = OutcomeMix.only("success")
     async with simulator(seed=20, durations=Durations.fixed(2.0), outcomes=mix) as sim:  # noqa: SIM117
         async with (
@@ -138,6 +140,9 @@ async def test_a_resharding_of_the_fleets_slot_mid_run_loses_and_repeats_nothing
             async def reshard() -> None:
                 await anyio.sleep(0.5)  # checks in flight, outcomes on the stream
                 for target in (second, third):
+                    # A node that never ran the fleet's scripts: EVALSHA meets NOSCRIPT there.
+                    redis_command(url_of(target), "SCRIPT", "FLUSH")
+                    noscript_before[target.port] = errors(target, "NOSCRIPT")
                     move = functools.partial(cluster.move_slot, slot, target, pause=0.15)
                     moved.append(await anyio.to_thread.run_sync(move))
 
@@ -152,8 +157,11 @@ async def test_a_resharding_of_the_fleets_slot_mid_run_loses_and_repeats_nothing
     assert {o.kind for o in seen if o.final} == {OutcomeKind.SUCCESS}
     assert all(n > 3 for n in moved), moved  # the fleet's keys really moved, twice
     assert cluster.owner(slot) is third
-    # The fleet's commands did meet the slot half moved, and were redirected.
+    # The fleet's commands did meet the slot half moved, and were redirected; each new
+    # owner answered NOSCRIPT, and the script was sent again in full.
     assert redirects(cluster) > redirects_before
+    for target in (second, third):
+        assert errors(target, "NOSCRIPT") > noscript_before[target.port]
 
 
 async def test_a_user_confined_to_one_fleets_keys_runs_it_on_the_cluster(

@@ -353,22 +353,31 @@ class RedisStore:
 
     # -- tracking -----------------------------------------------------------------------
 
-    def _add_args(self, task: TrackedTask) -> list[Any]:
-        try:
-            context = json.dumps(task.context)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(
-                f"a fleet's task context must be JSON-serialisable: {exc} "
-                f"(request id {task.request_id!r})"
-            ) from exc
+    def _add_args(self, task: TrackedTask, contexts: dict[int, str] | None = None) -> list[Any]:
+        """store_add.lua's six arguments for `task`. `contexts` caches the JSON of the
+        contexts seen (by identity) across one batch: `track_many` gives every id the
+        same context object, encoded once."""
+        context = contexts.get(id(task.context)) if contexts is not None else None
+        if context is None:
+            try:
+                context = json.dumps(task.context)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"a fleet's task context must be JSON-serialisable: {exc} "
+                    f"(request id {task.request_id!r})"
+                ) from exc
+            if contexts is not None:
+                contexts[id(task.context)] = context
+        # repr(): every digit, and "inf" as the scripts expect; cheaper than a format.
+        offset = self._offset
         return [
             task.request_id,
             context,
-            _seconds(self._to_server(task.started)),
-            _seconds(self._to_server(task.deadline)),
-            _seconds(self._to_server(task.due)),
+            repr(task.started + offset),
+            repr(task.deadline + offset),
+            repr(task.due + offset),  # inf stays inf
             # When its last check falls due: the script files each check by it.
-            _seconds(self._to_server(task.deadline - self._lead)),
+            repr(task.deadline - self._lead + offset),
         ]
 
     def _add_keys(self) -> list[str]:
@@ -401,22 +410,22 @@ class RedisStore:
         """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua)."""
         batch = list(tasks)
         added: list[TrackedTask] = []
+        contexts: dict[int, str] = {}
+        keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
         for start in range(0, len(batch), _ADD_BATCH):
             chunk = batch[start : start + _ADD_BATCH]
             args: list[Any] = []
             for task in chunk:
-                args += self._add_args(task)
-            reply = await self._script(
-                "store_add_many.lua",
-                [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
-                args,
-            )
-            for task, flag in zip(chunk, reply, strict=True):
-                if int(flag):
-                    added.append(task)
-                    self._tracked += 1
-                    self._hint_due = min(self._hint_due, self._to_server(task.due))
-                    self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
+                args += self._add_args(task, contexts)
+            reply = await self._script("store_add_many.lua", keys, args)
+            new = [task for task, flag in zip(chunk, reply, strict=True) if int(flag)]
+            if new:
+                added += new
+                self._tracked += len(new)
+                due = min(task.due for task in new)
+                deadline = min(task.deadline for task in new)
+                self._hint_due = min(self._hint_due, self._to_server(due))
+                self._hint_deadline = min(self._hint_deadline, self._to_server(deadline))
         return added
 
     async def get(self, request_id: str) -> LeasedTask | None:
