@@ -53,6 +53,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _non_negative_int(text)
     if value > _HIGHEST_PORT:
@@ -278,6 +285,12 @@ def _run_parser(talking: Callable[..., argparse.ArgumentParser]) -> None:
         help="for every prompt whose options do not say",
     )
     run.add_argument("--browser-window-id", help="for every prompt whose options do not say")
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="submits in flight at once (default 4); they share the --rate budget",
+    )
     run.add_argument(
         "--fsync",
         action="store_true",

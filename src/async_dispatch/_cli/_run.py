@@ -39,7 +39,7 @@ import argparse
 import math
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -119,21 +119,32 @@ class _Batch:
     #: Set by the first Ctrl-C (or SIGTERM): submit no more, then stop.
     stopping: anyio.Event = attrs.Factory(anyio.Event)
     interrupted: bool = False
-    in_submit: bool = False
+    #: Submits in flight now.
+    in_submit: int = 0
     repeats: int = 0
 
     @property
     def complete(self) -> bool:
         return len(self.results.kinds) == len(self.prompts.entries)
 
-    async def submit_all(self, scope: anyio.CancelScope) -> None:
-        """Submit every prompt left, one at a time, in order (the poller's one budget)."""
+    async def submit_all(self, scope: anyio.CancelScope, concurrency: int) -> None:
+        """Submit every prompt left, `concurrency` at a time, in order of their lines,
+        under the poller's one budget. After a Ctrl-C, the submits in flight finish (so
+        each has a known answer) and no other starts; then `scope` is cancelled."""
+        todo = iter(self.todo)
+        async with anyio.create_task_group() as submitters:
+            for _ in range(concurrency):
+                submitters.start_soon(self._submit_from, todo)
+        if self.stopping.is_set():
+            scope.cancel()
+
+    async def _submit_from(self, todo: Iterator[Prompt]) -> None:
         digest = self.prompts.digest
-        for entry in self.todo:
+        for entry in todo:
             if self.stopping.is_set():
-                break
+                return
             context = {_INDEX: entry.index, _DIGEST: digest}
-            self.in_submit = True
+            self.in_submit += 1
             try:
                 async with self.store.submitting(context):
                     await self.poller.submit(
@@ -145,10 +156,8 @@ class _Batch:
                 # This prompt's request was refused (400/422): no task, one FAILED line.
                 await self.store.reject(_refused(exc, context))
             finally:
-                self.in_submit = False
+                self.in_submit -= 1
             self.progress.submitted += 1
-        if self.stopping.is_set():
-            scope.cancel()
 
     async def write_results(self) -> None:
         """Write one line per final outcome, until every prompt has one."""
@@ -186,7 +195,7 @@ class _Batch:
                     scope.cancel()
                     return
                 self.progress.note(
-                    f"{PROG}: stopping after the submit in flight (again to stop now)"
+                    f"{PROG}: stopping after the submits in flight (again to stop now)"
                 )
 
     async def tick(self) -> None:
@@ -311,7 +320,7 @@ async def _run(
                 if threading.current_thread() is threading.main_thread():
                     group.start_soon(batch.watch_signals, group.cancel_scope)
                 group.start_soon(batch.tick)
-                group.start_soon(batch.submit_all, group.cancel_scope)
+                group.start_soon(batch.submit_all, group.cancel_scope, args.concurrency)
                 await batch.write_results()
                 group.cancel_scope.cancel()
         finally:
