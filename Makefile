@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 PYTEST_ARGS ?=
+# Which tests: a pytest marker expression (the soak runs have their own target).
+MARKS ?= not soak
+# One pytest worker per core, at most four: much of the suite waits on sockets and child
+# processes. Tests marked `serial` measure elapsed time, so they run after, on their own.
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
 
 .PHONY: test lint typecheck pytest demo bench bench-quick soak docs dist clean
 
@@ -24,7 +29,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_WORKERS) -m "($(MARKS)) and not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:xdist -m "($(MARKS)) and serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 demo: $(STAMP)
 	$(BIN)/async-dispatch demo

@@ -41,11 +41,19 @@ Results = dict[str, Any]
 
 
 def load_results(directory: Path = RESULTS) -> Results:
-    """latest.json, with fleet.json under ``"fleet"`` when the fleet run wrote one."""
+    """latest.json, with fleet.json under ``"fleet"``, fleet_costs.json under
+    ``"fleet_costs"`` and run_resume.json (``python -m benchmarks.run_resume``) under
+    ``"run_resume"``, when those runs wrote them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
         results["fleet"] = json.loads(fleet.read_text())
+    costs = directory / "fleet_costs.json"
+    if "fleet_costs" not in results and costs.exists():
+        results["fleet_costs"] = json.loads(costs.read_text())
+    resume = directory / "run_resume.json"
+    if resume.exists():
+        results["run_resume"] = json.loads(resume.read_text())
     return results
 
 
@@ -73,6 +81,10 @@ def _change(ratio: float, fewer: str, more: str) -> str:
     return f"{delta:.0f}% {fewer if ratio < 1 else more}"
 
 
+#: Not sections of the suite's run: its own meta, and a block with its own region.
+_APART: Final = ("meta", "fleet_costs", "run_resume")
+
+
 def _run(meta: dict[str, Any] | None) -> str:
     if not meta:
         return "date and machine not recorded in the results file"
@@ -86,7 +98,7 @@ def _source(results: Results) -> list[str]:
     others = [
         f"`{name}`: {_run(block['meta'])}"
         for name, block in results.items()
-        if isinstance(block, dict) and "meta" in block and name != "meta"
+        if isinstance(block, dict) and "meta" in block and name not in _APART
     ]
     if others:
         line += "; rerun alone since: " + "; ".join(others)
@@ -199,7 +211,7 @@ def bench_machine(results: Results) -> list[str]:
 
 def bench_latest(results: Results) -> list[str]:
     """The full tables of `_report.markdown`, one heading level down."""
-    workload = {k: v for k, v in results.items() if k != "fleet"}
+    workload = {k: v for k, v in results.items() if k not in ("fleet", *_APART[1:])}
     text = markdown(workload).rstrip("\n")
     lines = [("#" + line) if line.startswith("### ") else line for line in text.splitlines()]
     return [*_source(results), *lines[1:]]
@@ -294,6 +306,48 @@ def bench_fleet_reading(results: Results) -> list[str]:
     )
 
 
+def bench_fleet_costs(results: Results) -> list[str]:
+    """Each recorded run of `benchmarks.fleet_costs` (by label: "before" is the version
+    before the batching, "after" this one), its table and where it ran."""
+    from .fleet_costs import table
+
+    costs = results.get("fleet_costs")
+    if not costs:
+        return ["No fleet costs run recorded (`results/fleet_costs.json` is missing)."]
+    out: list[str] = []
+    for label, run in costs.items():
+        meta = run.get("meta", {})
+        out += [f"`{label}` ({meta.get('date', 'date not recorded')}, {meta.get('machine', '')}):",
+                "", *table(run).splitlines(), ""]  # fmt: skip
+    return out[:-1]
+
+
+def bench_run_resume(results: Results) -> list[str]:
+    """``async-dispatch run`` killed twice against left alone (`benchmarks.run_resume`)."""
+    resume = results.get("run_resume")
+    if resume is None:
+        return ["No run recorded (`results/run_resume.json` is missing)."]
+    from .run_resume import table
+
+    plain, killed = resume["runs"]["uninterrupted"], resume["runs"]["killed_twice"]
+    return [
+        f"Run: {_run(resume.get('meta'))}; {_n(resume['prompts'])} prompts.",
+        "",
+        *table(resume).splitlines(),
+        "",
+        *_bullets(
+            f"Killed twice, the batch took {killed['wall_s'] / plain['wall_s']:.2f}x the "
+            f"wall time of the run left alone (restarts included) and "
+            f"{killed['requests_per_prompt'] / plain['requests_per_prompt']:.2f}x its "
+            f"requests per prompt; every prompt has one line, none was submitted twice.",
+            f"{killed['submit_uncertain']} submits were in flight when a kill landed: they "
+            f"are reported `submit-uncertain` (the simulator created "
+            f"{killed['submits'] - (resume['prompts'] - killed['submit_uncertain'])} of "
+            f"them), never sent again.",
+        ),
+    ]
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -301,6 +355,8 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-comparison": bench_comparison,
     "bench-fleet": bench_fleet,
     "bench-fleet-reading": bench_fleet_reading,
+    "bench-fleet-costs": bench_fleet_costs,
+    "bench-run-resume": bench_run_resume,
 }
 
 

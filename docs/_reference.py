@@ -60,6 +60,11 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "why: after 429s, lower `rate` to what the key allows (raising it makes things worse); "
     "otherwise raise `rate` if the key allows, or track fewer tasks. Tasks the budget "
     "never reaches end `TIMED_OUT` with `timeout_cause` `never-checked`.",
+    "interrupted": "Ctrl-C (KeyboardInterrupt) stopped a `SyncPoller`: `open` tasks had "
+    "no final outcome yet (`request_ids` names the first 20; the `Interrupted` exception "
+    "raised next carries all of them and a snapshot). They go on at the service: track "
+    "them again to collect their outcomes. `submit_cut_off`: a submit was cut off and may "
+    "have created a task whose id is unknown.",
     "api_key_refused": "The service refused the key (401/403). The poller stops checking "
     "and raises the error from its iterator. Fix the key or its permissions.",
     "coordination_unavailable": "A shared limiter or store (Redis, in fleet mode) is "

@@ -4,14 +4,16 @@ Run by tests/test_redis_fleet.py and benchmarks/fleet.py with ``sys.executable``
 
     python tests/fleet_replica.py --base-url http://127.0.0.1:PORT --rate 40 \\
         --limiter redis --redis-url redis://127.0.0.1:6379 --name NAME \\
-        --start-at WALL_TIME --duration 6 --backend trio
+        --barrier DIR --duration 6 --backend trio
 
-It waits until ``--start-at`` (a `time.time()` value, so that every replica starts at once
-whenever its interpreter finished starting), submits ``--tasks`` tasks that never finish and
-polls them as fast as its limiter allows for ``--duration`` seconds, then prints ONE line of
-JSON: its poller's counters. `replica_command()` and `run_replicas()` are the harness that
-starts replicas and collects those lines. ``--limiter local`` gives each replica its own in-process
-`TokenBucket` instead: the mistake fleet mode exists to prevent.
+Once its poller is open it says so (a file ``ready-<pid>`` in ``--barrier``) and waits for
+the harness's start time (the file ``go`` there, a `time.time()` value written once every
+replica is ready), so that all replicas start at once however long their interpreters took
+to start on a busy machine. Then it submits ``--tasks`` tasks that never finish and polls
+them as fast as its limiter allows for ``--duration`` seconds, and prints ONE line of JSON:
+its poller's counters. `replica_command()` and `run_replicas()` are the harness that starts
+replicas, releases them together and collects those lines. ``--limiter local`` gives each
+replica its own in-process `TokenBucket` instead: the mistake fleet mode exists to prevent.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--limiter", choices=("redis", "local"), default="redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     parser.add_argument("--name", default="fleet")
-    parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--barrier", type=Path, required=True)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
@@ -68,7 +70,7 @@ async def replica(args: argparse.Namespace) -> dict[str, Any]:
             jitter=0.0,
         )
         async with poller:
-            await anyio.sleep(max(0.0, args.start_at - time.time()))
+            await _wait_for_the_start(args.barrier)
             started = time.time()
             with anyio.move_on_after(args.duration):
                 for index in range(args.tasks):
@@ -87,6 +89,14 @@ async def replica(args: argparse.Namespace) -> dict[str, Any]:
             }
 
 
+async def _wait_for_the_start(barrier: Path) -> None:
+    (barrier / f"ready-{os.getpid()}").touch()
+    go = barrier / "go"
+    while not go.exists():  # noqa: ASYNC110 (another process writes it: no event to wait on)
+        await anyio.sleep(0.01)
+    await anyio.sleep(max(0.0, float(go.read_text()) - time.time()))
+
+
 def replica_command(
     base_url: str,
     *,
@@ -95,7 +105,7 @@ def replica_command(
     redis_url: str = "redis://127.0.0.1:6379",
     name: str = "fleet",
     backend: str = "asyncio",
-    start_at: float = 0.0,
+    barrier: Path,
     duration: float = 5.0,
     tasks: int = 20,
 ) -> list[str]:
@@ -105,13 +115,17 @@ def replica_command(
         str(Path(__file__).resolve()),
         *("--base-url", base_url, "--rate", repr(rate), "--limiter", limiter),
         *("--redis-url", redis_url, "--name", name, "--backend", backend),
-        *("--start-at", repr(start_at), "--duration", repr(duration), "--tasks", str(tasks)),
+        *("--barrier", str(barrier), "--duration", repr(duration), "--tasks", str(tasks)),
     ]
 
 
-def run_replicas(commands: list[list[str]], timeout: float) -> list[dict[str, Any]]:
-    """Run the replica processes, wait for their JSON lines; kill only them if they hang.
+def run_replicas(
+    commands: list[list[str]], barrier: Path, timeout: float, *, lead: float = 0.5
+) -> tuple[float, list[dict[str, Any]]]:
+    """Run the replica processes, start them together, wait for their JSON lines.
 
+    Returns the common start time (`time.time()`, `lead` seconds after the last replica
+    was ready) and the replicas' summaries; kills only these processes if they hang.
     Blocking: call it in a worker thread, so the simulator keeps serving meanwhile.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -123,6 +137,14 @@ def run_replicas(commands: list[list[str]], timeout: float) -> list[dict[str, An
     ]
     deadline = time.monotonic() + timeout
     try:
+        while len(list(barrier.glob("ready-*"))) < len(processes):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                break  # the summaries below say which replica failed
+            time.sleep(0.01)
+        start_at = time.time() + lead
+        staged = barrier / "go.tmp"
+        staged.write_text(repr(start_at))
+        staged.replace(barrier / "go")  # atomic: a replica never reads half a number
         outputs = [
             process.communicate(timeout=max(0.1, deadline - time.monotonic()))
             for process in processes
@@ -136,7 +158,7 @@ def run_replicas(commands: list[list[str]], timeout: float) -> list[dict[str, An
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
         summaries.append(json.loads(out.strip().splitlines()[-1]))
-    return summaries
+    return start_at, summaries
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "REQUIRE_ENV",
+    "RedisClusterServers",
     "RedisServer",
     "delete_keys",
     "free_port",
@@ -62,6 +63,10 @@ def unique_name(prefix: str = "test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+class _PortTaken(Exception):
+    """Another process listens on the port a private redis-server was to use."""
+
+
 class RedisServer:
     """A private ``redis-server`` on a free loopback port, keeping nothing on disk.
 
@@ -81,6 +86,7 @@ class RedisServer:
         if binary is None:
             raise RuntimeError(SKIP_REASON)
         self._binary = binary
+        self._free_to_move = port is None  # a restart keeps the port, a first start may not
         self.port = port or free_port()
         self._extra_args = list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="async-dispatch-redis-")
@@ -100,6 +106,23 @@ class RedisServer:
         return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start the server (again) and wait until it answers on its port.
+
+        With a port of our choosing, a lost race for it (another test process bound it
+        between `free_port()` and the start) moves the server to a new free port.
+        """
+        for _ in range(5):
+            try:
+                self._start_once(timeout)
+                self._free_to_move = False  # clients now hold the URL: restarts keep it
+                return
+            except _PortTaken:
+                if not self._free_to_move:
+                    raise RuntimeError(f"port {self.port} belongs to another process") from None
+                self.port = free_port()
+        raise RuntimeError("no free port for redis-server after five tries")
+
+    def _start_once(self, timeout: float) -> None:
         if self._process is not None:
             return
         log = Path(self._dir.name) / "redis.log"
@@ -113,13 +136,20 @@ class RedisServer:
         while True:
             try:
                 if redis_command(self.url, "PING") == "PONG":
-                    return
+                    break
             except OSError:
                 pass
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
+                if log.exists() and "Address already in use" in log.read_text(errors="replace"):
+                    raise _PortTaken
                 raise RuntimeError(f"redis-server did not start on port {self.port}: see {log}")
             time.sleep(0.02)
+        info = redis_command(self.url, "INFO", "server")
+        assert isinstance(info, bytes), info
+        if f"process_id:{self._process.pid}\r".encode() not in info:  # another's server answered
+            self.stop()
+            raise _PortTaken
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -139,6 +169,134 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class RedisClusterServers:
+    """A private Redis Cluster: `masters` ``redis-server`` processes with
+    ``--cluster-enabled yes`` on free loopback ports, joined with ``redis-cli --cluster
+    create``, keeping nothing on disk; stopped by their process ids on ``close()``.
+
+    `move_slot()` reshards one slot to another master while clients keep using it (the
+    migration Redis itself does: SETSLOT IMPORTING/MIGRATING, MIGRATE of its keys in
+    batches, SETSLOT NODE), with a pause between batches so that commands meet the slot
+    half moved (ASK, TRYAGAIN) rather than only before or after.
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None or shutil.which("redis-server") is None:
+            raise RuntimeError("a cluster needs redis-server and redis-cli")
+        self._cli = cli
+        self.servers = [
+            RedisServer(_cluster_port(), extra_args=self._args()) for _ in range(masters)
+        ]
+
+    @staticmethod
+    def _args() -> list[str]:
+        # nodes.conf goes in the server's own --dir (the temp directory of each).
+        return ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+
+    @property
+    def url(self) -> str:
+        """The URL of the first node (a client discovers the others from it)."""
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        for server in self.servers:
+            server.start()
+        nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
+        subprocess.run(
+            [self._cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while not all(self._state_ok(server) for server in self.servers):
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the Redis Cluster did not become ready")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _state_ok(server: RedisServer) -> bool:
+        info = redis_command(server.url.removesuffix("/0"), "CLUSTER", "INFO")
+        return isinstance(info, bytes) and b"cluster_state:ok" in info
+
+    def node_id(self, server: RedisServer) -> str:
+        reply = redis_command(self._plain(server), "CLUSTER", "MYID")
+        assert isinstance(reply, bytes)
+        return reply.decode()
+
+    def owner(self, slot: int) -> RedisServer:
+        """The master that owns `slot` now."""
+        shards = redis_command(self._plain(self.servers[0]), "CLUSTER", "SLOTS")
+        assert isinstance(shards, list)
+        for first, last, master, *_ in shards:
+            if first <= slot <= last:
+                return next(s for s in self.servers if s.port == int(master[1]))
+        raise LookupError(f"no master owns slot {slot}")
+
+    def slot_of(self, key: str) -> int:
+        reply = redis_command(self._plain(self.servers[0]), "CLUSTER", "KEYSLOT", key)
+        assert isinstance(reply, int)
+        return reply
+
+    def move_slot(
+        self, slot: int, target: RedisServer, *, batch: int = 1, pause: float = 0.05
+    ) -> int:
+        """Migrate `slot` to `target`, `batch` keys at a time; returns how many keys moved."""
+        source = self.owner(slot)
+        if source is target:
+            return 0
+        src, dst = self._plain(source), self._plain(target)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        redis_command(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        redis_command(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        moved = 0
+        while True:
+            keys = redis_command(src, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch))
+            assert isinstance(keys, list)
+            if not keys:
+                break
+            names = [key.decode() for key in keys]
+            redis_command(
+                src, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *names
+            )
+            moved += len(names)
+            time.sleep(pause)
+        for server in (target, source, *self.servers):
+            redis_command(self._plain(server), "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        return moved
+
+    @staticmethod
+    def _plain(server: RedisServer) -> str:
+        return server.url.removesuffix("/0")
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def make_certificates(directory: Path) -> dict[str, Path]:

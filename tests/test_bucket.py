@@ -251,6 +251,7 @@ async def test_pauses_do_not_stack_and_the_later_end_wins() -> None:
     assert 86_000 < bucket.paused_for() <= 86_400
 
 
+@pytest.mark.serial  # measures elapsed time: runs alone (see Makefile)
 @pytest.mark.anyio
 async def test_a_newcomer_cannot_jump_the_queue() -> None:
     bucket = TokenBucket(1000, 1)

@@ -170,6 +170,7 @@ async def test_results_arrive_by_webhook_and_duplicates_change_nothing(framework
         assert stats["outcomes"]["success"] == 5  # one outcome per task, not two
 
 
+@pytest.mark.serial  # measures elapsed time: runs alone (see Makefile)
 @pytest.mark.anyio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_dropped_webhooks_are_caught_by_the_safety_poll(framework: str) -> None:

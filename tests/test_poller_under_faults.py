@@ -127,6 +127,7 @@ async def test_a_trickling_server_holds_no_worker_past_a_deadline(
 # -- 4. a refused key withholds nothing already known ----------------------------------------
 
 
+@pytest.mark.serial  # measures elapsed time: runs alone (see Makefile)
 async def test_outcomes_known_before_a_401_come_first(scale: float) -> None:
     """20 of 50 tasks final and queued when the key is revoked: 20 outcomes, then the
     error; iterating again raises it again, with a traceback that does not grow."""

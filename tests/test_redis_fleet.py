@@ -12,6 +12,7 @@ lets them. The simulator's own counters say how many requests came and how many 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -24,15 +25,18 @@ RATE = 40.0
 # reach the server closer together when a busy machine delays one replica's sends.
 SERVER_BURST = 10
 DURATION = 6.0
-# Seconds for four interpreters to import everything, with room to spare: 2 cores that
-# the rest of the suite keeps busy (this test failed once, on a loaded machine, at 4 s).
-STARTUP = 6.0
+# Seconds for four interpreters to start and open their pollers on 2 busy cores; the
+# replicas wait for each other (a barrier), so this only bounds a hang.
+STARTUP = 60.0
 
 
 @pytest.mark.redis
+@pytest.mark.serial  # measures a rate over wall-clock seconds: runs alone (see Makefile)
 @pytest.mark.asyncio_only  # the replicas cover trio
 @pytest.mark.anyio
-async def test_four_replicas_share_one_key_without_429s(redis_url: str, redis_name: str) -> None:
+async def test_four_replicas_share_one_key_without_429s(
+    redis_url: str, redis_name: str, tmp_path: Path
+) -> None:
     config = SimulatorConfig(
         outcomes=OutcomeMix.only("never"),
         rate_limit=RateLimit(rate=RATE, burst=SERVER_BURST),
@@ -40,8 +44,6 @@ async def test_four_replicas_share_one_key_without_429s(redis_url: str, redis_na
     )
     async with serve(config) as running:
         sim = running.simulator
-        start_at = time.time() + STARTUP
-        loop_start = anyio.current_time() + STARTUP
         commands = [
             replica_command(
                 running.base_url,
@@ -50,19 +52,23 @@ async def test_four_replicas_share_one_key_without_429s(redis_url: str, redis_na
                 redis_url=redis_url,
                 name=redis_name,
                 backend=backend,
-                start_at=start_at,
+                barrier=tmp_path,
                 duration=DURATION,
             )
             for backend in ("asyncio", "trio", "asyncio", "trio")
         ]
-        summaries = await anyio.to_thread.run_sync(run_replicas, commands, STARTUP + DURATION + 20)
+        loop_minus_wall = anyio.current_time() - time.time()
+        start_at, summaries = await anyio.to_thread.run_sync(
+            run_replicas, commands, tmp_path, STARTUP + DURATION + 20
+        )
+        loop_start = start_at + loop_minus_wall
         requests = sum(sim.stats.requests.values())
         rejected = sim.stats.rate_limited
         accepted = sim.accepted_request_times()
 
-    # Every replica took part, and none was late to start by as much as two seconds.
+    # Every replica took part, and none was late to start (by its clock) by a second.
     assert all(s["polls_sent"] > 0 for s in summaries), summaries
-    assert all(s["started"] - start_at < 2.0 for s in summaries), summaries
+    assert all(s["started"] - start_at < 1.0 for s in summaries), summaries
     # 429s stay under 1% of requests.
     assert rejected <= 0.01 * requests, (rejected, requests, summaries)
     # The fleet used at least 95% of R, over the run less its first and last half second.

@@ -398,3 +398,78 @@ async def test_poller_over_the_simulator(redis_url: str, redis_name: str) -> Non
                         tg.start_soon(consume, p2)
     finals = [o.request_id for o in seen if o.final]
     assert sorted(finals) == sorted(ids)
+
+
+async def test_add_many_tracks_in_batches_with_the_rules_of_add(
+    redis_url: str, redis_name: str
+) -> None:
+    """More ids than one script call takes: each is tracked once, in order; an id tracked
+    already, or finished recently, is not added again (the rules of store_add.lua)."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        await finish_new(store, "done-1")
+        assert await store.add(new_task("old-1"))
+        rids = [f"r{i}" for i in range(1_234)]
+        batch = [new_task(rid, due=0.5 * (i % 3), context={"i": i}) for i, rid in enumerate(rids)]
+        extra = [new_task("old-1"), new_task("done-1"), new_task("r7")]
+        added = await store.add_many([*batch, *extra])
+        assert [t.request_id for t in added] == rids
+        assert len(store) == 1_235
+        got = await store.get("r1000")
+        assert got is not None
+        assert got.context == {"i": 1000}
+        assert abs(got.deadline - batch[1000].deadline) < 1e-3
+
+
+async def test_a_replica_reads_no_more_outcomes_than_its_read_ahead(
+    redis_url: str, redis_name: str
+) -> None:
+    """A replica whose application takes nothing holds `read_ahead` outcomes and no more:
+    the rest stay in the stream, and another replica reads them."""
+    slow = RedisStore(redis_url, name=redis_name, read_ahead=5)
+    other = RedisStore(redis_url, name=redis_name)
+    async with attached(slow) as held:
+        for i in range(20):
+            await finish_new(slow, f"o{i}")
+        await wait_for(held, 5)
+        await anyio.sleep(0.5)  # several reads' worth of time
+        assert len(held) == 5
+        async with attached(other) as rest:
+            await wait_for(rest, 15)
+            await anyio.sleep(0.2)
+            assert len(held) == 5
+            assert len(rest) == 15
+            for _, receipt in held[:2]:
+                await slow.ack(receipt)
+            await anyio.sleep(0.3)
+            assert len(held) == 5  # room again, but nothing left to read
+            assert sorted(o.request_id for o, _ in [*held, *rest]) == sorted(
+                f"o{i}" for i in range(20)
+            )
+
+
+async def test_acks_go_in_batches_and_all_reach_redis(redis_url: str, redis_name: str) -> None:
+    """1,200 acknowledgements, taken one by one as an application does: a few round
+    trips, and the stream is empty (idle) afterwards."""
+    store = RedisStore(redis_url, name=redis_name, read_ahead=2_000)
+    calls: list[str] = []
+    original = store._script
+
+    async def counted(filename: str, keys: list[str], args: list[Any]) -> list[Any]:
+        if filename == "store_ack.lua":
+            calls.append(filename)
+        return await original(filename, keys, args)
+
+    store._script = counted  # type: ignore[method-assign]
+    async with attached(store) as received:
+        tasks = [new_task(f"a{i}") for i in range(1_200)]
+        await store.add_many(tasks)
+        for task in tasks:
+            await store.resolve(task, make_outcome(task, OutcomeKind.SUCCESS, 0.0), fenced=False)
+        await wait_for(received, 1_200, timeout=30)
+        for _, receipt in received:
+            await store.ack(receipt)
+        with anyio.fail_after(5):
+            while not await store.idle():  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+    assert 3 <= len(calls) <= 10, len(calls)

@@ -224,3 +224,68 @@ async def test_a_poller_killed_with_sigkill_resumes_on_the_same_file(tmp_path: P
     assert all(o.deliveries > 1 for o in again)
     contexts = {o.request_id: o.context for o in outcomes}
     assert all(contexts[rid] == {"n": n} for n, rid in enumerate(ids) if rid in contexts)
+
+
+async def test_a_submit_named_by_submitting_keeps_its_context_through_a_crash(
+    tmp_path: Path,
+) -> None:
+    """The intent of a submit in a `submitting` block carries its context: a crash
+    mid-submit (here: the file copied as it is mid-submit, as a killed process leaves
+    it) gives the SUBMIT_UNCERTAIN outcome that context at the next start."""
+    path, crashed = tmp_path / "tasks.db", tmp_path / "crashed.db"
+    store = SQLiteStore(path)
+    async with (
+        store.attach(_ignore, anyio.current_time, lambda: None, last_check_lead=1.0),
+        store.submitting({"line": 7}),
+    ):
+        ticket = await store.begin_submit()
+        for suffix in ("", "-wal"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                crashed.with_name(crashed.name + suffix).write_bytes(source.read_bytes())
+        await store.end_submit(ticket, None)
+    taken: list[Outcome] = []
+    resumed = SQLiteStore(crashed)
+    sink = lambda outcome, receipt: taken.append(outcome)  # noqa: E731
+    async with resumed.attach(sink, anyio.current_time, lambda: None, last_check_lead=1.0):
+        assert resumed.resumed_contexts == [{"line": 7}]
+    assert [(o.kind.value, o.context) for o in taken] == [("submit-uncertain", {"line": 7})]
+    # The original ended its submit as a failure that is certain (no exception in the
+    # block): no trace is left.
+    again: list[Outcome] = []
+    sink = lambda outcome, receipt: again.append(outcome)  # noqa: E731
+    async with SQLiteStore(path).attach(
+        sink, anyio.current_time, lambda: None, last_check_lead=1.0
+    ):
+        pass
+    assert again == []
+
+
+async def test_a_submit_cancelled_in_submitting_is_uncertain_at_once(tmp_path: Path) -> None:
+    taken: list[Outcome] = []
+    store = SQLiteStore(tmp_path / "tasks.db")
+    sink = lambda outcome, receipt: taken.append(outcome)  # noqa: E731
+    async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=1.0):
+        with anyio.CancelScope() as scope:
+            async with store.submitting({"n": 1}):
+                ticket = await store.begin_submit()
+                scope.cancel()
+                try:
+                    await anyio.sleep_forever()  # the request, cut short
+                finally:
+                    await store.end_submit(ticket, None)
+        assert [(o.kind.value, o.context) for o in taken] == [("submit-uncertain", {"n": 1})]
+        assert "cancelled" in str(taken[0].error)
+        assert await store.idle()
+    # Delivered and not acknowledged: the file has it, with its context, for a restart.
+    assert SQLiteStore(tmp_path / "tasks.db").resumed_contexts == []
+    resumed = SQLiteStore(tmp_path / "tasks.db")
+    async with resumed.attach(_ignore, anyio.current_time, lambda: None, last_check_lead=1.0):
+        assert resumed.resumed_contexts == [{"n": 1}]
+
+
+async def test_submitting_refuses_a_context_the_file_cannot_hold(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "tasks.db")
+    with pytest.raises(UsageError, match="JSON-serialisable"):
+        async with store.submitting({"when": object()}):
+            pass  # pragma: no cover - refused

@@ -8,8 +8,17 @@ The public surface is re-exported here; the modules behind it are private.
                 await poller.submit(prompt, deadline=300)
             async for outcome in poller:
                 print(outcome.request_id, outcome.kind)
+
+Without async (a script, a notebook): the same poller, blocking::
+
+    with SyncPoller(rate=10) as poller:
+        for prompt in prompts:
+            poller.submit(prompt, deadline=300)
+        for outcome in poller:
+            print(outcome.request_id, outcome.kind)
 """
 
+from ._blocking import Interrupted, PollerOptions, SyncPoller
 from ._cadence import Cadence
 from ._client import DEFAULT_BASE_URL, DispatchClient
 from ._errors import (
@@ -72,6 +81,7 @@ __all__ = [
     "InputKind",
     "InputRequest",
     "InputVariable",
+    "Interrupted",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "LifecycleError",
@@ -85,6 +95,7 @@ __all__ = [
     "OutputValidationError",
     "PermissionDeniedError",
     "Poller",
+    "PollerOptions",
     "PollerStats",
     "PollerUnavailable",
     "RateLimitedError",
@@ -98,6 +109,7 @@ __all__ = [
     "SubmitFields",
     "SubmitOptions",
     "SubmitUncertainError",
+    "SyncPoller",
     "TaskSpec",
     "TaskStatus",
     "TaskStore",

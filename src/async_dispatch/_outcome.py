@@ -46,8 +46,8 @@ class OutcomeKind(enum.Enum):
     #: Durable stores only (a fleet's `RedisStore`, `SQLiteStore`): a process died while
     #: submitting, so the task may exist at the service without anybody tracking it;
     #: check before resubmitting. `request_id` is not a task's: the submit intent's id
-    #: in a fleet, empty with `SQLiteStore` (no id is known); `context` is None. Final,
-    #: like the four above.
+    #: in a fleet, empty with `SQLiteStore` (no id is known); `context` is None, unless
+    #: the submit ran in a `SQLiteStore.submitting` block. Final, like the four above.
     SUBMIT_UNCERTAIN = "submit-uncertain"
 
 

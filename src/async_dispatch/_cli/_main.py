@@ -19,7 +19,7 @@ import httpx
 
 from .._config import BASE_URL_ENV, configured_api_key, configured_base_url
 from .._errors import TransportError
-from . import _fleet, _simulate, _tasks
+from . import _fleet, _run, _simulate, _tasks
 from ._connection import MIN_API_KEY_LENGTH, allow_insecure, check_api_key, open_client
 from ._exit import CommandError, ExitCode, exit_code_for, expected_failure
 from ._logging import library_logging
@@ -30,7 +30,7 @@ from ._program import CLI_EXTRA_HINT, PROG
 __all__ = ["main", "run"]
 
 #: The commands that talk to the service, with a key.
-_TALKING: Final = frozenset({"submit", "status", "wait"})
+_TALKING: Final = frozenset({"submit", "status", "wait", "run"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +155,8 @@ async def _dispatch(
             return await _tasks.submit(args, client, out, err)
         if args.command == "status":
             return await _tasks.status(args, client, out)
+        if args.command == "run":
+            return await _run.run_batch(args, client, err, stdin)
         return await _tasks.wait(args, client, out, err, stdin)
 
 

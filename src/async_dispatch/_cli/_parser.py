@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TextIO
 
 from .._config import ALLOW_INSECURE_ENV, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
@@ -50,6 +50,13 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
 
 
@@ -215,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--json", action="store_true", help="print one JSON line per outcome")
     _tracking_options(wait)
 
+    _run_parser(talking)
     _simulate_parser(commands)
     _fleet_parser(commands)
 
@@ -234,6 +242,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
+
+
+def _run_parser(talking: Callable[..., argparse.ArgumentParser]) -> None:
+    """``run``: a batch of prompts to a results file, resumable (see `_cli._run`)."""
+    run = talking(
+        "run",
+        help="submit a batch of prompts and write one JSON line per outcome; resumable",
+        description="Submit every prompt of PROMPTS and track them under one budget, "
+        "writing one JSON line per prompt to RESULTS as each ends. Stopped by Ctrl-C, "
+        "kill -9 or a reboot, the same command resumes from its state file (RESULTS.state "
+        "beside RESULTS, or --state) and never submits a prompt twice: a submit whose "
+        "answer was lost is reported as submit-uncertain. PROMPTS holds one prompt per "
+        'line, or JSON Lines: {"prompt": ..., "options": {...}, "context": ..., '
+        '"deadline": seconds}. Progress goes to stderr; stdout stays empty. Exit 0 when '
+        f"every prompt succeeded, {ExitCode.SUBMIT_UNCERTAIN.value} when a submit is "
+        f"uncertain, 1 when any other failed, {ExitCode.INTERRUPTED.value} when "
+        "interrupted (run again to resume).",
+    )
+    run.add_argument(
+        "prompts", metavar="PROMPTS", help="the prompts file; '-' reads them from stdin"
+    )
+    run.add_argument(
+        "--out", "-o", required=True, metavar="RESULTS", help="the results file (JSON Lines)"
+    )
+    run.add_argument(
+        "--state",
+        metavar="PATH",
+        help="the state file (SQLite; default: RESULTS.state beside RESULTS); removed "
+        "when every prompt has its result",
+    )
+    run.add_argument(
+        "--format",
+        choices=("auto", "text", "jsonl"),
+        default="auto",
+        help="how PROMPTS is written (default auto: JSON Lines when its first non-blank "
+        "line starts with '{', else one prompt per line)",
+    )
+    run.add_argument(
+        "--execution-mode",
+        choices=("client", "cloud", "cloud_browser"),
+        help="for every prompt whose options do not say",
+    )
+    run.add_argument("--browser-window-id", help="for every prompt whose options do not say")
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="submits in flight at once (default 4); they share the --rate budget",
+    )
+    run.add_argument(
+        "--fsync",
+        action="store_true",
+        help="sync each result line to the disk before going on (survives a power cut, "
+        "at a cost per line; a crash or kill -9 loses nothing without it)",
+    )
+    run.add_argument(
+        "--progress-interval",
+        type=_positive,
+        default=10.0,
+        help="seconds between progress lines when stderr is not a terminal (default 10)",
+    )
+    _tracking_options(run)
 
 
 def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

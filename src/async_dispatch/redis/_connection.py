@@ -10,7 +10,11 @@ same connection. It also knows the three things every fleet object needs from Re
 - scripts: Lua files shipped in this package, run with EVALSHA (and EVAL when Redis
   answers NOSCRIPT: a first run, or a restarted Redis);
 - errors: whatever goes wrong on the way to Redis becomes one `CoordinationError` naming
-  the URL (never its password) and what to check.
+  the URL (never its password) and what to check;
+- clusters: the server tells whether it is a Redis Cluster (``CLUSTER SLOTS``, asked once
+  when the connection opens); if it is, the connection uses coredis's `RedisCluster`,
+  which sends each command to the node owning its keys' slot and follows MOVED and ASK
+  while a slot migrates. The URL may name any node of the cluster.
 
 coredis runs each pool's connections in an anyio task group, so the outermost entry and
 the last exit must happen in the same task and the same cancel scope (as with any task
@@ -25,8 +29,10 @@ import contextlib
 import functools
 import math
 import ssl
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib import resources
+from typing import Any
 
 import anyio
 
@@ -44,7 +50,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "fleet mode needs coredis: pip install 'async-remote-dispatch[redis]'"
     ) from exc
 
-__all__ = ["FLEET_ACL", "KEY_PREFIX", "RedisConnection", "ScriptArg", "check_fleet_name"]
+__all__ = [
+    "CLUSTER_ACL",
+    "FLEET_ACL",
+    "KEY_PREFIX",
+    "RedisConnection",
+    "ScriptArg",
+    "check_fleet_name",
+]
 
 KEY_PREFIX = "async_dispatch"
 """The first part of every key fleet mode writes."""
@@ -52,8 +65,14 @@ KEY_PREFIX = "async_dispatch"
 FLEET_ACL = "~async_dispatch:* +@read +@write +eval +evalsha +time"
 """The ACL rules a fleet's Redis user needs (the README's fleet section says why)."""
 
+CLUSTER_ACL = "+cluster|slots"
+"""What a fleet's user needs besides `FLEET_ACL` on a Redis Cluster: reading the slot map."""
+
 ScriptArg = str | bytes | int | float
 """What a Lua script's ARGV entries may be given as."""
+
+Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+"""A single server's client, or a cluster's."""
 
 # What "Redis could not be used" looks like from inside coredis and anyio: coredis's own
 # errors, a socket error, a timeout, or a stream broken under a pending read.
@@ -78,9 +97,15 @@ class RedisConnection:
             (``?password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``).
         timeout: Seconds to connect, and to wait for each answer, before the call fails
             with `CoordinationError`.
+
+    A Redis Cluster is recognised by itself (see the module's docstring): give the URL
+    of any of its nodes. Its user then also needs ``+cluster|slots`` (coredis reads the
+    slot map with it); without that right the connection takes the server for a single
+    one (as it does when Redis cannot be reached as it opens), and a command for a slot
+    another node owns fails with a message saying so.
     """
 
-    __slots__ = ("_client", "_depth", "_secrets", "_timeout", "_url", "url")
+    __slots__ = ("_client", "_depth", "_secrets", "_timeout", "_url", "cluster", "url")
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
         self._secrets = check_url(url)
@@ -90,8 +115,10 @@ class RedisConnection:
         self.url = redact(url)
         """The URL with every password in it (userinfo, ``password=``) masked: safe to log."""
         self._timeout = float(timeout)
-        self._client: coredis.Redis[bytes] | None = None
+        self._client: Client | None = None
         self._depth = 0
+        #: Whether the server is a Redis Cluster (known once the connection is open).
+        self.cluster = False
 
     def __repr__(self) -> str:
         state = "open" if self._client is not None else "closed"
@@ -99,21 +126,43 @@ class RedisConnection:
 
     async def __aenter__(self) -> RedisConnection:
         if self._depth == 0:
-            try:
-                client: coredis.Redis[bytes] = coredis.Redis.from_url(
-                    self._url,
-                    decode_components=True,
-                    connect_timeout=self._timeout,
-                    stream_timeout=self._timeout,
-                )
-            except (ValueError, KeyError, OSError) as exc:  # a query argument, a TLS file
-                detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
-                raise UsageError(f"cannot use the Redis URL {self.url!r}: {detail}") from None
+            client: Client = self._new_client(cluster=False)
             with self.translate_errors("connecting"):
                 await client.__aenter__()
-            self._client = client
+                try:
+                    cluster = await _is_cluster(client)
+                except BaseException:
+                    await _close(client)
+                    raise
+                if cluster:
+                    await _close(client)
+                    client = self._new_client(cluster=True)
+                    await client.__aenter__()
+            self._client, self.cluster = client, cluster
         self._depth += 1
         return self
+
+    def _new_client(self, *, cluster: bool) -> Client:
+        options: dict[str, Any] = {
+            "decode_components": True,
+            "connect_timeout": self._timeout,
+            "stream_timeout": self._timeout,
+        }
+        try:
+            if not cluster:
+                return coredis.Redis.from_url(self._url, **options)
+            with warnings.catch_warnings():
+                # coredis 6.9's RedisCluster.from_url builds its startup node with the
+                # deprecated `Node` itself (and warns about it): nothing for us to change.
+                warnings.filterwarnings("ignore", "Use coredis.connection.TCPLocation")
+                # Not its full-coverage check: that needs CONFIG GET, which a fleet's user
+                # lacks, and only the fleet's own slot matters here.
+                return coredis.RedisCluster.from_url(
+                    self._url, skip_full_coverage_check=True, **options
+                )
+        except (ValueError, KeyError, OSError) as exc:  # a query argument, a TLS file
+            detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise UsageError(f"cannot use the Redis URL {self.url!r}: {detail}") from None
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._depth == 0:
@@ -124,8 +173,7 @@ class RedisConnection:
             # Closing cancels the pool's connection tasks; a connection that was already
             # broken has nothing left to say, so its error is not worth raising here.
             try:
-                with contextlib.suppress(*_FAILURES):
-                    await client.__aexit__(None, None, None)
+                await _close(client)
             except RuntimeError as exc:  # anyio: a task group left from the wrong scope
                 raise UsageError(
                     f"{self!r} was closed from another task or cancel scope than the one "
@@ -134,7 +182,7 @@ class RedisConnection:
                 ) from exc
 
     @property
-    def client(self) -> coredis.Redis[bytes]:
+    def client(self) -> Client:
         """The coredis client; only while the connection is entered."""
         if self._client is None:
             raise UsageError(
@@ -165,8 +213,13 @@ class RedisConnection:
             raise CoordinationError(f"{filename} answered {type(reply).__name__}, not an array")
         return reply
 
-    async def server_time(self) -> float:
+    async def server_time(self, route: str | None = None) -> float:
         """The Redis server's clock: seconds since the epoch, to the microsecond.
+
+        Args:
+            route: A key of the fleet: on a Redis Cluster, the clock is then read on the
+                node that owns the fleet's slot, which is the clock its scripts use (each
+                node has its own).
 
         Raises:
             CoordinationError: Redis could not be reached or failed.
@@ -175,7 +228,7 @@ class RedisConnection:
         # `fromtimestamp(sec) + timedelta(microseconds=usec / 1000)`, dividing the
         # microseconds by 1000, so its answer is short by the server's sub-second fraction
         # (up to 1 s). We parse TIME's raw reply ourselves; drop this once coredis is fixed.
-        reply = await self.run_script("server_time.lua", [], [])
+        reply = await self.run_script("server_time.lua", [route] if route else [], [])
         try:
             seconds, micros = (int(_decoded(part)) for part in reply)
         except (TypeError, ValueError) as exc:  # pragma: no cover - TIME's reply is fixed
@@ -274,6 +327,13 @@ class RedisConnection:
                 "that the port speaks TLS (rediss://) and, if the server asks for one, the "
                 "client certificate (?ssl_certfile=...&ssl_keyfile=...)"
             )
+        if isinstance(failure, coredis.exceptions.AskError):  # MOVED too
+            return (
+                f"{where} is a node of a Redis Cluster that does not own the fleet's slot "
+                f"({doing}: {detail}), and this connection took it for a single server: "
+                "either its user lacks +cluster|slots (needed to read the slot map) or "
+                "Redis was unreachable when the connection opened; fix that and reopen it"
+            )
         if isinstance(failure, coredis.exceptions.ResponseError):
             return f"{where} rejected a command while {doing}: {detail}"
         tls = (
@@ -301,6 +361,37 @@ def check_fleet_name(name: object) -> None:
         raise UsageError(
             f"name must be printable, at most 200 characters, without braces: {name!r}"
         )
+
+
+async def _is_cluster(client: Client) -> bool:
+    """Whether the server behind `client` (a single server's client) is a Redis Cluster.
+
+    Asked with CLUSTER SLOTS, the command the cluster client needs anyway: a server
+    without cluster support refuses it. A user not allowed to run it is served as a
+    single server (`RedisConnection._describe` explains the MOVED that may follow), and
+    so is a server that cannot be reached when the connection opens.
+    """
+    try:
+        await client.cluster_slots()
+    except coredis.exceptions.AuthorizationError:
+        return False
+    except coredis.exceptions.ResponseError as exc:
+        if "cluster support disabled" in str(exc).lower():
+            return False
+        raise
+    except BaseException as exc:
+        if _redis_failure(exc) is None:
+            raise
+        # Unreachable: opening a connection never failed for that, and does not now (each
+        # call then raises CoordinationError). It is served as a single server.
+        return False
+    return True
+
+
+async def _close(client: Client) -> None:
+    """Close `client`; a connection that was already broken has nothing left to say."""
+    with contextlib.suppress(*_FAILURES):
+        await client.__aexit__(None, None, None)
 
 
 def _tls_error(failure: BaseException) -> ssl.SSLError | None:
@@ -341,13 +432,27 @@ def _decoded(value: object) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
-@functools.cache
-def _script(filename: str) -> Script[bytes]:
-    """The packaged Lua script `filename`, read once per process."""
-    text = (
+_INCLUDE = "-- @include "
+
+
+def _lua(filename: str) -> str:
+    return (
         resources.files("async_dispatch.redis")
         .joinpath("lua")
         .joinpath(filename)
         .read_text("utf-8")
     )
-    return Script(script=text)
+
+
+@functools.cache
+def _script(filename: str) -> Script[bytes]:
+    """The packaged Lua script `filename`, read once per process.
+
+    A line ``-- @include other.lua`` is replaced by that file (helpers shared by several
+    scripts: each script is sent to Redis whole, as Redis has no shared Lua code).
+    """
+    lines = [
+        _lua(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        for line in _lua(filename).splitlines(keepends=True)
+    ]
+    return Script(script="".join(lines))

@@ -194,8 +194,9 @@ async def read_fleet(
             key("intent_started"),
             key("parked"),
             key("bucket"),
+            key("tasks"),
         ],
-        [key(""), GROUP, limit],
+        [GROUP, limit],
     )
     (
         stamp,

@@ -5,13 +5,12 @@ name="team-key"))`` with the same ``name``. Tasks live in Redis, not in any proc
 
 Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
 
-    task:<id>        hash: rid, ctx (JSON), started, deadline, polls, errors, last_input,
-                     status (the last status payload, JSON), err (last transient error,
-                     JSON), token (fencing token), lease (expiry while claimed, else 0),
-                     last_due (when its last check before the deadline falls due),
-                     by (the consumer name of the replica that last claimed it: the
-                     claimer while lease is not 0), spec (`TaskSpec` JSON, or ''), phase
-                     ('', 'wait' or 'sending': a resubmission planned or under way)
+    tasks            hash: request id -> the task's record (MessagePack, short names:
+                     see lua/_task.lua): context (JSON), started, deadline, polls,
+                     errors, last input, last status payload (JSON), last transient
+                     error (JSON), fencing token, lease (expiry while claimed), last-check
+                     time, the claiming replica's consumer name, spec (`TaskSpec` JSON)
+                     and phase ('wait' or 'sending': a resubmission planned or under way)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
@@ -21,16 +20,21 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
     intents          zset intent id -> expiry (submit in flight); intent_started: hash
-    parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
+    parked_data      hash: id -> an early webhook's payload; parked: zset id -> expiry
+                     (`park_ttl`), pruned by store_expire.lua
     key              the fingerprint of the one API key the fleet serves (no TTL)
     epoch            a random marker written at first attach: gone means the fleet's
                      state is gone (`FleetStateLost`)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
-the fleet. A claim leases the check: its score becomes the lease expiry, so a dead
-replica's checks come due again for the others once `lease` runs out, and the fencing
-token makes a late write from a replica that lost its lease a no-op. A background job
-renews the leases of the checks this process runs, every ``lease / 3``.
+the fleet. Every key a script touches is one of the fixed keys above, declared in its
+``KEYS``, so Redis Cluster routes each script to the node owning the fleet's slot and a
+script stays whole while that slot migrates (``RedisConnection`` follows MOVED and ASK).
+
+A claim leases the check: its score becomes the lease expiry, so a dead replica's checks
+come due again for the others once `lease` runs out, and the fencing token makes a late
+write from a replica that lost its lease a no-op. A background job renews the leases of
+the checks this process runs, every ``lease / 3``.
 
 Clocks: scripts use the Redis server's clock (``TIME``); scores are server seconds. The
 `TaskStore` protocol speaks the poller's loop clock, so the store keeps ``offset =
@@ -100,6 +104,15 @@ _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
+#: Tasks per store_add_many.lua call, outcomes per store_ack.lua call: each call keeps
+#: Redis busy for a few milliseconds at most, and 100,000 ids cost 200 round trips.
+_ADD_BATCH: Final = 500
+_ACK_BATCH: Final = 500
+#: How long an acknowledgement may wait for others to go with it (seconds): the extra
+#: window in which a replica that dies has an outcome its application took delivered again.
+_ACK_DELAY: Final = 0.02
+#: How often a replica at its read-ahead bound looks whether its application took some.
+_FULL_WAIT: Final = 0.05
 #: Deliveries after which an outcome no replica can read goes to the dead-letter stream.
 UNREADABLE_DELIVERIES: Final = 3
 #: How many dead letters the stream keeps (about: trimmed with MAXLEN ~).
@@ -176,6 +189,9 @@ class RedisStore:
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
         park_ttl, max_parked: How long and how many early webhooks are held.
         resync: Seconds between measurements of the offset to Redis's clock.
+        read_ahead: The most outcomes this replica reads from the stream before its
+            application has taken them (the read-ahead bound): the rest stay in Redis
+            for the other replicas, and in no process's memory.
         timeout: Seconds to wait for Redis (only with a URL).
     """
 
@@ -192,8 +208,11 @@ class RedisStore:
         max_parked: int = 1024,
         resync: float = 10.0,
         timeout: float = 2.0,
+        read_ahead: int = 1000,
     ) -> None:
         check_fleet_name(name)
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 1:
+            raise UsageError(f"read_ahead must be an int >= 1, got {read_ahead!r}")
         for label, value in (
             ("lease", lease),
             ("outcome_idle", outcome_idle),
@@ -218,6 +237,7 @@ class RedisStore:
         self.park_ttl = max(1, round(park_ttl))
         self.max_parked = max_parked
         self.resync = float(resync)
+        self.read_ahead = read_ahead
         #: This replica's consumer name in the outcome stream's group.
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._prefix = RedisConnection.key(name, "")
@@ -227,6 +247,7 @@ class RedisStore:
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
+        self._tasks, self._parked_data = key("tasks"), key("parked_data")
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = anyio.current_time
@@ -235,8 +256,10 @@ class RedisStore:
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
         self._holding: set[str] = set()
-        #: Outcomes the application took whose acknowledgement Redis did not get.
+        #: Outcomes the application took whose acknowledgement Redis did not get yet
+        #: (batched by `_send_acks`, or met an unreachable Redis).
         self._acks_owed: set[str] = set()
+        self._acks_wanted = anyio.Event()
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
@@ -288,7 +311,7 @@ class RedisStore:
             before = self._clock()
             # Not `client.time()`: coredis 6.9 loses TIME's sub-second part (see
             # RedisConnection.server_time).
-            server = await self._connection.server_time()
+            server = await self._connection.server_time(self._tasks)
             after = self._clock()
             if after - before < best:
                 best = after - before
@@ -334,10 +357,12 @@ class RedisStore:
                 async with anyio.create_task_group() as jobs:
                     jobs.start_soon(self._read_outcomes, name="async_dispatch.redis.outcomes")
                     jobs.start_soon(self._maintain, name="async_dispatch.redis.leases")
+                    jobs.start_soon(self._send_acks, name="async_dispatch.redis.acks")
                     try:
                         yield
                     finally:
                         jobs.cancel_scope.cancel()
+                await self._last_acks()
             finally:
                 self._sink = self._wake = None
                 self._held.clear()
@@ -352,33 +377,42 @@ class RedisStore:
 
     # -- tracking -----------------------------------------------------------------------
 
-    def _add_args(self, task: TrackedTask) -> list[Any]:
-        try:
-            context = json.dumps(task.context)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(
-                f"a fleet's task context must be JSON-serialisable: {exc} "
-                f"(request id {task.request_id!r})"
-            ) from exc
+    def _add_args(self, task: TrackedTask, contexts: dict[int, str] | None = None) -> list[Any]:
+        """store_add.lua's six arguments for `task`. `contexts` caches the JSON of the
+        contexts seen (by identity) across one batch: `track_many` gives every id the
+        same context object, encoded once."""
+        context = contexts.get(id(task.context)) if contexts is not None else None
+        if context is None:
+            try:
+                context = json.dumps(task.context)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"a fleet's task context must be JSON-serialisable: {exc} "
+                    f"(request id {task.request_id!r})"
+                ) from exc
+            if contexts is not None:
+                contexts[id(task.context)] = context
+        # repr(): every digit, and "inf" as the scripts expect; cheaper than a format.
+        offset = self._offset
         return [
             task.request_id,
             context,
-            _seconds(self._to_server(task.started)),
-            _seconds(self._to_server(task.deadline)),
-            _seconds(self._to_server(task.due)),
+            repr(task.started + offset),
+            repr(task.deadline + offset),
+            repr(task.due + offset),  # inf stays inf
             # When its last check falls due: the script files each check by it.
-            _seconds(self._to_server(task.deadline - self._lead)),
+            repr(task.deadline - self._lead + offset),
         ]
 
-    def _add_keys(self, request_id: str) -> list[str]:
+    def _add_keys(self) -> list[str]:
         return [
-            self._key(f"task:{request_id}"),
+            self._tasks,
             self._last,
             self._due,
             self._deadlines,
             self._intents,
             self._intent_started,
-            self._key(f"parked:{request_id}"),
+            self._parked_data,
             self._parked,
             self._done,
             self._last_due,
@@ -387,7 +421,7 @@ class RedisStore:
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
             "store_add.lua",
-            self._add_keys(task.request_id),
+            self._add_keys(),
             [*self._add_args(task), "", _spec_json(task)],
         )
         if reply[0]:
@@ -397,29 +431,33 @@ class RedisStore:
         return bool(reply[0])
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
-        return [task for task in tasks if await self.add(task)]
+        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua)."""
+        batch = list(tasks)
+        added: list[TrackedTask] = []
+        contexts: dict[int, str] = {}
+        keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
+        for start in range(0, len(batch), _ADD_BATCH):
+            chunk = batch[start : start + _ADD_BATCH]
+            args: list[Any] = []
+            for task in chunk:
+                args += self._add_args(task, contexts)
+                args.append(_spec_json(task))
+            reply = await self._script("store_add_many.lua", keys, args)
+            new = [task for task, flag in zip(chunk, reply, strict=True) if int(flag)]
+            if new:
+                added += new
+                self._tracked += len(new)
+                due = min(task.due for task in new)
+                deadline = min(task.deadline for task in new)
+                self._hint_due = min(self._hint_due, self._to_server(due))
+                self._hint_deadline = min(self._hint_deadline, self._to_server(deadline))
+        return added
 
     async def get(self, request_id: str) -> LeasedTask | None:
-        with self._connection.translate_errors("reading a task"):
-            fields = await self._connection.client.hmget(
-                self._key(f"task:{request_id}"),
-                [
-                    "token",
-                    "ctx",
-                    "started",
-                    "deadline",
-                    "polls",
-                    "errors",
-                    "last_input",
-                    "status",
-                    "err",
-                    "spec",
-                    "phase",
-                ],
-            )
-        if fields[2] is None:
+        reply = await self._script("store_get.lua", [self._tasks], [request_id])
+        if not reply[0]:
             return None
-        return self._task(request_id, fields)
+        return self._task(request_id, reply[1:])
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
@@ -447,7 +485,7 @@ class RedisStore:
     async def forget(self, request_id: str) -> bool:
         reply = await self._script(
             "store_forget.lua",
-            [self._key(f"task:{request_id}"), self._last, self._due, self._deadlines],
+            [self._tasks, self._last, self._due, self._deadlines],
             [request_id],
         )
         self._held.pop(request_id, None)
@@ -464,8 +502,8 @@ class RedisStore:
     async def claim(self, now: float) -> LeasedTask | None:
         reply = await self._script(
             "store_claim.lua",
-            [self._last, self._due, self._deadlines],
-            [self._prefix, _seconds(self.lease), self.consumer],
+            [self._last, self._due, self._deadlines, self._tasks],
+            [_seconds(self.lease), self.consumer],
         )
         server_now = float(_text(reply[1]))
         self._tracked = int(reply[2])
@@ -488,7 +526,7 @@ class RedisStore:
         status = end.status
         await self._script(
             "store_end_check.lua",
-            [self._key(f"task:{task.request_id}"), self._last, self._due],
+            [self._tasks, self._last, self._due],
             [
                 task.request_id,
                 _token(task),
@@ -515,7 +553,7 @@ class RedisStore:
         reply = await self._script(
             "store_resolve.lua",
             [
-                self._key(f"task:{task.request_id}"),
+                self._tasks,
                 self._last,
                 self._due,
                 self._deadlines,
@@ -537,7 +575,7 @@ class RedisStore:
 
     async def begin_resubmit(self, task: TrackedTask) -> bool:
         reply = await self._script(
-            "store_begin_resubmit.lua", [self._key(f"task:{task.request_id}")], [_token(task)]
+            "store_begin_resubmit.lua", [self._tasks], [task.request_id, _token(task)]
         )
         if reply[0]:
             task.phase = "sending"  # the claim stays held (and renewed) while it is sent
@@ -547,15 +585,7 @@ class RedisStore:
         args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
         reply = await self._script(
             "store_resubmitted.lua",
-            [
-                self._key(f"task:{task.request_id}"),
-                self._last,
-                self._due,
-                self._deadlines,
-                self._done,
-                self._last_due,
-                self._key(f"task:{new.request_id}"),
-            ],
+            [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
             [task.request_id, _token(task), str(self.finished_ttl), *args, _spec_json(new)],
         )
         self._held.pop(task.request_id, None)
@@ -566,8 +596,8 @@ class RedisStore:
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
         await self._script(
             "store_notify.lua",
-            [self._key(f"task:{task.request_id}"), self._stream],
-            [input_key, encode_outcome(outcome)],
+            [self._tasks, self._stream],
+            [input_key, encode_outcome(outcome), task.request_id],
         )
         task.last_input = input_key
 
@@ -593,8 +623,11 @@ class RedisStore:
                 self._intent_started,
                 self._last_due,
                 self._done,
+                self._tasks,
+                self._parked_data,
+                self._parked,
             ],
-            [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
+            [_EXPIRE_BATCH, str(self.finished_ttl)],
         )
         ended = int(reply[0])
         self._tracked = int(reply[2])
@@ -607,23 +640,47 @@ class RedisStore:
         return ended
 
     async def ack(self, receipt: Any) -> None:
-        try:
-            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
-        except CoordinationError:
-            # The application has the outcome: the reader retries the acknowledgement
-            # until Redis takes it (kept held meanwhile, so nobody else delivers it).
-            self._acks_owed.add(receipt)
-            raise
-        self._holding.discard(receipt)
+        """Acknowledge an outcome the application took, in a batch with others.
+
+        The receipt waits at most `_ACK_DELAY` for others (or goes at once with a full
+        batch), so a burst of outcomes costs one round trip per `_ACK_BATCH`. Until
+        Redis has it the outcome stays held by this replica, so nobody else delivers it.
+        """
+        self._acks_owed.add(receipt)
+        if len(self._acks_owed) >= _ACK_BATCH:
+            await self._pay_acks()
+        else:
+            self._acks_wanted.set()
+
+    async def _send_acks(self) -> None:
+        """Send the acknowledgements `ack()` queued, `_ACK_DELAY` after the first."""
+        while True:
+            await self._acks_wanted.wait()
+            self._acks_wanted = anyio.Event()
+            await anyio.sleep(_ACK_DELAY)
+            # Still owed if Redis is unreachable: the outcome reader pays them once back.
+            with contextlib.suppress(CoordinationError):
+                await self._pay_acks()
 
     async def _pay_acks(self) -> None:
-        """Acknowledge the outcomes whose `ack()` met an unreachable Redis."""
-        for receipt in list(self._acks_owed):
-            await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
-            self._acks_owed.discard(receipt)
-            self._holding.discard(receipt)
+        """Acknowledge the outcomes owed, `_ACK_BATCH` per call."""
+        owed = list(self._acks_owed)
+        for start in range(0, len(owed), _ACK_BATCH):
+            chunk = owed[start : start + _ACK_BATCH]
+            await self._script("store_ack.lua", [self._stream], [GROUP, *chunk])
+            self._acks_owed.difference_update(chunk)
+            self._holding.difference_update(chunk)
         if not self._acks_owed and self._wake is not None:
             self._wake()  # the stream may be empty now: let a finite `async for` look
+
+    async def _last_acks(self) -> None:
+        """On detach, send what is owed (briefly, shielded): else outcomes the
+        application took would be delivered again after `outcome_idle`."""
+        if not self._acks_owed:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationError):
+            with anyio.move_on_after(self._connection_timeout()):
+                await self._pay_acks()
 
     # -- submits and early webhooks -----------------------------------------------------
 
@@ -639,12 +696,12 @@ class RedisStore:
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
-                "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
+                "store_add.lua", self._add_keys(), ["", "", "", "", "", "", str(ticket)]
             )
             return None
         reply = await self._script(
             "store_add.lua",
-            self._add_keys(task.request_id),
+            self._add_keys(),
             [*self._add_args(task), str(ticket), _spec_json(task)],
         )
         if reply[0]:
@@ -657,13 +714,12 @@ class RedisStore:
     async def park(self, request_id: str, status: TaskStatus) -> bool:
         reply = await self._script(
             "store_park.lua",
-            [self._intents, self._key(f"parked:{request_id}"), self._parked],
+            [self._intents, self._parked_data, self._parked],
             [
                 request_id,
                 json.dumps(status_payload(status)),
                 str(self.park_ttl),
                 str(self.max_parked),
-                self._prefix,
             ],
         )
         return bool(reply[0])
@@ -679,6 +735,8 @@ class RedisStore:
             FleetStateLost: The fleet's epoch marker is gone or another: Redis lost the
                 state this replica attached to, so "nothing left" would be a lie.
         """
+        if self._acks_owed:
+            await self._pay_acks()  # XLEN below counts only what nobody took
         reply = await self._script(
             "store_idle.lua",
             [self._deadlines, self._intents, self._stream, self._key("epoch")],
@@ -711,11 +769,13 @@ class RedisStore:
         while True:
             try:
                 if self._held:
-                    args: list[Any] = [self._prefix, _seconds(self.lease)]
+                    args: list[Any] = [_seconds(self.lease)]
                     held = dict(self._held)
                     for request_id, token in held.items():
                         args += [request_id, str(token)]
-                    lost = await self._script("store_renew.lua", [self._last, self._due], args)
+                    lost = await self._script(
+                        "store_renew.lua", [self._last, self._due, self._tasks], args
+                    )
                     for request_id in map(_text, lost):
                         # Unless it was claimed again meanwhile, under a new token.
                         if self._held.get(request_id) == held.get(request_id):
@@ -752,14 +812,20 @@ class RedisStore:
                     await self._pay_acks()
                 if self._clock() >= next_takeover:
                     await self._keep_holding()
-                    await self._take_over()
+                    if self._room():
+                        await self._take_over()
                     next_takeover = self._clock() + takeover_every
+                if not self._room():
+                    # The read-ahead bound: what this replica's application has not
+                    # taken yet is enough; the rest stays in Redis for the others.
+                    await anyio.sleep(_FULL_WAIT)
+                    continue
                 with self._connection.translate_errors("reading outcomes"):
                     reply = await self._connection.client.xreadgroup(
                         GROUP,
                         self.consumer,
                         streams={self._stream: ">"},
-                        count=_READ_BATCH,
+                        count=self._room(),
                         block=block_ms,
                     )
                 for entries in (reply or {}).values():
@@ -774,6 +840,10 @@ class RedisStore:
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    def _room(self) -> int:
+        """How many more outcomes this replica may read (`read_ahead`), per read at most."""
+        return max(0, min(_READ_BATCH, self.read_ahead - len(self._holding)))
+
     def _connection_timeout(self) -> float:
         return float(getattr(self._connection, "_timeout", 2.0))
 
@@ -781,7 +851,7 @@ class RedisStore:
         reply = await self._script(
             "store_takeover.lua",
             [self._stream],
-            [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(_READ_BATCH)],
+            [GROUP, self.consumer, str(int(self.outcome_idle * 1000)), str(self._room())],
         )
         if int(reply[0]):
             logger.info("outcome_readers_forgotten", store=self.name, count=int(reply[0]))

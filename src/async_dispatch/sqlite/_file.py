@@ -10,7 +10,8 @@ Tables::
               its `TaskSpec` (JSON, never a secret) and resubmission phase
     outcomes  outcomes handed to the application and not acknowledged yet, in order
     finished  ids that got their final outcome, so a late re-track cannot give a second
-    intents   submits in flight: a row left at the next open is a crashed submit
+    intents   submits in flight: a row left at the next open is a crashed submit (with
+              the context `SQLiteStore.submitting` gave it, if any)
 
 One process at a time: the connection runs in SQLite's exclusive locking mode and takes
 the lock when it opens, and keeps it until it closes (the operating system releases it
@@ -19,6 +20,7 @@ when a process dies, even by ``kill -9``). A second opener is refused at once.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -33,7 +35,7 @@ from .._outcome import Outcome, OutcomeKind
 from .._store import RECENTLY_FINISHED
 from ._codec import encode_outcome
 
-__all__ = ["Loaded", "StoreFile", "Write"]
+__all__ = ["Loaded", "StoreFile", "Write", "submit_uncertain"]
 
 #: Bumped when the schema changes incompatibly; a file of another version is refused.
 SCHEMA_VERSION: Final = 1
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     deliveries INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS finished (request_id TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS intents (id TEXT PRIMARY KEY, started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (id TEXT PRIMARY KEY, started REAL NOT NULL, context TEXT);
 """
 
 #: One statement and the rows it runs for (``executemany``), all in one transaction.
@@ -82,7 +84,7 @@ DELETE_TASK: Final = "DELETE FROM tasks WHERE request_id = ?"
 INSERT_FINISHED: Final = "INSERT OR REPLACE INTO finished (request_id, at) VALUES (?, ?)"
 INSERT_OUTCOME: Final = "INSERT INTO outcomes (id, body) VALUES (?, ?)"
 DELETE_OUTCOME: Final = "DELETE FROM outcomes WHERE id = ?"
-INSERT_INTENT: Final = "INSERT INTO intents (id, started) VALUES (?, ?)"
+INSERT_INTENT: Final = "INSERT INTO intents (id, started, context) VALUES (?, ?, ?)"
 DELETE_INTENT: Final = "DELETE FROM intents WHERE id = ?"
 
 
@@ -158,11 +160,16 @@ class StoreFile:
                 f"the SQLite store {str(self.path)!r} has schema version {row[0]}; this "
                 f"version of async_dispatch reads version {SCHEMA_VERSION}"
             )
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(intents)")}
+        if "context" not in columns:  # a file from before intents had a context: additive
+            connection.execute("ALTER TABLE intents ADD COLUMN context TEXT")
         now = time.time()
         next_id = connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM outcomes").fetchone()
         outcome_id = int(next_id[0])
-        for intent_id, started in connection.execute("SELECT id, started FROM intents").fetchall():
-            body = encode_outcome(_submit_uncertain(float(started), now))
+        intents = connection.execute("SELECT id, started, context FROM intents").fetchall()
+        for intent_id, started, context in intents:
+            label = json.loads(context) if context is not None else None
+            body = encode_outcome(submit_uncertain(float(started), now, context=label))
             # Not handed over yet: its first delivery is the one below.
             connection.execute(
                 "INSERT INTO outcomes (id, body, deliveries) VALUES (?, ?, 0)", (outcome_id, body)
@@ -210,23 +217,27 @@ class StoreFile:
             connection.close()
 
 
-def _submit_uncertain(started: float, now: float) -> Outcome:
-    """The outcome of a submit that a crash cut short: all that is known is when it began.
+def submit_uncertain(
+    started: float, now: float, *, context: Any = None, error: Exception | None = None
+) -> Outcome:
+    """The outcome of a submit that a crash (or `error`) cut short: all that is known is
+    when it began, and the context `SQLiteStore.submitting` gave it, if any.
 
     No task id is known (the answer, if any, died with the process), so none is made up:
     `request_id` is empty and the message says when the submit began.
     """
-    began = datetime.fromtimestamp(started, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    error = SubmitUncertainError(
-        f"the process stopped during a submit that began at {began}: the task may exist "
-        "at the service without being tracked; look for it there before resubmitting"
-    )
+    if error is None:
+        began = datetime.fromtimestamp(started, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        error = SubmitUncertainError(
+            f"the process stopped during a submit that began at {began}: the task may exist "
+            "at the service without being tracked; look for it there before resubmitting"
+        )
     return Outcome(
         request_id="",
         kind=OutcomeKind.SUBMIT_UNCERTAIN,
         status=None,
         error=error,
-        context=None,
+        context=context,
         polls=0,
         elapsed=max(0.0, now - started),
     )

@@ -34,13 +34,17 @@ again (`Outcome.deliveries` > 1) rather than losing one. Acknowledgements are wr
 behind (not waited for): a crash just after one delivers that outcome once more.
 
 What is not kept: webhooks parked while a submit runs (a crash mid-submit turns that
-submit into SUBMIT_UNCERTAIN anyway), and the context of a submit in flight (the
-`TaskStore` protocol does not pass it to `begin_submit`).
+submit into SUBMIT_UNCERTAIN anyway), and the context of a submit in flight, unless the
+caller names it with `SQLiteStore.submitting` (the `TaskStore` protocol does not pass it
+to `begin_submit`). A program that must account for every one of its submits (the
+``async-dispatch run`` command) names each one, and reads `resumed_contexts` at start to
+learn which of its submits the file already knows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import os
@@ -53,7 +57,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from .._errors import DispatchError, UsageError
+from .._errors import DispatchError, SubmitUncertainError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
@@ -79,12 +83,33 @@ from ._file import (
     Loaded,
     StoreFile,
     Write,
+    submit_uncertain,
 )
 
 __all__ = ["SQLiteStore"]
 
 #: A receipt: the outcome's row in the file, and the memory store's own receipt.
 _Receipt = tuple[int, Any]
+
+
+class _Label:
+    """The context `SQLiteStore.submitting` gives the submits of its block, and the
+    tickets of those that failed there, to settle when the block ends."""
+
+    __slots__ = ("context", "store", "text", "unsettled")
+
+    def __init__(self, store: SQLiteStore, context: Any, text: str) -> None:
+        self.store = store
+        self.context = context
+        self.text = text
+        self.unsettled: list[tuple[str, float]] = []
+
+
+#: The `submitting` block the current task is in, if any (a task's own, as contextvars
+#: are: concurrent submits in other tasks are not labelled by it).
+_LABEL: Final[contextvars.ContextVar[_Label | None]] = contextvars.ContextVar(
+    "async_dispatch_sqlite_submit_label", default=None
+)
 
 
 class _Batch:
@@ -135,7 +160,9 @@ class SQLiteStore:
         #: Set when the transaction running now ends (None: none is running).
         self._flushing: anyio.Event | None = None
         self._failed: BaseException | None = None
-        self._intents: set[str] = set()
+        #: Submits in flight: ticket -> the label of their `submitting` block, if any.
+        self._intents: dict[str, _Label | None] = {}
+        self._resumed: list[Any] = []
         #: Outcomes taken from memory whose write to disk is not done yet.
         self._delivering = 0
 
@@ -147,6 +174,81 @@ class SQLiteStore:
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._memory
+
+    @property
+    def resumed_contexts(self) -> list[Any]:
+        """The contexts of what this store took from its file when it was attached: every
+        task still tracked, then every outcome not acknowledged yet (SUBMIT_UNCERTAIN ones
+        of crashed submits included, with the context `submitting` gave them). Empty for a
+        new file. A program that submits from a list reads it before submitting anything,
+        to skip the entries the file already accounts for."""
+        return list(self._resumed)
+
+    @contextlib.asynccontextmanager
+    async def submitting(self, context: Any) -> AsyncIterator[None]:
+        """Give the submits made in this block (by this task) a context the file keeps.
+
+        ``async with store.submitting({"line": 7}): await poller.submit(...)``. Without
+        it, a submit that a crash cuts short becomes a SUBMIT_UNCERTAIN outcome with no
+        context, so a program cannot tell which of its submits it was. With it, that
+        outcome carries `context`; and a submit that fails in the block with
+        `SubmitUncertainError`, or is cancelled, becomes that outcome at once (delivered
+        like any other, in the write that ends the intent, so no crash can come between
+        the two). A submit that fails for sure (a 400, a refused key) leaves no outcome,
+        as outside the block.
+
+        Raises:
+            UsageError: `context` is not JSON-serialisable.
+        """
+        try:
+            text = json.dumps(context, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UsageError(f"a submit's context must be JSON-serialisable: {exc}") from exc
+        label = _Label(self, context, text)
+        token = _LABEL.set(label)
+        try:
+            yield
+        except BaseException as exc:
+            # Cancelled (or interrupted) submits may have been sent: uncertain, like a
+            # crash. An ordinary failure other than SubmitUncertainError is certain.
+            uncertain = isinstance(exc, SubmitUncertainError) or not isinstance(exc, Exception)
+            with anyio.CancelScope(shield=True):
+                await self._settle(label, exc if uncertain else None)
+            raise
+        else:
+            await self._settle(label, None)
+        finally:
+            _LABEL.reset(token)
+
+    async def _settle(self, label: _Label, error: BaseException | None) -> None:
+        """End the intents of `label`'s failed submits: as SUBMIT_UNCERTAIN outcomes when
+        `error` says they may have been sent, else without a trace."""
+        unsettled, label.unsettled = label.unsettled, []
+        for ticket, started in unsettled:
+            try:
+                await self._settle_one(label, ticket, started, error)
+            finally:
+                # Only now: until its outcome is handed over, the submit keeps the poller
+                # from being idle, so an iteration cannot end without that outcome.
+                await self._memory.end_submit(ticket, None)
+
+    async def _settle_one(
+        self, label: _Label, ticket: str, started: float, error: BaseException | None
+    ) -> None:
+        if self._failed is not None:
+            return  # the file keeps the intent: the next start reports it uncertain
+        if error is None:
+            await self._written((DELETE_INTENT, [(ticket,)]))
+            return
+        reason = error if isinstance(error, SubmitUncertainError) else None
+        if reason is None:
+            reason = SubmitUncertainError(
+                "the submit was cancelled while it ran: the task may exist at the "
+                "service; look for it there before resubmitting"
+            )
+        outcome = submit_uncertain(started, time.time(), context=label.context, error=reason)
+        await self._memory.reject(outcome)
+        await self._deliver(self._take_captured(), (DELETE_INTENT, [(ticket,)]))
 
     def snapshot(self) -> list[dict[str, Any]]:
         raise UsageError(
@@ -194,6 +296,9 @@ class SQLiteStore:
                 finally:
                     await self._in_thread(self._file.close)
                     self._sink = self._batch = self._work = self._flushing = None
+                    for label in self._intents.values():
+                        if label is not None:
+                            label.unsettled.clear()
                     self._intents.clear()
 
     async def _resume(self, loaded: Loaded) -> None:
@@ -219,8 +324,14 @@ class SQLiteStore:
         await self._memory.add_many(tasks)
         self._next_outcome = max((row[0] for row in loaded.outcomes), default=0) + 1
         assert self._sink is not None
-        for row_id, body, deliveries in loaded.outcomes:
-            self._sink(decode_outcome(body, deliveries), (row_id, None))
+        outcomes = [
+            (row_id, decode_outcome(body, deliveries))
+            for row_id, body, deliveries in loaded.outcomes
+        ]
+        self._resumed = [task.context for task in tasks]
+        self._resumed += [outcome.context for _, outcome in outcomes]
+        for row_id, outcome in outcomes:
+            self._sink(outcome, (row_id, None))
 
     # -- clocks -------------------------------------------------------------------------
 
@@ -376,7 +487,8 @@ class SQLiteStore:
         return taken
 
     def _outcome_writes(self, taken: Sequence[tuple[int, Outcome, Any]]) -> list[Write]:
-        finals = [outcome.request_id for _, outcome, _ in taken if outcome.final]
+        # A SUBMIT_UNCERTAIN outcome has no task id: nothing to delete or remember.
+        finals = [o.request_id for _, o, _ in taken if o.final and o.request_id]
         now = time.time()
         return [
             (DELETE_TASK, [(rid,) for rid in finals]),
@@ -498,10 +610,17 @@ class SQLiteStore:
 
     async def begin_submit(self) -> str:
         ticket = uuid.uuid4().hex
+        label = _LABEL.get()
+        if label is not None and label.store is not self:
+            label = None  # another store's block
         await self._memory.begin_submit()
-        self._intents.add(ticket)
+        self._intents[ticket] = label
+        started = time.time()
+        if label is not None:
+            label.unsettled.append((ticket, started))  # until end_submit says it worked
         try:
-            await self._written((INSERT_INTENT, [(ticket, time.time())]))
+            text = label.text if label is not None else None
+            await self._written((INSERT_INTENT, [(ticket, started, text)]))
         except BaseException:
             await self.end_submit(ticket, None)
             raise
@@ -510,7 +629,11 @@ class SQLiteStore:
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if ticket not in self._intents:
             return None
-        self._intents.discard(ticket)
+        label = self._intents.pop(ticket)
+        if label is not None:
+            if task is None:
+                return None  # failed: the `submitting` block settles it, knowing why
+            label.unsettled = [entry for entry in label.unsettled if entry[0] != ticket]
         row = None
         if task is not None and task.request_id not in self._finished_before:
             # The task exists at the service now: a context JSON cannot hold is not a

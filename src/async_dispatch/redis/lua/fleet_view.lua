@@ -2,7 +2,8 @@
 --
 -- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
 -- KEYS[5] intents     KEYS[6] intent start times   KEYS[7] parked ids   KEYS[8] the bucket
--- ARGV[1] key prefix   ARGV[2] consumer group   ARGV[3] most check entries to inspect
+-- KEYS[9] tasks (hash, _task.lua)
+-- ARGV[1] consumer group   ARGV[2] most check entries to inspect
 --
 -- Returns, times as strings in server seconds (microseconds for the bucket):
 --   {now, tracked, due now, last checks, next check or '', next deadline or '',
@@ -12,11 +13,13 @@
 --    bucket now (us), tat (us) or '', paused until (us) or '',
 --    found (how many of KEYS exist: 0 means no fleet of this name holds anything here)}
 --
--- Leases are found by reading the hash of each entry of the check sets, at most ARGV[3] of
--- them (the soonest first): a claimed check's score is its lease expiry, so the claims sit
--- among the earliest scores. The cost is one HMGET per entry inspected.
+-- Leases are found by reading the record of each entry of the check sets, at most ARGV[2]
+-- of them (the soonest first): a claimed check's score is its lease expiry, so the claims
+-- sit among the earliest scores. The cost is one HGET per entry inspected.
 
-local prefix, group, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- @include _task.lua
+
+local group, limit = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
@@ -35,7 +38,7 @@ for _, zset in ipairs({KEYS[2], KEYS[3]}) do
   end
 end
 
--- Claims: 'lease' > now is a live lease, 0 < 'lease' <= now one whose replica stopped
+-- Claims: a lease > now is a live lease, 0 < lease <= now one whose replica stopped
 -- renewing it (dead or stuck): it is due again, for whoever claims it next.
 local inspected, leased, stale = 0, 0, 0
 local by = {}
@@ -44,11 +47,11 @@ for _, zset in ipairs({KEYS[2], KEYS[3]}) do
   if left > 0 then
     for _, rid in ipairs(redis.call('ZRANGE', zset, 0, left - 1)) do
       inspected = inspected + 1
-      local f = redis.call('HMGET', prefix .. 'task:' .. rid, 'lease', 'by')
-      local lease = tonumber(f[1]) or 0
+      local task = task_load(KEYS[9], rid) or {}
+      local lease = task.l or 0
       if lease > now then
         leased = leased + 1
-        local who = f[2] or ''
+        local who = task.b or ''
         by[who] = (by[who] or 0) + 1
       elseif lease > 0 then
         stale = stale + 1

@@ -2,10 +2,10 @@
 -- RedisStore.end_submit(), so a submit's task appears and its intent disappears atomically
 -- (a replica dying in between can leave neither a lost task nor a stale intent).
 --
--- KEYS[1]  the task's hash                      KEYS[5]  intents (zset: id -> expiry)
+-- KEYS[1]  tasks (hash: id -> record)          KEYS[5]  intents (zset: id -> expiry)
 -- KEYS[2]  last checks (zset: id -> due)        KEYS[6]  intent start times (hash)
--- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  the parked webhook of this id
--- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> time)
+-- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  parked webhooks (hash: id -> payload)
+-- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> expiry)
 -- KEYS[9]  finished ids (zset: id -> expiry)  KEYS[10] last-check times (zset: id -> time)
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
@@ -18,6 +18,8 @@
 --
 -- Returns {added (0/1), parked payload or ''}.
 
+-- @include _task.lua
+
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('HDEL', KEYS[6], ARGV[7])
@@ -29,20 +31,20 @@ end
 local parked = ''
 if ARGV[7] ~= '' then
   -- A webhook that beat the submit's answer: hand it over, once.
-  parked = redis.call('GET', KEYS[7]) or ''
+  parked = redis.call('HGET', KEYS[7], rid) or ''
   if parked ~= '' then
-    redis.call('DEL', KEYS[7])
+    redis.call('HDEL', KEYS[7], rid)
     redis.call('ZREM', KEYS[8], rid)
   end
 end
 -- Tracked already, or finished recently (its one final outcome exists): nothing to add.
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZSCORE', KEYS[9], rid) then
+if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[9], rid) then
   return {0, parked}
 end
-redis.call('HSET', KEYS[1], 'rid', rid, 'ctx', ARGV[2], 'started', ARGV[3],
-           'deadline', ARGV[4], 'polls', 0, 'errors', 0, 'last_input', '',
-           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[6],
-           'spec', ARGV[8] or '', 'phase', '')
+-- Only what is not a default is stored (_task.lua): polls, errors, token, lease are 0,
+-- the phase is '' (no resubmission planned), and an empty spec is none.
+task_save(KEYS[1], rid, {c = ARGV[2], s = tonumber(ARGV[3]), d = tonumber(ARGV[4]),
+                         ld = tonumber(ARGV[6]), sp = spec_or_nil(ARGV[8])})
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 if ARGV[5] ~= 'inf' then
   local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])

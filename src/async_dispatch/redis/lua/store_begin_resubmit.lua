@@ -3,15 +3,20 @@
 -- claims the task next finds the mark and ends it SUBMIT_UNCERTAIN instead of sending it
 -- a second time (the first resubmission may have created a task).
 --
--- KEYS[1]  the task's hash   ARGV[1]  fencing token of the claim
+-- KEYS[1]  tasks (hash, _task.lua)
+-- ARGV[1]  request id   ARGV[2]  fencing token of the claim
 --
 -- Returns {1} if marked, {0} if the claim was lost or the task is not waiting to go again.
 
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+-- @include _task.lua
+
+local task = task_load(KEYS[1], ARGV[1])
+if not task or tostring(task.t or 0) ~= ARGV[2] then
   return {0}
 end
-if redis.call('HGET', KEYS[1], 'phase') ~= 'wait' then
+if task.ph ~= 'wait' then
   return {0}
 end
-redis.call('HSET', KEYS[1], 'phase', 'sending')
+task.ph = 'sending'
+task_save(KEYS[1], ARGV[1], task)
 return {1}

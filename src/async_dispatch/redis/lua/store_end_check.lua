@@ -2,7 +2,7 @@
 -- caller's fencing token is still the task's (a replica whose lease ran out and was
 -- claimed again elsewhere writes nothing: its late write is a no-op).
 --
--- KEYS[1]  the task's hash   KEYS[2]  last checks (zset)   KEYS[3]  routine checks (zset)
+-- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks (zset)   KEYS[3]  routine checks
 -- ARGV[1]  request id        ARGV[2]  fencing token of the claim
 -- ARGV[3]  polls   ARGV[4] errors   ARGV[5] last error (JSON or '')   ARGV[6] status ('' = keep)
 -- ARGV[7]  next check (server seconds, or 'inf': none, the deadline decides)
@@ -11,21 +11,26 @@
 --
 -- Returns {1} if written, 0 if the token no longer matches (or the task is gone).
 
-local token = redis.call('HGET', KEYS[1], 'token')
-if token ~= ARGV[2] then
+-- @include _task.lua
+
+local task = task_load(KEYS[1], ARGV[1])
+if not task or tostring(task.t or 0) ~= ARGV[2] then
   return {0}
 end
-redis.call('HSET', KEYS[1], 'polls', ARGV[3], 'errors', ARGV[4], 'err', ARGV[5],
-           'lease', 0, 'phase', ARGV[8] or '')
+task.p, task.e = tonumber(ARGV[3]), tonumber(ARGV[4])
+task.l, task.b = nil, nil  -- no longer claimed (absent means 0: _task.lua)
+task.er = ARGV[5] ~= '' and ARGV[5] or nil
+-- Absent means '' (_task.lua): a check that ends plainly clears a 'wait' left before.
+task.ph = (ARGV[8] or '') ~= '' and ARGV[8] or nil
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[1], 'status', ARGV[6])
+  task.st = ARGV[6]
 end
+task_save(KEYS[1], ARGV[1], task)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[7] ~= 'inf' then
   -- A check planned at or after the task's last-check time is its last one.
-  local last_due = tonumber(redis.call('HGET', KEYS[1], 'last_due') or '')
-  local last = last_due and tonumber(ARGV[7]) >= last_due
+  local last = task.ld and tonumber(ARGV[7]) >= task.ld
   redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[7], ARGV[1])
 end
 return {1}

@@ -5,14 +5,16 @@
 --      replica died between recording the intent and tracking the task it submitted;
 --   3. promote to a last check every routine check still waiting at its task's last-check
 --      time (so that the last checks of a short budget are served first);
---   4. forget the finished ids whose time is up (store_resolve.lua says why a zset);
+--   4. forget the finished ids whose time is up (store_resolve.lua says why a zset), and
+--      the parked webhooks whose time is up (store_park.lua);
 --   5. report what the replicas use as hints: tracked count, next deadline, next check.
 --
 -- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
 -- KEYS[5] intents (zset: id -> expiry)   KEYS[6] intent start times (hash)
 -- KEYS[7] last-check times (zset: id -> time)   KEYS[8] finished ids (zset: id -> expiry)
--- ARGV[1] key prefix   ARGV[2] most endings per call   ARGV[3] seconds to remember a
---         finished id
+-- KEYS[9] tasks (hash, _task.lua)   KEYS[10] parked payloads (hash)
+-- KEYS[11] parked ids (zset: id -> expiry)
+-- ARGV[1] most endings per call   ARGV[2] seconds to remember a finished id
 --
 -- Returns {ended, now, tracked, next deadline or '', next check or '', intents,
 --          outcome stream length}, times in server seconds.
@@ -20,7 +22,9 @@
 -- Outcomes are JSON built by concatenation, so the stored context and status payload
 -- (already JSON) go out byte for byte as they came in.
 
-local prefix, limit, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+-- @include _task.lua
+
+local limit, ttl = tonumber(ARGV[1]), ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
@@ -34,18 +38,17 @@ local function nullable(value)
 end
 
 for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)) do
-  local key = prefix .. 'task:' .. rid
-  local f = redis.call('HMGET', key, 'ctx', 'started', 'polls', 'status', 'err', 'spec')
+  local task = task_load(KEYS[9], rid)
   redis.call('ZREM', KEYS[1], rid)
   redis.call('ZREM', KEYS[2], rid)
   redis.call('ZREM', KEYS[3], rid)
-  if f[2] then
-    redis.call('DEL', key)
+  if task then
+    redis.call('HDEL', KEYS[9], rid)
     redis.call('ZADD', KEYS[8], now + tonumber(ttl), rid)
     -- A resubmitted task's outcome lists every attempt (the spec keeps the earlier ones).
     local attempts = ''
-    if f[6] and f[6] ~= '' then
-      local ok, spec = pcall(cjson.decode, f[6])  -- unreadable: the outcome goes without
+    if task.sp and task.sp ~= '' then
+      local ok, spec = pcall(cjson.decode, task.sp)  -- unreadable: the outcome goes without
       local earlier = ok and type(spec) == 'table' and spec['attempts']
       if type(earlier) == 'table' and #earlier > 0 then
         table.insert(earlier, rid)
@@ -53,9 +56,9 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
       end
     end
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
-      .. ',"status":' .. nullable(f[4]) .. ',"error":' .. nullable(f[5])
-      .. ',"context":' .. nullable(f[1]) .. ',"polls":' .. (tonumber(f[3]) or 0)
-      .. ',"elapsed":' .. string.format('%.6f', now - tonumber(f[2]))
+      .. ',"status":' .. nullable(task.st) .. ',"error":' .. nullable(task.er)
+      .. ',"context":' .. nullable(task.c) .. ',"polls":' .. (task.p or 0)
+      .. ',"elapsed":' .. string.format('%.6f', now - task.s)
       .. ',"final":true,"via":"deadline"' .. attempts .. '}'
     redis.call('XADD', KEYS[4], '*', 'o', outcome)
     ended = ended + 1
@@ -81,14 +84,18 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT'
   -- Only a routine check that is waiting (not claimed: its score is not a lease) moves;
   -- a claimed one becomes a last check when its check ends (store_end_check.lua).
   local due = redis.call('ZSCORE', KEYS[3], rid)
-  local key = prefix .. 'task:' .. rid
-  if due and redis.call('HGET', key, 'lease') == '0' then
+  local task = due and task_load(KEYS[9], rid)
+  if task and (task.l or 0) == 0 then
     redis.call('ZREM', KEYS[3], rid)
     redis.call('ZADD', KEYS[2], due, rid)
   end
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', stamp)
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', stamp, 'LIMIT', 0, limit)) do
+  redis.call('HDEL', KEYS[10], rid)
+  redis.call('ZREM', KEYS[11], rid)
+end
 
 local function first_score(zset)
   local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')

@@ -7,7 +7,7 @@
 -- per id with a TTL: `volatile-*` eviction policies evict keys with a TTL first, and an
 -- evicted marker would let a re-tracked id get a second final outcome.
 --
--- KEYS[1]  the task's hash   KEYS[2]  last checks   KEYS[3]  routine checks
+-- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks   KEYS[3]  routine checks
 -- KEYS[4]  deadlines          KEYS[5]  finished ids (zset: id -> expiry)   KEYS[6]  outcome stream
 -- ARGV[1]  request id   ARGV[2] '1' if fenced (a poll: only under the caller's claim)
 -- ARGV[3]  fencing token of the claim (when fenced)   ARGV[4] outcome (JSON)
@@ -15,13 +15,16 @@
 --
 -- Returns {1, entry id} if this call resolved the task, {0} otherwise.
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- @include _task.lua
+
+local task = task_load(KEYS[1], ARGV[1])
+if not task then
   return {0}
 end
-if ARGV[2] == '1' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[3] then
+if ARGV[2] == '1' and tostring(task.t or 0) ~= ARGV[3] then
   return {0}
 end
-redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])

@@ -3,8 +3,9 @@
 -- webhook for it is a duplicate); the new id is tracked with the same context, start and
 -- deadline, the spec listing the earlier attempts, and its first check planned.
 --
--- KEYS[1]  the old task's hash   KEYS[2] last checks   KEYS[3] routine checks
--- KEYS[4]  deadlines   KEYS[5] finished ids   KEYS[6] last-check times   KEYS[7] the new hash
+-- KEYS[1]  tasks (hash, _task.lua)   KEYS[2] last checks   KEYS[3] routine checks
+-- KEYS[4]  deadlines   KEYS[5] finished ids (zset: id -> expiry)
+-- KEYS[6]  last-check times (zset: id -> time)
 -- ARGV[1]  old request id   ARGV[2] fencing token of the claim   ARGV[3] seconds to
 --          remember the old id as finished
 -- ARGV[4]  new request id   ARGV[5] context (JSON)   ARGV[6] started   ARGV[7] deadline
@@ -14,27 +15,26 @@
 -- Returns {1} if swapped; {0} (nothing changed) if the claim was lost, the task is not
 -- being resubmitted, or the new id is tracked or finished already.
 
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
-  return {0}
-end
-if redis.call('HGET', KEYS[1], 'phase') ~= 'sending' then
+-- @include _task.lua
+
+local old = task_load(KEYS[1], ARGV[1])
+if not old or tostring(old.t or 0) ~= ARGV[2] or old.ph ~= 'sending' then
   return {0}
 end
 local rid = ARGV[4]
-if redis.call('EXISTS', KEYS[7]) == 1 or redis.call('ZSCORE', KEYS[5], rid) then
+if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[5], rid) then
   return {0}
 end
 local t = redis.call('TIME')
-redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
 for i = 2, 4 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[7], 'rid', rid, 'ctx', ARGV[5], 'started', ARGV[6],
-           'deadline', ARGV[7], 'polls', 0, 'errors', 0, 'last_input', '',
-           'status', '', 'err', '', 'token', 0, 'lease', 0, 'last_due', ARGV[9],
-           'spec', ARGV[10], 'phase', '')
+-- A new record: polls, errors, token, lease and phase start at their defaults (_task.lua).
+task_save(KEYS[1], rid, {c = ARGV[5], s = tonumber(ARGV[6]), d = tonumber(ARGV[7]),
+                         ld = tonumber(ARGV[9]), sp = spec_or_nil(ARGV[10])})
 redis.call('ZADD', KEYS[4], ARGV[7], rid)
 if ARGV[8] ~= 'inf' then
   local last = tonumber(ARGV[8]) >= tonumber(ARGV[9])

@@ -1,0 +1,51 @@
+-- Prepended to every script that reads or writes a task (the line `-- @include _task.lua`
+-- is replaced by this file when RedisConnection loads a script).
+--
+-- All of a fleet's tasks live in ONE hash, `tasks` (field: request id, value: the task's
+-- record, MessagePack), not a key per task: then every key a script touches is a fixed
+-- key of the fleet that the caller declares in KEYS, which is what lets Redis Cluster
+-- route a script, and keep it right while the fleet's slot migrates (a script touching an
+-- undeclared key that has already moved fails half-way). It also costs less memory per
+-- task than a hash of its own (no key, no per-key overhead, short field names).
+--
+-- A record is a map with short names (absent = the default):
+--   c ctx (JSON text)   s started   d deadline   ld last-check time   (server seconds)
+--   p polls   e errors   t fencing token   l lease expiry while claimed, else 0
+--   i last input request reported   st last status payload (JSON)   er last error (JSON)
+--   b the consumer name of the replica that last claimed it (meaningful while l > 0)
+--   sp spec (`TaskSpec` JSON: what a resubmission or a typed output needs, never a
+--      secret; it lists the earlier attempts' ids)
+--   ph phase: 'wait' (the attempt failed: resubmitted at its next check) or 'sending'
+--      (a resubmission under way, store_begin_resubmit.lua); absent = '' (none)
+
+local function task_load(tasks, rid)
+  local raw = redis.call('HGET', tasks, rid)
+  if not raw then
+    return nil
+  end
+  return cmsgpack.unpack(raw)
+end
+
+local function task_save(tasks, rid, task)
+  redis.call('HSET', tasks, rid, cmsgpack.pack(task))
+end
+
+-- A spec argument as stored: '' (or absent) is none, so nothing is kept for it.
+local function spec_or_nil(value)
+  if value == nil or value == '' then
+    return nil
+  end
+  return value
+end
+
+-- Times leave a script as text: Redis turns a Lua number into an integer reply.
+local function seconds(value)
+  return string.format('%.6f', value)
+end
+
+-- The fields a replica reads, in the order RedisStore._task() takes them.
+local function task_reply(task)
+  return {task.t or 0, task.c or '', seconds(task.s), seconds(task.d), task.p or 0,
+          task.e or 0, task.i or '', task.st or '', task.er or '', task.sp or '',
+          task.ph or ''}
+end

@@ -1,0 +1,36 @@
+-- Track many tasks in one call (RedisStore.add_many, behind Poller.track_many): the same
+-- rules as store_add.lua without a submit intent, for a chunk of tasks at once, so that
+-- tracking 100,000 ids costs a few hundred round trips, not 100,000.
+--
+-- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks   KEYS[3]  routine checks
+-- KEYS[4]  deadlines   KEYS[5]  finished ids (zset: id -> expiry)
+-- KEYS[6]  last-check times (zset: id -> time)
+-- ARGV     seven per task: request id, context (JSON), started, deadline, first check
+--          (or 'inf'), last-check time (server seconds), spec (JSON or ''; see store_add.lua)
+--
+-- Returns {added (0/1) for each task, in order}.
+
+-- @include _task.lua
+
+local added = {}
+for i = 1, #ARGV, 7 do
+  local rid, due, last_due = ARGV[i], ARGV[i + 4], ARGV[i + 5]
+  -- Tracked already, or finished recently (its one final outcome exists): nothing to add.
+  if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[5], rid) then
+    added[#added + 1] = 0
+  else
+    task_save(KEYS[1], rid, {c = ARGV[i + 1], s = tonumber(ARGV[i + 2]),
+                             d = tonumber(ARGV[i + 3]), ld = tonumber(last_due),
+                             sp = spec_or_nil(ARGV[i + 6])})
+    redis.call('ZADD', KEYS[4], ARGV[i + 3], rid)
+    if due ~= 'inf' then
+      local last = tonumber(due) >= tonumber(last_due)
+      redis.call('ZADD', last and KEYS[2] or KEYS[3], due, rid)
+      if not last then
+        redis.call('ZADD', KEYS[6], last_due, rid)
+      end
+    end
+    added[#added + 1] = 1
+  end
+end
+return added
