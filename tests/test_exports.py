@@ -53,6 +53,7 @@ EXPORTS: dict[str, list[str]] = {
         "PollerUnavailable",
         "RateLimitedError",
         "ReasoningMode",
+        "RedeliveringStore",
         "RequestTimeoutError",
         "RetryPolicy",
         "ServerError",

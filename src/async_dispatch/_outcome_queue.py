@@ -53,6 +53,14 @@ class OutcomeQueue:
                 return outcome, receipt
         return None
 
+    def untake(self) -> tuple[bool, Any]:
+        """Withdraw the receipt of the outcome `take` returned last from the pending
+        acknowledgement (its handler failed): ``(True, receipt)``, or ``(False, None)``
+        when there is none (it was acknowledged already)."""
+        if not self._unacked:
+            return False, None
+        return True, self._unacked.pop()
+
     def waiting(self) -> Iterator[tuple[Outcome, Any]]:
         """The queued outcomes with their receipts, oldest first."""
         return iter(self._items)

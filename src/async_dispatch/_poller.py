@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import attrs
 
 from ._alarm import Alarm
 from ._cadence import Cadence
@@ -58,7 +59,14 @@ from ._outcome import Outcome, OutcomeKind, Via
 from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._service import Service
 from ._stats import Counters, PollerStats
-from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
+from ._store import (
+    CheckEnd,
+    MemoryStore,
+    RedeliveringStore,
+    TaskStore,
+    TrackedTask,
+    make_outcome,
+)
 from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
 from .instrumentation import (
@@ -87,6 +95,10 @@ _NO_SPAN: Final = contextlib.nullcontext()
 _CLAIM_RETRY: Final = 0.01
 #: The shortest wait before trying an unreachable limiter or store again.
 _OUTAGE_MIN_WAIT: Final = 0.1
+#: Deliveries of one outcome whose handler failed each time, after which a store without
+#: its own redelivery (`StoreCapabilities.redeliver`) gives up on it (a fleet's store has
+#: the same bound, then its dead-letter stream).
+HANDLER_DELIVERIES: Final = 3
 
 
 class DeliveryResult(enum.Enum):
@@ -595,6 +607,45 @@ class Poller:
             return outcome
 
         return OutcomeStream(next_outcome)
+
+    async def redeliver(self, outcome: Outcome, error: BaseException) -> None:
+        """The application failed to handle `outcome`, the one ``async for`` yielded last:
+        deliver it again instead of acknowledging it when the next one is asked for.
+
+        `DispatchRuntime` calls this when its ``on_outcome`` handler raises. A fleet's
+        store (``capabilities.redeliver``) gives the outcome back to the fleet: any replica
+        gets it again after a short delay with `Outcome.deliveries` one higher, and after
+        three deliveries it goes to the fleet's dead-letter stream (``async-dispatch
+        fleet`` counts them). Another store has it queued again here, behind the outcomes
+        already waiting, and after three deliveries it is given up with an
+        ``outcome_handler_gave_up`` error log (it lives in this process only). Only the
+        error's type is recorded: its message may hold anything.
+
+        Raises:
+            CoordinationError: the fleet's store is unreachable; the outcome is then
+                taken over once it has been idle for the store's ``outcome_idle``.
+        """
+        held, receipt = self._outcomes.untake()
+        if not held:
+            return  # acknowledged already: nothing can bring it back
+        reason = (
+            f"outcome handler failed on delivery {outcome.deliveries} "
+            f"({type(error).__qualname__})"
+        )
+        if self.store.capabilities.redeliver:
+            store: RedeliveringStore = self.store  # type: ignore[assignment]
+            await store.redeliver(receipt, reason)
+            return
+        if outcome.deliveries < HANDLER_DELIVERIES:
+            self._outcomes.put(attrs.evolve(outcome, deliveries=outcome.deliveries + 1), receipt)
+            return
+        logger.error(
+            "outcome_handler_gave_up",
+            request_id=outcome.request_id,
+            deliveries=outcome.deliveries,
+            error=type(error).__qualname__,
+        )
+        await self._ack(receipt)
 
     # -- background work ----------------------------------------------------------------
 

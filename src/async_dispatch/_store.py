@@ -43,6 +43,7 @@ __all__ = [
     "CheckEnd",
     "MemoryStore",
     "OutcomeSink",
+    "RedeliveringStore",
     "StoreCapabilities",
     "TaskStore",
     "TrackedTask",
@@ -73,6 +74,11 @@ class StoreCapabilities:
     #: `TaskStore.snapshot()` returns what `Poller.restore()` resumes in a new process. A
     #: durable store needs no snapshot: it resumes by itself.
     snapshot: bool = False
+    #: The store can deliver an outcome again that the application failed to handle
+    #: (`RedeliveringStore.redeliver`): a fleet's stream gives it back to any replica,
+    #: with a bound and a dead-letter place. A store without it has its outcome queued
+    #: again by the poller, in this process (`Poller.redeliver`).
+    redeliver: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -308,6 +314,21 @@ class TaskStore(Protocol):
         JSON-ready dicts (`request_id`, `deadline` in seconds since the Unix epoch,
         `context` or None), for `Poller.restore()` in a new process. Only for stores
         that declare ``capabilities.snapshot``; others raise `UsageError`."""
+        ...
+
+
+class RedeliveringStore(TaskStore, Protocol):
+    """A `TaskStore` that declares ``capabilities.redeliver``: it can give an outcome back.
+
+    An outcome is acknowledged once the application asks for the next one; when the
+    application's handler failed on it instead (`DispatchRuntime`'s ``on_outcome``
+    raised), the poller calls `redeliver` with its receipt, and nothing acknowledges it.
+    """
+
+    async def redeliver(self, receipt: Any, reason: str) -> bool:
+        """Deliver the outcome of `receipt` again later, with a bound: past it, keep it
+        where an operator can find it (a dead-letter place). True if it went there.
+        `reason` says why (the handler's error type), for that place."""
         ...
 
 

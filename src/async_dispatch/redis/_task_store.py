@@ -89,8 +89,10 @@ _EXPIRE_BATCH: Final = 100
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
-#: Deliveries after which an outcome no replica can read goes to the dead-letter stream.
-UNREADABLE_DELIVERIES: Final = 3
+#: Deliveries after which an outcome no replica can read, or whose handler failed each
+#: time (`RedisStore.redeliver`), goes to the dead-letter stream.
+MAX_DELIVERIES: Final = 3
+UNREADABLE_DELIVERIES: Final = MAX_DELIVERIES
 #: How many dead letters the stream keeps (about: trimmed with MAXLEN ~).
 _DEAD_LETTERS_KEPT: Final = 10_000
 
@@ -226,7 +228,7 @@ class RedisStore:
 
     #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
     #: and there is nothing to snapshot (a new replica resumes them).
-    capabilities: Final = StoreCapabilities(local=False, snapshot=False)
+    capabilities: Final = StoreCapabilities(local=False, snapshot=False, redeliver=True)
 
     def __len__(self) -> int:
         return self._tracked
@@ -749,6 +751,51 @@ class RedisStore:
                 stream=self._dead_letters,
                 hint="no replica could read this outcome: inspect it with XRANGE",
             )
+
+    def _retry_delay(self) -> float:
+        """Seconds before an outcome given back (`redeliver`) may be taken again: one
+        takeover period, so the wait is at most two of them whoever takes it."""
+        return min(self.outcome_idle / 4, 5.0)
+
+    async def redeliver(self, receipt: Any, reason: str) -> bool:
+        """The application's handler failed on the outcome of `receipt`: deliver it again
+        (to any replica, after `_retry_delay`), or dead-letter it once it has been
+        delivered `MAX_DELIVERIES` times. True if it went to the dead-letter stream.
+
+        The outcome stops being renewed here first: if Redis is unreachable now, it is
+        taken over after `outcome_idle` like a dead replica's (never lost, never held for
+        ever). `reason` goes into the dead letter: keep secrets out of it.
+        """
+        self._holding.discard(receipt)
+        idle_ms = max(0, int((self.outcome_idle - self._retry_delay()) * 1000))
+        reply = await self._script(
+            "store_release.lua",
+            [self._stream, self._dead_letters],
+            [
+                GROUP,
+                self.consumer,
+                receipt,
+                str(MAX_DELIVERIES),
+                reason,
+                str(idle_ms),
+                str(_DEAD_LETTERS_KEPT),
+            ],
+        )
+        if int(reply[0]) == 2:
+            logger.error(
+                "outcome_dead_lettered",
+                entry=receipt,
+                store=self.name,
+                stream=self._dead_letters,
+                hint=f"{reason}: inspect it with XRANGE",
+            )
+            return True
+        return False
+
+    async def dead_letters(self) -> int:
+        """How many entries the fleet's dead-letter stream holds (`async-dispatch fleet`)."""
+        with self._connection.translate_errors("counting dead letters"):
+            return int(await self._connection.client.xlen(self._dead_letters))
 
     async def _keep_holding(self) -> None:
         """Renew this replica's claim on the outcomes its poller holds (store_hold.lua)."""
