@@ -94,6 +94,13 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "outcome_handler_failed": "Your `on_outcome` handler raised; logged with its "
     "traceback and the outcome's `deliveries`. The outcome is not acknowledged: it is "
     "delivered again (three deliveries at most), and the other outcomes go on.",
+    "submit_tracked_late": "Fleet mode: a submit the service accepted while the task "
+    "store was unreachable (`submit()` raised `SubmitNotTrackedError` with this "
+    "`request_id`) is tracked now that the store answers; its outcome comes as usual.",
+    "submit_not_tracked": "Fleet mode: the poller closed before the store answered again, "
+    "so the task of this `request_id`, accepted by the service, is tracked by nobody: "
+    "track it with `Poller.track()` from another process (its intent becomes "
+    "SUBMIT_UNCERTAIN meanwhile).",
     "outcome_handler_gave_up": "Your `on_outcome` handler failed at three deliveries of "
     "one outcome, with a store that keeps outcomes in this process only (no dead-letter "
     "place): the outcome is dropped; this line, with its `request_id`, is its record.",

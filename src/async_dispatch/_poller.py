@@ -48,6 +48,7 @@ from ._errors import (
     LifecycleError,
     NotOpenError,
     RateLimitedError,
+    SubmitNotTrackedError,
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
@@ -63,6 +64,7 @@ from ._store import (
     CheckEnd,
     MemoryStore,
     RedeliveringStore,
+    SubmitSendingStore,
     TaskStore,
     TrackedTask,
     make_outcome,
@@ -200,6 +202,10 @@ class Poller:
         self._token_in_hand = False
         self._dispatcher = Alarm()
         self._reaper = Alarm()
+        #: Submits whose end the store did not record (it was unreachable): (ticket,
+        #: the task the service accepted, or None), recorded by `_settle`.
+        self._owed: list[tuple[Any, TrackedTask | None]] = []
+        self._settler = Alarm()
         self._lag_warned = False
         #: Failures in a row to reach a shared limiter or store (workers and reaper).
         self._outage = Outage("poller")
@@ -230,6 +236,7 @@ class Poller:
         self._now = clock = loop_clock()
         self._dispatcher = Alarm(clock)
         self._reaper = Alarm(clock)
+        self._settler = Alarm(clock)
         self._dispatch_lock = anyio.Lock(fast_acquire=True)
 
         async def enter(stack: contextlib.AsyncExitStack) -> None:
@@ -250,6 +257,7 @@ class Poller:
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._reap, name="async_dispatch.reaper")
+            task_group.start_soon(self._settle, name="async_dispatch.settler")
             for n in range(self.max_in_flight):
                 task_group.start_soon(self._work, name=f"async_dispatch.worker-{n}")
 
@@ -376,15 +384,30 @@ class Poller:
                 self.callback_url, self.callback_secret, self.callback_headers
             )
         ticket = await self.store.begin_submit()
+        lane: Limiter = self._submit_lane
+        if self.store.capabilities.submit_sending:
+            store: SubmitSendingStore = self.store  # type: ignore[assignment]
+            lane = _Sending(lane, store, ticket, context, prompt)
         task: TrackedTask | None = None
         try:
             # The client reports the submit (its span, `SubmitDone`, a 429's pause).
-            request_id = await self.client._submit_with(self._submit_lane, prompt, options)
+            request_id = await self.client._submit_with(lane, prompt, options)
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
         finally:
             with anyio.CancelScope(shield=task is not None):
-                early = await self.store.end_submit(ticket, task)
+                try:
+                    early = await self.store.end_submit(ticket, task)
+                except CoordinationError as exc:
+                    # The store could not record how the submit ended. Keep it, and
+                    # record it once the store answers (`_settle`): a task the service
+                    # accepted is tracked, and the intent of a failed one goes without
+                    # being reported uncertain. A failed submit's own error goes on.
+                    self._owed.append((ticket, task))
+                    self._settler.wake()
+                    if task is not None:
+                        raise SubmitNotTrackedError(task.request_id, exc) from exc
+                    early = None
             self._outcomes.wake()
         assert task is not None
         self._tracked(task)
@@ -629,8 +652,7 @@ class Poller:
         if not held:
             return  # acknowledged already: nothing can bring it back
         reason = (
-            f"outcome handler failed on delivery {outcome.deliveries} "
-            f"({type(error).__qualname__})"
+            f"outcome handler failed on delivery {outcome.deliveries} ({type(error).__qualname__})"
         )
         if self.store.capabilities.redeliver:
             store: RedeliveringStore = self.store  # type: ignore[assignment]
@@ -884,6 +906,50 @@ class Poller:
                 )
             )
 
+    async def _settle(self) -> None:
+        """Record the submits whose end the store missed (`SubmitNotTrackedError`): track
+        each task the service accepted, drop the intents of the ones that failed.
+
+        Until then the intents stay in the store (renewed while this process lives), so
+        a finite ``async for`` does not end. A poller closed first logs each id it could
+        not track (``submit_not_tracked``): its intent then becomes SUBMIT_UNCERTAIN.
+        """
+        try:
+            while True:
+                while self._owed:
+                    ticket, task = self._owed[0]
+                    try:
+                        early = await self.store.end_submit(ticket, task)
+                    except CoordinationError as exc:
+                        await self._ride_out(exc)
+                        continue
+                    self._owed.pop(0)
+                    self._outcomes.wake()
+                    if task is None:
+                        continue
+                    logger.info("submit_tracked_late", request_id=task.request_id)
+                    self._tracked(task)
+                    if early is not None:
+                        self._stats.deliveries += 1
+                        await self._apply(
+                            task,
+                            classify(
+                                task, early, stop_on_input_required=self.stop_on_input_required
+                            ),
+                            via="webhook",
+                        )
+                await self._settler.sleep_until(math.inf)
+        finally:
+            for _, task in self._owed:
+                if task is not None:
+                    logger.error(
+                        "submit_not_tracked",
+                        request_id=task.request_id,
+                        hint="the service accepted it and no store recorded it: track it "
+                        "with Poller.track() elsewhere",
+                    )
+            self._owed.clear()
+
     async def _reap(self) -> None:
         """Time out tasks at their deadline, whether or not a check is due or in flight."""
         store = self.store
@@ -917,6 +983,42 @@ class Poller:
         except CoordinationError as exc:
             # The outcome reached the application; the store will offer it again.
             logger.warning("ack_failed", error=str(exc))
+
+
+class _Sending:
+    """A submit's lane, which tells the store when the submit goes on the wire.
+
+    The token is taken for each attempt (a 429 is retried), so each attempt tells the
+    store just before it is sent: the store's intent then says "sent", never while the
+    submit still waits for its turn.
+    """
+
+    __slots__ = ("_context", "_lane", "_prompt", "_store", "_ticket")
+
+    def __init__(
+        self, lane: Limiter, store: SubmitSendingStore, ticket: Any, context: Any, prompt: str
+    ) -> None:
+        self._lane, self._store, self._ticket = lane, store, ticket
+        self._context, self._prompt = context, prompt
+
+    async def __aenter__(self) -> _Sending:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def try_acquire(self) -> bool:
+        return False  # the store must hear of the send first: through `acquire`
+
+    async def acquire(self) -> None:
+        await self._lane.acquire()
+        await self._store.submit_sending(self._ticket, self._context, self._prompt)
+
+    async def pause(self, seconds: float) -> None:
+        await self._lane.pause(seconds)
+
+    def paused_for(self) -> float:
+        return self._lane.paused_for()
 
 
 class _Awaited:

@@ -45,6 +45,7 @@ __all__ = [
     "OutcomeSink",
     "RedeliveringStore",
     "StoreCapabilities",
+    "SubmitSendingStore",
     "TaskStore",
     "TrackedTask",
     "make_outcome",
@@ -79,6 +80,10 @@ class StoreCapabilities:
     #: with a bound and a dead-letter place. A store without it has its outcome queued
     #: again by the poller, in this process (`Poller.redeliver`).
     redeliver: bool = False
+    #: The store wants to know when a submit goes on the wire, with its context and
+    #: prompt (`SubmitSendingStore.submit_sending`): a fleet's intents are reported
+    #: SUBMIT_UNCERTAIN only once sent, and then say what the caller needs to act.
+    submit_sending: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -329,6 +334,21 @@ class RedeliveringStore(TaskStore, Protocol):
         """Deliver the outcome of `receipt` again later, with a bound: past it, keep it
         where an operator can find it (a dead-letter place). True if it went there.
         `reason` says why (the handler's error type), for that place."""
+        ...
+
+
+class SubmitSendingStore(TaskStore, Protocol):
+    """A `TaskStore` that declares ``capabilities.submit_sending``.
+
+    Between `TaskStore.begin_submit` and `TaskStore.end_submit`, a submit first waits
+    for its turn and a token, possibly for long behind a small budget; only then is it
+    sent. The poller calls `submit_sending` at that moment (again before each retry), so
+    that a submit still waiting is never reported as possibly sent.
+    """
+
+    async def submit_sending(self, ticket: Any, context: Any, prompt: str) -> None:
+        """The submit of `ticket` goes on the wire now. `prompt` is the caller's: keep no
+        more of it than a digest (it may hold secrets)."""
         ...
 
 

@@ -274,6 +274,12 @@ class RedisConnection:
                 "that the port speaks TLS (rediss://) and, if the server asks for one, the "
                 "client certificate (?ssl_certfile=...&ssl_keyfile=...)"
             )
+        if isinstance(failure, coredis.exceptions.ResponseError) and _out_of_memory(failure):
+            return (
+                f"{where} is out of memory (maxmemory reached, and the policy evicts "
+                f"nothing) while {doing}: the fleet cannot record progress, so it waits and "
+                "times nothing out meanwhile; free memory or raise maxmemory"
+            )
         if isinstance(failure, coredis.exceptions.ResponseError):
             return f"{where} rejected a command while {doing}: {detail}"
         tls = (
@@ -351,3 +357,9 @@ def _script(filename: str) -> Script[bytes]:
         .read_text("utf-8")
     )
     return Script(script=text)
+
+
+def _out_of_memory(failure: BaseException) -> bool:
+    """Whether Redis refused a write for want of memory (``OOM command not allowed when
+    used memory > 'maxmemory'``, also when a script's write met it)."""
+    return "OOM command not allowed" in str(failure)

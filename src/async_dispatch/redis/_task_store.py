@@ -19,7 +19,9 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
     deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
-    intents          zset intent id -> expiry (submit in flight); intent_started: hash
+    intents          zset intent id -> expiry (submit in flight, renewed by its replica);
+                     intent_started: hash id -> start; intent_sent: hash id -> what its
+                     SUBMIT_UNCERTAIN would say, once the submit went on the wire
     parked:<id>      an early webhook's payload, TTL `park_ttl`; parked: zset of them
     key              the fingerprint of the one API key the fleet serves (no TTL)
     epoch            a random marker written at first attach: gone means the fleet's
@@ -57,11 +59,13 @@ carry on when Redis is back, all without a process restart.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, timezone
 from typing import Any, Final
 
 import anyio
@@ -86,6 +90,12 @@ GROUP: Final = "pollers"
 #: adds is noticed within this many seconds.
 REFRESH: Final = 0.25
 _EXPIRE_BATCH: Final = 100
+#: No expiry round fleet-wide for this long (or a third of the lease, if longer) means
+#: nobody could record progress: Redis was stopped, unreachable or out of memory, or no
+#: replica ran. Endings (deadlines, uncertain submits) are then held for the lease, and
+#: at least `_HOLD_AFTER_GAP` seconds, while the replicas catch up (store_expire.lua).
+_GAP: Final = 1.0
+_HOLD_AFTER_GAP: Final = 5.0
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
@@ -149,8 +159,12 @@ class RedisStore:
             it over and delivers it again. A replica that has read nothing for this long
             and holds no outcome leaves the stream's consumer group (it joins again when
             it next reads).
-        submit_timeout: How long a submit may take; an intent older than this plus
-            `lease` means its replica died mid-submit (a SUBMIT_UNCERTAIN outcome).
+        submit_timeout: How long a submit may take once sent. Each submit leaves an
+            intent in Redis, renewed by its replica (every ``lease / 3``) however long
+            it waits for its turn and token; if the replica stops renewing it (dies,
+            stalls or loses Redis) for this plus `lease` after the submit went on the
+            wire, the intent becomes a SUBMIT_UNCERTAIN outcome (one that was never sent
+            just goes).
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
         park_ttl, max_parked: How long and how many early webhooks are held.
         resync: Seconds between measurements of the offset to Redis's clock.
@@ -205,12 +219,15 @@ class RedisStore:
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
+        self._intent_sent = key("intent_sent")
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = anyio.current_time
         self._lead = 0.0  # the attached poller's `Cadence.lead`
         self._offset = 0.0
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
+        #: Intent ids of this replica's submits in flight, renewed by `_maintain`.
+        self._submitting: set[str] = set()
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
         self._holding: set[str] = set()
         #: Outcomes the application took whose acknowledgement Redis did not get.
@@ -228,7 +245,9 @@ class RedisStore:
 
     #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
     #: and there is nothing to snapshot (a new replica resumes them).
-    capabilities: Final = StoreCapabilities(local=False, snapshot=False, redeliver=True)
+    capabilities: Final = StoreCapabilities(
+        local=False, snapshot=False, redeliver=True, submit_sending=True
+    )
 
     def __len__(self) -> int:
         return self._tracked
@@ -319,6 +338,7 @@ class RedisStore:
             finally:
                 self._sink = self._wake = None
                 self._held.clear()
+                self._submitting.clear()
                 self._holding.clear()
                 self._acks_owed.clear()
 
@@ -360,6 +380,7 @@ class RedisStore:
             self._parked,
             self._done,
             self._last_due,
+            self._intent_sent,
         ]
 
     async def add(self, task: TrackedTask) -> bool:
@@ -536,8 +557,16 @@ class RedisStore:
                 self._intent_started,
                 self._last_due,
                 self._done,
+                self._intent_sent,
+                self._key("rounds"),
             ],
-            [self._prefix, _EXPIRE_BATCH, str(self.finished_ttl)],
+            [
+                self._prefix,
+                _EXPIRE_BATCH,
+                str(self.finished_ttl),
+                _seconds(max(self.lease, _HOLD_AFTER_GAP)),
+                _seconds(max(_GAP, self.lease / 3)),
+            ],
         )
         ended = int(reply[0])
         self._tracked = int(reply[2])
@@ -577,19 +606,62 @@ class RedisStore:
             [self._intents, self._intent_started],
             [ticket, _seconds(self.submit_timeout + self.lease)],
         )
+        self._submitting.add(ticket)
         return ticket
+
+    async def submit_sending(self, ticket: Any, context: Any, prompt: str) -> None:
+        """The submit of `ticket` goes on the wire now: keep what its SUBMIT_UNCERTAIN
+        would need (store_send_intent.lua), should this replica stop before tracking it.
+
+        That outcome carries `context` and says when the submit was sent, by which
+        replica, and which prompt (its SHA-256 and length: a prompt may hold secrets,
+        and none is written to Redis). No request id is known then, so none is made up.
+
+        Raises:
+            UsageError: `context` is not JSON (a fleet's task context must be), refused
+                here, before the task exists, rather than after the service created it.
+        """
+        try:
+            context_json = json.dumps(context, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a fleet's task context must be JSON-serialisable: {exc} (refused before "
+                "the submit was sent)"
+            ) from exc
+        sent = datetime.fromtimestamp(self._to_server(self._clock()), tz=timezone.utc)
+        digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+        # Only what is known: the process that sent it stopped renewing its intent.
+        message = (
+            f"a submit sent at {sent:%Y-%m-%d %H:%M:%S} UTC by {self.consumer} (prompt "
+            f"sha256 {digest}, {len(prompt)} characters) has no recorded answer: the "
+            "process that sent it stopped renewing it before tracking its task (it "
+            "stopped, stalled or lost Redis). The task may exist at the service without "
+            "being tracked: look for it there before resubmitting"
+        )
+        error = json.dumps({"type": "SubmitUncertainError", "message": message})
+        await self._script(
+            "store_send_intent.lua",
+            [self._intents, self._intent_started, self._intent_sent],
+            [
+                str(ticket),
+                f'"error":{error},"context":{context_json}',
+                _seconds(self.submit_timeout + self.lease),
+            ],
+        )
 
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
                 "store_add.lua", self._add_keys(""), ["", "", "", "", "", "", str(ticket)]
             )
+            self._submitting.discard(ticket)
             return None
         reply = await self._script(
             "store_add.lua",
             self._add_keys(task.request_id),
             [*self._add_args(task), str(ticket)],
         )
+        self._submitting.discard(ticket)
         if reply[0]:
             self._tracked += 1
             self._hint_due = min(self._hint_due, self._to_server(task.due))
@@ -663,6 +735,14 @@ class RedisStore:
                         # Unless it was claimed again meanwhile, under a new token.
                         if self._held.get(request_id) == held.get(request_id):
                             self._held.pop(request_id, None)
+                if self._submitting:
+                    # A live replica's submits are its own to finish: their intents never
+                    # expire while it renews them, however long they queue for a token.
+                    await self._script(
+                        "store_hold_intents.lua",
+                        [self._intents],
+                        [_seconds(self.lease), *self._submitting],
+                    )
                 if self._clock() - last_sync >= self.resync:
                     await self._measure_offset()
                     last_sync = self._clock()
