@@ -623,13 +623,26 @@ class Poller:
                 else:
                     return StopAsyncIteration() if idle else None
 
+        keep = self._still_held if self.store.capabilities.redeliver else None
+
         async def next_outcome() -> Outcome:
             self._check_open()
-            outcome = await self._outcomes.take(ack=self._ack, stop=stop)
+            outcome = await self._outcomes.take(ack=self._ack, stop=stop, keep=keep)
             self._stats.outcomes[outcome.kind] += 1
             return outcome
 
         return OutcomeStream(next_outcome)
+
+    async def _still_held(self, receipt: Any) -> bool:
+        """Whether a queued outcome is still this process's to yield (a fleet's store
+        fences the outcomes a stalled replica holds). While the store cannot answer the
+        outcome waits in the queue: yielding it could deliver it twice."""
+        store: RedeliveringStore = self.store  # type: ignore[assignment]
+        while True:
+            try:
+                return await store.holds(receipt)
+            except CoordinationError as exc:
+                await self._ride_out(exc)
 
     async def redeliver(self, outcome: Outcome, error: BaseException) -> None:
         """The application failed to handle `outcome`, the one ``async for`` yielded last:

@@ -323,7 +323,9 @@ class TaskStore(Protocol):
 
 
 class RedeliveringStore(TaskStore, Protocol):
-    """A `TaskStore` that declares ``capabilities.redeliver``: it can give an outcome back.
+    """A `TaskStore` that declares ``capabilities.redeliver``: it hands outcomes out of a
+    queue shared by several processes, can give one back, and fences the ones a process
+    holds (`holds`).
 
     An outcome is acknowledged once the application asks for the next one; when the
     application's handler failed on it instead (`DispatchRuntime`'s ``on_outcome``
@@ -334,6 +336,13 @@ class RedeliveringStore(TaskStore, Protocol):
         """Deliver the outcome of `receipt` again later, with a bound: past it, keep it
         where an operator can find it (a dead-letter place). True if it went there.
         `reason` says why (the handler's error type), for that place."""
+        ...
+
+    async def holds(self, receipt: Any) -> bool:
+        """Whether the outcome of `receipt`, queued in this process, is still this
+        process's to hand over: another may have taken it over while this one stalled
+        (it then delivers it). Asked just before the poller yields a queued outcome;
+        answer without I/O when nobody can have taken it yet."""
         ...
 
 

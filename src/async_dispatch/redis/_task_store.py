@@ -229,7 +229,11 @@ class RedisStore:
         #: Intent ids of this replica's submits in flight, renewed by `_maintain`.
         self._submitting: set[str] = set()
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
-        self._holding: set[str] = set()
+        #: With the loop time just before the command that last made each one this
+        #: replica's (the read, a takeover, a renewal): what `holds` trusts without I/O.
+        self._holding: dict[str, float] = {}
+        #: Entries a renewal found taken over by another replica (this one stalled).
+        self._lost: set[str] = set()
         #: Outcomes the application took whose acknowledgement Redis did not get.
         self._acks_owed: set[str] = set()
         self._tracked = 0
@@ -340,6 +344,7 @@ class RedisStore:
                 self._held.clear()
                 self._submitting.clear()
                 self._holding.clear()
+                self._lost.clear()
                 self._acks_owed.clear()
 
     async def _ensure_group(self) -> None:
@@ -586,14 +591,15 @@ class RedisStore:
             # until Redis takes it (kept held meanwhile, so nobody else delivers it).
             self._acks_owed.add(receipt)
             raise
-        self._holding.discard(receipt)
+        self._holding.pop(receipt, None)
+        self._lost.discard(receipt)
 
     async def _pay_acks(self) -> None:
         """Acknowledge the outcomes whose `ack()` met an unreachable Redis."""
         for receipt in list(self._acks_owed):
             await self._script("store_ack.lua", [self._stream], [GROUP, receipt])
             self._acks_owed.discard(receipt)
-            self._holding.discard(receipt)
+            self._holding.pop(receipt, None)
         if not self._acks_owed and self._wake is not None:
             self._wake()  # the stream may be empty now: let a finite `async for` look
 
@@ -777,6 +783,7 @@ class RedisStore:
                     await self._keep_holding()
                     await self._take_over()
                     next_takeover = self._clock() + takeover_every
+                asked = self._clock()
                 with self._connection.translate_errors("reading outcomes"):
                     reply = await self._connection.client.xreadgroup(
                         GROUP,
@@ -788,7 +795,7 @@ class RedisStore:
                 for entries in (reply or {}).values():
                     for entry in entries:
                         payload = entry.field_values.get(b"o")
-                        self._hand(_text(entry.identifier), _text(payload), 1)
+                        self._hand(_text(entry.identifier), _text(payload), 1, asked)
                 self._recovered("outcomes")
                 backoff = 0.1
             except CoordinationError as exc:
@@ -801,6 +808,7 @@ class RedisStore:
         return float(getattr(self._connection, "_timeout", 2.0))
 
     async def _take_over(self) -> None:
+        asked = self._clock()
         reply = await self._script(
             "store_takeover.lua",
             [self._stream],
@@ -811,9 +819,13 @@ class RedisStore:
         for i in range(1, len(reply), 3):
             entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
             if entry_id in self._holding:
-                continue  # ours, with the application already (renewed late: a stall)
+                # Ours, with the application already (renewed late: a stall), and ours
+                # again now.
+                self._holding[entry_id] = asked
+                self._lost.discard(entry_id)
+                continue
             logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
-            if not self._hand(entry_id, payload, count) and count >= UNREADABLE_DELIVERIES:
+            if not self._hand(entry_id, payload, count, asked) and count >= UNREADABLE_DELIVERIES:
                 await self._dead_letter(entry_id, payload, count)
 
     async def _dead_letter(self, entry_id: str, payload: str, deliveries: int) -> None:
@@ -846,7 +858,7 @@ class RedisStore:
         taken over after `outcome_idle` like a dead replica's (never lost, never held for
         ever). `reason` goes into the dead letter: keep secrets out of it.
         """
-        self._holding.discard(receipt)
+        self._holding.pop(receipt, None)
         idle_ms = max(0, int((self.outcome_idle - self._retry_delay()) * 1000))
         reply = await self._script(
             "store_release.lua",
@@ -878,16 +890,58 @@ class RedisStore:
             return int(await self._connection.client.xlen(self._dead_letters))
 
     async def _keep_holding(self) -> None:
-        """Renew this replica's claim on the outcomes its poller holds (store_hold.lua)."""
+        """Renew this replica's claim on the outcomes its poller holds (store_hold.lua).
+
+        An entry the script did not keep was taken over by another replica while this
+        one stalled: it is noted lost, so `holds` drops it from the poller's queue.
+        """
         holding = list(self._holding)
         for start in range(0, len(holding), _HOLD_BATCH):
-            await self._script(
-                "store_hold.lua",
-                [self._stream],
-                [GROUP, self.consumer, *holding[start : start + _HOLD_BATCH]],
+            batch = holding[start : start + _HOLD_BATCH]
+            asked = self._clock()
+            kept = set(
+                map(
+                    _text,
+                    await self._script(
+                        "store_hold.lua", [self._stream], [GROUP, self.consumer, *batch]
+                    ),
+                )
             )
+            for entry_id in batch:
+                if entry_id not in self._holding:
+                    continue  # acknowledged meanwhile
+                if entry_id in kept:
+                    self._holding[entry_id] = asked
+                else:
+                    self._lost.add(entry_id)
 
-    def _hand(self, entry_id: str, payload: str, deliveries: int) -> bool:
+    async def holds(self, receipt: Any) -> bool:
+        """Whether the outcome of `receipt` is still this replica's to hand over.
+
+        Another replica takes an outcome over once it went `outcome_idle` seconds without
+        this one renewing it, which a live replica does every quarter of that: so while
+        the last renewal is younger than half of it, nobody can have taken it, and the
+        answer costs no I/O. Older (this replica stalled: SIGSTOP, a long pause, a
+        blocked loop), Redis is asked and the claim renewed if it is still ours; if not,
+        the outcome is dropped here: the replica that took it delivers it.
+        """
+        since = self._holding.get(receipt)
+        if receipt in self._lost:
+            since = None
+        elif since is None or self._clock() - since < self.outcome_idle / 2:
+            return True  # fresh (or not a stream entry this store tracks: deliver it)
+        asked = self._clock()
+        kept = await self._script("store_hold.lua", [self._stream], [GROUP, self.consumer, receipt])
+        if receipt in map(_text, kept):
+            self._holding[receipt] = asked
+            self._lost.discard(receipt)
+            return True
+        self._holding.pop(receipt, None)
+        self._lost.discard(receipt)
+        logger.info("outcome_taken_over_elsewhere", entry=receipt, store=self.name)
+        return False
+
+    def _hand(self, entry_id: str, payload: str, deliveries: int, asked: float) -> bool:
         """Hand an entry to the poller; False if this version cannot read it.
 
         An unreadable entry stays pending: after `outcome_idle` another replica (perhaps
@@ -901,6 +955,6 @@ class RedisStore:
         except (ValueError, KeyError, TypeError, DispatchError) as exc:
             logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
             return False
-        self._holding.add(entry_id)
+        self._holding[entry_id] = asked
         sink(outcome, entry_id)
         return True
