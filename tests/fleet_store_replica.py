@@ -114,8 +114,9 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--outcome-idle", type=float, default=0.0)  # 0: the lease
     parser.add_argument("--handle-delay", type=float, default=0.0)
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     args = parser.parse_args()
-    anyio.run(replica, args)
+    anyio.run(replica, args, backend=args.backend)
 
 
 if __name__ == "__main__":

@@ -193,8 +193,9 @@ async def test_redis_restart(private_redis: RedisServer, replicas: list[Replica]
         assert sum(1 for e in events if e.get("ready")) == 1
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 async def test_a_stalled_replica_hands_over_no_outcome_taken_over_meanwhile(
-    redis_url: str, redis_name: str, replicas: list[Replica]
+    redis_url: str, redis_name: str, replicas: list[Replica], backend: str
 ) -> None:
     """Issue #20 item 10: a replica stopped (SIGSTOP) past `outcome_idle` with outcomes
     queued in memory (its application is slow) must not hand them over once it resumes:
@@ -205,6 +206,7 @@ async def test_a_stalled_replica_hands_over_no_outcome_taken_over_meanwhile(
     async with serve(config, port=0) as running:
         common = ["--base-url", running.base_url, "--redis-url", redis_url, "--name", redis_name]
         common += ["--lease", str(LEASE), "--outcome-idle", "1.0", "--run-for", "60"]
+        common += ["--backend", backend]  # the replicas' loop: both are covered
         stalled = Replica(*common, "--submit", "40", "--handle-delay", "0.25")
         replicas.append(stalled)
         events = await wait_events(

@@ -884,11 +884,6 @@ class RedisStore:
             return True
         return False
 
-    async def dead_letters(self) -> int:
-        """How many entries the fleet's dead-letter stream holds (`async-dispatch fleet`)."""
-        with self._connection.translate_errors("counting dead letters"):
-            return int(await self._connection.client.xlen(self._dead_letters))
-
     async def _keep_holding(self) -> None:
         """Renew this replica's claim on the outcomes its poller holds (store_hold.lua).
 
