@@ -104,6 +104,8 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "outcome_taken_over_elsewhere": "Fleet mode: this replica stalled (a stop, a long "
     "pause, a blocked loop) past `outcome_idle` with an outcome queued in memory, and "
     "another replica took it over meanwhile: it is dropped here, and delivered there.",
+    "outcome_redelivered": "Fleet mode: an outcome this replica gave back after its "
+    "`on_outcome` handler failed is delivered again (`deliveries` counts this one).",
     "outcome_handler_gave_up": "Your `on_outcome` handler failed at three deliveries of "
     "one outcome, with a store that keeps outcomes in this process only (no dead-letter "
     "place): the outcome is dropped; this line, with its `request_id`, is its record.",

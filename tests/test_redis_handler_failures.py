@@ -75,6 +75,9 @@ async def test_a_failed_handler_gets_the_outcome_again_in_a_fleet(
     failed = [e for e in logs if e["event"] == "outcome_handler_failed"]
     assert len(failed) == 5
     assert all(e["deliveries"] == 1 for e in failed)
+    # Its own given-back outcomes are not mistaken for a dead replica's.
+    assert [e["event"] for e in logs].count("outcome_redelivered") == 5
+    assert "outcome_taken_over" not in [e["event"] for e in logs]
     dead = RedisConnection.key(redis_name, "deadletter")
     assert redis_command(redis_url, "XLEN", dead) == 0
     assert redis_command(redis_url, "XLEN", RedisConnection.key(redis_name, "outcomes")) == 0

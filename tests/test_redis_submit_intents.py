@@ -106,7 +106,7 @@ async def test_a_submit_answered_while_redis_is_unreachable_keeps_its_request_id
                         assert error.request_id  # the id the service returned, kept
                         assert error.request_id in str(error)
                         assert "retry" not in str(error).lower()  # resubmitting runs it twice
-                        await anyio.sleep(2.0)  # longer than submit_timeout + lease
+                        await anyio.sleep(3.0)  # longer than submit_timeout + lease, and a gap
                         os.kill(private_redis.pid, signal.SIGCONT)
                         with anyio.fail_after(20):
                             async for outcome in poller:

@@ -94,7 +94,7 @@ _EXPIRE_BATCH: Final = 100
 #: nobody could record progress: Redis was stopped, unreachable or out of memory, or no
 #: replica ran. Endings (deadlines, uncertain submits) are then held for the lease, and
 #: at least `_HOLD_AFTER_GAP` seconds, while the replicas catch up (store_expire.lua).
-_GAP: Final = 1.0
+_GAP: Final = 2.0
 _HOLD_AFTER_GAP: Final = 5.0
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
@@ -234,6 +234,8 @@ class RedisStore:
         self._holding: dict[str, float] = {}
         #: Entries a renewal found taken over by another replica (this one stalled).
         self._lost: set[str] = set()
+        #: Entries given back after a handler failure (`redeliver`), due to come again.
+        self._given_back: set[str] = set()
         #: Outcomes the application took whose acknowledgement Redis did not get.
         self._acks_owed: set[str] = set()
         self._tracked = 0
@@ -345,6 +347,7 @@ class RedisStore:
                 self._submitting.clear()
                 self._holding.clear()
                 self._lost.clear()
+                self._given_back.clear()
                 self._acks_owed.clear()
 
     async def _ensure_group(self) -> None:
@@ -824,7 +827,12 @@ class RedisStore:
                 self._holding[entry_id] = asked
                 self._lost.discard(entry_id)
                 continue
-            logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
+            if entry_id in self._given_back:
+                # This replica gave it back after a handler failure: not a dead replica's.
+                self._given_back.discard(entry_id)
+                logger.info("outcome_redelivered", entry=entry_id, deliveries=count)
+            else:
+                logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
             if not self._hand(entry_id, payload, count, asked) and count >= UNREADABLE_DELIVERIES:
                 await self._dead_letter(entry_id, payload, count)
 
@@ -882,6 +890,8 @@ class RedisStore:
                 hint=f"{reason}: inspect it with XRANGE",
             )
             return True
+        if int(reply[0]) == 1:
+            self._given_back.add(receipt)
         return False
 
     async def _keep_holding(self) -> None:
