@@ -18,7 +18,10 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     done             zset id -> until when it counts as finished (`finished_ttl`): late
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
-    deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
+    deadletter       outcomes no replica could read, or whose handler failed at every
+                     delivery (``o``, ``entry``, ``reason``)
+    rounds           hash: when the last expiry round ran, and until when endings are
+                     held after a gap in them (store_expire.lua)
     intents          zset intent id -> expiry (submit in flight, renewed by its replica);
                      intent_started: hash id -> start; intent_sent: hash id -> what its
                      SUBMIT_UNCERTAIN would say, once the submit went on the wire
@@ -45,9 +48,16 @@ renews its claim on the outcomes its application holds (at least every `outcome_
 however long the application takes over them. Entries that a dead replica read but never
 acknowledged are taken over by a live reader with XAUTOCLAIM once they were idle
 `outcome_idle` seconds, and delivered again with ``Outcome.deliveries`` > 1.
-That is the one window of duplicates: a replica that took an outcome, did the side
-effect and died before asking for the next. The request id is the idempotency key: each
-task has exactly one final outcome, whatever replica handles it.
+A replica that was only stalled that long checks, before its poller yields an outcome
+it had queued, that the outcome is still its own (`holds`): the one that took it over
+delivers it. That is the one window of duplicates: a replica that took an outcome, did
+the side effect and died (or stalled) before asking for the next. An outcome whose
+handler failed is given back (`redeliver`): delivered again, three times at most, then
+moved to the dead-letter stream. The request id is the idempotency key: each task has
+exactly one final outcome, whatever replica handles it.
+
+Submits leave an intent, renewed by their replica while it lives; only one that went on
+the wire (`submit_sending`) becomes SUBMIT_UNCERTAIN if its replica stops renewing it.
 
 Durability is Redis's: a Redis that keeps nothing on disk forgets tracked tasks when it
 restarts. While Redis is unreachable, the store's methods raise `CoordinationError`: the
@@ -729,7 +739,8 @@ class RedisStore:
         self._outages[job].recovered()
 
     async def _maintain(self) -> None:
-        """Renew the leases of the checks this replica runs; re-measure the clock offset."""
+        """Renew the leases of the checks this replica runs and the intents of its
+        submits in flight; re-measure the clock offset."""
         backoff = 0.1
         last_sync = self._clock()
         while True:
