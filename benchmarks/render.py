@@ -42,8 +42,9 @@ Results = dict[str, Any]
 
 def load_results(directory: Path = RESULTS) -> Results:
     """latest.json, with fleet.json under ``"fleet"``, fleet_costs.json under
-    ``"fleet_costs"`` and run_resume.json (``python -m benchmarks.run_resume``) under
-    ``"run_resume"``, when those runs wrote them."""
+    ``"fleet_costs"``, run_resume.json (``python -m benchmarks.run_resume``) under
+    ``"run_resume"`` and stores.json (``python -m benchmarks.stores``) under ``"stores"``,
+    when those runs wrote them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
@@ -54,6 +55,9 @@ def load_results(directory: Path = RESULTS) -> Results:
     resume = directory / "run_resume.json"
     if resume.exists():
         results["run_resume"] = json.loads(resume.read_text())
+    stores = directory / "stores.json"
+    if stores.exists():
+        results["stores"] = json.loads(stores.read_text())
     return results
 
 
@@ -82,7 +86,7 @@ def _change(ratio: float, fewer: str, more: str) -> str:
 
 
 #: Not sections of the suite's run: its own meta, and a block with its own region.
-_APART: Final = ("meta", "fleet_costs", "run_resume")
+_APART: Final = ("meta", "fleet_costs", "run_resume", "stores")
 
 
 def _run(meta: dict[str, Any] | None) -> str:
@@ -348,6 +352,26 @@ def bench_run_resume(results: Results) -> list[str]:
     ]
 
 
+def bench_stores(results: Results) -> list[str]:
+    """Each store's cost per tracked task and per check (`benchmarks.stores`)."""
+    stores = results.get("stores")
+    if stores is None:
+        return ["No run recorded (`results/stores.json` is missing)."]
+    from .stores import table
+
+    sqlite = stores["stores"]["sqlite"]
+    return [
+        f"Run: {_run(stores.get('meta'))}; {_n(stores['tasks'])} tasks, "
+        f"{_n(stores['checks'])} checks, {stores['concurrency']} in flight.",
+        "",
+        *table(stores).splitlines(),
+        "",
+        *_bullets(
+            f"The SQLite file holds {sqlite['file_bytes_per_task']} B per tracked task.",
+        ),
+    ]
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -357,6 +381,7 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-fleet-reading": bench_fleet_reading,
     "bench-fleet-costs": bench_fleet_costs,
     "bench-run-resume": bench_run_resume,
+    "bench-stores": bench_stores,
 }
 
 

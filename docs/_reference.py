@@ -84,8 +84,10 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "decoded here and is left for another replica (perhaps a newer version). A sign of "
     "a version mismatch between replicas.",
     "outcome_dead_lettered": "Fleet mode: an outcome no replica could read after three "
-    "deliveries moved to the fleet's dead-letter stream (`stream`), so that finite "
-    "iterators can end. Inspect it with `XRANGE`.",
+    "deliveries, or whose `on_outcome` handler failed at each of three deliveries, moved "
+    "to the fleet's dead-letter stream (`stream`, with the reason), so that it is kept "
+    "and finite iterators can end. Inspect it with `XRANGE`; `async-dispatch fleet` "
+    "counts them.",
     "fleet_state_lost": "Fleet mode: Redis lost the fleet's state (a restart without "
     "persistence, `FLUSHDB`, eviction): its epoch marker is gone. The iterator raises "
     "`FleetStateLost` instead of ending as if every task had finished. Give Redis "
@@ -105,7 +107,26 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "dispatch_stopped": "A `DispatchRuntime` stopped consuming outcomes because the key "
     "was refused; `runtime.error` holds the error and webhooks are answered 503.",
     "outcome_handler_failed": "Your `on_outcome` handler raised; logged with its "
-    "traceback, and the other outcomes go on.",
+    "traceback and the outcome's `deliveries`. The outcome is not acknowledged: it is "
+    "delivered again (three deliveries at most), and the other outcomes go on.",
+    "submit_tracked_late": "Fleet mode: a submit the service accepted while the task "
+    "store was unreachable (`submit()` raised `SubmitNotTrackedError` with this "
+    "`request_id`) is tracked now that the store answers; its outcome comes as usual.",
+    "submit_not_tracked": "Fleet mode: the poller closed before the store answered again, "
+    "so the task of this `request_id`, accepted by the service, is tracked by nobody: "
+    "track it with `Poller.track()` from another process (its intent becomes "
+    "SUBMIT_UNCERTAIN meanwhile).",
+    "outcome_taken_over_elsewhere": "Fleet mode: this replica stalled (a stop, a long "
+    "pause, a blocked loop) past `outcome_idle` with an outcome queued in memory, and "
+    "another replica took it over meanwhile: it is dropped here, and delivered there.",
+    "outcome_redelivered": "Fleet mode: an outcome this replica gave back after its "
+    "`on_outcome` handler failed is delivered again (`deliveries` counts this one).",
+    "outcome_handler_gave_up": "Your `on_outcome` handler failed at three deliveries of "
+    "one outcome, with a store that keeps outcomes in this process only (no dead-letter "
+    "place): the outcome is dropped; this line, with its `request_id`, is its record.",
+    "outcome_redelivery_deferred": "Fleet mode: an `on_outcome` handler failed while Redis "
+    "was unreachable; the outcome, no longer renewed, is delivered again once it has "
+    "been idle for the store's `outcome_idle`.",
     "instrumentation_hook_failed": "A hook raised on an event; logged once per hook, and "
     "the hook keeps being called.",
 }

@@ -191,3 +191,59 @@ async def test_redis_restart(private_redis: RedisServer, replicas: list[Replica]
         assert replica.process.poll() is None  # the same process, and the same poller
         assert [e["log"] for e in events if "log" in e][-1] == "coordination_recovered"
         assert sum(1 for e in events if e.get("ready")) == 1
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+async def test_a_stalled_replica_hands_over_no_outcome_taken_over_meanwhile(
+    redis_url: str, redis_name: str, replicas: list[Replica], backend: str
+) -> None:
+    """Issue #20 item 10: a replica stopped (SIGSTOP) past `outcome_idle` with outcomes
+    queued in memory (its application is slow) must not hand them over once it resumes:
+    the survivor took them over meanwhile and delivered them. Only the outcome its
+    application had in hand when it stopped may come twice (the documented window), and
+    then marked as a redelivery."""
+    config = SimulatorConfig(durations=Durations.fixed(0.3), outcomes=OutcomeMix.only("success"))
+    async with serve(config, port=0) as running:
+        common = ["--base-url", running.base_url, "--redis-url", redis_url, "--name", redis_name]
+        common += ["--lease", str(LEASE), "--outcome-idle", "1.0", "--run-for", "60"]
+        common += ["--backend", backend]  # the replicas' loop: both are covered
+        stalled = Replica(*common, "--submit", "40", "--handle-delay", "0.25")
+        replicas.append(stalled)
+        events = await wait_events(
+            stalled, lambda ev: sum("submitted" in e for e in ev) == 40, timeout=30
+        )
+        submitted = {e["submitted"] for e in events if "submitted" in e}
+        # Its slow application has taken a few; the rest wait in its memory.
+        await wait_events(stalled, lambda ev: sum("outcome" in e for e in ev) >= 3, timeout=20)
+        os.kill(stalled.process.pid, signal.SIGSTOP)  # only the process this test started
+        try:
+            survivor = Replica(*common)
+            replicas.append(survivor)
+
+            def finals(ev: list[dict[str, Any]]) -> list[str]:
+                return [e["outcome"] for e in ev if "outcome" in e and e["final"]]
+
+            def all_done(_: list[dict[str, Any]]) -> bool:
+                return submitted <= set(finals(survivor.events())) | set(finals(stalled.events()))
+
+            # Every outcome not yet taken by the stalled replica's application is the
+            # survivor's once idle for 1 s (plus a takeover period).
+            before = len(finals(stalled.events()))
+            await wait_events(survivor, all_done, timeout=30)
+        finally:
+            os.kill(stalled.process.pid, signal.SIGCONT)
+        await anyio.sleep(4.0)  # the resumed replica would hand its queue over now
+    by_stalled, by_survivor = finals(stalled.events()), finals(survivor.events())
+    handled = Counter(by_stalled + by_survivor)
+    duplicates = {rid for rid, n in handled.items() if n > 1}
+    resumed = by_stalled[before:]
+    print(
+        f"stalled replica: {len(submitted)} tasks, {before} handled before SIGSTOP, "
+        f"{len(by_survivor)} by the survivor, {len(resumed)} after SIGCONT, "
+        f"duplicates {len(duplicates)}"
+    )
+    assert submitted <= set(handled)  # nothing lost
+    assert len(by_survivor) > 10  # the survivor did take over the stalled one's queue
+    assert len(duplicates) <= 1  # at most the one in hand at SIGSTOP
+    redelivered = {e["outcome"] for e in survivor.events() if e.get("deliveries", 1) > 1}
+    assert duplicates <= redelivered

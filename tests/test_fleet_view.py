@@ -181,7 +181,12 @@ async def test_an_empty_fleet_reads_as_zeros(redis_url: str, redis_name: str) ->
         "next_check_in": None,
         "next_deadline_in": None,
     }
-    assert data["outcomes"] == {"waiting": 0, "pending": 0, "pending_by_replica": {}}
+    assert data["outcomes"] == {
+        "waiting": 0,
+        "pending": 0,
+        "pending_by_replica": {},
+        "dead_letters": 0,
+    }
     assert data["budget"]["paused_for"] == 0.0
     assert data["budget"]["schedule_ahead"] == 0.0
 
@@ -213,7 +218,12 @@ async def test_json_is_one_object_with_the_views_numbers(redis_url: str, scene: 
     assert data["tasks"]["last_checks"] == 1
     assert data["leases"]["by_replica"] == {scene.a: 1}
     assert data["leases"]["stale"] == 1
-    assert data["outcomes"] == {"waiting": 1, "pending": 1, "pending_by_replica": {scene.a: 1}}
+    assert data["outcomes"] == {
+        "waiting": 1,
+        "pending": 1,
+        "pending_by_replica": {scene.a: 1},
+        "dead_letters": 0,
+    }
     assert data["submits_in_flight"] == 1
     assert data["parked_webhooks"] == 1
     assert data["budget"]["rate"] == 10.0

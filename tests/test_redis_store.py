@@ -283,13 +283,15 @@ async def test_stale_submit_intent_becomes_submit_uncertain(
     async with attached(survivor) as received:
         async with attached(dying):
             ticket = await dying.begin_submit()
+            await dying.submit_sending(ticket, {"n": 1}, "a prompt")
         # ...and the replica died before end_submit.
         await anyio.sleep(0.4)
         assert await survivor.expire(anyio.current_time()) == 1
         await wait_for(received, 1)
         outcome = received[0][0]
         assert outcome.kind is OutcomeKind.SUBMIT_UNCERTAIN
-        assert outcome.request_id == ticket
+        assert outcome.request_id == ""  # no task id is known: the intent's is not one
+        assert outcome.context == {"n": 1}
         assert outcome.final
         assert outcome.error is not None
 

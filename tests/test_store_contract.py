@@ -15,6 +15,7 @@ process restart looks like to the contract.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +35,7 @@ from async_dispatch import (
     Outcome,
     OutcomeKind,
     RequestTimeoutError,
+    SubmitSendingStore,
     SubmitUncertainError,
     TaskSpec,
     TaskStatus,
@@ -429,13 +431,23 @@ async def test_tracked_tasks_outlive_a_detach(harness: Harness) -> None:
         assert abs(again.deadline - deadline) < 0.5
 
 
+async def sent(store: TaskStore, context: Any = None, prompt: str = "the prompt") -> Any:
+    """A submit that went on the wire: begun, and (for a store that asks) marked sent, as
+    the poller does once the submit's turn and token are taken."""
+    ticket = await store.begin_submit()
+    if store.capabilities.submit_sending:
+        sending: SubmitSendingStore = store  # type: ignore[assignment]
+        await sending.submit_sending(ticket, context, prompt)
+    return ticket
+
+
 _NO_INTENTS = "a submit lives in this process: a crash mid-submit leaves nothing to report"
 
 
 @store_params(memory=_NO_INTENTS, list=_NO_INTENTS)
 async def test_a_submit_cut_short_by_a_crash_becomes_submit_uncertain(harness: Harness) -> None:
     async with harness.attached() as a:
-        await a.store.begin_submit()
+        await sent(a.store)
         # ...and the process died before end_submit.
     async with harness.attached() as b:
         with anyio.fail_after(b.patience):
@@ -449,15 +461,16 @@ async def test_a_submit_cut_short_by_a_crash_becomes_submit_uncertain(harness: H
         assert await b.store.idle()
 
 
-_INTENT_ID = (
-    "issue #20: the intent's uuid stands in for a request id, and the text blames a replica"
+_NO_CONTEXT = (
+    "SQLiteStore takes no submit_sending (capabilities.submit_sending is False): its "
+    "intents keep only when the submit began"
 )
 
 
-@store_params(memory=_NO_INTENTS, list=_NO_INTENTS, redis=_INTENT_ID)
+@store_params(memory=_NO_INTENTS, list=_NO_INTENTS)
 async def test_a_submit_uncertain_outcome_says_what_is_known(harness: Harness) -> None:
     async with harness.attached() as a:
-        await a.store.begin_submit()
+        await sent(a.store)
     async with harness.attached() as b:
         with anyio.fail_after(b.patience):
             while not b.received:
@@ -467,6 +480,66 @@ async def test_a_submit_uncertain_outcome_says_what_is_known(harness: Harness) -
         assert outcome.request_id == ""  # no task id is known: none is made up
         assert "replica" not in str(outcome.error)
         assert "UTC" in str(outcome.error)  # when the submit began
+        await b.store.ack(b.received[0][1])
+
+
+@store_params(memory=_NO_INTENTS, list=_NO_INTENTS, sqlite=_NO_CONTEXT)
+async def test_a_submit_uncertain_outcome_carries_the_context_and_a_digest_of_the_prompt(
+    harness: Harness,
+) -> None:
+    prompt = "book the flight with card 4111 1111 1111 1111"
+    async with harness.attached() as a:
+        await sent(a.store, {"order": 7}, prompt)
+    async with harness.attached() as b:
+        with anyio.fail_after(b.patience):
+            while not b.received:
+                await b.store.expire(anyio.current_time())
+                await anyio.sleep(0.1)
+        (outcome,) = await b.wait_for(1)
+        assert outcome.context == {"order": 7}  # what the caller attached, to act on
+        assert hashlib.sha256(prompt.encode()).hexdigest() in str(outcome.error)
+        assert "4111" not in str(outcome.error)  # a digest: the prompt may hold secrets
+        await b.store.ack(b.received[0][1])
+
+
+_SENT_UNKNOWN = (
+    "SQLiteStore takes no submit_sending: a crash while a submit waited for its token "
+    "cannot be told from one after it was sent"
+)
+
+
+@store_params(memory=_NO_INTENTS, list=_NO_INTENTS, sqlite=_SENT_UNKNOWN)
+async def test_a_submit_that_never_went_out_is_not_reported_uncertain(
+    harness: Harness,
+) -> None:
+    """Issue #20 item 3: a submit that died while it waited for its turn sent nothing."""
+    async with harness.attached() as a:
+        await a.store.begin_submit()
+        # ...and the process died while the submit waited for its token.
+    async with harness.attached() as b:
+        deadline = anyio.current_time() + (2.0 if b.kind == "redis" else 0.2)
+        while anyio.current_time() < deadline:
+            await b.store.expire(anyio.current_time())
+            await anyio.sleep(0.1)
+        assert await b.settle() == []
+        assert await b.store.idle()  # the intent went, without an outcome
+
+
+async def test_a_live_process_keeps_its_waiting_submit_from_being_reported_uncertain(
+    harness: Harness,
+) -> None:
+    """Issue #20 item 3: a submit queued behind a small budget, for longer than a submit's
+    timeout and a lease, is still its process's own (the store renews it)."""
+    async with harness.attached() as a:
+        ticket = await a.store.begin_submit()
+        deadline = anyio.current_time() + (2.0 if a.kind == "redis" else 0.2)
+        while anyio.current_time() < deadline:
+            await a.store.expire(anyio.current_time())
+            await anyio.sleep(0.1)
+        assert not await a.store.idle()  # still in flight
+        await a.store.end_submit(ticket, None)
+        assert await a.settle() == []
+        assert await a.store.idle()
 
 
 # -- submits and early webhooks ---------------------------------------------------------

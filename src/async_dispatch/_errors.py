@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "SubmitNotTrackedError",
     "SubmitUncertainError",
     "TransportError",
     "UploadError",
@@ -200,8 +201,33 @@ class CoordinationError(DispatchError):
     the original error is chained as ``__cause__``. Nothing was decided for the caller: a
     limiter that raises this granted no token, a store that raises it changed nothing the
     caller can rely on. A poller rides out an outage (its workers wait and try again); a
-    call you made yourself raises it, so retry later or stop.
+    call you made yourself raises it. Calls that change nothing at the service
+    (`Poller.track`, `Poller.forget`, reading outcomes) may simply be made again once Redis
+    answers. A submit raises this class itself only when nothing was sent (a retry sends
+    it once); once the service accepted the task it raises `SubmitNotTrackedError`
+    instead, which carries the request id: do not submit that one again.
     """
+
+
+class SubmitNotTrackedError(CoordinationError):
+    """The service accepted a submit, but the fleet's store did not answer to track it.
+
+    The task exists and runs: submitting it again would run it twice. `request_id` is its
+    id. The poller keeps it and tracks it as soon as the store answers again (logged as
+    ``submit_tracked_late``), so its outcome comes through ``async for`` as usual. If the
+    process stops before that (``submit_not_tracked`` in the logs, with the id), track it
+    with `Poller.track` from another process.
+    """
+
+    request_id: str
+
+    def __init__(self, request_id: str, cause: BaseException) -> None:
+        super().__init__(
+            f"the service accepted task {request_id!r}, but the task store did not answer "
+            f"to track it ({cause}); this poller tracks it once the store answers again. "
+            "Do not submit it again: it would run twice"
+        )
+        self.request_id = request_id
 
 
 class DeadlineExceeded(DispatchError, TimeoutError):

@@ -45,9 +45,11 @@ class OutcomeKind(enum.Enum):
     FAILED = "failed"
     #: Durable stores only (a fleet's `RedisStore`, `SQLiteStore`): a process died while
     #: submitting, so the task may exist at the service without anybody tracking it;
-    #: check before resubmitting. `request_id` is not a task's: the submit intent's id
-    #: in a fleet, empty with `SQLiteStore` (no id is known); `context` is None, unless
-    #: the submit ran in a `SQLiteStore.submitting` block. Final, like the four above.
+    #: check before resubmitting. `request_id` is empty: no task id is known, and none is
+    #: made up. In a fleet it is reported only for a submit that went on the wire, with
+    #: its `context`, and `error` says when it was sent, by which process, and the
+    #: prompt's SHA-256; `SQLiteStore` knows when the submit began (`context` None, unless
+    #: the submit ran in a `SQLiteStore.submitting` block). Final, like the four above.
     SUBMIT_UNCERTAIN = "submit-uncertain"
 
 

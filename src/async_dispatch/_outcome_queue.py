@@ -56,6 +56,14 @@ class OutcomeQueue:
                 return outcome, receipt
         return None
 
+    def untake(self) -> tuple[bool, Any]:
+        """Withdraw the receipt of the outcome `take` returned last from the pending
+        acknowledgement (its handler failed): ``(True, receipt)``, or ``(False, None)``
+        when there is none (it was acknowledged already)."""
+        if not self._unacked:
+            return False, None
+        return True, self._unacked.pop()
+
     def waiting(self) -> Iterator[tuple[Outcome, Any]]:
         """The queued outcomes with their receipts, oldest first."""
         return iter(self._items)
@@ -65,6 +73,7 @@ class OutcomeQueue:
         *,
         ack: Callable[[Any], Awaitable[None]],
         stop: Callable[[], Awaitable[BaseException | None]],
+        keep: Callable[[Any], Awaitable[bool]] | None = None,
     ) -> Outcome:
         """The next outcome, once the previous one is acknowledged.
 
@@ -72,6 +81,11 @@ class OutcomeQueue:
         the iteration (`StopAsyncIteration`, or a fatal error), or None to keep waiting.
         Queued outcomes always come first, so a fatal error never withholds an outcome
         that was already known.
+
+        `keep`, when given, is asked about the receipt of the outcome about to be yielded:
+        False means it is no longer this process's (a fleet's store saw another replica
+        take it over while this one stalled), and it is dropped instead of yielded. The
+        outcome stays queued while `keep` runs, so a cancellation loses nothing.
         """
         if self._consuming:
             raise LifecycleError("these outcomes are already being iterated by another task")
@@ -85,6 +99,15 @@ class OutcomeQueue:
                     # Yield to the loop *before* taking an outcome: a cancellation here
                     # leaves it queued (and in snapshots) instead of losing it.
                     await anyio.lowlevel.checkpoint()
+                    if not self._items:
+                        continue
+                    head = self._items[0]
+                    if keep is not None and not await keep(head[1]):
+                        if self._items and self._items[0] is head:
+                            self._items.popleft()
+                        continue
+                    if not self._items or self._items[0] is not head:
+                        continue  # taken meanwhile (`take_final`): look again
                     outcome, receipt = self._items.popleft()
                     self._unacked.append(receipt)
                     return outcome

@@ -51,6 +51,7 @@ from ._errors import (
     OutputValidationError,
     PermissionDeniedError,
     RateLimitedError,
+    SubmitNotTrackedError,
     SubmitUncertainError,
     TransportError,
     UsageError,
@@ -65,7 +66,15 @@ from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._resubmit import ResubmitPolicy, TaskSpec
 from ._service import Service
 from ._stats import Counters, PollerStats
-from ._store import CheckEnd, MemoryStore, TaskStore, TrackedTask, make_outcome
+from ._store import (
+    CheckEnd,
+    MemoryStore,
+    RedeliveringStore,
+    SubmitSendingStore,
+    TaskStore,
+    TrackedTask,
+    make_outcome,
+)
 from ._structured import OutputType, output_type, resolve_output_type
 from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
@@ -96,6 +105,10 @@ _NO_SPAN: Final = contextlib.nullcontext()
 _CLAIM_RETRY: Final = 0.01
 #: The shortest wait before trying an unreachable limiter or store again.
 _OUTAGE_MIN_WAIT: Final = 0.1
+#: Deliveries of one outcome whose handler failed each time, after which a store without
+#: its own redelivery (`StoreCapabilities.redeliver`) gives up on it (a fleet's store has
+#: the same bound, then its dead-letter stream).
+HANDLER_DELIVERIES: Final = 3
 
 
 class DeliveryResult(enum.Enum):
@@ -218,6 +231,10 @@ class Poller:
         self._token_in_hand = False
         self._dispatcher = Alarm()
         self._reaper = Alarm()
+        #: Submits whose end the store did not record (it was unreachable): (ticket,
+        #: the task the service accepted, or None), recorded by `_settle`.
+        self._owed: list[tuple[Any, TrackedTask | None]] = []
+        self._settler = Alarm()
         self._lag_warned = False
         #: Failures in a row to reach a shared limiter or store (workers and reaper).
         self._outage = Outage("poller")
@@ -249,6 +266,7 @@ class Poller:
         self._now = clock = loop_clock()
         self._dispatcher = Alarm(clock)
         self._reaper = Alarm(clock)
+        self._settler = Alarm(clock)
         self._dispatch_lock = anyio.Lock(fast_acquire=True)
 
         async def enter(stack: contextlib.AsyncExitStack) -> None:
@@ -269,6 +287,7 @@ class Poller:
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._reap, name="async_dispatch.reaper")
+            task_group.start_soon(self._settle, name="async_dispatch.settler")
             for n in range(self.max_in_flight):
                 task_group.start_soon(self._work, name=f"async_dispatch.worker-{n}")
 
@@ -408,16 +427,31 @@ class Poller:
                 self.callback_url, self.callback_secret, self.callback_headers
             )
         ticket = await self.store.begin_submit()
+        lane: Limiter = self._submit_lane
+        if self.store.capabilities.submit_sending:
+            store: SubmitSendingStore = self.store  # type: ignore[assignment]
+            lane = _Sending(lane, store, ticket, context, prompt)
         task: TrackedTask | None = None
         try:
             # The client reports the submit (its span, `SubmitDone`, a 429's pause).
-            request_id = await self.client._submit_with(self._submit_lane, prompt, options)
+            request_id = await self.client._submit_with(lane, prompt, options)
             self._stats.submits_sent += 1
             task = self._new_task(request_id, deadline, context)
             task.spec = spec
         finally:
             with anyio.CancelScope(shield=task is not None):
-                early = await self.store.end_submit(ticket, task)
+                try:
+                    early = await self.store.end_submit(ticket, task)
+                except CoordinationError as exc:
+                    # The store could not record how the submit ended. Keep it, and
+                    # record it once the store answers (`_settle`): a task the service
+                    # accepted is tracked, and the intent of a failed one goes without
+                    # being reported uncertain. A failed submit's own error goes on.
+                    self._owed.append((ticket, task))
+                    self._settler.wake()
+                    if task is not None:
+                        raise SubmitNotTrackedError(task.request_id, exc) from exc
+                    early = None
             self._outcomes.wake()
         assert task is not None
         self._tracked(task)
@@ -669,13 +703,64 @@ class Poller:
                 else:
                     return StopAsyncIteration() if idle else None
 
+        keep = self._still_held if self.store.capabilities.redeliver else None
+
         async def next_outcome() -> Outcome:
             self._check_open()
-            outcome = await self._outcomes.take(ack=self._ack, stop=stop)
+            outcome = await self._outcomes.take(ack=self._ack, stop=stop, keep=keep)
             self._stats.outcomes[outcome.kind] += 1
             return outcome
 
         return OutcomeStream(next_outcome)
+
+    async def _still_held(self, receipt: Any) -> bool:
+        """Whether a queued outcome is still this process's to yield (a fleet's store
+        fences the outcomes a stalled replica holds). While the store cannot answer the
+        outcome waits in the queue: yielding it could deliver it twice."""
+        store: RedeliveringStore = self.store  # type: ignore[assignment]
+        while True:
+            try:
+                return await store.holds(receipt)
+            except CoordinationError as exc:
+                await self._ride_out(exc)
+
+    async def redeliver(self, outcome: Outcome, error: BaseException) -> None:
+        """The application failed to handle `outcome`, the one ``async for`` yielded last:
+        deliver it again instead of acknowledging it when the next one is asked for.
+
+        `DispatchRuntime` calls this when its ``on_outcome`` handler raises. A fleet's
+        store (``capabilities.redeliver``) gives the outcome back to the fleet: any replica
+        gets it again after a short delay with `Outcome.deliveries` one higher, and after
+        three deliveries it goes to the fleet's dead-letter stream (``async-dispatch
+        fleet`` counts them). Another store has it queued again here, behind the outcomes
+        already waiting, and after three deliveries it is given up with an
+        ``outcome_handler_gave_up`` error log (it lives in this process only). Only the
+        error's type is recorded: its message may hold anything.
+
+        Raises:
+            CoordinationError: the fleet's store is unreachable; the outcome is then
+                taken over once it has been idle for the store's ``outcome_idle``.
+        """
+        held, receipt = self._outcomes.untake()
+        if not held:
+            return  # acknowledged already: nothing can bring it back
+        reason = (
+            f"outcome handler failed on delivery {outcome.deliveries} ({type(error).__qualname__})"
+        )
+        if self.store.capabilities.redeliver:
+            store: RedeliveringStore = self.store  # type: ignore[assignment]
+            await store.redeliver(receipt, reason)
+            return
+        if outcome.deliveries < HANDLER_DELIVERIES:
+            self._outcomes.put(attrs.evolve(outcome, deliveries=outcome.deliveries + 1), receipt)
+            return
+        logger.error(
+            "outcome_handler_gave_up",
+            request_id=outcome.request_id,
+            deliveries=outcome.deliveries,
+            error=type(error).__qualname__,
+        )
+        await self._ack(receipt)
 
     # -- background work ----------------------------------------------------------------
 
@@ -1106,6 +1191,50 @@ class Poller:
                 )
             )
 
+    async def _settle(self) -> None:
+        """Record the submits whose end the store missed (`SubmitNotTrackedError`): track
+        each task the service accepted, drop the intents of the ones that failed.
+
+        Until then the intents stay in the store (renewed while this process lives), so
+        a finite ``async for`` does not end. A poller closed first logs each id it could
+        not track (``submit_not_tracked``): its intent then becomes SUBMIT_UNCERTAIN.
+        """
+        try:
+            while True:
+                while self._owed:
+                    ticket, task = self._owed[0]
+                    try:
+                        early = await self.store.end_submit(ticket, task)
+                    except CoordinationError as exc:
+                        await self._ride_out(exc)
+                        continue
+                    self._owed.pop(0)
+                    self._outcomes.wake()
+                    if task is None:
+                        continue
+                    logger.info("submit_tracked_late", request_id=task.request_id)
+                    self._tracked(task)
+                    if early is not None:
+                        self._stats.deliveries += 1
+                        await self._apply(
+                            task,
+                            classify(
+                                task, early, stop_on_input_required=self.stop_on_input_required
+                            ),
+                            via="webhook",
+                        )
+                await self._settler.sleep_until(math.inf)
+        finally:
+            for _, task in self._owed:
+                if task is not None:
+                    logger.error(
+                        "submit_not_tracked",
+                        request_id=task.request_id,
+                        hint="the service accepted it and no store recorded it: track it "
+                        "with Poller.track() elsewhere",
+                    )
+            self._owed.clear()
+
     async def _reap(self) -> None:
         """Time out tasks at their deadline, whether or not a check is due or in flight."""
         store = self.store
@@ -1204,6 +1333,42 @@ class _Prepaid:
 
     def paused_for(self) -> float:
         return self._limiter.paused_for()
+
+
+class _Sending:
+    """A submit's lane, which tells the store when the submit goes on the wire.
+
+    The token is taken for each attempt (a 429 is retried), so each attempt tells the
+    store just before it is sent: the store's intent then says "sent", never while the
+    submit still waits for its turn.
+    """
+
+    __slots__ = ("_context", "_lane", "_prompt", "_store", "_ticket")
+
+    def __init__(
+        self, lane: Limiter, store: SubmitSendingStore, ticket: Any, context: Any, prompt: str
+    ) -> None:
+        self._lane, self._store, self._ticket = lane, store, ticket
+        self._context, self._prompt = context, prompt
+
+    async def __aenter__(self) -> _Sending:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def try_acquire(self) -> bool:
+        return False  # the store must hear of the send first: through `acquire`
+
+    async def acquire(self) -> None:
+        await self._lane.acquire()
+        await self._store.submit_sending(self._ticket, self._context, self._prompt)
+
+    async def pause(self, seconds: float) -> None:
+        await self._lane.pause(seconds)
+
+    def paused_for(self) -> float:
+        return self._lane.paused_for()
 
 
 class _Awaited:

@@ -25,7 +25,7 @@ import anyio.abc
 
 from ._client import DispatchClient
 from ._defaults import POLLER_DEFAULTS
-from ._errors import DispatchError
+from ._errors import CoordinationError, DispatchError
 from ._limiter import Limiter
 from ._log import logger
 from ._options import SubmitOptions, merge_options
@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["DispatchRuntime", "OutcomeHandler"]
 
 #: Called with every outcome, in order. May be sync or async; keep it quick: outcomes
-#: wait behind it. Exceptions are logged and do not stop the runtime.
+#: wait behind it. An exception is logged and does not stop the runtime; the outcome is
+#: delivered again (`Poller.redeliver`: ``Outcome.deliveries`` one higher, three times
+#: at most, then a fleet's dead-letter stream), so a failing handler loses nothing.
 OutcomeHandler = Callable[[Outcome], "Awaitable[None] | None"]
 
 _DEFAULT_KEEP: Final = 10_000
@@ -214,8 +216,19 @@ class DispatchRuntime:
             result = self.on_outcome(outcome)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # a bug in the handler must not stop the other outcomes
-            logger.exception("outcome_handler_failed", request_id=outcome.request_id)
+        except Exception as exc:  # a bug in the handler must not stop the other outcomes
+            logger.exception(
+                "outcome_handler_failed",
+                request_id=outcome.request_id,
+                deliveries=outcome.deliveries,
+            )
+            try:
+                # Not acknowledged: it comes back (at-least-once), with a bound.
+                await self.poller.redeliver(outcome, exc)
+            except CoordinationError:
+                # Redis is unreachable: the outcome, no longer renewed, is taken over
+                # once idle for the store's `outcome_idle`. Not lost either way.
+                logger.warning("outcome_redelivery_deferred", request_id=outcome.request_id)
 
     def _remember(self, outcome: Outcome) -> None:
         if not self.keep:

@@ -46,7 +46,9 @@ __all__ = [
     "CheckEnd",
     "MemoryStore",
     "OutcomeSink",
+    "RedeliveringStore",
     "StoreCapabilities",
+    "SubmitSendingStore",
     "TaskStore",
     "TrackedTask",
     "make_outcome",
@@ -76,6 +78,15 @@ class StoreCapabilities:
     #: `TaskStore.snapshot()` returns what `Poller.restore()` resumes in a new process. A
     #: durable store needs no snapshot: it resumes by itself.
     snapshot: bool = False
+    #: The store can deliver an outcome again that the application failed to handle
+    #: (`RedeliveringStore.redeliver`): a fleet's stream gives it back to any replica,
+    #: with a bound and a dead-letter place. A store without it has its outcome queued
+    #: again by the poller, in this process (`Poller.redeliver`).
+    redeliver: bool = False
+    #: The store wants to know when a submit goes on the wire, with its context and
+    #: prompt (`SubmitSendingStore.submit_sending`): a fleet's intents are reported
+    #: SUBMIT_UNCERTAIN only once sent, and then say what the caller needs to act.
+    submit_sending: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -346,6 +357,45 @@ class TaskStore(Protocol):
         JSON-ready dicts (`request_id`, `deadline` in seconds since the Unix epoch,
         `context` or None), for `Poller.restore()` in a new process. Only for stores
         that declare ``capabilities.snapshot``; others raise `UsageError`."""
+        ...
+
+
+class RedeliveringStore(TaskStore, Protocol):
+    """A `TaskStore` that declares ``capabilities.redeliver``: it hands outcomes out of a
+    queue shared by several processes, can give one back, and fences the ones a process
+    holds (`holds`).
+
+    An outcome is acknowledged once the application asks for the next one; when the
+    application's handler failed on it instead (`DispatchRuntime`'s ``on_outcome``
+    raised), the poller calls `redeliver` with its receipt, and nothing acknowledges it.
+    """
+
+    async def redeliver(self, receipt: Any, reason: str) -> bool:
+        """Deliver the outcome of `receipt` again later, with a bound: past it, keep it
+        where an operator can find it (a dead-letter place). True if it went there.
+        `reason` says why (the handler's error type), for that place."""
+        ...
+
+    async def holds(self, receipt: Any) -> bool:
+        """Whether the outcome of `receipt`, queued in this process, is still this
+        process's to hand over: another may have taken it over while this one stalled
+        (it then delivers it). Asked just before the poller yields a queued outcome;
+        answer without I/O when nobody can have taken it yet."""
+        ...
+
+
+class SubmitSendingStore(TaskStore, Protocol):
+    """A `TaskStore` that declares ``capabilities.submit_sending``.
+
+    Between `TaskStore.begin_submit` and `TaskStore.end_submit`, a submit first waits
+    for its turn and a token, possibly for long behind a small budget; only then is it
+    sent. The poller calls `submit_sending` at that moment (again before each retry), so
+    that a submit still waiting is never reported as possibly sent.
+    """
+
+    async def submit_sending(self, ticket: Any, context: Any, prompt: str) -> None:
+        """The submit of `ticket` goes on the wire now. `prompt` is the caller's: keep no
+        more of it than a digest (it may hold secrets)."""
         ...
 
 

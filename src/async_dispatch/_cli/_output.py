@@ -501,6 +501,9 @@ def fleet_rows(view: FleetView) -> list[tuple[str, str]]:
     if view.oldest_submit_age is not None:
         submits += f" (oldest {_seconds(view.oldest_submit_age)})"
     outcomes = f"{view.outcomes_waiting} ({view.outcomes_pending} read, not yet acked)"
+    dead = str(view.dead_letters)
+    if view.dead_letters:
+        dead += " (read them with XRANGE on the fleet's deadletter stream)"
     return [
         ("tasks tracked", str(view.tracked)),
         ("due now", str(view.due_now)),
@@ -509,6 +512,7 @@ def fleet_rows(view: FleetView) -> list[tuple[str, str]]:
         ("next deadline in", _seconds(view.next_deadline_in)),
         ("checks leased", leased),
         ("outcomes waiting", outcomes),
+        ("dead letters", dead),
         ("submits in flight", submits),
         ("webhooks parked", str(view.parked_webhooks)),
         ("budget in use", _budget(view)),

@@ -334,6 +334,12 @@ class RedisConnection:
                 "either its user lacks +cluster|slots (needed to read the slot map) or "
                 "Redis was unreachable when the connection opened; fix that and reopen it"
             )
+        if isinstance(failure, coredis.exceptions.ResponseError) and _out_of_memory(failure):
+            return (
+                f"{where} is out of memory (maxmemory reached, and the policy evicts "
+                f"nothing) while {doing}: the fleet cannot record progress, so it waits and "
+                "times nothing out meanwhile; free memory or raise maxmemory"
+            )
         if isinstance(failure, coredis.exceptions.ResponseError):
             return f"{where} rejected a command while {doing}: {detail}"
         tls = (
@@ -456,3 +462,9 @@ def _script(filename: str) -> Script[bytes]:
         for line in _lua(filename).splitlines(keepends=True)
     ]
     return Script(script="".join(lines))
+
+
+def _out_of_memory(failure: BaseException) -> bool:
+    """Whether Redis refused a write for want of memory (``OOM command not allowed when
+    used memory > 'maxmemory'``, also when a script's write met it)."""
+    return "OOM command not allowed" in str(failure)

@@ -89,6 +89,10 @@ class FleetView:
     #: Of those, the ones a replica has read and not acknowledged yet, per replica.
     outcomes_pending: int
     outcomes_pending_by_replica: Mapping[str, int]
+    #: Outcomes moved to the fleet's dead-letter stream (``deadletter``): ones no replica
+    #: could read, and ones the application's handler failed on at every delivery.
+    #: Nothing removes them but an operator (XRANGE to read, DEL once handled).
+    dead_letters: int = 0
     submits_in_flight: int
     oldest_submit_age: float | None
     parked_webhooks: int
@@ -138,6 +142,7 @@ class FleetView:
                 "waiting": self.outcomes_waiting,
                 "pending": self.outcomes_pending,
                 "pending_by_replica": dict(sorted(self.outcomes_pending_by_replica.items())),
+                "dead_letters": self.dead_letters,
             },
             "submits_in_flight": self.submits_in_flight,
             "oldest_submit_age": _rounded(self.oldest_submit_age),
@@ -162,7 +167,8 @@ async def read_fleet(
     rate: float | None = None,
     limit: int = INSPECT_LIMIT,
 ) -> FleetView:
-    """Read fleet `name`'s state from Redis, in one round trip that writes nothing.
+    """Read fleet `name`'s state from Redis, in one round trip that writes nothing (and
+    one XLEN for the dead letters, which need no common instant with the rest).
 
     Args:
         connection: An entered `RedisConnection`.
@@ -221,6 +227,8 @@ async def read_fleet(
         paused_until_us,
         found,
     ) = reply
+    with connection.translate_errors("counting dead letters"):
+        dead_letters = await connection.client.xlen(key("deadletter"))
     now = float(_text(stamp))
     now_micro = float(_text(now_us))
     tat = _float(tat_us)
@@ -247,6 +255,7 @@ async def read_fleet(
         outcomes_waiting=_int(outcomes),
         outcomes_pending=_int(pending),
         outcomes_pending_by_replica=_counts(consumers),
+        dead_letters=_int(dead_letters),
         submits_in_flight=_int(intents),
         oldest_submit_age=None if started is None else max(0.0, now - started),
         parked_webhooks=_int(parked),

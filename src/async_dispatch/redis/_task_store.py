@@ -18,8 +18,13 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     done             zset id -> until when it counts as finished (`finished_ttl`): late
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
-    deadletter       outcomes no replica could read (``o``, ``entry``, ``reason``)
-    intents          zset intent id -> expiry (submit in flight); intent_started: hash
+    deadletter       outcomes no replica could read, or whose handler failed at every
+                     delivery (``o``, ``entry``, ``reason``)
+    rounds           hash: when the last expiry round ran, and until when endings are
+                     held after a gap in them (store_expire.lua)
+    intents          zset intent id -> expiry (submit in flight, renewed by its replica);
+                     intent_started: hash id -> start; intent_sent: hash id -> what its
+                     SUBMIT_UNCERTAIN would say, once the submit went on the wire
     parked_data      hash: id -> an early webhook's payload; parked: zset id -> expiry
                      (`park_ttl`), pruned by store_expire.lua
     key              the fingerprint of the one API key the fleet serves (no TTL)
@@ -48,9 +53,16 @@ renews its claim on the outcomes its application holds (at least every `outcome_
 however long the application takes over them. Entries that a dead replica read but never
 acknowledged are taken over by a live reader with XAUTOCLAIM once they were idle
 `outcome_idle` seconds, and delivered again with ``Outcome.deliveries`` > 1.
-That is the one window of duplicates: a replica that took an outcome, did the side
-effect and died before asking for the next. The request id is the idempotency key: each
-task has exactly one final outcome, whatever replica handles it.
+A replica that was only stalled that long checks, before its poller yields an outcome
+it had queued, that the outcome is still its own (`holds`): the one that took it over
+delivers it. That is the one window of duplicates: a replica that took an outcome, did
+the side effect and died (or stalled) before asking for the next. An outcome whose
+handler failed is given back (`redeliver`): delivered again, three times at most, then
+moved to the dead-letter stream. The request id is the idempotency key: each task has
+exactly one final outcome, whatever replica handles it.
+
+Submits leave an intent, renewed by their replica while it lives; only one that went on
+the wire (`submit_sending`) becomes SUBMIT_UNCERTAIN if its replica stops renewing it.
 
 Resubmissions (`ResubmitPolicy`) work fleet-wide: the task's `spec` holds what a
 resubmission needs, and no secret (the prompt, the options not marked secret, the output
@@ -71,11 +83,13 @@ carry on when Redis is back, all without a process restart.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, timezone
 from typing import Any, Final
 
 import anyio
@@ -101,6 +115,12 @@ GROUP: Final = "pollers"
 #: adds is noticed within this many seconds.
 REFRESH: Final = 0.25
 _EXPIRE_BATCH: Final = 100
+#: No expiry round fleet-wide for this long (or a third of the lease, if longer) means
+#: nobody could record progress: Redis was stopped, unreachable or out of memory, or no
+#: replica ran. Endings (deadlines, uncertain submits) are then held for the lease, and
+#: at least `_HOLD_AFTER_GAP` seconds, while the replicas catch up (store_expire.lua).
+_GAP: Final = 2.0
+_HOLD_AFTER_GAP: Final = 5.0
 _READ_BATCH: Final = 100
 #: Outcome holds renewed per script call (each is one XPENDING on the server).
 _HOLD_BATCH: Final = 500
@@ -113,8 +133,10 @@ _ACK_BATCH: Final = 500
 _ACK_DELAY: Final = 0.02
 #: How often a replica at its read-ahead bound looks whether its application took some.
 _FULL_WAIT: Final = 0.05
-#: Deliveries after which an outcome no replica can read goes to the dead-letter stream.
-UNREADABLE_DELIVERIES: Final = 3
+#: Deliveries after which an outcome no replica can read, or whose handler failed each
+#: time (`RedisStore.redeliver`), goes to the dead-letter stream.
+MAX_DELIVERIES: Final = 3
+UNREADABLE_DELIVERIES: Final = MAX_DELIVERIES
 #: How many dead letters the stream keeps (about: trimmed with MAXLEN ~).
 _DEAD_LETTERS_KEPT: Final = 10_000
 
@@ -184,8 +206,12 @@ class RedisStore:
             it over and delivers it again. A replica that has read nothing for this long
             and holds no outcome leaves the stream's consumer group (it joins again when
             it next reads).
-        submit_timeout: How long a submit may take; an intent older than this plus
-            `lease` means its replica died mid-submit (a SUBMIT_UNCERTAIN outcome).
+        submit_timeout: How long a submit may take once sent. Each submit leaves an
+            intent in Redis, renewed by its replica (every ``lease / 3``) however long
+            it waits for its turn and token; if the replica stops renewing it (dies,
+            stalls or loses Redis) for this plus `lease` after the submit went on the
+            wire, the intent becomes a SUBMIT_UNCERTAIN outcome (one that was never sent
+            just goes).
         finished_ttl: Seconds a finished id is remembered (late webhooks: DUPLICATE).
         park_ttl, max_parked: How long and how many early webhooks are held.
         resync: Seconds between measurements of the offset to Redis's clock.
@@ -248,14 +274,23 @@ class RedisStore:
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
         self._tasks, self._parked_data = key("tasks"), key("parked_data")
+        self._intent_sent = key("intent_sent")
         self._sink: OutcomeSink | None = None
         self._wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = anyio.current_time
         self._lead = 0.0  # the attached poller's `Cadence.lead`
         self._offset = 0.0
         self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
+        #: Intent ids of this replica's submits in flight, renewed by `_maintain`.
+        self._submitting: set[str] = set()
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
-        self._holding: set[str] = set()
+        #: With the loop time just before the command that last made each one this
+        #: replica's (the read, a takeover, a renewal): what `holds` trusts without I/O.
+        self._holding: dict[str, float] = {}
+        #: Entries a renewal found taken over by another replica (this one stalled).
+        self._lost: set[str] = set()
+        #: Entries given back after a handler failure (`redeliver`), due to come again.
+        self._given_back: set[str] = set()
         #: Outcomes the application took whose acknowledgement Redis did not get yet
         #: (batched by `_send_acks`, or met an unreachable Redis).
         self._acks_owed: set[str] = set()
@@ -273,7 +308,9 @@ class RedisStore:
 
     #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
     #: and there is nothing to snapshot (a new replica resumes them).
-    capabilities: Final = StoreCapabilities(local=False, snapshot=False)
+    capabilities: Final = StoreCapabilities(
+        local=False, snapshot=False, redeliver=True, submit_sending=True
+    )
 
     def __len__(self) -> int:
         return self._tracked
@@ -366,7 +403,10 @@ class RedisStore:
             finally:
                 self._sink = self._wake = None
                 self._held.clear()
+                self._submitting.clear()
                 self._holding.clear()
+                self._lost.clear()
+                self._given_back.clear()
                 self._acks_owed.clear()
 
     async def _ensure_group(self) -> None:
@@ -416,6 +456,7 @@ class RedisStore:
             self._parked,
             self._done,
             self._last_due,
+            self._intent_sent,
         ]
 
     async def add(self, task: TrackedTask) -> bool:
@@ -626,8 +667,15 @@ class RedisStore:
                 self._tasks,
                 self._parked_data,
                 self._parked,
+                self._intent_sent,
+                self._key("rounds"),
             ],
-            [_EXPIRE_BATCH, str(self.finished_ttl)],
+            [
+                _EXPIRE_BATCH,
+                str(self.finished_ttl),
+                _seconds(max(self.lease, _HOLD_AFTER_GAP)),
+                _seconds(max(_GAP, self.lease / 3)),
+            ],
         )
         ended = int(reply[0])
         self._tracked = int(reply[2])
@@ -669,7 +717,9 @@ class RedisStore:
             chunk = owed[start : start + _ACK_BATCH]
             await self._script("store_ack.lua", [self._stream], [GROUP, *chunk])
             self._acks_owed.difference_update(chunk)
-            self._holding.difference_update(chunk)
+            for receipt in chunk:
+                self._holding.pop(receipt, None)
+                self._lost.discard(receipt)
         if not self._acks_owed and self._wake is not None:
             self._wake()  # the stream may be empty now: let a finite `async for` look
 
@@ -691,19 +741,62 @@ class RedisStore:
             [self._intents, self._intent_started],
             [ticket, _seconds(self.submit_timeout + self.lease)],
         )
+        self._submitting.add(ticket)
         return ticket
+
+    async def submit_sending(self, ticket: Any, context: Any, prompt: str) -> None:
+        """The submit of `ticket` goes on the wire now: keep what its SUBMIT_UNCERTAIN
+        would need (store_send_intent.lua), should this replica stop before tracking it.
+
+        That outcome carries `context` and says when the submit was sent, by which
+        replica, and which prompt (its SHA-256 and length: a prompt may hold secrets,
+        and none is written to Redis). No request id is known then, so none is made up.
+
+        Raises:
+            UsageError: `context` is not JSON (a fleet's task context must be), refused
+                here, before the task exists, rather than after the service created it.
+        """
+        try:
+            context_json = json.dumps(context, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a fleet's task context must be JSON-serialisable: {exc} (refused before "
+                "the submit was sent)"
+            ) from exc
+        sent = datetime.fromtimestamp(self._to_server(self._clock()), tz=timezone.utc)
+        digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+        # Only what is known: the process that sent it stopped renewing its intent.
+        message = (
+            f"a submit sent at {sent:%Y-%m-%d %H:%M:%S} UTC by {self.consumer} (prompt "
+            f"sha256 {digest}, {len(prompt)} characters) has no recorded answer: the "
+            "process that sent it stopped renewing it before tracking its task (it "
+            "stopped, stalled or lost Redis). The task may exist at the service without "
+            "being tracked: look for it there before resubmitting"
+        )
+        error = json.dumps({"type": "SubmitUncertainError", "message": message})
+        await self._script(
+            "store_send_intent.lua",
+            [self._intents, self._intent_started, self._intent_sent],
+            [
+                str(ticket),
+                f'"error":{error},"context":{context_json}',
+                _seconds(self.submit_timeout + self.lease),
+            ],
+        )
 
     async def end_submit(self, ticket: Any, task: TrackedTask | None) -> TaskStatus | None:
         if task is None:
             await self._script(
                 "store_add.lua", self._add_keys(), ["", "", "", "", "", "", str(ticket)]
             )
+            self._submitting.discard(ticket)
             return None
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
             [*self._add_args(task), str(ticket), _spec_json(task)],
         )
+        self._submitting.discard(ticket)
         if reply[0]:
             self._tracked += 1
             self._hint_due = min(self._hint_due, self._to_server(task.due))
@@ -763,7 +856,8 @@ class RedisStore:
         self._outages[job].recovered()
 
     async def _maintain(self) -> None:
-        """Renew the leases of the checks this replica runs; re-measure the clock offset."""
+        """Renew the leases of the checks this replica runs and the intents of its
+        submits in flight; re-measure the clock offset."""
         backoff = 0.1
         last_sync = self._clock()
         while True:
@@ -780,6 +874,14 @@ class RedisStore:
                         # Unless it was claimed again meanwhile, under a new token.
                         if self._held.get(request_id) == held.get(request_id):
                             self._held.pop(request_id, None)
+                if self._submitting:
+                    # A live replica's submits are its own to finish: their intents never
+                    # expire while it renews them, however long they queue for a token.
+                    await self._script(
+                        "store_hold_intents.lua",
+                        [self._intents],
+                        [_seconds(self.lease), *self._submitting],
+                    )
                 if self._clock() - last_sync >= self.resync:
                     await self._measure_offset()
                     last_sync = self._clock()
@@ -820,6 +922,7 @@ class RedisStore:
                     # taken yet is enough; the rest stays in Redis for the others.
                     await anyio.sleep(_FULL_WAIT)
                     continue
+                asked = self._clock()
                 with self._connection.translate_errors("reading outcomes"):
                     reply = await self._connection.client.xreadgroup(
                         GROUP,
@@ -831,7 +934,7 @@ class RedisStore:
                 for entries in (reply or {}).values():
                     for entry in entries:
                         payload = entry.field_values.get(b"o")
-                        self._hand(_text(entry.identifier), _text(payload), 1)
+                        self._hand(_text(entry.identifier), _text(payload), 1, asked)
                 self._recovered("outcomes")
                 backoff = 0.1
             except CoordinationError as exc:
@@ -848,6 +951,7 @@ class RedisStore:
         return float(getattr(self._connection, "_timeout", 2.0))
 
     async def _take_over(self) -> None:
+        asked = self._clock()
         reply = await self._script(
             "store_takeover.lua",
             [self._stream],
@@ -858,9 +962,18 @@ class RedisStore:
         for i in range(1, len(reply), 3):
             entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
             if entry_id in self._holding:
-                continue  # ours, with the application already (renewed late: a stall)
-            logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
-            if not self._hand(entry_id, payload, count) and count >= UNREADABLE_DELIVERIES:
+                # Ours, with the application already (renewed late: a stall), and ours
+                # again now.
+                self._holding[entry_id] = asked
+                self._lost.discard(entry_id)
+                continue
+            if entry_id in self._given_back:
+                # This replica gave it back after a handler failure: not a dead replica's.
+                self._given_back.discard(entry_id)
+                logger.info("outcome_redelivered", entry=entry_id, deliveries=count)
+            else:
+                logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
+            if not self._hand(entry_id, payload, count, asked) and count >= UNREADABLE_DELIVERIES:
                 await self._dead_letter(entry_id, payload, count)
 
     async def _dead_letter(self, entry_id: str, payload: str, deliveries: int) -> None:
@@ -879,17 +992,101 @@ class RedisStore:
                 hint="no replica could read this outcome: inspect it with XRANGE",
             )
 
+    def _retry_delay(self) -> float:
+        """Seconds before an outcome given back (`redeliver`) may be taken again: one
+        takeover period, so the wait is at most two of them whoever takes it."""
+        return min(self.outcome_idle / 4, 5.0)
+
+    async def redeliver(self, receipt: Any, reason: str) -> bool:
+        """The application's handler failed on the outcome of `receipt`: deliver it again
+        (to any replica, after `_retry_delay`), or dead-letter it once it has been
+        delivered `MAX_DELIVERIES` times. True if it went to the dead-letter stream.
+
+        The outcome stops being renewed here first: if Redis is unreachable now, it is
+        taken over after `outcome_idle` like a dead replica's (never lost, never held for
+        ever). `reason` goes into the dead letter: keep secrets out of it.
+        """
+        self._holding.pop(receipt, None)
+        idle_ms = max(0, int((self.outcome_idle - self._retry_delay()) * 1000))
+        reply = await self._script(
+            "store_release.lua",
+            [self._stream, self._dead_letters],
+            [
+                GROUP,
+                self.consumer,
+                receipt,
+                str(MAX_DELIVERIES),
+                reason,
+                str(idle_ms),
+                str(_DEAD_LETTERS_KEPT),
+            ],
+        )
+        if int(reply[0]) == 2:
+            logger.error(
+                "outcome_dead_lettered",
+                entry=receipt,
+                store=self.name,
+                stream=self._dead_letters,
+                hint=f"{reason}: inspect it with XRANGE",
+            )
+            return True
+        if int(reply[0]) == 1:
+            self._given_back.add(receipt)
+        return False
+
     async def _keep_holding(self) -> None:
-        """Renew this replica's claim on the outcomes its poller holds (store_hold.lua)."""
+        """Renew this replica's claim on the outcomes its poller holds (store_hold.lua).
+
+        An entry the script did not keep was taken over by another replica while this
+        one stalled: it is noted lost, so `holds` drops it from the poller's queue.
+        """
         holding = list(self._holding)
         for start in range(0, len(holding), _HOLD_BATCH):
-            await self._script(
-                "store_hold.lua",
-                [self._stream],
-                [GROUP, self.consumer, *holding[start : start + _HOLD_BATCH]],
+            batch = holding[start : start + _HOLD_BATCH]
+            asked = self._clock()
+            kept = set(
+                map(
+                    _text,
+                    await self._script(
+                        "store_hold.lua", [self._stream], [GROUP, self.consumer, *batch]
+                    ),
+                )
             )
+            for entry_id in batch:
+                if entry_id not in self._holding:
+                    continue  # acknowledged meanwhile
+                if entry_id in kept:
+                    self._holding[entry_id] = asked
+                else:
+                    self._lost.add(entry_id)
 
-    def _hand(self, entry_id: str, payload: str, deliveries: int) -> bool:
+    async def holds(self, receipt: Any) -> bool:
+        """Whether the outcome of `receipt` is still this replica's to hand over.
+
+        Another replica takes an outcome over once it went `outcome_idle` seconds without
+        this one renewing it, which a live replica does every quarter of that: so while
+        the last renewal is younger than half of it, nobody can have taken it, and the
+        answer costs no I/O. Older (this replica stalled: SIGSTOP, a long pause, a
+        blocked loop), Redis is asked and the claim renewed if it is still ours; if not,
+        the outcome is dropped here: the replica that took it delivers it.
+        """
+        since = self._holding.get(receipt)
+        if receipt in self._lost:
+            since = None
+        elif since is None or self._clock() - since < self.outcome_idle / 2:
+            return True  # fresh (or not a stream entry this store tracks: deliver it)
+        asked = self._clock()
+        kept = await self._script("store_hold.lua", [self._stream], [GROUP, self.consumer, receipt])
+        if receipt in map(_text, kept):
+            self._holding[receipt] = asked
+            self._lost.discard(receipt)
+            return True
+        self._holding.pop(receipt, None)
+        self._lost.discard(receipt)
+        logger.info("outcome_taken_over_elsewhere", entry=receipt, store=self.name)
+        return False
+
+    def _hand(self, entry_id: str, payload: str, deliveries: int, asked: float) -> bool:
         """Hand an entry to the poller; False if this version cannot read it.
 
         An unreadable entry stays pending: after `outcome_idle` another replica (perhaps
@@ -903,6 +1100,6 @@ class RedisStore:
         except (ValueError, KeyError, TypeError, DispatchError) as exc:
             logger.warning("outcome_unreadable", entry=entry_id, error=repr(exc)[:200])
             return False
-        self._holding.add(entry_id)
+        self._holding[entry_id] = asked
         sink(outcome, entry_id)
         return True

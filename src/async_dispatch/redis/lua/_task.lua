@@ -12,6 +12,7 @@
 --   c ctx (JSON text)   s started   d deadline   ld last-check time   (server seconds)
 --   p polls   e errors   t fencing token   l lease expiry while claimed, else 0
 --   i last input request reported   st last status payload (JSON)   er last error (JSON)
+--   ix the SHA-1 digests of the last 32 input requests reported (hex, space-separated)
 --   b the consumer name of the replica that last claimed it (meaningful while l > 0)
 --   sp spec (`TaskSpec` JSON: what a resubmission or a typed output needs, never a
 --      secret; it lists the earlier attempts' ids)

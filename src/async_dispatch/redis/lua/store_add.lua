@@ -7,6 +7,7 @@
 -- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  parked webhooks (hash: id -> payload)
 -- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> expiry)
 -- KEYS[9]  finished ids (zset: id -> expiry)  KEYS[10] last-check times (zset: id -> time)
+-- KEYS[11] sent intents (hash: id -> what a SUBMIT_UNCERTAIN would say)
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
 -- ARGV[5]  first check (server seconds, or 'inf')
@@ -23,6 +24,7 @@
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('HDEL', KEYS[6], ARGV[7])
+  redis.call('HDEL', KEYS[11], ARGV[7])
 end
 local rid = ARGV[1]
 if rid == '' then

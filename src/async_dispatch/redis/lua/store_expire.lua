@@ -1,8 +1,8 @@
 -- The store's periodic round (run by every replica's reaper, a few times a second):
 --   1. resolve every task whose deadline has passed as TIMED_OUT (server clock), with the
 --      outcome built here from the task's hash;
---   2. turn every submit intent older than its timeout into a SUBMIT_UNCERTAIN outcome: a
---      replica died between recording the intent and tracking the task it submitted;
+--   2. turn every submit intent past its expiry (its replica stopped renewing it) into a
+--      SUBMIT_UNCERTAIN outcome if the submit was sent, or drop it if it never was;
 --   3. promote to a last check every routine check still waiting at its task's last-check
 --      time (so that the last checks of a short budget are served first);
 --   4. forget the finished ids whose time is up (store_resolve.lua says why a zset), and
@@ -14,7 +14,10 @@
 -- KEYS[7] last-check times (zset: id -> time)   KEYS[8] finished ids (zset: id -> expiry)
 -- KEYS[9] tasks (hash, _task.lua)   KEYS[10] parked payloads (hash)
 -- KEYS[11] parked ids (zset: id -> expiry)
+-- KEYS[12] sent intents (hash: id -> the SUBMIT_UNCERTAIN outcome's error and context)
+-- KEYS[13] rounds (hash: last, when the last round ran; hold, endings held until then)
 -- ARGV[1] most endings per call   ARGV[2] seconds to remember a finished id
+-- ARGV[3] seconds to hold endings after a gap   ARGV[4] the gap (s)
 --
 -- Returns {ended, now, tracked, next deadline or '', next check or '', intents,
 --          outcome stream length}, times in server seconds.
@@ -30,6 +33,35 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
 local ended = 0
 
+-- The round's first write, and one Redis refuses when it is out of memory (maxmemory
+-- with noeviction: HSET is denied, deletes are not). The round then fails before it ends
+-- anything: a fleet whose checks cannot be recorded must not time its tasks out, nor
+-- report its submits uncertain (issue #20 item 5).
+local round = redis.call('HMGET', KEYS[13], 'last', 'hold', 'gap_from', 'gap_to')
+redis.call('HSET', KEYS[13], 'last', stamp)
+-- No round for longer than ARGV[4] (Redis stopped or unreachable, out of memory, or no
+-- replica alive): nobody could check tasks or renew intents meanwhile. Hold the endings
+-- for ARGV[3] seconds, so the replicas renew their intents and run the overdue last checks
+-- before anything is timed out or reported uncertain.
+local hold = tonumber(round[2]) or 0
+local gap_from, gap_to = tonumber(round[3]), tonumber(round[4])
+if round[1] and now - tonumber(round[1]) > tonumber(ARGV[4]) then
+  hold = now + tonumber(ARGV[3])
+  gap_from, gap_to = tonumber(round[1]), now
+  redis.call('HSET', KEYS[13], 'hold', string.format('%.6f', hold), 'gap_from', round[1],
+             'gap_to', stamp)
+end
+local ending = now >= hold
+-- A task whose deadline fell in the last gap (or the hold after it) times out for want of
+-- a fleet that could check it: its outcome says so, instead of "never checked".
+local gap_error = 'null'
+if gap_from then
+  gap_error = cjson.encode({type = 'CoordinationError', message = string.format(
+    'the fleet recorded no progress for %.1f s (Redis out of memory, unreachable or ' ..
+    'stopped, or no replica running) before this deadline: no check could be made in time',
+    gap_to - gap_from)})
+end
+
 local function nullable(value)
   if value == false or value == nil or value == '' then
     return 'null'
@@ -37,7 +69,11 @@ local function nullable(value)
   return value
 end
 
-for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)) do
+local due_to_end = {}
+if ending then
+  due_to_end = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)
+end
+for _, rid in ipairs(due_to_end) do
   local task = task_load(KEYS[9], rid)
   redis.call('ZREM', KEYS[1], rid)
   redis.call('ZREM', KEYS[2], rid)
@@ -55,8 +91,13 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
         attempts = ',"attempts":' .. cjson.encode(earlier)
       end
     end
+    local err = nullable(task.er)
+    if err == 'null' and gap_from and task.d >= gap_from
+        and task.d <= gap_to + tonumber(ARGV[3]) then
+      err = gap_error
+    end
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
-      .. ',"status":' .. nullable(task.st) .. ',"error":' .. nullable(task.er)
+      .. ',"status":' .. nullable(task.st) .. ',"error":' .. err
       .. ',"context":' .. nullable(task.c) .. ',"polls":' .. (task.p or 0)
       .. ',"elapsed":' .. string.format('%.6f', now - task.s)
       .. ',"final":true,"via":"deadline"' .. attempts .. '}'
@@ -65,18 +106,26 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
   end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT', 0, limit)) do
+local stale_intents = {}
+if ending then
+  stale_intents = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT', 0, limit)
+end
+for _, id in ipairs(stale_intents) do
   local started = tonumber(redis.call('HGET', KEYS[6], id)) or now
+  local sent = redis.call('HGET', KEYS[12], id)
   redis.call('ZREM', KEYS[5], id)
   redis.call('HDEL', KEYS[6], id)
-  local outcome = '{"request_id":' .. cjson.encode(id) .. ',"kind":"submit-uncertain"'
-    .. ',"status":null,"error":{"type":"SubmitUncertainError","message":'
-    .. cjson.encode('a replica died while submitting: the task may exist at the service; '
-                    .. 'check before resubmitting') .. '}'
-    .. ',"context":null,"polls":0,"elapsed":' .. string.format('%.6f', now - started)
-    .. ',"final":true,"via":"other"}'
-  redis.call('XADD', KEYS[4], '*', 'o', outcome)
-  ended = ended + 1
+  redis.call('HDEL', KEYS[12], id)
+  -- Only a submit that went on the wire may have created a task (store_send_intent.lua);
+  -- its intent carries the error and context members. No request id is known: none is
+  -- made up.
+  if sent then
+    local outcome = '{"request_id":"","kind":"submit-uncertain","status":null,' .. sent
+      .. ',"polls":0,"elapsed":' .. string.format('%.6f', now - started)
+      .. ',"final":true,"via":"other"}'
+    redis.call('XADD', KEYS[4], '*', 'o', outcome)
+    ended = ended + 1
+  end
 end
 
 for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT', 0, limit)) do

@@ -6,7 +6,8 @@
 -- the idle limit) stay with it.
 --
 -- KEYS[1] outcome stream   ARGV[1] group   ARGV[2] this consumer   ARGV[3..] entry ids
--- Returns {entries kept}.
+-- Returns the ids kept: an id left out is no longer this replica's (RedisStore.holds then
+-- keeps its poller from handing it over: the replica that took it over does).
 
 local mine = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
 for i = 3, #ARGV do
@@ -15,9 +16,12 @@ for i = 3, #ARGV do
     mine[#mine + 1] = ARGV[i]
   end
 end
-local kept = #mine - 5
-if kept > 0 then
+local kept = {}
+for i = 6, #mine do
+  kept[#kept + 1] = mine[i]
+end
+if #kept > 0 then
   mine[#mine + 1] = 'JUSTID'
   redis.call(unpack(mine))
 end
-return {kept}
+return kept
