@@ -49,7 +49,9 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT'
       .. ',"status":' .. nullable(task.st) .. ',"error":' .. nullable(task.er)
       .. ',"context":' .. nullable(task.c) .. ',"polls":' .. (task.p or 0)
       .. ',"elapsed":' .. string.format('%.6f', now - task.s)
-      .. ',"final":true,"via":"deadline"}'
+      .. ',"final":true,"via":"deadline"'
+      -- The trace context goes out as a JSON string (what encode_outcome writes).
+      .. ',"trace":' .. (task.tr and cjson.encode(task.tr) or 'null') .. '}'
     redis.call('XADD', KEYS[4], '*', 'o', outcome)
     ended = ended + 1
   end
