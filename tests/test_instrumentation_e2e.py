@@ -43,6 +43,8 @@ from async_dispatch.instrumentation import (
     RATE_LIMIT_SOURCES,
     SPAN_CHECK,
     SPAN_SUBMIT,
+    SPAN_TASK,
+    SPAN_TRACK,
     SUBMIT_RESULTS,
     Event,
     LoggingHook,
@@ -302,9 +304,21 @@ async def test_metrics_match_the_poller_and_the_simulator(
     assert otel("async_dispatch.rate_limit_pauses", "source") == nonzero(pauses)
     assert telemetry.otel_points("async_dispatch.tracked_tasks") == {"": 0}
 
-    # Spans: one per check and one per submit, each check naming its task and attempt.
+    # Spans: one per check and one per submit, each check naming its task and attempt;
+    # one track span per task tracked (30 submits, 2 `track()`s), and one task span per
+    # final outcome, each a child of its task's track span, as is every check.
     spans = Counter(span.name for span in telemetry.spans())
-    assert spans == {SPAN_CHECK: stats.polls_sent, SPAN_SUBMIT: TASKS}
+    assert spans == {
+        SPAN_CHECK: stats.polls_sent,
+        SPAN_SUBMIT: TASKS,
+        SPAN_TRACK: TASKS + 2,
+        SPAN_TASK: TASKS + 2,  # every tracked task ends in exactly one final outcome
+    }
+    tracks = {span.context.span_id for span in telemetry.spans() if span.name == SPAN_TRACK}
+    for span in telemetry.spans():
+        if span.name in (SPAN_CHECK, SPAN_TASK, SPAN_SUBMIT):
+            assert span.parent is not None
+            assert span.parent.span_id in tracks, span.name
     attempts: dict[str, list[int]] = {}
     for span in telemetry.spans():
         if span.name == SPAN_CHECK:
