@@ -68,6 +68,8 @@ _KINDS: Final[Mapping[SpanKind, trace.SpanKind]] = {
 }
 #: The messaging conventions' ``messaging.operation.type`` of each kind of task span.
 _OPERATIONS: Final[Mapping[SpanKind, str]] = {"producer": "create", "consumer": "process"}
+#: How many parsed task contexts a hook keeps (`OpenTelemetryHook._parent`).
+_PARENTS_KEPT: Final = 4096
 #: Final kinds that mean the task did not do what was asked: the task span's status.
 _FAILED_KINDS: Final = frozenset(
     {OutcomeKind.ERROR, OutcomeKind.TIMED_OUT, OutcomeKind.FAILED, OutcomeKind.SUBMIT_UNCERTAIN}
@@ -83,7 +85,7 @@ class OpenTelemetryHook(MetricHook):
         tracer_provider: Where the spans go; the global one by default, likewise.
     """
 
-    __slots__ = ("_tracer",)
+    __slots__ = ("_parents", "_tracer")
 
     def __init__(
         self,
@@ -92,6 +94,9 @@ class OpenTelemetryHook(MetricHook):
     ) -> None:
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        #: Parsed task contexts by their headers: a task is checked many times, and
+        #: parsing ``traceparent`` anew each time was most of what a task span adds.
+        self._parents: dict[tuple[str, str], otel_context.Context] = {}
         super().__init__(partial(_series, meter))
 
     def __repr__(self) -> str:
@@ -103,6 +108,17 @@ class OpenTelemetryHook(MetricHook):
         if type(event) is TaskResolved and event.final and event.trace_context:
             self._task_done(event, event.trace_context)
 
+    def _parent(self, trace: TraceContext) -> otel_context.Context:
+        """The context `trace` names, parsed once per distinct headers (a bounded cache:
+        emptied when full, so a poller of 100,000 tasks holds at most `_PARENTS_KEPT`)."""
+        key = (trace.get("traceparent", ""), trace.get("tracestate", ""))
+        parent = self._parents.get(key)
+        if parent is None:
+            if len(self._parents) >= _PARENTS_KEPT:
+                self._parents.clear()
+            parent = self._parents[key] = _W3C.extract(trace)
+        return parent
+
     def _task_done(self, event: TaskResolved, trace_context: TraceContext) -> None:
         """`SPAN_TASK`: the task's life, from its tracking (``event.age`` ago) to now, a
         child of its track span. Made here, by the process that hands the outcome over,
@@ -110,7 +126,7 @@ class OpenTelemetryHook(MetricHook):
         end = time.time_ns()
         span = self._tracer.start_span(
             SPAN_TASK,
-            context=_W3C.extract(trace_context),
+            context=self._parent(trace_context),
             kind=trace.SpanKind.INTERNAL,
             start_time=end - max(0, int(event.age * 1e9)),
             attributes={
@@ -143,7 +159,7 @@ class OpenTelemetryHook(MetricHook):
         parent: otel_context.Context | None = None
         links: list[trace_api.Link] = []
         if trace:
-            parent = _W3C.extract(trace)
+            parent = self._parent(trace)
             current = trace_api.get_current_span().get_span_context()
             if current.is_valid:
                 links.append(trace_api.Link(current))
