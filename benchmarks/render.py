@@ -8,9 +8,9 @@ pair of markers::
     <!-- figures:end -->
 
 and is written here, from ``benchmarks/results/latest.json`` (and ``fleet.json`` for the
-fleet run), with the date and machine of the run it comes from. A figure typed by hand
-rots the moment the code or the benchmark changes; one rendered from the results file
-changes with it. Rerun this after every benchmark run; ``--check`` (what
+fleet run, ``tracing.json`` for ``python -m benchmarks.tracing``), with the date and
+machine of the run it comes from. A figure typed by hand rots the moment the code or the
+benchmark changes; one rendered from the results file changes with it. Rerun this after every benchmark run; ``--check`` (what
 tests/test_docs_figures.py does) fails when a region differs from what the results
 render, and names the regions.
 """
@@ -43,7 +43,8 @@ Results = dict[str, Any]
 def load_results(directory: Path = RESULTS) -> Results:
     """latest.json, with fleet.json under ``"fleet"``, fleet_costs.json under
     ``"fleet_costs"`` and run_resume.json (``python -m benchmarks.run_resume``) under
-    ``"run_resume"``, when those runs wrote them."""
+    ``"run_resume"`` and tracing.json (``python -m benchmarks.tracing``) under
+    ``"tracing"``, when those runs wrote them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
@@ -54,6 +55,9 @@ def load_results(directory: Path = RESULTS) -> Results:
     resume = directory / "run_resume.json"
     if resume.exists():
         results["run_resume"] = json.loads(resume.read_text())
+    tracing = directory / "tracing.json"
+    if "tracing" not in results and tracing.exists():
+        results["tracing"] = json.loads(tracing.read_text())
     return results
 
 
@@ -348,6 +352,15 @@ def bench_run_resume(results: Results) -> list[str]:
     ]
 
 
+def bench_tracing(results: Results) -> list[str]:
+    from .tracing import table
+
+    tracing = results.get("tracing")
+    if tracing is None:
+        return ["No tracing run recorded (`results/tracing.json` is missing)."]
+    return table(tracing)
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -357,6 +370,7 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-fleet-reading": bench_fleet_reading,
     "bench-fleet-costs": bench_fleet_costs,
     "bench-run-resume": bench_run_resume,
+    "bench-tracing": bench_tracing,
 }
 
 

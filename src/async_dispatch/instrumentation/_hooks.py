@@ -2,8 +2,12 @@
 
 The core never knows which integrations are installed. It holds one `Instrumentation`,
 tests `enabled` before building an event, calls `emit()` with a plain event, and wraps a
-submit or a status check in `span()`. Everything else (which metrics, which logger, which
-tracer) is chosen at configuration time by the list of hooks.
+submit or a status check in `span()`. A task's own work goes through `task_span()`
+instead, with the `TraceContext` that `capture()` gave when the task was tracked: the
+core stores that mapping with the task and hands it back, opaque, so a tracer can follow
+one task across processes without the core importing it. Everything else (which
+metrics, which logger, which tracer) is chosen at configuration time by the list of
+hooks.
 
 Two promises make that safe on a hot path that handles thousands of checks a minute:
 
