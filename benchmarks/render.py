@@ -10,9 +10,9 @@ pair of markers::
 and is written here, from ``benchmarks/results/latest.json`` (and ``fleet.json`` for the
 fleet run, ``tracing.json`` for ``python -m benchmarks.tracing``), with the date and
 machine of the run it comes from. A figure typed by hand rots the moment the code or the
-benchmark changes; one rendered from the results file changes with it. Rerun this after every benchmark run; ``--check`` (what
-tests/test_docs_figures.py does) fails when a region differs from what the results
-render, and names the regions.
+benchmark changes; one rendered from the results file changes with it. Rerun this after
+every benchmark run; ``--check`` (what tests/test_docs_figures.py does) fails when a
+region differs from what the results render, and names the regions.
 """
 
 from __future__ import annotations

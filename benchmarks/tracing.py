@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -82,7 +83,12 @@ def table(results: dict[str, Any]) -> list[str]:
     run = results["run"]
     cpu, ratios = results["cpu_ms_per_check"], results["ratios"]
     return [
-        f"Run: {run['date']}, {run['machine']}; `{run['command']}`.",
+        *textwrap.wrap(
+            f"Run: {run['date']}, {run['machine']}; `{run['command']}`.",
+            90,
+            break_on_hyphens=False,
+            break_long_words=False,
+        ),
         "",
         "| contender | CPU ms/check |",
         "|---|---|",
@@ -98,9 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tracing", description=__doc__)
     parser.add_argument("--checks", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args(argv)
     results = anyio.run(measure, args.checks, args.repeats)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     for name, value in results["cpu_ms_per_check"].items():
         print(f"{name}: {value:.3f} ms CPU per check")
     for name, value in results["ratios"].items():
