@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
@@ -92,6 +93,12 @@ class Outcome:
     #: How the outcome was learnt (`Via`). It travels with the outcome, so in fleet mode
     #: the replica that hands it to the application says what the resolving one saw.
     via: Via = "other"
+    #: The task's trace context, as W3C Trace Context headers (``traceparent``,
+    #: ``tracestate``), when a tracing hook traced its tracking (`OpenTelemetryHook`);
+    #: None otherwise. It travels with the task through every store, so whoever consumes
+    #: the outcome can link its own work to the task's trace
+    #: (`async_dispatch.instrumentation.otel.link_to`).
+    trace_context: Mapping[str, str] | None = attrs.field(default=None, repr=False)
 
     @property
     def input_request(self) -> InputRequest | None:

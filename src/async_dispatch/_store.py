@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 import attrs
@@ -127,6 +127,7 @@ class TrackedTask:
         "request_id",
         "seq",
         "started",
+        "trace",
     )
 
     def __init__(
@@ -137,6 +138,7 @@ class TrackedTask:
         deadline: float,
         context: Any,
         due: float = math.inf,
+        trace: Mapping[str, str] | None = None,
     ) -> None:
         self.request_id = request_id
         self.context = context
@@ -154,6 +156,9 @@ class TrackedTask:
         self.last_status: TaskStatus | None = None
         #: Identity of the last input request reported, so each is reported once.
         self.last_input: str | None = None
+        #: The task's trace context (`Outcome.trace_context`): set once, when tracked,
+        #: by whoever tracks it; opaque to the store, which only keeps it.
+        self.trace = trace
 
     def __repr__(self) -> str:
         return f"<TrackedTask {self.request_id} due={self.due:.3f} polls={self.polls}>"
@@ -180,6 +185,7 @@ def make_outcome(
         elapsed=now - task.started,
         final=final,
         via=via,
+        trace_context=task.trace,
     )
 
 

@@ -42,7 +42,19 @@ from ._events import (
     WebhookAnswered,
     WebhookReason,
 )
-from ._hooks import SPAN_CHECK, SPAN_SUBMIT, Hook, Instrumentation, TracingHook
+from ._hooks import (
+    SPAN_CHECK,
+    SPAN_DELIVER,
+    SPAN_SUBMIT,
+    SPAN_TASK,
+    SPAN_TRACK,
+    Hook,
+    Instrumentation,
+    SpanKind,
+    TaskTracingHook,
+    TraceContext,
+    TracingHook,
+)
 from .logging import LoggingHook
 
 __all__ = [
@@ -51,7 +63,10 @@ __all__ = [
     "RATE_LIMIT_SOURCES",
     "RESOLVED_VIA",
     "SPAN_CHECK",
+    "SPAN_DELIVER",
     "SPAN_SUBMIT",
+    "SPAN_TASK",
+    "SPAN_TRACK",
     "SUBMIT_RESULTS",
     "WEBHOOK_REASONS",
     "CheckDone",
@@ -63,12 +78,15 @@ __all__ = [
     "RateLimitPaused",
     "RateLimitSource",
     "ResolvedVia",
+    "SpanKind",
     "SubmitDone",
     "SubmitResult",
     "TaskForgotten",
     "TaskResolved",
+    "TaskTracingHook",
     "TaskTracked",
     "TokenWaited",
+    "TraceContext",
     "TracingHook",
     "WebhookAnswered",
     "WebhookReason",

@@ -9,7 +9,8 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      see lua/_task.lua): context (JSON), started, deadline, polls,
                      errors, last input, last status payload (JSON), last transient
                      error (JSON), fencing token, lease (expiry while claimed), last-check
-                     time, and the claiming replica's consumer name
+                     time, the claiming replica's consumer name, and the task's
+                     trace context (W3C Trace Context headers as JSON), if it has one
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
@@ -78,7 +79,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -91,7 +92,7 @@ from .._log import logger
 from .._models import TaskStatus
 from .._outage import Outage
 from .._outcome import Outcome
-from .._outcome_codec import decode_outcome, encode_outcome, status_payload
+from .._outcome_codec import decode_outcome, encode_outcome, status_payload, trace_of, trace_text
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
@@ -144,6 +145,18 @@ def _text(value: object) -> str:
 
 def _seconds(value: float) -> str:
     return "inf" if value == math.inf else f"{value:.6f}"
+
+
+def _chunks(tasks: list[TrackedTask]) -> Iterator[list[TrackedTask]]:
+    """`tasks` in runs of at most `_ADD_BATCH` that share one trace context."""
+    chunk: list[TrackedTask] = []
+    for task in tasks:
+        if chunk and (len(chunk) >= _ADD_BATCH or task.trace != chunk[0].trace):
+            yield chunk
+            chunk = []
+        chunk.append(task)
+    if chunk:
+        yield chunk
 
 
 class LeasedTask(TrackedTask):
@@ -439,7 +452,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
-            [*self._add_args(task), ""],
+            [*self._add_args(task), "", trace_text(task.trace)],
         )
         if reply[0]:
             self._tracked += 1
@@ -453,9 +466,9 @@ class RedisStore:
         added: list[TrackedTask] = []
         contexts: dict[int, str] = {}
         keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
-        for start in range(0, len(batch), _ADD_BATCH):
-            chunk = batch[start : start + _ADD_BATCH]
-            args: list[Any] = []
+        for chunk in _chunks(batch):
+            # One trace context per call: `track_many` gives every task the same one.
+            args: list[Any] = [trace_text(chunk[0].trace)]
             for task in chunk:
                 args += self._add_args(task, contexts)
             reply = await self._script("store_add_many.lua", keys, args)
@@ -477,7 +490,7 @@ class RedisStore:
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
-        err] as stored."""
+        err, trace] as stored (an older script's reply, without trace, too)."""
         task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
@@ -493,6 +506,8 @@ class RedisStore:
             task.last_status = parse_status_payload(request_id, json.loads(status))
         err = _text(f[8])
         task.last_error = error_from_data(json.loads(err)) if err else None
+        if len(f) > 9:
+            task.trace = trace_of(_text(f[9]))
         return task
 
     async def forget(self, request_id: str) -> bool:
@@ -744,7 +759,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
-            [*self._add_args(task), str(ticket)],
+            [*self._add_args(task), str(ticket), trace_text(task.trace)],
         )
         self._submitting.discard(ticket)
         if reply[0]:

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     errors INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     last_status TEXT,
-    last_input TEXT
+    last_input TEXT,
+    trace TEXT
 );
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY,
@@ -67,7 +68,8 @@ Write = tuple[str, Sequence[Sequence[Any]]]
 
 INSERT_TASK: Final = (
     "INSERT OR REPLACE INTO tasks (request_id, context, started, deadline, due, polls, "
-    "errors, last_error, last_status, last_input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "errors, last_error, last_status, last_input, trace) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_TASK: Final = (
     "UPDATE tasks SET due = ?, polls = ?, errors = ?, last_error = ?, last_status = ?, "
@@ -139,6 +141,11 @@ class StoreFile:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(tasks)")}
+        if "trace" not in columns:
+            # A file written before tasks kept their trace context: the column is
+            # optional (NULL: none), so the file stays readable by those versions too.
+            connection.execute("ALTER TABLE tasks ADD COLUMN trace TEXT")
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None:
             connection.execute(
@@ -178,7 +185,7 @@ class StoreFile:
         finished = {rid for (rid,) in connection.execute("SELECT request_id FROM finished")}
         tasks = connection.execute(
             "SELECT request_id, context, started, deadline, due, polls, errors, last_error, "
-            "last_status, last_input FROM tasks"
+            "last_status, last_input, trace FROM tasks"
         ).fetchall()
         return Loaded(
             tasks=tasks,

@@ -61,6 +61,7 @@ from .._errors import DispatchError, SubmitUncertainError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
+from .._outcome_codec import trace_of, trace_text
 from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
 from ._codec import (
     decode_error,
@@ -304,13 +305,14 @@ class SQLiteStore:
         to_loop = self._to_loop
         tasks = []
         for row in loaded.tasks:
-            rid, context, started, deadline, due, polls, errors, error, status, key = row
+            rid, context, started, deadline, due, polls, errors, error, status, key, trace = row
             task = TrackedTask(
                 rid,
                 started=to_loop(started),
                 deadline=to_loop(deadline),
                 context=json.loads(context) if context is not None else None,
                 due=to_loop(_wall(due)),
+                trace=trace_of(trace),
             )
             task.polls, task.errors, task.last_input = int(polls), int(errors), key
             task.last_error = decode_error(error)
@@ -440,6 +442,7 @@ class SQLiteStore:
             encode_error(task.last_error),
             encode_status(task.last_status),
             task.last_input,
+            trace_text(task.trace) or None,
         )
 
     def _record(self, task: TrackedTask) -> tuple[Any, ...]:

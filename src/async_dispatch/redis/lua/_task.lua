@@ -14,6 +14,7 @@
 --   i last input request reported   st last status payload (JSON)   er last error (JSON)
 --   ix the SHA-1 digests of the last 32 input requests reported (hex, space-separated)
 --   b the consumer name of the replica that last claimed it (meaningful while l > 0)
+--   tr the task's trace context (W3C Trace Context headers as one JSON object), if any
 
 local function task_load(tasks, rid)
   local raw = redis.call('HGET', tasks, rid)
@@ -35,5 +36,5 @@ end
 -- The fields a replica reads, in the order RedisStore._task() takes them.
 local function task_reply(task)
   return {task.t or 0, task.c or '', seconds(task.s), seconds(task.d), task.p or 0,
-          task.e or 0, task.i or '', task.st or '', task.er or ''}
+          task.e or 0, task.i or '', task.st or '', task.er or '', task.tr or ''}
 end

@@ -14,6 +14,8 @@
 -- ARGV[6]  when the last check before the deadline falls due (server seconds): a check
 --          due then or later is the last one
 -- ARGV[7]  intent id to drop, or ''
+-- ARGV[8]  the task's trace context (one JSON object of W3C Trace Context headers), or
+--          '' or absent: none
 --
 -- Returns {added (0/1), parked payload or ''}.
 
@@ -43,7 +45,7 @@ if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[9], rid
 end
 -- Only what is not a default is stored (_task.lua): polls, errors, token, lease are 0.
 task_save(KEYS[1], rid, {c = ARGV[2], s = tonumber(ARGV[3]), d = tonumber(ARGV[4]),
-                         ld = tonumber(ARGV[6])})
+                         ld = tonumber(ARGV[6]), tr = (ARGV[8] or '') ~= '' and ARGV[8] or nil})
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 if ARGV[5] ~= 'inf' then
   local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])
