@@ -319,7 +319,8 @@ def _hooks(kind: str) -> list[Hook] | None:
     ``default``: the client's default (the logging hook, debug off); ``none``: ``[]``;
     ``prometheus``: `PrometheusHook` in a registry of its own; ``otel``: `OpenTelemetryHook`
     on the SDK's providers, metrics kept by an in-memory reader, every span made, recorded
-    and dropped (no exporter: exporting is the application's cost, not ours).
+    and dropped (no exporter: exporting is the application's cost, not ours);
+    ``otel_untraced``: the same metrics, the API's no-op tracer.
     """
     if kind == "default":
         return None
@@ -331,15 +332,19 @@ def _hooks(kind: str) -> list[Hook] | None:
         from async_dispatch.instrumentation.prometheus import PrometheusHook
 
         return [PrometheusHook(CollectorRegistry())]
-    assert kind == "otel"
+    assert kind in ("otel", "otel_untraced")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import NoOpTracerProvider
 
     from async_dispatch.instrumentation.otel import OpenTelemetryHook
 
     meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return [OpenTelemetryHook(meter_provider=meters, tracer_provider=TracerProvider())]
+    # ``otel_untraced``: the same hook with tracing off (the API's no-op tracer), so that
+    # the two differ by the spans and the task's trace context alone (benchmarks/tracing.py).
+    tracers = TracerProvider() if kind == "otel" else NoOpTracerProvider()
+    return [OpenTelemetryHook(meter_provider=meters, tracer_provider=tracers)]
 
 
 async def _poller_checks(

@@ -8,11 +8,11 @@ pair of markers::
     <!-- figures:end -->
 
 and is written here, from ``benchmarks/results/latest.json`` (and ``fleet.json`` for the
-fleet run), with the date and machine of the run it comes from. A figure typed by hand
-rots the moment the code or the benchmark changes; one rendered from the results file
-changes with it. Rerun this after every benchmark run; ``--check`` (what
-tests/test_docs_figures.py does) fails when a region differs from what the results
-render, and names the regions.
+fleet run, ``tracing.json`` for ``python -m benchmarks.tracing``), with the date and
+machine of the run it comes from. A figure typed by hand rots the moment the code or the
+benchmark changes; one rendered from the results file changes with it. Rerun this after
+every benchmark run; ``--check`` (what tests/test_docs_figures.py does) fails when a
+region differs from what the results render, and names the regions.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ Results = dict[str, Any]
 def load_results(directory: Path = RESULTS) -> Results:
     """latest.json, with fleet.json under ``"fleet"``, fleet_costs.json under
     ``"fleet_costs"``, run_resume.json (``python -m benchmarks.run_resume``) under
-    ``"run_resume"`` and stores.json (``python -m benchmarks.stores``) under ``"stores"``,
-    when those runs wrote them."""
+    ``"run_resume"``, stores.json (``python -m benchmarks.stores``) under ``"stores"`` and
+    tracing.json (``python -m benchmarks.tracing``) under ``"tracing"``, when those runs
+    wrote them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
@@ -58,6 +59,9 @@ def load_results(directory: Path = RESULTS) -> Results:
     stores = directory / "stores.json"
     if stores.exists():
         results["stores"] = json.loads(stores.read_text())
+    tracing = directory / "tracing.json"
+    if "tracing" not in results and tracing.exists():
+        results["tracing"] = json.loads(tracing.read_text())
     return results
 
 
@@ -86,7 +90,7 @@ def _change(ratio: float, fewer: str, more: str) -> str:
 
 
 #: Not sections of the suite's run: its own meta, and a block with its own region.
-_APART: Final = ("meta", "fleet_costs", "run_resume", "stores")
+_APART: Final = ("meta", "fleet_costs", "run_resume", "stores", "tracing")
 
 
 def _run(meta: dict[str, Any] | None) -> str:
@@ -372,6 +376,15 @@ def bench_stores(results: Results) -> list[str]:
     ]
 
 
+def bench_tracing(results: Results) -> list[str]:
+    from .tracing import table
+
+    tracing = results.get("tracing")
+    if tracing is None:
+        return ["No tracing run recorded (`results/tracing.json` is missing)."]
+    return table(tracing)
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -382,6 +395,7 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-fleet-costs": bench_fleet_costs,
     "bench-run-resume": bench_run_resume,
     "bench-stores": bench_stores,
+    "bench-tracing": bench_tracing,
 }
 
 

@@ -43,6 +43,8 @@ from async_dispatch.instrumentation import (
     RATE_LIMIT_SOURCES,
     SPAN_CHECK,
     SPAN_SUBMIT,
+    SPAN_TASK,
+    SPAN_TRACK,
     SUBMIT_RESULTS,
     Event,
     LoggingHook,
@@ -302,9 +304,21 @@ async def test_metrics_match_the_poller_and_the_simulator(
     assert otel("async_dispatch.rate_limit_pauses", "source") == nonzero(pauses)
     assert telemetry.otel_points("async_dispatch.tracked_tasks") == {"": 0}
 
-    # Spans: one per check and one per submit, each check naming its task and attempt.
+    # Spans: one per check and one per submit, each check naming its task and attempt;
+    # one track span per task tracked (30 submits, 2 `track()`s), and one task span per
+    # final outcome, each a child of its task's track span, as is every check.
     spans = Counter(span.name for span in telemetry.spans())
-    assert spans == {SPAN_CHECK: stats.polls_sent, SPAN_SUBMIT: TASKS}
+    assert spans == {
+        SPAN_CHECK: stats.polls_sent,
+        SPAN_SUBMIT: TASKS,
+        SPAN_TRACK: TASKS + 2,
+        SPAN_TASK: TASKS + 2,  # every tracked task ends in exactly one final outcome
+    }
+    tracks = {span.context.span_id for span in telemetry.spans() if span.name == SPAN_TRACK}
+    for span in telemetry.spans():
+        if span.name in (SPAN_CHECK, SPAN_TASK, SPAN_SUBMIT):
+            assert span.parent is not None
+            assert span.parent.span_id in tracks, span.name
     attempts: dict[str, list[int]] = {}
     for span in telemetry.spans():
         if span.name == SPAN_CHECK:
@@ -424,10 +438,18 @@ async def test_no_label_attribute_span_or_log_holds_the_key_or_a_request_id(
     assert spans
     failed = [span for span in spans if span.events]
     assert failed  # the leaky service's errors were recorded on their spans
+    # Each span's attributes are the core's own (closed sets, and the request id on the
+    # spans of one request) and the conventions': nothing else can carry a secret.
+    allowed = {
+        SPAN_CHECK: {"async_dispatch.request_id", "async_dispatch.attempt", "http.request.method"},
+        SPAN_SUBMIT: set(),
+        SPAN_TRACK: {"async_dispatch.operation", "messaging.system", "messaging.operation.type"},
+        SPAN_TASK: {"async_dispatch.kind", "async_dispatch.via", "async_dispatch.polls"},
+    }
     for span in spans:
-        assert span.name in (SPAN_CHECK, SPAN_SUBMIT)
+        assert span.name in allowed
         assert KEY not in span.to_json()
-        assert set(span.attributes or {}) <= {"async_dispatch.request_id", "async_dispatch.attempt"}
+        assert set(span.attributes or {}) <= allowed[span.name], span.name
 
     # Logs, at debug level: every line the hooks and the core wrote.
     assert logs

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import attrs
@@ -581,8 +581,13 @@ async def test_idle_means_nothing_tracked_and_no_submit_in_flight(harness: Harne
 # -- resubmissions ----------------------------------------------------------------------
 
 
+#: The trace context of the resubmitted tasks: every attempt is part of the task's one trace.
+TRACE: Final = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+
+
 def spec_task(rid: str, *, deadline: float = 60.0, attempts: tuple[str, ...] = ()) -> TrackedTask:
     task = new_task(rid, deadline=deadline, context={"user": 7})
+    task.trace = TRACE
     task.spec = TaskSpec(
         prompt="/Operator again",
         options={"time_zone": "UTC", "response_format": {"type": "jsonSchema", "jsonSchema": {}}},
@@ -623,8 +628,14 @@ async def test_a_resubmission_swaps_the_failed_attempt_for_the_new_one(harness: 
         assert task.phase == "sending"
         assert (await store.get("req_1")).phase == "sending"  # type: ignore[union-attr]
         assert task.spec is not None
+        assert task.trace == TRACE
         new = TrackedTask(
-            "req_2", started=task.started, deadline=task.deadline, context=task.context, due=0.0
+            "req_2",
+            started=task.started,
+            deadline=task.deadline,
+            context=task.context,
+            due=0.0,
+            trace=task.trace,
         )
         new.spec = attrs.evolve(task.spec, attempts=("req_1",))
         assert await store.resubmitted(task, new)
@@ -635,6 +646,7 @@ async def test_a_resubmission_swaps_the_failed_attempt_for_the_new_one(harness: 
         again = await store.get("req_2")
         assert again is not None
         assert (again.phase, again.context, again.spec) == ("", {"user": 7}, new.spec)
+        assert again.trace == TRACE
         assert abs(again.deadline - task.deadline) < 0.5
         claimed = await _claim(store)
         assert claimed.request_id == "req_2"
@@ -643,6 +655,7 @@ async def test_a_resubmission_swaps_the_failed_attempt_for_the_new_one(harness: 
         assert await store.resolve(claimed, done, fenced=True)
         (outcome,) = await a.wait_for(1)
         assert (outcome.request_id, outcome.attempts) == ("req_2", ("req_1", "req_2"))
+        assert outcome.trace_context == TRACE
         assert len(await a.settle()) == 1  # the swap itself hands nothing over
 
 
@@ -656,6 +669,7 @@ async def test_a_resubmitted_task_that_times_out_lists_every_attempt(harness: Ha
         (outcome,) = await a.wait_for(1)
         assert outcome.kind is OutcomeKind.TIMED_OUT
         assert outcome.attempts == ("req_1", "req_2", "req_3")
+        assert outcome.trace_context == TRACE  # the Lua's outcome carries both
 
 
 _CLAIM_HELD = "one process: the claim of a resubmission under way is never lost"

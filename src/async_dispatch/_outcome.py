@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
@@ -115,6 +116,12 @@ class Outcome:
     #: `SCHEMA_OUTPUT` for a JSON Schema, None without typed output. It travels with the
     #: outcome, so the replica that hands it over rebuilds `output` from it.
     output_type: str | None = None
+    #: The task's trace context, as W3C Trace Context headers (``traceparent``,
+    #: ``tracestate``), when a tracing hook traced its tracking (`OpenTelemetryHook`);
+    #: None otherwise. It travels with the task through every store, so whoever consumes
+    #: the outcome can link its own work to the task's trace
+    #: (`async_dispatch.instrumentation.otel.link_to`).
+    trace_context: Mapping[str, str] | None = attrs.field(default=None, repr=False)
 
     @property
     def structured(self) -> Any:

@@ -9,14 +9,26 @@ parser as a webhook's; the error through `_error_codec`, as its own class.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from ._error_codec import error_from_data, error_to_data
 from ._models import TaskStatus
 from ._outcome import VIAS, Outcome, OutcomeKind, Via
 from ._wire import parse_status_payload
 
-__all__ = ["decode_outcome", "encode_outcome", "status_payload", "via_of"]
+__all__ = [
+    "decode_outcome",
+    "encode_outcome",
+    "status_payload",
+    "trace_of",
+    "trace_text",
+    "via_of",
+]
+
+#: The longest trace context kept, as text: W3C's ``traceparent`` is 55 characters and
+#: its ``tracestate`` at most 32 members of about 256. A longer one is not a trace context.
+TRACE_MAX: Final = 9_000
 
 
 def status_payload(status: TaskStatus) -> dict[str, Any]:
@@ -57,6 +69,8 @@ def encode_outcome(outcome: Outcome) -> str:
             # The type's name, not the object: the replica that hands the outcome over
             # rebuilds `output` from the reading (`Poller` does, on arrival).
             "output_type": outcome.output_type,
+            # As text, the way the stores keep it with the task (see `trace_text`).
+            "trace": trace_text(outcome.trace_context) or None,
         },
         default=repr,
     )
@@ -88,8 +102,33 @@ def decode_outcome(text: str, deliveries: int) -> Outcome:
         deliveries=deliveries,
         via=via_of(data.get("via")),
         output_type=output_type if isinstance(output_type, str) else None,
+        trace_context=trace_of(data.get("trace")),
         **extra,
     )
+
+
+def trace_text(trace: Mapping[str, str] | None) -> str:
+    """A task's trace context as the stores keep it: one JSON object, '' for none.
+
+    One string, so a store keeps it in one field and a script can copy it into an
+    outcome as a JSON string without reading it."""
+    return json.dumps(dict(trace), separators=(",", ":")) if trace else ""
+
+
+def trace_of(value: object) -> dict[str, str] | None:
+    """The trace context `trace_text` wrote; None for none, and for anything that is not
+    a small mapping of strings (a store is not trusted to hold only what we wrote)."""
+    if not isinstance(value, str) or not value or len(value) > TRACE_MAX:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        return None
+    return data or None
 
 
 def via_of(value: object) -> Via:

@@ -80,6 +80,8 @@ from ._validation import check_int, check_request_id, check_seconds
 from ._wire import parse_status_payload
 from .instrumentation import (
     SPAN_CHECK,
+    SPAN_DELIVER,
+    SPAN_TRACK,
     CheckDone,
     CheckResult,
     TaskForgotten,
@@ -324,9 +326,17 @@ class Poller:
         that cannot be tracked.
         """
         self._check_open()
-        task = self._new_task(request_id, deadline, context)
-        if await self._trackable(task, request_id) and await self.store.add(task):
-            self._tracked(task)
+        instrumentation = self._instrumentation
+        if not instrumentation.tracing:
+            task = self._new_task(request_id, deadline, context)
+            if await self._trackable(task, request_id) and await self.store.add(task):
+                self._tracked(task)
+            return
+        # The task's trace starts here (its context travels with the task: `TraceContext`).
+        with instrumentation.task_span(SPAN_TRACK, None, "producer", operation="track"):
+            task = self._new_task(request_id, deadline, context, instrumentation.capture())
+            if await self._trackable(task, request_id) and await self.store.add(task):
+                self._tracked(task)
 
     async def track_many(
         self, request_ids: Iterable[str], *, deadline: float | None = None, context: Any = None
@@ -334,13 +344,21 @@ class Poller:
         """`track()` each id with the same deadline and context, in one call to the store
         (`TaskStore.add_many`: no coroutine per id in memory, one batch in a fleet)."""
         self._check_open()
-        tasks = []
-        for request_id in request_ids:
-            task = self._new_task(request_id, deadline, context)
-            if await self._trackable(task, request_id):
-                tasks.append(task)
-        for task in await self.store.add_many(tasks):
-            self._tracked(task)
+        instrumentation = self._instrumentation
+        # One trace for the batch: every task of it carries the context of one span.
+        with (
+            instrumentation.task_span(SPAN_TRACK, None, "producer", operation="track")
+            if instrumentation.tracing
+            else _NO_SPAN
+        ):
+            trace = instrumentation.capture()
+            tasks = []
+            for request_id in request_ids:
+                task = self._new_task(request_id, deadline, context, trace)
+                if await self._trackable(task, request_id):
+                    tasks.append(task)
+            for task in await self.store.add_many(tasks):
+                self._tracked(task)
 
     async def _trackable(self, task: TrackedTask, request_id: object) -> bool:
         """Whether `request_id`, as the caller gave it, can be sent (`task` names a
@@ -364,7 +382,13 @@ class Poller:
         if self._wants_tracking:
             self._instrumentation.emit(TaskTracked(request_id=task.request_id))
 
-    def _new_task(self, request_id: object, deadline: float | None, context: Any) -> TrackedTask:
+    def _new_task(
+        self,
+        request_id: object,
+        deadline: float | None,
+        context: Any,
+        trace: Mapping[str, str] | None = None,
+    ) -> TrackedTask:
         seconds = self.default_deadline if deadline is None else self._deadline_seconds(deadline)
         now = self._now()
         deadline_at = now + seconds
@@ -375,6 +399,7 @@ class Poller:
             context=context,
             # At or after the last-check time when the first check is also the last.
             due=self.cadence.first(now, deadline_at, self._rng).due,
+            trace=trace,
         )
 
     @staticmethod
@@ -426,6 +451,26 @@ class Poller:
             options = options.with_callback(
                 self.callback_url, self.callback_secret, self.callback_headers
             )
+        instrumentation = self._instrumentation
+        if not instrumentation.tracing:
+            return await self._submit(prompt, options, deadline, context, None, spec)
+        # The task's trace starts here, the submit's own span inside it; the context of
+        # this span travels with the task (`TraceContext`).
+        with instrumentation.task_span(SPAN_TRACK, None, "producer", operation="submit"):
+            trace = instrumentation.capture()
+            return await self._submit(prompt, options, deadline, context, trace, spec)
+
+    async def _submit(
+        self,
+        prompt: str,
+        options: SubmitOptions,
+        deadline: float | None,
+        context: Any,
+        trace: Mapping[str, str] | None,
+        spec: TaskSpec | None,
+    ) -> str:
+        """`submit()` once its options are merged: submit, then track with `trace` and
+        `spec`."""
         ticket = await self.store.begin_submit()
         lane: Limiter = self._submit_lane
         if self.store.capabilities.submit_sending:
@@ -436,7 +481,7 @@ class Poller:
             # The client reports the submit (its span, `SubmitDone`, a 429's pause).
             request_id = await self.client._submit_with(lane, prompt, options)
             self._stats.submits_sent += 1
-            task = self._new_task(request_id, deadline, context)
+            task = self._new_task(request_id, deadline, context, trace)
             task.spec = spec
         finally:
             with anyio.CancelScope(shield=task is not None):
@@ -669,7 +714,15 @@ class Poller:
             return DeliveryResult.UNKNOWN
         self._stats.deliveries += 1
         decision = classify(task, status, stop_on_input_required=self.stop_on_input_required)
-        if not await self._apply(task, decision, via="webhook"):
+        instrumentation = self._instrumentation
+        # Part of the task's trace, wherever it was tracked (`TraceContext`).
+        with (
+            instrumentation.task_span(SPAN_DELIVER, task.trace, "consumer")
+            if instrumentation.tracing
+            else _NO_SPAN
+        ):
+            applied = await self._apply(task, decision, via="webhook")
+        if not applied:
             self._stats.duplicate_deliveries += 1
             return DeliveryResult.DUPLICATE
         return DeliveryResult.ACCEPTED
@@ -879,8 +932,15 @@ class Poller:
             # Far from its deadline a request is bounded by the client's own total
             # timeout, so the scope (and its timer) is only paid for near the deadline.
             reading: TaskStatus | DispatchError
+            # Part of the task's trace, wherever it was tracked (`TraceContext`).
             span = (
-                instrumentation.span(SPAN_CHECK, request_id=task.request_id, attempt=task.polls)
+                instrumentation.task_span(
+                    SPAN_CHECK,
+                    task.trace,
+                    "client",
+                    request_id=task.request_id,
+                    attempt=task.polls,
+                )
                 if instrumentation.tracing
                 else _NO_SPAN
             )
@@ -1128,6 +1188,7 @@ class Poller:
             deadline=task.deadline,
             context=task.context,
             due=self.cadence.first(now, task.deadline, self._rng).due,
+            trace=task.trace,  # every attempt is part of the task's one trace
         )
         new.spec = attrs.evolve(spec, attempts=(*spec.attempts, task.request_id))
         if await self.store.resubmitted(task, new):
@@ -1188,6 +1249,7 @@ class Poller:
                     detection_delay=_detection_delay(outcome),
                     via=outcome.via,
                     final=outcome.final,
+                    trace_context=outcome.trace_context,
                 )
             )
 

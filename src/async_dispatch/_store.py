@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -136,6 +136,7 @@ class TrackedTask:
         "seq",
         "spec",
         "started",
+        "trace",
     )
 
     def __init__(
@@ -146,6 +147,7 @@ class TrackedTask:
         deadline: float,
         context: Any,
         due: float = math.inf,
+        trace: Mapping[str, str] | None = None,
     ) -> None:
         self.request_id = request_id
         self.context = context
@@ -170,6 +172,9 @@ class TrackedTask:
         #: resubmitted when due; ``"sending"``: a resubmission began (found at a claim, it
         #: was cut short: never sent again).
         self.phase = ""
+        #: The task's trace context (`Outcome.trace_context`): set once, when tracked,
+        #: by whoever tracks it; opaque to the store, which only keeps it.
+        self.trace = trace
 
     def __repr__(self) -> str:
         return f"<TrackedTask {self.request_id} due={self.due:.3f} polls={self.polls}>"
@@ -204,6 +209,7 @@ def make_outcome(
         output=output,
         output_type=output_type,
         attempts=(*earlier, task.request_id),
+        trace_context=task.trace,
     )
 
 

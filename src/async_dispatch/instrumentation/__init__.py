@@ -43,7 +43,19 @@ from ._events import (
     WebhookAnswered,
     WebhookReason,
 )
-from ._hooks import SPAN_CHECK, SPAN_SUBMIT, Hook, Instrumentation, TracingHook
+from ._hooks import (
+    SPAN_CHECK,
+    SPAN_DELIVER,
+    SPAN_SUBMIT,
+    SPAN_TASK,
+    SPAN_TRACK,
+    Hook,
+    Instrumentation,
+    SpanKind,
+    TaskTracingHook,
+    TraceContext,
+    TracingHook,
+)
 from .logging import LoggingHook
 
 __all__ = [
@@ -52,7 +64,10 @@ __all__ = [
     "RATE_LIMIT_SOURCES",
     "RESOLVED_VIA",
     "SPAN_CHECK",
+    "SPAN_DELIVER",
     "SPAN_SUBMIT",
+    "SPAN_TASK",
+    "SPAN_TRACK",
     "SUBMIT_RESULTS",
     "WEBHOOK_REASONS",
     "CheckDone",
@@ -64,13 +79,16 @@ __all__ = [
     "RateLimitPaused",
     "RateLimitSource",
     "ResolvedVia",
+    "SpanKind",
     "SubmitDone",
     "SubmitResult",
     "TaskForgotten",
     "TaskResolved",
     "TaskRetrying",
+    "TaskTracingHook",
     "TaskTracked",
     "TokenWaited",
+    "TraceContext",
     "TracingHook",
     "WebhookAnswered",
     "WebhookReason",

@@ -15,6 +15,7 @@ metric's cardinality.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, Literal, TypeAlias, get_args
 
 import attrs
@@ -162,6 +163,9 @@ class TaskResolved:
     #: False only for an INPUT_REQUIRED notification after which tracking goes on; the
     #: task then stays tracked and will resolve again.
     final: bool = True
+    #: The task's trace context (W3C Trace Context headers, `Outcome.trace_context`),
+    #: for a tracer to end the task's trace with; None when it was tracked untraced.
+    trace_context: Mapping[str, str] | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -2,8 +2,12 @@
 
 The core never knows which integrations are installed. It holds one `Instrumentation`,
 tests `enabled` before building an event, calls `emit()` with a plain event, and wraps a
-submit or a status check in `span()`. Everything else (which metrics, which logger, which
-tracer) is chosen at configuration time by the list of hooks.
+submit or a status check in `span()`. A task's own work goes through `task_span()`
+instead, with the `TraceContext` that `capture()` gave when the task was tracked: the
+core stores that mapping with the task and hands it back, opaque, so a tracer can follow
+one task across processes without the core importing it. Everything else (which
+metrics, which logger, which tracer) is chosen at configuration time by the list of
+hooks.
 
 Two promises make that safe on a hot path that handles thousands of checks a minute:
 
@@ -18,18 +22,47 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .._log import logger
 from ._events import Event
 from .logging import LoggingHook
 
-__all__ = ["SPAN_CHECK", "SPAN_SUBMIT", "Hook", "Instrumentation", "TracingHook"]
+__all__ = [
+    "SPAN_CHECK",
+    "SPAN_DELIVER",
+    "SPAN_SUBMIT",
+    "SPAN_TASK",
+    "SPAN_TRACK",
+    "Hook",
+    "Instrumentation",
+    "SpanKind",
+    "TaskTracingHook",
+    "TraceContext",
+    "TracingHook",
+]
 
 #: The span around one `DispatchClient.submit`.
 SPAN_SUBMIT: Final = "async_dispatch.submit"
 #: The span around one status check (one `get_status`, its retries included).
 SPAN_CHECK: Final = "async_dispatch.check"
+#: The span that starts a task's trace: around `Poller.submit` (its `SPAN_SUBMIT` inside)
+#: or `Poller.track`. Its context is what travels with the task (`TraceContext`).
+SPAN_TRACK: Final = "async_dispatch.track"
+#: The span around one webhook delivery (`Poller.deliver`) of a tracked task.
+SPAN_DELIVER: Final = "async_dispatch.deliver"
+#: A task's life, from `SPAN_TRACK` to its final outcome, made by the process that hands
+#: that outcome to the application.
+SPAN_TASK: Final = "async_dispatch.task"
+
+#: A task's trace context, as W3C Trace Context headers (``traceparent`` and, when there
+#: is one, ``tracestate``). The core stores it with the task and hands it back on the
+#: outcome without reading it: which tracer made it is the hooks' business.
+TraceContext: TypeAlias = Mapping[str, str]
+#: What a task span is to a tracer, as OpenTelemetry's span kinds say: the task's
+#: creation (``producer``), a status request (``client``), a webhook that reached us
+#: (``consumer``), or neither (``internal``).
+SpanKind: TypeAlias = Literal["internal", "producer", "consumer", "client"]
 
 #: Returned by `Instrumentation.span` when no hook traces. A `nullcontext` holds no state
 #: between `__enter__` and `__exit__`, so one instance can be entered any number of times,
@@ -63,6 +96,33 @@ class TracingHook(Hook, Protocol):
     ) -> contextlib.AbstractContextManager[object]: ...
 
 
+@runtime_checkable
+class TaskTracingHook(TracingHook, Protocol):
+    """A tracing hook that can also follow a task across its checks and processes.
+
+    `capture` names the current span as a `TraceContext`, which the core stores with the
+    task (in memory, in Redis, in SQLite) and passes back to `task_span` for every later
+    span of that task, in whatever process it runs: that is how one trace follows a task
+    from the request that submitted it to the code that consumes its outcome.
+    """
+
+    def capture(self) -> dict[str, str] | None:
+        """The current span's context as W3C Trace Context headers (None: no span)."""
+        ...
+
+    def task_span(
+        self,
+        name: str,
+        attributes: Mapping[str, str | int | float],
+        *,
+        trace: TraceContext | None,
+        kind: SpanKind,
+    ) -> contextlib.AbstractContextManager[object]:
+        """Like `TracingHook.span`, but part of the task whose context is `trace` (None:
+        a task tracked before tracing was on, or by a process without a tracer)."""
+        ...
+
+
 class Instrumentation:
     """The hooks a client (and every poller built on it) reports to.
 
@@ -74,7 +134,7 @@ class Instrumentation:
             get a span around every submit and check.
     """
 
-    __slots__ = ("_failed", "_hooks", "_ignored", "_tracers", "enabled")
+    __slots__ = ("_failed", "_hooks", "_ignored", "_task_tracers", "_tracers", "enabled")
 
     #: True if any hook is installed. The core tests it before building an event, so a
     #: client without hooks allocates nothing for instrumentation.
@@ -84,6 +144,10 @@ class Instrumentation:
         self._hooks: tuple[Hook, ...] = tuple(hooks)
         self._tracers: tuple[TracingHook, ...] = tuple(
             hook for hook in self._hooks if isinstance(hook, TracingHook)
+        )
+        # ids of the tracers that follow tasks: tested per span, so not an isinstance().
+        self._task_tracers: frozenset[int] = frozenset(
+            id(hook) for hook in self._tracers if isinstance(hook, TaskTracingHook)
         )
         self.enabled = bool(self._hooks)
         # Event types that no hook wants: a hook may say what it ignores with an
@@ -149,6 +213,34 @@ class Instrumentation:
             return _NO_SPAN
         return _Spans(self, name, attributes)
 
+    def task_span(
+        self,
+        name: str,
+        trace: TraceContext | None,
+        kind: SpanKind,
+        **attributes: str | int | float,
+    ) -> contextlib.AbstractContextManager[object]:
+        """`span()` for one task's work: a `TaskTracingHook` makes it part of the task's
+        trace (`trace`, what `capture()` gave when the task was tracked); any other
+        tracing hook gets a plain `span()`. The shared no-op without tracing hooks."""
+        if not self._tracers:
+            return _NO_SPAN
+        return _Spans(self, name, attributes, trace, kind)
+
+    def capture(self) -> dict[str, str] | None:
+        """The current span as a `TraceContext`, from the first `TaskTracingHook` (one
+        context travels with a task); None without one, or if it fails."""
+        if not self._task_tracers:
+            return None
+        for tracer in self._tracers:
+            if id(tracer) in self._task_tracers:
+                try:
+                    return tracer.capture()  # type: ignore[attr-defined, no-any-return]
+                except Exception as exc:
+                    self._hook_failed(tracer, exc)
+                return None
+        return None
+
     def _hook_failed(self, hook: object, exc: Exception) -> None:
         """Log the first failure of each hook; a broken hook would otherwise flood logs."""
         if id(hook) in self._failed:
@@ -170,23 +262,34 @@ class _Spans:
     (so each records it) and then the caller, unchanged.
     """
 
-    __slots__ = ("_attributes", "_entered", "_instrumentation", "_name")
+    __slots__ = ("_attributes", "_entered", "_instrumentation", "_kind", "_name", "_trace")
 
     def __init__(
         self,
         instrumentation: Instrumentation,
         name: str,
         attributes: Mapping[str, str | int | float],
+        trace: TraceContext | None = None,
+        kind: SpanKind | None = None,
     ) -> None:
         self._instrumentation = instrumentation
         self._name = name
         self._attributes = attributes
+        self._trace = trace
+        #: None: a plain `span()`, for every tracer alike.
+        self._kind = kind
         self._entered: list[tuple[TracingHook, contextlib.AbstractContextManager[object]]] = []
 
     def __enter__(self) -> None:
-        for tracer in self._instrumentation._tracers:
+        instrumentation, kind = self._instrumentation, self._kind
+        for tracer in instrumentation._tracers:
             try:
-                span = tracer.span(self._name, self._attributes)
+                if kind is not None and id(tracer) in instrumentation._task_tracers:
+                    span = tracer.task_span(  # type: ignore[attr-defined]
+                        self._name, self._attributes, trace=self._trace, kind=kind
+                    )
+                else:
+                    span = tracer.span(self._name, self._attributes)
                 span.__enter__()
             except Exception as exc:
                 self._instrumentation._hook_failed(tracer, exc)

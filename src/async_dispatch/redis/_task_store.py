@@ -9,8 +9,10 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      see lua/_task.lua): context (JSON), started, deadline, polls,
                      errors, last input, last status payload (JSON), last transient
                      error (JSON), fencing token, lease (expiry while claimed), last-check
-                     time, the claiming replica's consumer name, spec (`TaskSpec` JSON)
-                     and phase ('wait' or 'sending': a resubmission planned or under way)
+                     time, the claiming replica's consumer name, the task's trace
+                     context (W3C Trace Context headers as JSON) if it has one, spec
+                     (`TaskSpec` JSON) and phase ('wait' or 'sending': a resubmission
+                     planned or under way)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
     last_due         zset id -> last-check time, while its planned check is routine
@@ -88,7 +90,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -101,7 +103,7 @@ from .._log import logger
 from .._models import TaskStatus
 from .._outage import Outage
 from .._outcome import Outcome
-from .._outcome_codec import decode_outcome, encode_outcome, status_payload
+from .._outcome_codec import decode_outcome, encode_outcome, status_payload, trace_of, trace_text
 from .._resubmit import TaskSpec
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
@@ -155,6 +157,18 @@ def _text(value: object) -> str:
 
 def _seconds(value: float) -> str:
     return "inf" if value == math.inf else f"{value:.6f}"
+
+
+def _chunks(tasks: list[TrackedTask]) -> Iterator[list[TrackedTask]]:
+    """`tasks` in runs of at most `_ADD_BATCH` that share one trace context."""
+    chunk: list[TrackedTask] = []
+    for task in tasks:
+        if chunk and (len(chunk) >= _ADD_BATCH or task.trace != chunk[0].trace):
+            yield chunk
+            chunk = []
+        chunk.append(task)
+    if chunk:
+        yield chunk
 
 
 class LeasedTask(TrackedTask):
@@ -463,7 +477,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
-            [*self._add_args(task), "", _spec_json(task)],
+            [*self._add_args(task), "", trace_text(task.trace), _spec_json(task)],
         )
         if reply[0]:
             self._tracked += 1
@@ -477,9 +491,9 @@ class RedisStore:
         added: list[TrackedTask] = []
         contexts: dict[int, str] = {}
         keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
-        for start in range(0, len(batch), _ADD_BATCH):
-            chunk = batch[start : start + _ADD_BATCH]
-            args: list[Any] = []
+        for chunk in _chunks(batch):
+            # One trace context per call: `track_many` gives every task the same one.
+            args: list[Any] = [trace_text(chunk[0].trace)]
             for task in chunk:
                 args += self._add_args(task, contexts)
                 args.append(_spec_json(task))
@@ -502,7 +516,8 @@ class RedisStore:
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
-        err, spec, phase] as stored."""
+        err, trace, spec, phase] as stored (an older script's reply, without the last ones,
+        too)."""
         task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
@@ -518,9 +533,11 @@ class RedisStore:
             task.last_status = parse_status_payload(request_id, json.loads(status))
         err = _text(f[8])
         task.last_error = error_from_data(json.loads(err)) if err else None
-        if len(f) > 10:
-            task.spec = TaskSpec.from_json(_text(f[9]))
-            task.phase = _text(f[10])
+        if len(f) > 9:
+            task.trace = trace_of(_text(f[9]))
+        if len(f) > 11:
+            task.spec = TaskSpec.from_json(_text(f[10]))
+            task.phase = _text(f[11])
         return task
 
     async def forget(self, request_id: str) -> bool:
@@ -627,7 +644,14 @@ class RedisStore:
         reply = await self._script(
             "store_resubmitted.lua",
             [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
-            [task.request_id, _token(task), str(self.finished_ttl), *args, _spec_json(new)],
+            [
+                task.request_id,
+                _token(task),
+                str(self.finished_ttl),
+                *args,
+                _spec_json(new),
+                trace_text(new.trace),
+            ],
         )
         self._held.pop(task.request_id, None)
         if reply[0]:
@@ -794,7 +818,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
-            [*self._add_args(task), str(ticket), _spec_json(task)],
+            [*self._add_args(task), str(ticket), trace_text(task.trace), _spec_json(task)],
         )
         self._submitting.discard(ticket)
         if reply[0]:

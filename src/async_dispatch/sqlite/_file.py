@@ -7,7 +7,8 @@ Everything here blocks, so it runs in the store's worker thread, one call at a t
 Tables::
 
     tasks     one row per tracked task: its record (`TrackedTask`) as last written, with
-              its `TaskSpec` (JSON, never a secret) and resubmission phase
+              its trace context, its `TaskSpec` (JSON, never a secret) and resubmission
+              phase
     outcomes  outcomes handed to the application and not acknowledged yet, in order
     finished  ids that got their final outcome, so a late re-track cannot give a second
     intents   submits in flight: a row left at the next open is a crashed submit (with
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     last_error TEXT,
     last_status TEXT,
     last_input TEXT,
+    trace TEXT,
     spec TEXT,
     phase TEXT NOT NULL DEFAULT ''
 );
@@ -70,8 +72,8 @@ Write = tuple[str, Sequence[Sequence[Any]]]
 
 INSERT_TASK: Final = (
     "INSERT OR REPLACE INTO tasks (request_id, context, started, deadline, due, polls, "
-    "errors, last_error, last_status, last_input, spec, phase) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "errors, last_error, last_status, last_input, trace, spec, phase) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_TASK: Final = (
     "UPDATE tasks SET due = ?, polls = ?, errors = ?, last_error = ?, last_status = ?, "
@@ -79,7 +81,11 @@ UPDATE_TASK: Final = (
 )
 #: Columns added to `tasks` after version 1 was first written: added when missing (a
 #: version that does not know them reads and writes the file as before).
-_ADDED_COLUMNS: Final = (("spec", "TEXT"), ("phase", "TEXT NOT NULL DEFAULT ''"))
+_ADDED_COLUMNS: Final = (
+    ("trace", "TEXT"),
+    ("spec", "TEXT"),
+    ("phase", "TEXT NOT NULL DEFAULT ''"),
+)
 DELETE_TASK: Final = "DELETE FROM tasks WHERE request_id = ?"
 INSERT_FINISHED: Final = "INSERT OR REPLACE INTO finished (request_id, at) VALUES (?, ?)"
 INSERT_OUTCOME: Final = "INSERT INTO outcomes (id, body) VALUES (?, ?)"
@@ -146,6 +152,8 @@ class StoreFile:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
+        # A file written before tasks kept these: each column is optional (NULL or '':
+        # none), so the file stays readable by those versions too.
         present = {info[1] for info in connection.execute("PRAGMA table_info(tasks)")}
         for column, declaration in _ADDED_COLUMNS:
             if column not in present:
@@ -189,7 +197,7 @@ class StoreFile:
         finished = {rid for (rid,) in connection.execute("SELECT request_id FROM finished")}
         tasks = connection.execute(
             "SELECT request_id, context, started, deadline, due, polls, errors, last_error, "
-            "last_status, last_input, spec, phase FROM tasks"
+            "last_status, last_input, trace, spec, phase FROM tasks"
         ).fetchall()
         return Loaded(
             tasks=tasks,

@@ -61,6 +61,7 @@ from .._errors import DispatchError, SubmitUncertainError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
+from .._outcome_codec import trace_of, trace_text
 from .._resubmit import TaskSpec
 from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
 from ._codec import (
@@ -308,18 +309,20 @@ class SQLiteStore:
         tasks = []
         for row in loaded.tasks:
             rid, context, started, deadline, due, polls, errors, error, status, key = row[:10]
+            trace = row[10]
             task = TrackedTask(
                 rid,
                 started=to_loop(started),
                 deadline=to_loop(deadline),
                 context=json.loads(context) if context is not None else None,
                 due=to_loop(_wall(due)),
+                trace=trace_of(trace),
             )
             task.polls, task.errors, task.last_input = int(polls), int(errors), key
             task.last_error = decode_error(error)
             task.last_status = decode_status(rid, status)
-            task.spec = TaskSpec.from_json(row[10])
-            task.phase = row[11] or ""
+            task.spec = TaskSpec.from_json(row[11])
+            task.phase = row[12] or ""
             tasks.append(task)
         await self._memory.add_many(tasks)
         self._next_outcome = max((row[0] for row in loaded.outcomes), default=0) + 1
@@ -445,6 +448,7 @@ class SQLiteStore:
             encode_error(task.last_error),
             encode_status(task.last_status),
             task.last_input,
+            trace_text(task.trace) or None,
             self._spec_text(task),
             task.phase,
         )

@@ -14,6 +14,7 @@
 --   i last input request reported   st last status payload (JSON)   er last error (JSON)
 --   ix the SHA-1 digests of the last 32 input requests reported (hex, space-separated)
 --   b the consumer name of the replica that last claimed it (meaningful while l > 0)
+--   tr the task's trace context (W3C Trace Context headers as one JSON object), if any
 --   sp spec (`TaskSpec` JSON: what a resubmission or a typed output needs, never a
 --      secret; it lists the earlier attempts' ids)
 --   ph phase: 'wait' (the attempt failed: resubmitted at its next check) or 'sending'
@@ -31,8 +32,9 @@ local function task_save(tasks, rid, task)
   redis.call('HSET', tasks, rid, cmsgpack.pack(task))
 end
 
--- A spec argument as stored: '' (or absent) is none, so nothing is kept for it.
-local function spec_or_nil(value)
+-- A text argument as stored (a spec, a trace context): '' or absent is none, so nothing
+-- is kept for it.
+local function text_or_nil(value)
   if value == nil or value == '' then
     return nil
   end
@@ -47,6 +49,6 @@ end
 -- The fields a replica reads, in the order RedisStore._task() takes them.
 local function task_reply(task)
   return {task.t or 0, task.c or '', seconds(task.s), seconds(task.d), task.p or 0,
-          task.e or 0, task.i or '', task.st or '', task.er or '', task.sp or '',
-          task.ph or ''}
+          task.e or 0, task.i or '', task.st or '', task.er or '', task.tr or '',
+          task.sp or '', task.ph or ''}
 end

@@ -14,7 +14,9 @@
 -- ARGV[6]  when the last check before the deadline falls due (server seconds): a check
 --          due then or later is the last one
 -- ARGV[7]  intent id to drop, or ''
--- ARGV[8]  the task's spec (`TaskSpec.to_json()`: what a resubmission or a typed output
+-- ARGV[8]  the task's trace context (one JSON object of W3C Trace Context headers), or
+--          '' or absent: none
+-- ARGV[9]  the task's spec (`TaskSpec.to_json()`: what a resubmission or a typed output
 --          needs, never a secret), or '' / absent for none
 --
 -- Returns {added (0/1), parked payload or ''}.
@@ -46,7 +48,8 @@ end
 -- Only what is not a default is stored (_task.lua): polls, errors, token, lease are 0,
 -- the phase is '' (no resubmission planned), and an empty spec is none.
 task_save(KEYS[1], rid, {c = ARGV[2], s = tonumber(ARGV[3]), d = tonumber(ARGV[4]),
-                         ld = tonumber(ARGV[6]), sp = spec_or_nil(ARGV[8])})
+                         ld = tonumber(ARGV[6]), tr = text_or_nil(ARGV[8]),
+                         sp = text_or_nil(ARGV[9])})
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 if ARGV[5] ~= 'inf' then
   local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])

@@ -13,7 +13,7 @@
 --
 -- Returns, in server seconds:
 --   {1, now, tracked, request id, token, ctx, started, deadline, polls, errors,
---    last_input, status, err, spec, phase}                              a claim;
+--    last_input, status, err, trace, spec, phase}                       a claim;
 --   {0, now, tracked, next due or ''}                                   nothing due.
 
 -- @include _task.lua

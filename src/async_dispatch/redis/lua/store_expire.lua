@@ -100,7 +100,9 @@ for _, rid in ipairs(due_to_end) do
       .. ',"status":' .. nullable(task.st) .. ',"error":' .. err
       .. ',"context":' .. nullable(task.c) .. ',"polls":' .. (task.p or 0)
       .. ',"elapsed":' .. string.format('%.6f', now - task.s)
-      .. ',"final":true,"via":"deadline"' .. attempts .. '}'
+      .. ',"final":true,"via":"deadline"' .. attempts
+      -- The trace context goes out as a JSON string (what encode_outcome writes).
+      .. ',"trace":' .. (task.tr and cjson.encode(task.tr) or 'null') .. '}'
     redis.call('XADD', KEYS[4], '*', 'o', outcome)
     ended = ended + 1
   end

@@ -1,8 +1,8 @@
 -- Read one tracked task (RedisStore.get), in the order of store_claim.lua's reply.
 --
 -- KEYS[1] tasks (hash, _task.lua)   ARGV[1] request id
--- Returns {1, token, ctx, started, deadline, polls, errors, last_input, status, err, spec,
--- phase}, or {0} when the task is not tracked.
+-- Returns {1, token, ctx, started, deadline, polls, errors, last_input, status, err,
+-- trace, spec, phase}, or {0} when the task is not tracked.
 
 -- @include _task.lua
 

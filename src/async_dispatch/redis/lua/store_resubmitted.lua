@@ -1,7 +1,8 @@
 -- A resubmission was accepted: swap the old attempt's record for the new one, atomically.
 -- The old id leaves every set without an outcome and joins the finished ids (a late
--- webhook for it is a duplicate); the new id is tracked with the same context, start and
--- deadline, the spec listing the earlier attempts, and its first check planned.
+-- webhook for it is a duplicate); the new id is tracked with the same context, start,
+-- deadline and trace context, the spec listing the earlier attempts, and its first check
+-- planned.
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2] last checks   KEYS[3] routine checks
 -- KEYS[4]  deadlines   KEYS[5] finished ids (zset: id -> expiry)
@@ -10,7 +11,8 @@
 --          remember the old id as finished
 -- ARGV[4]  new request id   ARGV[5] context (JSON)   ARGV[6] started   ARGV[7] deadline
 -- ARGV[8]  first check (server seconds, or 'inf')   ARGV[9] last-check time
--- ARGV[10] the new spec (JSON)
+-- ARGV[10] the new spec (JSON)   ARGV[11] the trace context (JSON, as store_add.lua's
+--          ARGV[8]), or '' / absent: none
 --
 -- Returns {1} if swapped; {0} (nothing changed) if the claim was lost, the task is not
 -- being resubmitted, or the new id is tracked or finished already.
@@ -34,7 +36,8 @@ redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
 -- A new record: polls, errors, token, lease and phase start at their defaults (_task.lua).
 task_save(KEYS[1], rid, {c = ARGV[5], s = tonumber(ARGV[6]), d = tonumber(ARGV[7]),
-                         ld = tonumber(ARGV[9]), sp = spec_or_nil(ARGV[10])})
+                         ld = tonumber(ARGV[9]), tr = text_or_nil(ARGV[11]),
+                         sp = text_or_nil(ARGV[10])})
 redis.call('ZADD', KEYS[4], ARGV[7], rid)
 if ARGV[8] ~= 'inf' then
   local last = tonumber(ARGV[8]) >= tonumber(ARGV[9])
