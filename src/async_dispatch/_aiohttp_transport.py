@@ -76,6 +76,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._totals: dict[float, aiohttp.ClientTimeout] = {}
         self._closed = False
 
     #: It enforces the `DEADLINE` request extension (see `async_dispatch._transport`).
@@ -121,11 +122,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         `httpx.URL` would write it); `headers` are sent as they are.
         """
         session, slots = self._open()
-        await _take_slot(slots, deadline - asyncio.get_running_loop().time(), None)
+        clock = asyncio.get_running_loop().time
+        left = deadline - clock()
+        if slots.locked():
+            await _take_slot(slots, left, None)
+            left = deadline - clock()
+        else:
+            await slots.acquire()  # free: taken at once, so `left` is still what is left
         try:
-            response = await self._request(
-                session, method, url, headers, None, None, self._timeout(None, None, deadline)
+            # `_request()`, inlined: one coroutine less on every status read.
+            response = await session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                headers=headers.items,
+                allow_redirects=False,
+                compress=False,
+                timeout=self._total_timeout(left),
             )
+        except Exception as exc:
+            slots.release()
+            mapped = _translated(exc, None)
+            if mapped is None:
+                raise  # with aiohttp's frames already forgotten
+            raise mapped from exc
         except BaseException:
             slots.release()
             raise
@@ -247,6 +266,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if mapped is None:
                 raise  # with aiohttp's frames already forgotten
             raise mapped from exc
+
+    def _total_timeout(self, left: float) -> aiohttp.ClientTimeout:
+        """aiohttp's total timer for `left` seconds, cut down to whole milliseconds so
+        that one object serves every exchange of the same bound (a status read's is
+        always the client's `timeout`, less the microseconds since it was asked)."""
+        total = max(0.0, math.floor(left * 1000.0) / 1000.0)
+        found = self._totals.get(total)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=total, ceil_threshold=math.inf)
+            if len(self._totals) < 64:
+                self._totals[total] = found
+        return found
 
     def _timeout(
         self, connect: float | None, read: float | None, deadline: float | None

@@ -27,6 +27,7 @@ import anyio
 import attrs
 import httpx
 
+from ._clock import loop_clock
 from ._config import (
     API_KEY_ENV,
     BROWSER_WINDOW_ID_ENV,
@@ -124,6 +125,9 @@ _T = TypeVar("_T")
 #: Answers to a submit that mean nothing serves that path: the base URL is wrong.
 _NO_ENDPOINT: Final = frozenset({404, 405})
 #: A header name as HTTP defines it (RFC 9110 "token"); anything else httpx would refuse.
+#: What `quote()` leaves as it is (RFC 3986's unreserved characters): an id made only of
+#: these is its own path segment, and skips the quoting.
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]+")
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Headers the client sets itself: an "auth" header of these names would corrupt requests.
 _OWN_HEADERS: Final = frozenset(
@@ -321,6 +325,9 @@ class DispatchClient:
         #: headers of every status read, built once.
         self._direct_reads: DirectExchange | None = None
         self._read_headers = PreparedHeaders(())
+        #: The event loop's clock, read for the deadline of a direct status read (asyncio
+        #: only, like the transport): `anyio.current_time()` costs a backend lookup.
+        self._read_clock: Callable[[], float] = anyio.current_time
         self._entered = False
         self._bucket_entered = False
         self._rng = random.Random()
@@ -361,6 +368,7 @@ class DispatchClient:
             self._direct_bounded = getattr(self._direct, "honours_deadline", False) is True
             self._direct_reads = direct_exchange(self._direct)
             if self._direct_reads is not None:
+                self._read_clock = loop_clock()
                 # The headers `_request` gives a GET; not in a local (the key is in them).
                 self._read_headers = PreparedHeaders(
                     self._request(
@@ -610,7 +618,7 @@ class DispatchClient:
         instrumentation = self.instrumentation
         if not instrumentation.enabled:
             return await self._with_retries(
-                lambda: self.fetch_status(request_id),
+                lambda: self._fetch_valid_status(request_id),
                 _TRANSIENT,
                 request_id=request_id,
                 bucket=self.bucket,
@@ -622,7 +630,7 @@ class DispatchClient:
         try:
             with instrumentation.span(SPAN_CHECK, request_id=request_id, attempt=attempt):
                 reading = await self._with_retries(
-                    lambda: self.fetch_status(request_id),
+                    lambda: self._fetch_valid_status(request_id),
                     _TRANSIENT,
                     request_id=request_id,
                     bucket=self.bucket,
@@ -652,10 +660,13 @@ class DispatchClient:
         segment, percent-encoded (``/`` and ``+`` included): ids have no documented
         format, and an id is never a path.
         """
-        request_id = check_request_id(request_id)
-        status_code, headers, body = await self._send(
-            "GET", self._status_url + quote(request_id, safe="")
-        )
+        return await self._fetch_valid_status(check_request_id(request_id))
+
+    async def _fetch_valid_status(self, request_id: str) -> TaskStatus:
+        """`fetch_status()` of an id already checked (`check_request_id`): what the
+        poller and `get_status()` call, which check every id once, when it arrives."""
+        segment = request_id if _UNRESERVED.fullmatch(request_id) else quote(request_id, safe="")
+        status_code, headers, body = await self._send("GET", self._status_url + segment)
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if debug_enabled():
             logger.debug("status_read", request_id=request_id, status_code=status_code)
@@ -967,7 +978,7 @@ class DispatchClient:
                     method,
                     url,
                     self._read_headers,
-                    deadline=anyio.current_time() + bound.seconds,
+                    deadline=self._read_clock() + bound.seconds,
                     limit=self.max_body_size,
                 )
                 return self._answered(answer)
