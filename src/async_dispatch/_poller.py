@@ -229,10 +229,9 @@ class Poller:
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
             # Fleet objects bind their name to one API key (a fingerprint, never the key).
-            for shared in (self.bucket, self.store):
-                bind_key = getattr(shared, "bind_key", None)
-                if bind_key is not None:
-                    await bind_key(self.client.key_fingerprint)
+            # (`Limiter.bind_key`, `TaskStore.bind_key`: a no-op for one process's own.)
+            await self.bucket.bind_key(self.client.key_fingerprint)
+            await self.store.bind_key(self.client.key_fingerprint)
             await stack.enter_async_context(
                 self.store.attach(
                     self._on_outcome,

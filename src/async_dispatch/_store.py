@@ -185,6 +185,16 @@ class TaskStore(Protocol):
         """What this store can do beyond the protocol (see `StoreCapabilities`)."""
         ...
 
+    async def bind_key(self, fingerprint: str) -> None:
+        """Serve only the API key of `fingerprint` (`DispatchClient.key_fingerprint`).
+
+        The poller calls it once, before `attach`. A store shared by a fleet binds its
+        name to the key (so two keys cannot share a fleet's tasks) and refuses another
+        key with `UsageError`; a store of one process has nothing to bind. This default
+        (inherited by a store that subclasses `TaskStore`) does nothing.
+        """
+        return
+
     def attach(
         self,
         sink: OutcomeSink,
@@ -311,7 +321,7 @@ class TaskStore(Protocol):
         ...
 
 
-class MemoryStore:
+class MemoryStore(TaskStore):
     """The default `TaskStore`: this process's memory, for one poller on one event loop.
 
     Receipts are the task records themselves: a final outcome's task is held until the

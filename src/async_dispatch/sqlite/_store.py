@@ -57,7 +57,14 @@ from .._errors import DispatchError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
-from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
+from .._store import (
+    CheckEnd,
+    MemoryStore,
+    OutcomeSink,
+    StoreCapabilities,
+    TaskStore,
+    TrackedTask,
+)
 from ._codec import (
     decode_error,
     decode_outcome,
@@ -101,7 +108,7 @@ def _wall(value: float | None) -> float:
     return math.inf if value is None else float(value)
 
 
-class SQLiteStore:
+class SQLiteStore(TaskStore):
     """A durable `TaskStore` in one SQLite file, for one poller at a time.
 
     Args:
