@@ -44,6 +44,9 @@ from ._validation import check_int, check_seconds
 
 __all__ = ["AiohttpTransport"]
 
+#: The headers aiohttp adds unless told to skip them: httpx owns them (or, on a status
+#: read, the client's prepared headers do), so aiohttp never adds its own.
+_AUTO_HEADERS: Final = frozenset({"user-agent", "accept", "accept-encoding"})
 #: Read size when streaming a body: what is available, up to this much.
 _CHUNK: Final = 64 * 1024
 
@@ -135,6 +138,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 method,
                 yarl.URL(url, encoded=True),
                 headers=headers.items,
+                # None when the headers name every default aiohttp would add: then it adds
+                # nothing, and skips building the skip list on each request.
+                skip_auto_headers=None if headers.names >= _AUTO_HEADERS else _AUTO_HEADERS,
                 allow_redirects=False,
                 compress=False,
                 timeout=self._total_timeout(left),
@@ -205,7 +211,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # cookies, redirects and default headers.
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            # No `skip_auto_headers` here: each request says (`_AUTO_HEADERS`), so that a
+            # status read naming them all costs aiohttp no skip list.
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -256,6 +263,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 method,
                 yarl.URL(url, encoded=True),
                 headers=headers.items,
+                skip_auto_headers=_AUTO_HEADERS,
                 data=data,
                 allow_redirects=False,
                 compress=False,
