@@ -45,6 +45,10 @@ class Limiter(Protocol):
     client and several pollers share one limiter, and only the outermost exit closes it.
     """
 
+    # Empty: a limiter or store that subclasses this (to inherit `bind_key`) keeps its
+    # own slots, and no per-instance dict.
+    __slots__ = ()
+
     async def __aenter__(self) -> Limiter: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...

@@ -180,6 +180,10 @@ class TaskStore(Protocol):
     coroutines: those answer from what the store already knows.
     """
 
+    # Empty: a limiter or store that subclasses this (to inherit `bind_key`) keeps its
+    # own slots, and no per-instance dict.
+    __slots__ = ()
+
     @property
     def capabilities(self) -> StoreCapabilities:
         """What this store can do beyond the protocol (see `StoreCapabilities`)."""
