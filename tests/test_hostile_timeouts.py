@@ -21,8 +21,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_trickled_body_is_cut_off_at_the_timeout_on_the_default_transport() -> None:
-    async with tcp_server(trickle) as url, own_client(url, timeout=1) as client:
-        with anyio.fail_after(8), pytest.raises(TransportError, match="timeout=1s") as caught:
+    async with tcp_server(trickle) as url, own_client(url, timeout=0.4) as client:
+        with anyio.fail_after(8), pytest.raises(TransportError, match="timeout=0.4s") as caught:
             await client.get_status("req_1")
     assert isinstance(caught.value, TimeoutError)
 
@@ -32,13 +32,13 @@ async def test_a_trickled_body_is_cut_off_at_the_timeout_through_httpx_on_asynci
     async with (
         tcp_server(trickle) as url,
         httpx.AsyncClient() as http,
-        own_client(url, timeout=1, http_client=http) as client,
+        own_client(url, timeout=0.4, http_client=http) as client,
     ):
-        with anyio.fail_after(8), pytest.raises(TransportError, match="timeout=1s"):
+        with anyio.fail_after(8), pytest.raises(TransportError, match="timeout=0.4s"):
             await client.get_status("req_1")
 
 
 async def test_a_submit_cut_off_at_the_timeout_is_uncertain() -> None:
-    async with tcp_server(trickle) as url, own_client(url, submit_timeout=1) as client:
-        with anyio.fail_after(8), pytest.raises(SubmitUncertainError, match="submit_timeout=1s"):
+    async with tcp_server(trickle) as url, own_client(url, submit_timeout=0.4) as client:
+        with anyio.fail_after(8), pytest.raises(SubmitUncertainError, match="submit_timeout=0.4s"):
             await client.submit("/Operator go")
