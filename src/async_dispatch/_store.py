@@ -454,20 +454,24 @@ class MemoryStore(TaskStore):
         return self.try_claim(now)
 
     def try_claim(self, now: float) -> TrackedTask | None:
-        if self._top(self._last) > now and self._top_last_due(now) <= now:
-            # A routine check still waiting at the task's last-check time: serve it now,
-            # as the last check (its routine entry goes stale with the new seq).
-            task = heapq.heappop(self._last_due)[2]
-            task.due, task.seq = math.inf, next(self._seq)
-            task.polls += 1
-            return task
-        for heap in (self._last, self._due):
-            if self._top(heap) <= now:
-                task = heapq.heappop(heap)[2]
-                task.due = math.inf
+        # Last checks first; then a routine check still waiting at its task's last-check
+        # time; then routine checks. Each heap's top is looked up once.
+        heap = self._last
+        if self._top(heap) > now:
+            if self._top_last_due(now) <= now:
+                # Served now, as the last check (its routine entry goes stale with the
+                # new seq).
+                task = heapq.heappop(self._last_due)[2]
+                task.due, task.seq = math.inf, next(self._seq)
                 task.polls += 1
                 return task
-        return None
+            heap = self._due
+            if self._top(heap) > now:
+                return None
+        task = heapq.heappop(heap)[2]
+        task.due = math.inf
+        task.polls += 1
+        return task
 
     async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         if self.tasks.get(task.request_id) is task:
