@@ -52,7 +52,7 @@ from ._errors import (
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
-from ._log import logger
+from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options
 from ._outage import Outage
@@ -214,6 +214,12 @@ class Poller:
         self._instrumentation = client.instrumentation
         self._wants_tracking = self._instrumentation.wants(TaskTracked)
         self._wants_token_waits = self._instrumentation.wants(TokenWaited)
+        # Per-check events, built only for a hook that reads them now (the default
+        # logging hook reads them at debug level only).
+        self._wants_checks = self._instrumentation.wants(CheckDone)
+        self._checks_on_debug = self._instrumentation.only_when_debugging(CheckDone)
+        self._wants_resolved = self._instrumentation.wants(TaskResolved)
+        self._resolved_on_debug = self._instrumentation.only_when_debugging(TaskResolved)
 
     @property
     def stats(self) -> PollerStats:
@@ -244,10 +250,9 @@ class Poller:
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
             # Fleet objects bind their name to one API key (a fingerprint, never the key).
-            for shared in (self.bucket, self.store):
-                bind_key = getattr(shared, "bind_key", None)
-                if bind_key is not None:
-                    await bind_key(self.client.key_fingerprint)
+            # (`Limiter.bind_key`, `TaskStore.bind_key`: a no-op for one process's own.)
+            await self.bucket.bind_key(self.client.key_fingerprint)
+            await self.store.bind_key(self.client.key_fingerprint)
             await stack.enter_async_context(
                 self.store.attach(
                     self._on_outcome,
@@ -860,7 +865,10 @@ class Poller:
             )
             with span:
                 if task.deadline - started > self.client.timeout:
-                    reading = await self._read(task)
+                    try:  # `_read()`, inlined: one coroutine less on every check
+                        reading = await self.client._fetch_valid_status(task.request_id)
+                    except DispatchError as exc:
+                        reading = exc
                 else:
                     with anyio.CancelScope(deadline=task.deadline) as scope:
                         reading = await self._read(task)
@@ -873,7 +881,7 @@ class Poller:
             await self._apply(task, decision, via="poll")
         finally:
             self._stats.in_flight -= 1
-            if instrumentation.enabled:
+            if self._wants_checks and (not self._checks_on_debug or debug_enabled()):
                 instrumentation.emit(
                     CheckDone(
                         request_id=task.request_id,
@@ -886,7 +894,8 @@ class Poller:
     async def _read(self, task: TrackedTask) -> TaskStatus | DispatchError:
         """One status request: the reading, or the error it met."""
         try:
-            return await self.client.fetch_status(task.request_id)
+            # The id was checked when it was tracked: read it without checking again.
+            return await self.client._fetch_valid_status(task.request_id)
         except DispatchError as exc:
             return exc
 
@@ -963,7 +972,7 @@ class Poller:
             awaited.arrived.set()
         else:
             self._outcomes.put(outcome, receipt)
-        if self._instrumentation.enabled:
+        if self._wants_resolved and (not self._resolved_on_debug or debug_enabled()):
             self._instrumentation.emit(
                 TaskResolved(
                     request_id=outcome.request_id,
@@ -1056,7 +1065,7 @@ class Poller:
             logger.warning("ack_failed", error=str(exc))
 
 
-class _Sending:
+class _Sending(Limiter):
     """A submit's lane, which tells the store when the submit goes on the wire.
 
     The token is taken for each attempt (a 429 is retried), so each attempt tells the

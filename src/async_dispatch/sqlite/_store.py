@@ -62,7 +62,14 @@ from .._log import logger
 from .._models import TaskStatus
 from .._outcome import Outcome
 from .._outcome_codec import trace_of, trace_text
-from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
+from .._store import (
+    CheckEnd,
+    MemoryStore,
+    OutcomeSink,
+    StoreCapabilities,
+    TaskStore,
+    TrackedTask,
+)
 from ._codec import (
     decode_error,
     decode_outcome,
@@ -127,7 +134,7 @@ def _wall(value: float | None) -> float:
     return math.inf if value is None else float(value)
 
 
-class SQLiteStore:
+class SQLiteStore(TaskStore):
     """A durable `TaskStore` in one SQLite file, for one poller at a time.
 
     Args:
