@@ -21,6 +21,7 @@ from async_dispatch import (
     OutcomeSink,
     StoreCapabilities,
     TaskStatus,
+    TaskStore,
     TrackedTask,
     UsageError,
     make_outcome,
@@ -29,7 +30,7 @@ from async_dispatch import (
 __all__ = ["ListStore"]
 
 
-class ListStore:
+class ListStore(TaskStore):
     """Tasks in a dict; every question answered by looking at all of them."""
 
     capabilities = StoreCapabilities()

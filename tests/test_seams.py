@@ -29,7 +29,7 @@ from async_dispatch import (
 pytestmark = pytest.mark.anyio
 
 
-class CountingLimiter:
+class CountingLimiter(Limiter):
     """No limit at all; counts what the poller asked of it."""
 
     def __init__(self) -> None:

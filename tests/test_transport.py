@@ -545,7 +545,8 @@ async def test_direct_exchange_keeps_the_key_out_of_tracebacks_with_locals(
 
 async def test_dispatch_client_reads_statuses_through_the_direct_exchange(server: Server) -> None:
     async with DispatchClient(api_key="k", base_url=server.url) as client:
-        assert isinstance(client._direct_reads, AiohttpTransport)
+        assert client._shortcut is not None
+        assert isinstance(client._shortcut.reads, AiohttpTransport)
         client._status_url = f"{server.url}/"
         assert (await client.get_status("ok")).raw_status == "pending"
     read = server.requests[0]

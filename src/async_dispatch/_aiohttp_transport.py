@@ -44,6 +44,9 @@ from ._validation import check_int, check_seconds
 
 __all__ = ["AiohttpTransport"]
 
+#: The headers aiohttp adds unless told to skip them: httpx owns them (or, on a status
+#: read, the client's prepared headers do), so aiohttp never adds its own.
+_AUTO_HEADERS: Final = frozenset({"user-agent", "accept", "accept-encoding"})
 #: Read size when streaming a body: what is available, up to this much.
 _CHUNK: Final = 64 * 1024
 
@@ -76,6 +79,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._totals: dict[float, aiohttp.ClientTimeout] = {}
         self._closed = False
 
     #: It enforces the `DEADLINE` request extension (see `async_dispatch._transport`).
@@ -121,11 +125,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         `httpx.URL` would write it); `headers` are sent as they are.
         """
         session, slots = self._open()
-        await _take_slot(slots, deadline - asyncio.get_running_loop().time(), None)
+        clock = asyncio.get_running_loop().time
+        left = deadline - clock()
+        if slots.locked():
+            await _take_slot(slots, left, None)
+            left = deadline - clock()
+        else:
+            await slots.acquire()  # free: taken at once, so `left` is still what is left
         try:
-            response = await self._request(
-                session, method, url, headers, None, None, self._timeout(None, None, deadline)
+            # `_request()`, inlined: one coroutine less on every status read.
+            response = await session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                headers=headers.items,
+                # None when the headers name every default aiohttp would add: then it adds
+                # nothing, and skips building the skip list on each request.
+                skip_auto_headers=None if headers.names >= _AUTO_HEADERS else _AUTO_HEADERS,
+                allow_redirects=False,
+                compress=False,
+                timeout=self._total_timeout(left),
             )
+        except Exception as exc:
+            slots.release()
+            mapped = _translated(exc, None)
+            if mapped is None:
+                raise  # with aiohttp's frames already forgotten
+            raise mapped from exc
         except BaseException:
             slots.release()
             raise
@@ -186,7 +211,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # cookies, redirects and default headers.
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            # No `skip_auto_headers` here: each request says (`_AUTO_HEADERS`), so that a
+            # status read naming them all costs aiohttp no skip list.
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -237,6 +263,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 method,
                 yarl.URL(url, encoded=True),
                 headers=headers.items,
+                skip_auto_headers=_AUTO_HEADERS,
                 data=data,
                 allow_redirects=False,
                 compress=False,
@@ -247,6 +274,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if mapped is None:
                 raise  # with aiohttp's frames already forgotten
             raise mapped from exc
+
+    def _total_timeout(self, left: float) -> aiohttp.ClientTimeout:
+        """aiohttp's total timer for `left` seconds, cut down to whole milliseconds so
+        that one object serves every exchange of the same bound (a status read's is
+        always the client's `timeout`, less the microseconds since it was asked)."""
+        total = max(0.0, math.floor(left * 1000.0) / 1000.0)
+        found = self._totals.get(total)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=total, ceil_threshold=math.inf)
+            if len(self._totals) < 64:
+                self._totals[total] = found
+        return found
 
     def _timeout(
         self, connect: float | None, read: float | None, deadline: float | None

@@ -61,12 +61,6 @@ class Decision:
     input_identity: str | None = None
 
 
-_FINAL: dict[Status, OutcomeKind] = {
-    Status.SUCCESS: OutcomeKind.SUCCESS,
-    Status.ERROR: OutcomeKind.ERROR,
-}
-
-
 def classify(
     task: TrackedTask,
     reading: TaskStatus | DispatchError,
@@ -80,9 +74,12 @@ def classify(
 
 
 def _classify_status(task: TrackedTask, status: TaskStatus, stop: bool) -> Decision:
-    kind = _FINAL.get(status.status)
-    if kind is not None:
-        return Decision(Action.RESOLVE, kind, status)
+    # Identity tests, not a dict: hashing an enum member is a Python-level call.
+    current = status.status
+    if current is Status.SUCCESS:
+        return Decision(Action.RESOLVE, OutcomeKind.SUCCESS, status)
+    if current is Status.ERROR:
+        return Decision(Action.RESOLVE, OutcomeKind.ERROR, status)
     if status.completed_at is not None:
         # The service's rule for "finished" (its SDK stops polling here, whatever the
         # status): a task can *end* waiting for input, and then waiting longer is
@@ -102,7 +99,7 @@ def _classify_status(task: TrackedTask, status: TaskStatus, stop: bool) -> Decis
                 status_code=None,
             ),
         )
-    if status.status is Status.INPUT_REQUIRED:
+    if current is Status.INPUT_REQUIRED:
         identity = input_identity(status)
         if identity != task.last_input:
             if stop:

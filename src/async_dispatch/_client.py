@@ -27,6 +27,7 @@ import anyio
 import attrs
 import httpx
 
+from ._clock import loop_clock
 from ._config import (
     API_KEY_ENV,
     BROWSER_WINDOW_ID_ENV,
@@ -46,6 +47,7 @@ from ._errors import (
     EndpointError,
     InvalidRequestIdError,
     InvalidResponseError,
+    LifecycleError,
     NotFoundError,
     NotOpenError,
     PermissionDeniedError,
@@ -63,6 +65,7 @@ from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options
 from ._retry import RetryPolicy, parse_retry_after
+from ._service import State
 from ._transport import (
     ACCEPT_ENCODING,
     DEADLINE,
@@ -124,6 +127,9 @@ _T = TypeVar("_T")
 #: Answers to a submit that mean nothing serves that path: the base URL is wrong.
 _NO_ENDPOINT: Final = frozenset({404, 405})
 #: A header name as HTTP defines it (RFC 9110 "token"); anything else httpx would refuse.
+#: What `quote()` leaves as it is (RFC 3986's unreserved characters): an id made only of
+#: these is its own path segment, and skips the quoting.
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]+")
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Headers the client sets itself: an "auth" header of these names would corrupt requests.
 _OWN_HEADERS: Final = frozenset(
@@ -176,6 +182,29 @@ class _Secret:
 
     def __repr__(self) -> str:
         return "_Secret('***')"
+
+
+class _Shortcut:
+    """How an open client that built its own HTTP client skips it: derived once, when it
+    opens, from the transport under it (see `_transport.own_client`), and dropped when it
+    closes. Configuration of that one connection, not lifecycle state."""
+
+    __slots__ = ("bounded", "clock", "read_headers", "reads", "transport")
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, read_headers: PreparedHeaders) -> None:
+        #: Requests go straight to it: nothing between our client and it is needed.
+        self.transport = transport
+        #: It bounds a whole exchange itself (see `_transport.DEADLINE`).
+        self.bounded = getattr(transport, "honours_deadline", False) is True
+        #: It does a status read whole itself (`DirectExchange`), with these headers.
+        self.reads: DirectExchange | None = direct_exchange(transport)
+        self.read_headers = read_headers
+        #: The event loop's clock, for deadlines: `anyio.current_time()` costs a backend
+        #: lookup on every reading.
+        self.clock = loop_clock()
+
+    def __repr__(self) -> str:
+        return f"_Shortcut({self.transport!r})"
 
 
 class _Opaque:
@@ -311,18 +340,16 @@ class DispatchClient:
         self._submit_url = f"{self.base_url}/remote-dispatch"
         self._status_url = f"{self.base_url}/remote-dispatch/responses/"
         self._upload_url = f"{self.base_url}/remote-dispatch/generate-file-upload-presigned-post"
+        #: The httpx client requests go through: the caller's, or (inside ``async with``)
+        #: the one this client built.
         self._http = http_client
+        #: Configuration, not state: whether this client builds (and closes) its own.
         self._owns_http = http_client is None
-        #: The transport under our own client, when requests may go straight to it.
-        self._direct: httpx.AsyncBaseTransport | None = None
-        #: Whether `_direct` bounds a whole exchange itself (see `_transport.DEADLINE`).
-        self._direct_bounded = False
-        #: `_direct` when it does a status read whole itself (`DirectExchange`), and the
-        #: headers of every status read, built once.
-        self._direct_reads: DirectExchange | None = None
-        self._read_headers = PreparedHeaders(())
-        self._entered = False
-        self._bucket_entered = False
+        #: How requests skip our own httpx client while it is open (None: they do not).
+        self._shortcut: _Shortcut | None = None
+        #: The one lifecycle state (`_service.State`): the bucket is entered, and our own
+        #: HTTP client exists, exactly while it is OPEN.
+        self._state = State.UNOPENED
         self._rng = random.Random()
         #: 429s in a row met by this client's calls; any other answer resets it.
         self._consecutive_429 = 0
@@ -351,26 +378,36 @@ class DispatchClient:
         return self._http is not None
 
     async def __aenter__(self) -> DispatchClient:
-        if self._entered:
-            raise RuntimeError("DispatchClient is already open; enter it only once")
+        if self._state is not State.UNOPENED:
+            raise LifecycleError(
+                f"DispatchClient is {self._state.value}; enter it only once (make a new one)"
+            )
         if self._owns_http:
-            # `_direct`: see `own_client` for why requests may skip the client.
-            self._http, self._direct = own_client(
+            # The direct transport: see `own_client` for why requests may skip the client.
+            http, direct = own_client(
                 max_connections=DEFAULT_MAX_CONNECTIONS, timeout=self._timeout
             )
-            self._direct_bounded = getattr(self._direct, "honours_deadline", False) is True
-            self._direct_reads = direct_exchange(self._direct)
-            if self._direct_reads is not None:
-                # The headers `_request` gives a GET; not in a local (the key is in them).
-                self._read_headers = PreparedHeaders(
-                    self._request(
-                        "GET", self._status_url, None, self._http, self._bound, "", True
-                    ).headers.multi_items()
+            self._http = http
+            if direct is not None:
+                self._shortcut = _Shortcut(
+                    direct,
+                    # The headers `_request` gives a GET; not in a local (the key is in them).
+                    PreparedHeaders(
+                        self._request(
+                            "GET", self._status_url, None, http, self._bound, "", True, direct
+                        ).headers.multi_items()
+                    ),
                 )
         if self.bucket is not None:
-            await self.bucket.__aenter__()
-            self._bucket_entered = True
-        self._entered = True
+            try:
+                await self.bucket.__aenter__()
+            except BaseException:
+                if self._owns_http and self._http is not None:
+                    http, self._http, self._shortcut = self._http, None, None
+                    with anyio.CancelScope(shield=True):
+                        await http.aclose()
+                raise
+        self._state = State.OPEN
         return self
 
     async def __aexit__(
@@ -383,17 +420,19 @@ class DispatchClient:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it; a caller's is left open."""
-        if self._bucket_entered and self.bucket is not None:
-            # Not in a shielded scope of its own: a limiter that owns a task group must
-            # be left from the scope that entered it.
-            self._bucket_entered = False
-            await self.bucket.__aexit__(None, None, None)
-        if self._owns_http and self._http is not None:
-            http, self._http, self._direct = self._http, None, None
-            self._direct_bounded = False
-            self._direct_reads, self._read_headers = None, PreparedHeaders(())
-            with anyio.CancelScope(shield=True):
-                await http.aclose()
+        if self._state is not State.OPEN:
+            return  # never opened (a caller's client, left open), or closed already
+        self._state = State.CLOSED
+        try:
+            if self.bucket is not None:
+                # Not in a shielded scope of its own: a limiter that owns a task group
+                # must be left from the scope that entered it.
+                await self.bucket.__aexit__(None, None, None)
+        finally:
+            if self._owns_http and self._http is not None:
+                http, self._http, self._shortcut = self._http, None, None
+                with anyio.CancelScope(shield=True):
+                    await http.aclose()
 
     # -- submit -------------------------------------------------------------------------
 
@@ -610,7 +649,7 @@ class DispatchClient:
         instrumentation = self.instrumentation
         if not instrumentation.enabled:
             return await self._with_retries(
-                lambda: self.fetch_status(request_id),
+                lambda: self._fetch_valid_status(request_id),
                 _TRANSIENT,
                 request_id=request_id,
                 bucket=self.bucket,
@@ -622,7 +661,7 @@ class DispatchClient:
         try:
             with instrumentation.span(SPAN_CHECK, request_id=request_id, attempt=attempt):
                 reading = await self._with_retries(
-                    lambda: self.fetch_status(request_id),
+                    lambda: self._fetch_valid_status(request_id),
                     _TRANSIENT,
                     request_id=request_id,
                     bucket=self.bucket,
@@ -652,10 +691,13 @@ class DispatchClient:
         segment, percent-encoded (``/`` and ``+`` included): ids have no documented
         format, and an id is never a path.
         """
-        request_id = check_request_id(request_id)
-        status_code, headers, body = await self._send(
-            "GET", self._status_url + quote(request_id, safe="")
-        )
+        return await self._fetch_valid_status(check_request_id(request_id))
+
+    async def _fetch_valid_status(self, request_id: str) -> TaskStatus:
+        """`fetch_status()` of an id already checked (`check_request_id`): what the
+        poller and `get_status()` call, which check every id once, when it arrives."""
+        segment = request_id if _UNRESERVED.fullmatch(request_id) else quote(request_id, safe="")
+        status_code, headers, body = await self._send("GET", self._status_url + segment)
         self._raise_for_status(status_code, headers, body, request_id=request_id)
         if debug_enabled():
             logger.debug("status_read", request_id=request_id, status_code=status_code)
@@ -958,21 +1000,27 @@ class DispatchClient:
         bound = bound or self._bound
         failure: DispatchError | None = None
         answer: tuple[int, Mapping[str, str], bytes] | None = None
+        shortcut = self._shortcut
         try:
-            reads = self._direct_reads
+            reads = shortcut.reads if shortcut is not None else None
             if reads is not None and method == "GET" and content is None and authenticated:
                 # A status read, most of all requests: no httpx objects at all, the headers
                 # built once (see `_transport.DirectExchange`); bounded by its own timer.
+                assert shortcut is not None
                 answer = await reads.exchange(
                     method,
                     url,
-                    self._read_headers,
-                    deadline=anyio.current_time() + bound.seconds,
+                    shortcut.read_headers,
+                    deadline=shortcut.clock() + bound.seconds,
                     limit=self.max_body_size,
                 )
                 return self._answered(answer)
-            request = self._request(method, url, content, http, bound, content_type, authenticated)
-            if self._direct_bounded:  # the transport's own timer bounds the whole exchange
+            direct = shortcut.transport if shortcut is not None else None
+            request = self._request(
+                method, url, content, http, bound, content_type, authenticated, direct
+            )
+            if shortcut is not None and shortcut.bounded:
+                # The transport's own timer bounds the whole exchange.
                 answer = await self._exchange(http, request, bound, authenticated)
             else:
                 with anyio.move_on_after(bound.seconds):
@@ -1008,10 +1056,11 @@ class DispatchClient:
     async def _exchange(
         self, http: httpx.AsyncClient, request: httpx.Request, bound: _Bound, authenticated: bool
     ) -> tuple[int, Mapping[str, str], bytes]:
-        if self._direct is not None:
-            if self._direct_bounded:
-                request.extensions[DEADLINE] = anyio.current_time() + bound.seconds
-            response = await self._direct.handle_async_request(request)
+        shortcut = self._shortcut
+        if shortcut is not None:
+            if shortcut.bounded:
+                request.extensions[DEADLINE] = shortcut.clock() + bound.seconds
+            response = await shortcut.transport.handle_async_request(request)
         else:
             # A request to storage gets none of the caller's client-level auth either.
             auth = httpx.USE_CLIENT_DEFAULT if authenticated else None
@@ -1031,6 +1080,7 @@ class DispatchClient:
         bound: _Bound,
         content_type: str,
         authenticated: bool,
+        direct: httpx.AsyncBaseTransport | None,
     ) -> httpx.Request:
         """The request, with the credentials revealed at the last moment.
 
@@ -1051,7 +1101,7 @@ class DispatchClient:
         body = None if content is None else content.value
         if body is not None:
             headers["content-type"] = content_type
-        if self._direct is not None or not authenticated:
+        if direct is not None or not authenticated:
             return httpx.Request(
                 method,
                 url,

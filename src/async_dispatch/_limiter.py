@@ -45,6 +45,10 @@ class Limiter(Protocol):
     client and several pollers share one limiter, and only the outermost exit closes it.
     """
 
+    # Empty: a limiter or store that subclasses this (to inherit `bind_key`) keeps its
+    # own slots, and no per-instance dict.
+    __slots__ = ()
+
     async def __aenter__(self) -> Limiter: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
@@ -69,8 +73,18 @@ class Limiter(Protocol):
         """Seconds left of the pause in force as this process knows it, 0.0 when none."""
         ...
 
+    async def bind_key(self, fingerprint: str) -> None:
+        """Serve only the API key of `fingerprint` (`DispatchClient.key_fingerprint`).
 
-class TokenBucket:
+        A poller calls it once the limiter is open. A limiter shared by a fleet binds
+        its name to the key (its budget is that key's) and refuses another key with
+        `UsageError`; a limiter of one process has nothing to bind. This default
+        (inherited by a limiter that subclasses `Limiter`) does nothing.
+        """
+        return
+
+
+class TokenBucket(Limiter):
     """Allow at most ``rate * t + burst`` acquisitions in any window of `t` seconds.
 
     Share one instance between a `DispatchClient`, any number of `Poller`s and your own
@@ -187,7 +201,7 @@ class TokenBucket:
             self._waiters[0].set()
 
 
-class OneAtATime:
+class OneAtATime(Limiter):
     """A limiter seen through a turnstile: one caller at a time waits in it.
 
     The limiter is FIFO, and a poller's checks queue in it through a single dispatching

@@ -32,11 +32,9 @@ class Status(enum.Enum):
     @classmethod
     def from_wire(cls, raw: str) -> Status:
         """Map a wire value to a member; unrecognised values become `UNKNOWN`."""
-        try:
-            member = cls(raw)
-        except ValueError:
-            return cls.UNKNOWN
-        return cls.UNKNOWN if member is cls.UNKNOWN else member
+        # A dict, not ``cls(raw)``: the enum's own lookup is several Python calls, and
+        # this runs once per status read.
+        return _BY_WIRE.get(raw, Status.UNKNOWN) if isinstance(raw, str) else Status.UNKNOWN
 
     @property
     def is_terminal(self) -> bool:
@@ -45,6 +43,8 @@ class Status(enum.Enum):
 
 
 _TERMINAL = frozenset({Status.SUCCESS, Status.ERROR})
+#: Every member but `UNKNOWN`, by its wire value (`UNKNOWN` is what is not in it).
+_BY_WIRE: dict[str, Status] = {m.value: m for m in Status if m is not Status.UNKNOWN}
 
 
 @attrs.frozen(kw_only=True)

@@ -57,7 +57,7 @@ from ._errors import (
     UsageError,
 )
 from ._limiter import Limiter, OneAtATime, TokenBucket
-from ._log import logger
+from ._log import debug_enabled, logger
 from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options, secret_field_names
 from ._outage import Outage
@@ -244,6 +244,12 @@ class Poller:
         self._wants_tracking = self._instrumentation.wants(TaskTracked)
         self._wants_token_waits = self._instrumentation.wants(TokenWaited)
         self._wants_retries = self._instrumentation.wants(TaskRetrying)
+        # Per-check events, built only for a hook that reads them now (the default
+        # logging hook reads them at debug level only).
+        self._wants_checks = self._instrumentation.wants(CheckDone)
+        self._checks_on_debug = self._instrumentation.only_when_debugging(CheckDone)
+        self._wants_resolved = self._instrumentation.wants(TaskResolved)
+        self._resolved_on_debug = self._instrumentation.only_when_debugging(TaskResolved)
 
     @property
     def stats(self) -> PollerStats:
@@ -274,10 +280,9 @@ class Poller:
         async def enter(stack: contextlib.AsyncExitStack) -> None:
             await stack.enter_async_context(self.bucket)
             # Fleet objects bind their name to one API key (a fingerprint, never the key).
-            for shared in (self.bucket, self.store):
-                bind_key = getattr(shared, "bind_key", None)
-                if bind_key is not None:
-                    await bind_key(self.client.key_fingerprint)
+            # (`Limiter.bind_key`, `TaskStore.bind_key`: a no-op for one process's own.)
+            await self.bucket.bind_key(self.client.key_fingerprint)
+            await self.store.bind_key(self.client.key_fingerprint)
             await stack.enter_async_context(
                 self.store.attach(
                     self._on_outcome,
@@ -946,7 +951,10 @@ class Poller:
             )
             with span:
                 if task.deadline - started > self.client.timeout:
-                    reading = await self._read(task)
+                    try:  # `_read()`, inlined: one coroutine less on every check
+                        reading = await self.client._fetch_valid_status(task.request_id)
+                    except DispatchError as exc:
+                        reading = exc
                 else:
                     with anyio.CancelScope(deadline=task.deadline) as scope:
                         reading = await self._read(task)
@@ -959,7 +967,7 @@ class Poller:
             await self._apply(task, decision, via="poll")
         finally:
             self._stats.in_flight -= 1
-            if instrumentation.enabled:
+            if self._wants_checks and (not self._checks_on_debug or debug_enabled()):
                 instrumentation.emit(
                     CheckDone(
                         request_id=task.request_id,
@@ -972,7 +980,8 @@ class Poller:
     async def _read(self, task: TrackedTask) -> TaskStatus | DispatchError:
         """One status request: the reading, or the error it met."""
         try:
-            return await self.client.fetch_status(task.request_id)
+            # The id was checked when it was tracked: read it without checking again.
+            return await self.client._fetch_valid_status(task.request_id)
         except DispatchError as exc:
             return exc
 
@@ -1239,7 +1248,7 @@ class Poller:
             awaited.arrived.set()
         else:
             self._outcomes.put(outcome, receipt)
-        if self._instrumentation.enabled:
+        if self._wants_resolved and (not self._resolved_on_debug or debug_enabled()):
             self._instrumentation.emit(
                 TaskResolved(
                     request_id=outcome.request_id,
@@ -1362,7 +1371,7 @@ def _with_fields(options: SubmitOptions, more: SubmitOptions) -> SubmitOptions:
     return attrs.evolve(options, **given)
 
 
-class _Prepaid:
+class _Prepaid(Limiter):
     """A limiter whose first token is already paid: a resubmission spends the token its
     claim took, and any retry of the submit (a 429) queues like every other submit."""
 
@@ -1397,7 +1406,7 @@ class _Prepaid:
         return self._limiter.paused_for()
 
 
-class _Sending:
+class _Sending(Limiter):
     """A submit's lane, which tells the store when the submit goes on the wire.
 
     The token is taken for each attempt (a 429 is retried), so each attempt tells the

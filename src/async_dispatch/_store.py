@@ -221,10 +221,24 @@ class TaskStore(Protocol):
     coroutines: those answer from what the store already knows.
     """
 
+    # Empty: a limiter or store that subclasses this (to inherit `bind_key`) keeps its
+    # own slots, and no per-instance dict.
+    __slots__ = ()
+
     @property
     def capabilities(self) -> StoreCapabilities:
         """What this store can do beyond the protocol (see `StoreCapabilities`)."""
         ...
+
+    async def bind_key(self, fingerprint: str) -> None:
+        """Serve only the API key of `fingerprint` (`DispatchClient.key_fingerprint`).
+
+        The poller calls it once, before `attach`. A store shared by a fleet binds its
+        name to the key (so two keys cannot share a fleet's tasks) and refuses another
+        key with `UsageError`; a store of one process has nothing to bind. This default
+        (inherited by a store that subclasses `TaskStore`) does nothing.
+        """
+        return
 
     def attach(
         self,
@@ -405,7 +419,7 @@ class SubmitSendingStore(TaskStore, Protocol):
         ...
 
 
-class MemoryStore:
+class MemoryStore(TaskStore):
     """The default `TaskStore`: this process's memory, for one poller on one event loop.
 
     Receipts are the task records themselves: a final outcome's task is held until the
@@ -534,20 +548,24 @@ class MemoryStore:
         return self.try_claim(now)
 
     def try_claim(self, now: float) -> TrackedTask | None:
-        if self._top(self._last) > now and self._top_last_due(now) <= now:
-            # A routine check still waiting at the task's last-check time: serve it now,
-            # as the last check (its routine entry goes stale with the new seq).
-            task = heapq.heappop(self._last_due)[2]
-            task.due, task.seq = math.inf, next(self._seq)
-            task.polls += 1
-            return task
-        for heap in (self._last, self._due):
-            if self._top(heap) <= now:
-                task = heapq.heappop(heap)[2]
-                task.due = math.inf
+        # Last checks first; then a routine check still waiting at its task's last-check
+        # time; then routine checks. Each heap's top is looked up once.
+        heap = self._last
+        if self._top(heap) > now:
+            if self._top_last_due(now) <= now:
+                # Served now, as the last check (its routine entry goes stale with the
+                # new seq).
+                task = heapq.heappop(self._last_due)[2]
+                task.due, task.seq = math.inf, next(self._seq)
                 task.polls += 1
                 return task
-        return None
+            heap = self._due
+            if self._top(heap) > now:
+                return None
+        task = heapq.heappop(heap)[2]
+        task.due = math.inf
+        task.polls += 1
+        return task
 
     async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         if self.tasks.get(task.request_id) is task:

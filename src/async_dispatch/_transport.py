@@ -69,10 +69,13 @@ class PreparedHeaders:
     never the values.
     """
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "names")
 
     def __init__(self, items: Sequence[tuple[str, str]]) -> None:
         self.items = list(items)
+        #: The header names, lower-cased: what a transport asks to know whether it must
+        #: keep its HTTP stack from adding defaults of its own.
+        self.names = frozenset(name.lower() for name, _ in self.items)
 
     def __repr__(self) -> str:
         return f"PreparedHeaders(<{len(self.items)} headers hidden>)"

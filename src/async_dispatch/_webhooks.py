@@ -47,12 +47,16 @@ from .instrumentation import Instrumentation, WebhookAnswered
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_WEBHOOK_BODY",
+    "DEFAULT_WEBHOOK_PATH",
     "Deliverer",
     "WebhookReceiver",
     "WebhookResult",
     "generate_secret",
 ]
 
+#: Where the web integrations (`async_dispatch.fastapi.webhook_router`,
+#: `async_dispatch.aiohttp.setup_dispatch`) mount the webhook route unless told otherwise.
+DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
 #: Status payloads are a few kilobytes; 1 MiB leaves room for large structured outputs.
 DEFAULT_MAX_WEBHOOK_BODY: Final = 1024 * 1024
 #: Seconds a webhook's body may take to arrive: a few kilobytes take milliseconds, so a

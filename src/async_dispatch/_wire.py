@@ -118,7 +118,6 @@ def loads_bounded(body: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> obje
     nothing for ordinary bodies: a document with fewer brackets than `max_depth` cannot
     be that deep, and only others are walked.
     """
-    too_deep = JSONTooDeepError(f"nested deeper than {max_depth} levels")
     problem: ValueError | None = None
     try:
         data = json.loads(body)
@@ -129,12 +128,16 @@ def loads_bounded(body: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> obje
     except ValueError:
         problem = ValueError("not valid JSON")
     except RecursionError:
-        problem = too_deep
+        problem = _too_deep(max_depth)
     if problem is not None:  # raised outside the `except`: nothing is chained
         raise problem
     if _brackets(body) > max_depth and _deeper_than(data, max_depth):
-        raise too_deep
+        raise _too_deep(max_depth)
     return data
+
+
+def _too_deep(max_depth: int) -> JSONTooDeepError:
+    return JSONTooDeepError(f"nested deeper than {max_depth} levels")
 
 
 def _brackets(body: bytes | str) -> int:
@@ -198,13 +201,15 @@ def parse_status_payload(
     `redact` is applied to every value quoted in an error message, before it is cut.
     """
     clean = redact or _unchanged
-    if not isinstance(data, Mapping):
+    # `type(...) is dict` first: what `json.loads` makes, and the abstract `Mapping`
+    # check costs a Python-level call each time (several per status read).
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise _invalid(request_id, f"expected a JSON object, got {type(data).__name__}")
     raw_status = data.get("status")
     if not isinstance(raw_status, str) or not raw_status:
         raise _invalid(request_id, "field 'status' is missing or not a non-empty string")
     response = data.get("response")
-    if response is not None and not isinstance(response, Mapping):
+    if response is not None and type(response) is not dict and not isinstance(response, Mapping):
         raise _invalid(request_id, f"field 'response' is a {type(response).__name__}")
     metadata = _optional_mapping(data.get("hitlInputMetadata"))
     if metadata is None:
@@ -324,7 +329,7 @@ def _structured_output_of(response: Mapping[str, Any] | None) -> Any:
 
 
 def _usage_of(value: object) -> Usage | None:
-    if not isinstance(value, Mapping):
+    if value is None or (type(value) is not dict and not isinstance(value, Mapping)):
         return None
     actions = value.get("actions")
     return Usage(
@@ -347,4 +352,6 @@ def _optional_str(value: object) -> str | None:
 
 
 def _optional_mapping(value: object) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+    if value is None:
+        return None
+    return value if type(value) is dict or isinstance(value, Mapping) else None

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ._poller import Poller
 from ._runtime import DispatchRuntime
-from ._webhooks import WebhookResult
+from ._webhooks import DEFAULT_WEBHOOK_PATH, WebhookResult
 
 __all__ = [
     "DEFAULT_WEBHOOK_PATH",
@@ -40,8 +40,6 @@ __all__ = [
     "webhook_handler",
 ]
 
-#: Where `setup_dispatch` mounts the webhook route unless told otherwise.
-DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
 #: The app key under which `setup_dispatch` keeps the `DispatchRuntime` (``app[RUNTIME_KEY]``).
 RUNTIME_KEY: Final = web.AppKey("async_dispatch.runtime", DispatchRuntime)
 _UNAVAILABLE: Final = WebhookResult(status_code=503, reason="unavailable")

@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect
 from ._errors import NotOpenError
 from ._poller import Poller
 from ._runtime import DispatchRuntime
-from ._webhooks import WebhookResult
+from ._webhooks import DEFAULT_WEBHOOK_PATH, WebhookResult
 
 __all__ = [
     "DEFAULT_WEBHOOK_PATH",
@@ -45,8 +45,6 @@ __all__ = [
     "webhook_router",
 ]
 
-#: Where `webhook_router` puts the webhook route unless told otherwise.
-DEFAULT_WEBHOOK_PATH: Final = "/webhooks/dispatch"
 _STATE_NAME: Final = "async_dispatch"
 _UNAVAILABLE: Final = WebhookResult(status_code=503, reason="unavailable")
 

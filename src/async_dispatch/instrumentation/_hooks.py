@@ -134,7 +134,16 @@ class Instrumentation:
             get a span around every submit and check.
     """
 
-    __slots__ = ("_failed", "_hooks", "_ignored", "_task_tracers", "_tracers", "enabled")
+    __slots__ = (
+        "_debug_only",
+        "_failed",
+        "_hooks",
+        "_ignored",
+        "_task_tracers",
+        "_tracers",
+        "enabled",
+        "tracing",
+    )
 
     #: True if any hook is installed. The core tests it before building an event, so a
     #: client without hooks allocates nothing for instrumentation.
@@ -160,6 +169,23 @@ class Instrumentation:
             if self._hooks
             else frozenset()
         )
+        # Event types that the hooks which do not ignore them read only while the library
+        # logger has debug enabled (a hook says so with a `debug_only` collection): the
+        # core builds those only then (see `only_when_debugging`).
+        self._debug_only: frozenset[type] = (
+            frozenset.intersection(
+                *(
+                    frozenset(getattr(hook, "ignores", ()))
+                    | frozenset(getattr(hook, "debug_only", ()))
+                    for hook in self._hooks
+                )
+            )
+            - self._ignored
+            if self._hooks
+            else frozenset()
+        )
+        #: True if any hook traces: `span()` then costs more than a shared no-op.
+        self.tracing = bool(self._tracers)
         # id() of each hook whose failure was logged already. Hooks need not be hashable;
         # the tuple above keeps them alive, so their ids stay theirs.
         self._failed: set[int] = set()
@@ -167,6 +193,12 @@ class Instrumentation:
     def wants(self, event_type: type) -> bool:
         """Whether any hook wants events of `event_type` (asked once, at set-up)."""
         return self.enabled and event_type not in self._ignored
+
+    def only_when_debugging(self, event_type: type) -> bool:
+        """Whether the hooks that want `event_type` read it only while the library logger
+        has debug enabled (`_log.debug_enabled()`): then building one is pointless unless
+        it has. Asked once, at set-up; the logger's level is asked per event."""
+        return event_type in self._debug_only
 
     @classmethod
     def default(cls) -> Instrumentation:
@@ -177,11 +209,6 @@ class Instrumentation:
     def hooks(self) -> tuple[Hook, ...]:
         """The installed hooks, in call order."""
         return self._hooks
-
-    @property
-    def tracing(self) -> bool:
-        """True if any hook traces: `span()` then costs more than a shared no-op."""
-        return bool(self._tracers)
 
     def __repr__(self) -> str:
         return f"Instrumentation(hooks={list(self._hooks)!r})"

@@ -50,6 +50,8 @@ class LoggingHook:
 
     #: What it never logs: the per-task bookkeeping events (see `Instrumentation.wants`).
     ignores: Final = frozenset({TaskTracked, TaskForgotten, TokenWaited})
+    #: What it logs only at debug level (see `Instrumentation.only_when_debugging`).
+    debug_only: Final = frozenset(_TRACED)
 
     def __repr__(self) -> str:
         return "LoggingHook()"

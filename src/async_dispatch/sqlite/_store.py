@@ -63,7 +63,14 @@ from .._models import TaskStatus
 from .._outcome import Outcome
 from .._outcome_codec import trace_of, trace_text
 from .._resubmit import TaskSpec
-from .._store import CheckEnd, MemoryStore, OutcomeSink, StoreCapabilities, TrackedTask
+from .._store import (
+    CheckEnd,
+    MemoryStore,
+    OutcomeSink,
+    StoreCapabilities,
+    TaskStore,
+    TrackedTask,
+)
 from ._codec import (
     decode_error,
     decode_outcome,
@@ -128,7 +135,7 @@ def _wall(value: float | None) -> float:
     return math.inf if value is None else float(value)
 
 
-class SQLiteStore:
+class SQLiteStore(TaskStore):
     """A durable `TaskStore` in one SQLite file, for one poller at a time.
 
     Args:
