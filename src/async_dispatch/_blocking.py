@@ -51,6 +51,7 @@ from ._log import logger
 from ._options import SubmitOptions, merge_options
 from ._outcome import Outcome
 from ._poller import DeliveryResult, Poller
+from ._resubmit import ResubmitPolicy
 from ._service import State
 from ._stats import PollerStats
 from ._store import TaskStore
@@ -94,6 +95,8 @@ class PollerOptions(TypedDict, total=False):
     jitter: float
     cadence: Cadence | None
     seed: int | None
+    resubmit: ResubmitPolicy | None
+    output_types: Iterable[type]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -412,6 +415,7 @@ class SyncPoller:
         *,
         deadline: float | None = None,
         context: Any = None,
+        resubmit: bool = True,
         **fields: Unpack[SubmitFields],
     ) -> str:
         """Submit a task and track it: `Poller.submit()`. Returns its request id."""
@@ -419,7 +423,9 @@ class SyncPoller:
         del fields  # the frame may outlive the submit: its locals must not hold secrets
 
         async def submit() -> str:
-            return await self.poller.submit(prompt, options, deadline=deadline, context=context)
+            return await self.poller.submit(
+                prompt, options, deadline=deadline, context=context, resubmit=resubmit
+            )
 
         request_id = self._call(submit, submit=True, keep=self._kept)
         self._added((request_id,))
@@ -488,6 +494,7 @@ class SyncPoller:
         *,
         deadline: float | None = None,
         context: Any = None,
+        resubmit: bool = True,
         **fields: Unpack[SubmitFields],
     ) -> Outcome:
         """Submit one task and block until its final outcome: `submit()`, then
@@ -495,7 +502,10 @@ class SyncPoller:
         run tasks at once."""
         options = merge_options(options, fields)
         del fields
-        return self.wait_for(self.submit(prompt, options, deadline=deadline, context=context))
+        request_id = self.submit(
+            prompt, options, deadline=deadline, context=context, resubmit=resubmit
+        )
+        return self.wait_for(request_id)
 
     # -- many outcomes ------------------------------------------------------------------
 
