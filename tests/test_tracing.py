@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from _logs import capture_logs
-from async_dispatch import Outcome, OutcomeKind, Poller, TaskStore
+from async_dispatch import Outcome, OutcomeKind, Poller, ResubmitPolicy, TaskStore
 from async_dispatch._outcome_codec import decode_outcome, encode_outcome, trace_of, trace_text
 from async_dispatch.instrumentation import (
     SPAN_CHECK,
@@ -124,11 +124,41 @@ async def test_each_task_is_one_trace_from_its_request_to_its_consumer(traced: T
         "async_dispatch.kind": "success",
         "async_dispatch.via": "poll",
         "async_dispatch.polls": outcome.polls,
+        "async_dispatch.attempts": 1,
     }
     assert life.status.status_code is trace.StatusCode.UNSET
     failed = lives[span_id(next(s for s in tracks if s is not submit_track))]
     assert failed.status.status_code is trace.StatusCode.ERROR
     assert len(traced.spans("handle")) == 2
+
+
+@pytest.mark.virtual_clock
+async def test_a_resubmitted_task_stays_one_trace_and_counts_its_attempts(
+    traced: Traced,
+) -> None:
+    """Every attempt's checks are children of the task's one track span, and the task's
+    life says how many submits it took."""
+    async with (
+        simulator(seed=5, durations=Durations.fixed(0.2), outcomes=OutcomeMix.only("error")) as sim,
+        sim.client(hooks=[traced.hook]) as client,
+        Poller(client, resubmit=ResubmitPolicy(attempts=3, wait=0.5), **FAST) as poller,
+    ):
+        with traced.tracer.start_as_current_span("POST /jobs"):
+            await poller.submit("/Operator fails every time", deadline=60)
+        with anyio.fail_after(60):
+            outcomes = [outcome async for outcome in poller]
+    [outcome] = outcomes
+    assert outcome.kind is OutcomeKind.ERROR
+    assert len(outcome.attempts) == 3
+    [track] = traced.spans(SPAN_TRACK)
+    checks = traced.spans(SPAN_CHECK)
+    assert {parent_id(s) for s in checks} == {span_id(track)}  # all attempts, one trace
+    assert len(checks) >= 3
+    [life] = traced.spans(SPAN_TASK)
+    assert parent_id(life) == span_id(track)
+    assert life.attributes is not None
+    assert life.attributes["async_dispatch.attempts"] == 3
+    assert life.status.status_code is trace.StatusCode.ERROR
 
 
 @pytest.mark.virtual_clock

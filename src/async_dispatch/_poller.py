@@ -1259,6 +1259,7 @@ class Poller:
                     via=outcome.via,
                     final=outcome.final,
                     trace_context=outcome.trace_context,
+                    attempts=max(1, len(outcome.attempts)),
                 )
             )
 

@@ -166,6 +166,9 @@ class TaskResolved:
     #: The task's trace context (W3C Trace Context headers, `Outcome.trace_context`),
     #: for a tracer to end the task's trace with; None when it was tracked untraced.
     trace_context: Mapping[str, str] | None = None
+    #: Submits the task took: 1, or more when a `ResubmitPolicy` sent it again
+    #: (`Outcome.attempts`).
+    attempts: int = 1
 
 
 @attrs.frozen(kw_only=True)

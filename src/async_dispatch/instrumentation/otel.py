@@ -15,7 +15,7 @@ Spans are another matter: a span is one operation, so it may name its task. Each
 gets the attributes the core passes, prefixed with ``async_dispatch.``
 (``async_dispatch.request_id``, ``async_dispatch.attempt``), and the conventions' own
 (``messaging.operation.type``, ``http.request.method``); the task span's come from closed
-sets only (kind, via, polls). Never the key, the prompt, an option or a response.
+sets only (kind, via, polls, attempts). Never the key, the prompt, an option or a response.
 
 One trace per task. Tracking a task (`Poller.submit`, `Poller.track`) opens a
 ``producer`` span, `SPAN_TRACK`, in the caller's trace (the request handler that
@@ -133,6 +133,7 @@ class OpenTelemetryHook(MetricHook):
                 ATTRIBUTE_PREFIX + "kind": event.kind.value,
                 ATTRIBUTE_PREFIX + "via": event.via,
                 ATTRIBUTE_PREFIX + "polls": event.polls,
+                ATTRIBUTE_PREFIX + "attempts": event.attempts,
             },
         )
         if event.kind in _FAILED_KINDS:
