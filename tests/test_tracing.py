@@ -162,6 +162,29 @@ async def test_a_resubmitted_task_stays_one_trace_and_counts_its_attempts(
 
 
 @pytest.mark.virtual_clock
+async def test_a_restored_snapshot_goes_on_with_each_tasks_trace(traced: Traced) -> None:
+    durations = Durations.fixed(5.0)
+    async with (
+        simulator(seed=4, durations=durations, outcomes=OutcomeMix.only("success")) as sim,
+        sim.client(hooks=[traced.hook]) as client,
+    ):
+        async with Poller(client, **FAST) as first:
+            await first.submit("/Operator outlives its process", deadline=60)
+            snapshot = first.snapshot()
+            await first.forget(snapshot[0]["request_id"])
+        assert snapshot[0]["trace"]["traceparent"]
+        async with Poller(client, **FAST) as second:
+            assert await second.restore(json.loads(json.dumps(snapshot))) == 1
+            with anyio.fail_after(60):
+                [outcome] = [outcome async for outcome in second]
+    [track] = traced.spans(SPAN_TRACK)  # the restore opened no new trace
+    assert outcome.trace_context == snapshot[0]["trace"]
+    [life] = traced.spans(SPAN_TASK)
+    assert parent_id(life) == span_id(track)
+    assert {parent_id(s) for s in traced.spans(SPAN_CHECK)} == {span_id(track)}
+
+
+@pytest.mark.virtual_clock
 async def test_untraced_tasks_carry_no_context() -> None:
     async with (
         simulator(seed=3, outcomes=OutcomeMix.only("success")) as sim,

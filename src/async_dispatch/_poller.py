@@ -62,6 +62,7 @@ from ._models import Status, TaskStatus
 from ._options import SubmitOptions, merge_options, secret_field_names
 from ._outage import Outage
 from ._outcome import SCHEMA_OUTPUT, Outcome, OutcomeKind, Via
+from ._outcome_codec import trace_of, trace_text
 from ._outcome_queue import OutcomeQueue, OutcomeStream
 from ._resubmit import ResubmitPolicy, TaskSpec
 from ._service import Service
@@ -668,7 +669,8 @@ class Poller:
         self._check_open()
         offset = time.time()
         entries: list[tuple[str, float, Any]] = []
-        for entry in snapshot:
+        snapshot_entries = list(snapshot)
+        for entry in snapshot_entries:
             try:
                 request_id = entry["request_id"]
                 remaining = float(entry["deadline"]) - offset
@@ -680,8 +682,18 @@ class Poller:
                 (request_id, min(max(0.0, remaining), MAX_DEADLINE), entry.get("context"))
             )
         before = len(self.store)
-        for request_id, remaining, context in entries:
-            await self.track(request_id, deadline=remaining, context=context)
+        for (request_id, remaining, context), entry in zip(entries, snapshot_entries, strict=True):
+            kept = entry.get("trace")
+            trace = None
+            if isinstance(kept, Mapping) and all(isinstance(v, str) for v in kept.values()):
+                trace = trace_of(trace_text(kept))
+            if trace is None:  # a snapshot from before trace contexts: a new trace
+                await self.track(request_id, deadline=remaining, context=context)
+                continue
+            # The task's own trace goes on: no new track span, as in a durable store.
+            task = self._new_task(request_id, remaining, context, trace)
+            if await self._trackable(task, request_id) and await self.store.add(task):
+                self._tracked(task)
         return len(self.store) - before
 
     # -- webhooks -----------------------------------------------------------------------

@@ -375,7 +375,8 @@ class TaskStore(Protocol):
     def snapshot(self) -> list[dict[str, Any]]:
         """Every task whose final outcome the application has not taken yet, as strict
         JSON-ready dicts (`request_id`, `deadline` in seconds since the Unix epoch,
-        `context` or None), for `Poller.restore()` in a new process. Only for stores
+        `context` or None, `trace`: the task's trace context or None), for
+        `Poller.restore()` in a new process. Only for stores
         that declare ``capabilities.snapshot``; others raise `UsageError`."""
         ...
 
@@ -534,6 +535,7 @@ class MemoryStore(TaskStore):
                 "request_id": task.request_id,
                 "deadline": task.deadline + offset,
                 "context": _json_or_none(task.context),
+                "trace": dict(task.trace) if task.trace else None,
             }
             for task in pending
         ]
