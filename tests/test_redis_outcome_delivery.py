@@ -43,7 +43,7 @@ async def test_a_failed_ack_is_paid_once_redis_answers(redis_url: str, redis_nam
         await finish_new(store, "req_a")
         await wait_for(received, 1)
         receipt = received[0][1]
-        await store.ack(receipt)  # batched: sent (and failing) a moment later
+        await store.ack(receipt)  # a lone one: sent (and failing) at once, owed then
         with anyio.fail_after(5):
             while not store.failed:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
@@ -53,6 +53,28 @@ async def test_a_failed_ack_is_paid_once_redis_answers(redis_url: str, redis_nam
                 await anyio.sleep(0.05)
     assert store.failed
     assert len(received) == 1  # held meanwhile: never delivered twice
+
+
+async def test_a_lone_ack_is_in_redis_before_the_next_outcome_is_handed_out(
+    redis_url: str, redis_name: str
+) -> None:
+    """Issue #20 item 10: an application that holds each outcome longer than the ack
+    delay gets no batching from it, and a replica stalled (or killed) right after taking
+    the next outcome would have the previous one delivered again too, though its
+    application had finished it. So a lone ack is paid before `ack()` returns, which the
+    poller awaits before handing out the next outcome."""
+    store = RedisStore(redis_url, name=redis_name, outcome_idle=5.0)
+    stream = RedisConnection.key(redis_name, "outcomes")
+    async with attached(store) as received:
+        await finish_new(store, "req_a")
+        await finish_new(store, "req_b")
+        await wait_for(received, 2)
+        await store.ack(received[0][1])
+        assert not store._acks_owed
+        assert xlen(redis_url, stream) == 1  # acknowledged and deleted already
+        await anyio.sleep(0.05)  # longer than the ack delay: the next is lone too
+        await store.ack(received[1][1])
+        assert xlen(redis_url, stream) == 0
 
 
 async def test_an_unreadable_outcome_is_dead_lettered(redis_url: str, redis_name: str) -> None:

@@ -130,8 +130,9 @@ _HOLD_BATCH: Final = 500
 #: Redis busy for a few milliseconds at most, and 100,000 ids cost 200 round trips.
 _ADD_BATCH: Final = 500
 _ACK_BATCH: Final = 500
-#: How long an acknowledgement may wait for others to go with it (seconds): the extra
-#: window in which a replica that dies has an outcome its application took delivered again.
+#: How long an acknowledgement in a burst may wait for others to go with it (seconds): the
+#: extra window in which a replica that dies or stalls has an outcome its application took
+#: delivered again (a lone one is paid at once: `RedisStore.ack`).
 _ACK_DELAY: Final = 0.02
 #: How often a replica at its read-ahead bound looks whether its application took some.
 _FULL_WAIT: Final = 0.05
@@ -309,6 +310,7 @@ class RedisStore:
         #: (batched by `_send_acks`, or met an unreachable Redis).
         self._acks_owed: set[str] = set()
         self._acks_wanted = anyio.Event()
+        self._last_ack = -math.inf  # loop time of the last `ack()`
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
         self._hint_deadline = 0.0
@@ -714,13 +716,27 @@ class RedisStore:
     async def ack(self, receipt: Any) -> None:
         """Acknowledge an outcome the application took, in a batch with others.
 
-        The receipt waits at most `_ACK_DELAY` for others (or goes at once with a full
-        batch), so a burst of outcomes costs one round trip per `_ACK_BATCH`. Until
-        Redis has it the outcome stays held by this replica, so nobody else delivers it.
+        A lone acknowledgement (none other owed, none in the last `_ACK_DELAY`: the
+        application holds each outcome longer than that) is paid before this returns,
+        so before the poller hands out the next outcome: a replica that stalls or dies
+        then has only the outcome in its application's hands delivered again, not the
+        one before it too. In a burst the others wait at most `_ACK_DELAY` (or go at
+        once with a full batch), so a burst costs one round trip per `_ACK_BATCH`, and
+        a replica that stalls in it has those taken in its last `_ACK_DELAY` delivered
+        again as well. Until Redis has it the outcome stays held by this replica, so
+        nobody else delivers it.
         """
+        now = self._clock()
+        lone = not self._acks_owed and now - self._last_ack >= _ACK_DELAY
+        self._last_ack = now
         self._acks_owed.add(receipt)
         if len(self._acks_owed) >= _ACK_BATCH:
             await self._pay_acks()
+        elif lone and not self._outages["outcomes"]:
+            try:
+                await self._pay_acks()
+            except CoordinationError:
+                self._acks_wanted.set()  # still owed: sent again a moment later
         else:
             self._acks_wanted.set()
 
