@@ -226,6 +226,7 @@ def check_one_trace(spans: list[dict[str, Any]], caller_trace: str) -> None:
         "async_dispatch.kind": "success",
         "async_dispatch.via": "webhook",
         "async_dispatch.polls": life["attributes"]["async_dispatch.polls"],
+        "async_dispatch.attempts": 1,
     }
     assert life["attributes"]["async_dispatch.polls"] >= 2
     # The consumer's own work, linked to the task.
