@@ -195,6 +195,52 @@ async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
         assert first.request_id == "req_near_deadline"
 
 
+async def test_thousands_sharing_one_last_check_time_are_all_promoted(
+    redis_url: str, redis_name: str
+) -> None:
+    """The deadlines zset doubles as the schedule of promotions (lua/_task.lua): every
+    round promotes the entries due by now and re-scores them by their deadline, so 2,000
+    tasks with one last-check time are all promoted, `_EXPIRE_BATCH` per round, none
+    skipped and none stalling the walk."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        now = anyio.current_time()
+        tasks = []
+        for i in range(2000):
+            task = TrackedTask(f"req_{i}", started=now, deadline=now + LEAD + 0.5, context=None)
+            task.due = now - 5.0  # overdue routine checks, all of them
+            tasks.append(task)
+        assert len(await store.add_many(tasks)) == 2000
+        client = store.connection.client
+        assert await client.zcard(RedisConnection.key(redis_name, "due")) == 2000
+        await anyio.sleep(0.6)  # past the last-check time, before the deadline
+        for _ in range(30):
+            await store.expire(anyio.current_time())
+        assert await client.zcard(RedisConnection.key(redis_name, "due")) == 0
+        assert await client.zcard(RedisConnection.key(redis_name, "last")) == 2000
+        assert len(store) == 2000  # promoted, not ended
+
+
+async def test_promotions_go_on_behind_deadlines_held_after_a_gap(
+    redis_url: str, redis_name: str
+) -> None:
+    """While endings are held (store_expire.lua, after a gap in the rounds), deadlines
+    passed stay at the front of the deadlines zset; the round pages past them, so a
+    routine check whose last-check time came behind them is still promoted."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        for i in range(150):  # past their deadline, and held
+            await store.add(new_task(f"req_held_{i}", due=math.inf, deadline=0.05))
+        await store.add(new_task("req_behind", due=-1.0, deadline=LEAD + 0.3))
+        client = store.connection.client
+        await client.hset(RedisConnection.key(redis_name, "rounds"), {"hold": "9999999999"})
+        await anyio.sleep(0.4)
+        assert await store.expire(anyio.current_time()) == 0  # nothing ends while held
+        assert len(store) == 151
+        last = RedisConnection.key(redis_name, "last")
+        assert await client.zscore(last, "req_behind") is not None
+
+
 async def test_expire_times_out_with_context_and_last_error(
     redis_url: str, redis_name: str
 ) -> None:

@@ -15,8 +15,9 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      planned or under way)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
-    last_due         zset id -> last-check time, while its planned check is routine
-    deadlines        zset id -> deadline
+    deadlines        zset id -> the next time the expiry round looks at the task: its
+                     last-check time while its planned check is routine (the round then
+                     promotes it to a last check), else its deadline (lua/_task.lua)
     done             zset id -> until when it counts as finished (`finished_ttl`): late
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
@@ -283,7 +284,7 @@ class RedisStore:
         self._prefix = RedisConnection.key(name, "")
         key = self._key
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
-        self._last_due, self._done = key("last_due"), key("done")
+        self._done = key("done")
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
@@ -469,7 +470,6 @@ class RedisStore:
             self._parked_data,
             self._parked,
             self._done,
-            self._last_due,
             self._intent_sent,
         ]
 
@@ -490,7 +490,7 @@ class RedisStore:
         batch = list(tasks)
         added: list[TrackedTask] = []
         contexts: dict[int, str] = {}
-        keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
+        keys = [self._tasks, self._last, self._due, self._deadlines, self._done]
         for chunk in _chunks(batch):
             # One trace context per call: `track_many` gives every task the same one.
             args: list[Any] = [trace_text(chunk[0].trace)]
@@ -643,7 +643,7 @@ class RedisStore:
         args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
         reply = await self._script(
             "store_resubmitted.lua",
-            [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
+            [self._tasks, self._last, self._due, self._deadlines, self._done],
             [
                 task.request_id,
                 _token(task),
@@ -686,7 +686,6 @@ class RedisStore:
                 self._stream,
                 self._intents,
                 self._intent_started,
-                self._last_due,
                 self._done,
                 self._tasks,
                 self._parked_data,

@@ -3,8 +3,7 @@
 -- tracking 100,000 ids costs a few hundred round trips, not 100,000.
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks   KEYS[3]  routine checks
--- KEYS[4]  deadlines   KEYS[5]  finished ids (zset: id -> expiry)
--- KEYS[6]  last-check times (zset: id -> time)
+-- KEYS[4]  deadlines (zset, _task.lua)   KEYS[5]  finished ids (zset: id -> expiry)
 -- ARGV[1]  the trace context every task of this call gets (store_add.lua's ARGV[8]), or ''
 -- ARGV     then seven per task: request id, context (JSON), started, deadline, first
 --          check (or 'inf'), last-check time (server seconds), spec (JSON or ''; see
@@ -25,14 +24,12 @@ for i = 2, #ARGV, 7 do
     task_save(KEYS[1], rid, {c = ARGV[i + 1], s = tonumber(ARGV[i + 2]),
                              d = tonumber(ARGV[i + 3]), ld = tonumber(last_due), tr = trace,
                              sp = text_or_nil(ARGV[i + 6])})
-    redis.call('ZADD', KEYS[4], ARGV[i + 3], rid)
+    local last = true
     if due ~= 'inf' then
-      local last = tonumber(due) >= tonumber(last_due)
+      last = tonumber(due) >= tonumber(last_due)
       redis.call('ZADD', last and KEYS[2] or KEYS[3], due, rid)
-      if not last then
-        redis.call('ZADD', KEYS[6], last_due, rid)
-      end
     end
+    redis.call('ZADD', KEYS[4], last and ARGV[i + 3] or last_due, rid)
     added[#added + 1] = 1
   end
 end
