@@ -195,6 +195,30 @@ async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
         assert first.request_id == "req_near_deadline"
 
 
+async def test_add_many_keeps_each_record_as_add_does(redis_url: str, redis_name: str) -> None:
+    """store_add_many.lua takes a chunk as one JSON argument: contexts come back byte for
+    byte (an empty list stays a list, non-ASCII text survives), times to the microsecond,
+    and a task without a planned check (webhook only) is in no check set."""
+    store = RedisStore(redis_url, name=redis_name)
+    contexts: list[Any] = [[], {}, "caf\u00e9 \u2603", None, {"n": [1.5, None, True]}]
+    async with attached(store):
+        tasks = [new_task(f"req_{i}", context=c) for i, c in enumerate(contexts)]
+        tasks.append(new_task("req_hook", due=math.inf, context={"hook": 1}))
+        tasks.append(new_task("req_caf\u00e9", context=1))
+        assert len(await store.add_many(tasks)) == len(tasks)
+        for task in tasks:
+            got = await store.get(task.request_id)
+            assert got is not None
+            assert got.context == task.context
+            assert type(got.context) is type(task.context)
+            assert got.started == pytest.approx(task.started, abs=1e-5)
+            assert got.deadline == pytest.approx(task.deadline, abs=1e-5)
+        client = store.connection.client
+        for zset in ("due", "last"):
+            assert await client.zscore(RedisConnection.key(redis_name, zset), "req_hook") is None
+        assert await client.zscore(RedisConnection.key(redis_name, "due"), "req_0") is not None
+
+
 async def test_thousands_sharing_one_last_check_time_are_all_promoted(
     redis_url: str, redis_name: str
 ) -> None:

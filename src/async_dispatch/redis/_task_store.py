@@ -432,21 +432,9 @@ class RedisStore:
 
     # -- tracking -----------------------------------------------------------------------
 
-    def _add_args(self, task: TrackedTask, contexts: dict[int, str] | None = None) -> list[Any]:
-        """store_add.lua's six arguments for `task`. `contexts` caches the JSON of the
-        contexts seen (by identity) across one batch: `track_many` gives every id the
-        same context object, encoded once."""
-        context = contexts.get(id(task.context)) if contexts is not None else None
-        if context is None:
-            try:
-                context = json.dumps(task.context)
-            except (TypeError, ValueError) as exc:
-                raise UsageError(
-                    f"a fleet's task context must be JSON-serialisable: {exc} "
-                    f"(request id {task.request_id!r})"
-                ) from exc
-            if contexts is not None:
-                contexts[id(task.context)] = context
+    def _add_args(self, task: TrackedTask) -> list[Any]:
+        """store_add.lua's six arguments for `task`."""
+        context = self._context_json(task)
         # repr(): every digit, and "inf" as the scripts expect; cheaper than a format.
         offset = self._offset
         return [
@@ -458,6 +446,18 @@ class RedisStore:
             # When its last check falls due: the script files each check by it.
             repr(task.deadline - self._lead + offset),
         ]
+
+    @staticmethod
+    def _context_json(task: TrackedTask) -> str:
+        """The task's context as stored (JSON text, kept byte for byte: outcomes carry it
+        as it is); `UsageError` if it is not JSON-serialisable."""
+        try:
+            return json.dumps(task.context)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a fleet's task context must be JSON-serialisable: {exc} "
+                f"(request id {task.request_id!r})"
+            ) from exc
 
     def _add_keys(self) -> list[str]:
         return [
@@ -486,19 +486,37 @@ class RedisStore:
         return bool(reply[0])
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
-        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua)."""
+        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua), each chunk
+        sent as one JSON argument: per-argument work in the client and the server was
+        most of the cost of tracking many ids."""
         batch = list(tasks)
         added: list[TrackedTask] = []
         contexts: dict[int, str] = {}
         keys = [self._tasks, self._last, self._due, self._deadlines, self._done]
+        offset, lead, inf = self._offset, self._lead, math.inf
         for chunk in _chunks(batch):
-            # One trace context per call: `track_many` gives every task the same one.
-            args: list[Any] = [trace_text(chunk[0].trace)]
+            rows = []
             for task in chunk:
-                args += self._add_args(task, contexts)
-                args.append(_spec_json(task))
-            reply = await self._script("store_add_many.lua", keys, args)
-            new = [task for task, flag in zip(chunk, reply, strict=True) if int(flag)]
+                context = contexts.get(id(task.context))
+                if context is None:
+                    context = self._context_json(task)
+                    contexts[id(task.context)] = context
+                due = task.due
+                rows.append(
+                    (
+                        task.request_id,
+                        context,
+                        task.started + offset,
+                        task.deadline + offset,
+                        None if due == inf else due + offset,
+                        task.deadline - lead + offset,
+                        _spec_json(task),
+                    )
+                )
+            # One trace context per call: `track_many` gives every task the same one.
+            args = [trace_text(chunk[0].trace), json.dumps(rows)]
+            flags = _text((await self._script("store_add_many.lua", keys, args))[0])
+            new = [task for task, flag in zip(chunk, flags, strict=True) if flag == "1"]
             if new:
                 added += new
                 self._tracked += len(new)
