@@ -219,6 +219,38 @@ async def test_add_many_keeps_each_record_as_add_does(redis_url: str, redis_name
         assert await client.zscore(RedisConnection.key(redis_name, "due"), "req_0") is not None
 
 
+async def test_add_many_over_several_chunks(redis_url: str, redis_name: str) -> None:
+    """Chunks go two at a time (one runs in Redis while the next is encoded): what comes
+    back is in the order given, and of an id given twice, the first task is tracked."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        tasks = [new_task(f"req_{i}", context=i) for i in range(1_600)]
+        tasks.append(new_task("req_0", context="again"))
+        added = await store.add_many(tasks)
+        assert added == tasks[:-1]
+        assert len(store) == 1_600
+        got = await store.get("req_0")
+        assert got is not None
+        assert got.context == 0
+
+
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
+async def test_add_many_raises_coordination_error_when_redis_goes() -> None:
+    """A failed chunk is the caller's `CoordinationError`, not an exception group of the
+    calls under way."""
+    server = RedisServer()
+    server.start()
+    try:
+        store = RedisStore(server.url, name="x", timeout=0.5)
+        async with attached(store):
+            server.close()
+            with pytest.raises(CoordinationError):
+                await store.add_many([new_task(f"req_{i}") for i in range(1_200)])
+    finally:
+        server.close()
+    gc.collect()
+
+
 async def test_thousands_sharing_one_last_check_time_are_all_promoted(
     redis_url: str, redis_name: str
 ) -> None:

@@ -130,6 +130,8 @@ _HOLD_BATCH: Final = 500
 #: Tasks per store_add_many.lua call, outcomes per store_ack.lua call: each call keeps
 #: Redis busy for a few milliseconds at most, and 100,000 ids cost 200 round trips.
 _ADD_BATCH: Final = 500
+#: store_add_many.lua calls under way at once: one runs in Redis while the next is encoded.
+_ADD_IN_FLIGHT: Final = 2
 _ACK_BATCH: Final = 500
 #: How long an acknowledgement may wait for others to go with it (seconds): the extra
 #: window in which a replica that dies has an outcome its application took delivered again.
@@ -487,44 +489,77 @@ class RedisStore:
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
         """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua), each chunk
-        sent as one JSON argument: per-argument work in the client and the server was
-        most of the cost of tracking many ids."""
-        batch = list(tasks)
-        added: list[TrackedTask] = []
-        contexts: dict[int, str] = {}
+        sent as one JSON argument (per-argument work in the client and the server was
+        most of the cost of tracking many ids), and the next chunk encoded while Redis
+        runs the one before: `_ADD_IN_FLIGHT` calls at most are under way.
+
+        Repeats of an id are dropped here, so chunks are independent of each other and
+        may run in any order: the first task given with an id is the one tracked.
+        """
+        batch: list[TrackedTask] = []
+        seen: set[str] = set()
+        for task in tasks:
+            if task.request_id not in seen:
+                seen.add(task.request_id)
+                batch.append(task)
+        added: dict[int, list[TrackedTask]] = {}
+        failures: list[BaseException] = []
         keys = [self._tasks, self._last, self._due, self._deadlines, self._done]
-        offset, lead, inf = self._offset, self._lead, math.inf
-        for chunk in _chunks(batch):
-            rows = []
-            for task in chunk:
-                context = contexts.get(id(task.context))
-                if context is None:
-                    context = self._context_json(task)
-                    contexts[id(task.context)] = context
-                due = task.due
-                rows.append(
-                    (
-                        task.request_id,
-                        context,
-                        task.started + offset,
-                        task.deadline + offset,
-                        None if due == inf else due + offset,
-                        task.deadline - lead + offset,
-                        _spec_json(task),
-                    )
-                )
-            # One trace context per call: `track_many` gives every task the same one.
-            args = [trace_text(chunk[0].trace), json.dumps(rows)]
-            flags = _text((await self._script("store_add_many.lua", keys, args))[0])
+        in_flight = anyio.Semaphore(_ADD_IN_FLIGHT)
+
+        async def send(index: int, chunk: list[TrackedTask], args: list[Any]) -> None:
+            try:
+                reply = await self._script("store_add_many.lua", keys, args)
+            except Exception as exc:  # raised by add_many once the others are done
+                failures.append(exc)
+                return
+            finally:
+                in_flight.release()
+            flags = _text(reply[0])
             new = [task for task, flag in zip(chunk, flags, strict=True) if flag == "1"]
+            added[index] = new
             if new:
-                added += new
                 self._tracked += len(new)
                 due = min(task.due for task in new)
                 deadline = min(task.deadline for task in new)
                 self._hint_due = min(self._hint_due, self._to_server(due))
                 self._hint_deadline = min(self._hint_deadline, self._to_server(deadline))
-        return added
+
+        async with anyio.create_task_group() as tg:
+            for index, chunk in enumerate(_chunks(batch)):
+                args = self._add_many_args(chunk)
+                await in_flight.acquire()
+                if failures:
+                    in_flight.release()
+                    break
+                tg.start_soon(send, index, chunk, args)
+        if failures:
+            raise failures[0]
+        return [task for index in sorted(added) for task in added[index]]
+
+    def _add_many_args(self, chunk: list[TrackedTask]) -> list[Any]:
+        """store_add_many.lua's arguments for `chunk` (tasks sharing one trace context)."""
+        offset, lead, inf = self._offset, self._lead, math.inf
+        contexts: dict[int, str] = {}  # `track_many` gives every id the same context
+        rows = []
+        for task in chunk:
+            context = contexts.get(id(task.context))
+            if context is None:
+                context = contexts[id(task.context)] = self._context_json(task)
+            due = task.due
+            rows.append(
+                (
+                    task.request_id,
+                    context,
+                    task.started + offset,
+                    task.deadline + offset,
+                    None if due == inf else due + offset,
+                    task.deadline - lead + offset,
+                    _spec_json(task),
+                )
+            )
+        # One trace context per call: `track_many` gives every task the same one.
+        return [trace_text(chunk[0].trace), json.dumps(rows)]
 
     async def get(self, request_id: str) -> LeasedTask | None:
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
