@@ -152,6 +152,40 @@ def _error_json(error: Exception | None) -> str:
     return "" if error is None else json.dumps(error_to_data(error))
 
 
+def _make_json_text() -> Callable[[Any], str]:
+    """`json.dumps` with its defaults, minus the encoder it builds at every call (most of
+    the cost of a small context, and `add_many` encodes one per task): the C encoder is
+    built once. Without it (another Python), plain `json.dumps`."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return json.dumps
+    # No circular check (markers=None): a circular value recurses instead, and the
+    # fallback below turns that into json.dumps's own ValueError.
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+
+    def json_text(value: Any) -> str:
+        try:
+            return "".join(encode(value, 0))
+        except (RecursionError, TypeError, ValueError):
+            return json.dumps(value)  # its error, or its text for what the fast path refused
+
+    return json_text
+
+
+#: The JSON text of a context, as `json.dumps(value)` writes it.
+_json_text: Final = _make_json_text()
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8")
@@ -454,7 +488,7 @@ class RedisStore:
         """The task's context as stored (JSON text, kept byte for byte: outcomes carry it
         as it is); `UsageError` if it is not JSON-serialisable."""
         try:
-            return json.dumps(task.context)
+            return _json_text(task.context)
         except (TypeError, ValueError) as exc:
             raise UsageError(
                 f"a fleet's task context must be JSON-serialisable: {exc} "
