@@ -195,6 +195,108 @@ async def test_a_routine_check_still_waiting_at_its_last_check_time_goes_first(
         assert first.request_id == "req_near_deadline"
 
 
+async def test_add_many_keeps_each_record_as_add_does(redis_url: str, redis_name: str) -> None:
+    """store_add_many.lua takes a chunk as one JSON argument: contexts come back byte for
+    byte (an empty list stays a list, non-ASCII text survives), times to the microsecond,
+    and a task without a planned check (webhook only) is in no check set."""
+    store = RedisStore(redis_url, name=redis_name)
+    contexts: list[Any] = [[], {}, "caf\u00e9 \u2603", None, {"n": [1.5, None, True]}]
+    async with attached(store):
+        tasks = [new_task(f"req_{i}", context=c) for i, c in enumerate(contexts)]
+        tasks.append(new_task("req_hook", due=math.inf, context={"hook": 1}))
+        tasks.append(new_task("req_caf\u00e9", context=1))
+        assert len(await store.add_many(tasks)) == len(tasks)
+        for task in tasks:
+            got = await store.get(task.request_id)
+            assert got is not None
+            assert got.context == task.context
+            assert type(got.context) is type(task.context)
+            assert got.started == pytest.approx(task.started, abs=1e-5)
+            assert got.deadline == pytest.approx(task.deadline, abs=1e-5)
+        client = store.connection.client
+        for zset in ("due", "last"):
+            assert await client.zscore(RedisConnection.key(redis_name, zset), "req_hook") is None
+        assert await client.zscore(RedisConnection.key(redis_name, "due"), "req_0") is not None
+
+
+async def test_add_many_over_several_chunks(redis_url: str, redis_name: str) -> None:
+    """Chunks go two at a time (one runs in Redis while the next is encoded): what comes
+    back is in the order given, and of an id given twice, the first task is tracked."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        tasks = [new_task(f"req_{i}", context=i) for i in range(1_600)]
+        tasks.append(new_task("req_0", context="again"))
+        added = await store.add_many(tasks)
+        assert added == tasks[:-1]
+        assert len(store) == 1_600
+        got = await store.get("req_0")
+        assert got is not None
+        assert got.context == 0
+
+
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
+async def test_add_many_raises_coordination_error_when_redis_goes() -> None:
+    """A failed chunk is the caller's `CoordinationError`, not an exception group of the
+    calls under way."""
+    server = RedisServer()
+    server.start()
+    try:
+        store = RedisStore(server.url, name="x", timeout=0.5)
+        async with attached(store):
+            server.close()
+            with pytest.raises(CoordinationError):
+                await store.add_many([new_task(f"req_{i}") for i in range(1_200)])
+    finally:
+        server.close()
+    gc.collect()
+
+
+async def test_thousands_sharing_one_last_check_time_are_all_promoted(
+    redis_url: str, redis_name: str
+) -> None:
+    """The deadlines zset doubles as the schedule of promotions (lua/_task.lua): every
+    round promotes the entries due by now and re-scores them by their deadline, so 2,000
+    tasks with one last-check time are all promoted, `_EXPIRE_BATCH` per round, none
+    skipped and none stalling the walk."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        now = anyio.current_time()
+        tasks = []
+        for i in range(2000):
+            task = TrackedTask(f"req_{i}", started=now, deadline=now + LEAD + 0.5, context=None)
+            task.due = now - 5.0  # overdue routine checks, all of them
+            tasks.append(task)
+        assert len(await store.add_many(tasks)) == 2000
+        client = store.connection.client
+        assert await client.zcard(RedisConnection.key(redis_name, "due")) == 2000
+        await anyio.sleep(0.6)  # past the last-check time, before the deadline
+        for _ in range(30):
+            await store.expire(anyio.current_time())
+        assert await client.zcard(RedisConnection.key(redis_name, "due")) == 0
+        assert await client.zcard(RedisConnection.key(redis_name, "last")) == 2000
+        assert len(store) == 2000  # promoted, not ended
+
+
+async def test_promotions_go_on_behind_deadlines_held_after_a_gap(
+    redis_url: str, redis_name: str
+) -> None:
+    """While endings are held (store_expire.lua, after a gap in the rounds), deadlines
+    passed stay at the front of the deadlines zset; the round pages past them, so a
+    routine check whose last-check time came behind them is still promoted."""
+    store = RedisStore(redis_url, name=redis_name)
+    async with attached(store):
+        for i in range(150):  # past their deadline, and held
+            await store.add(new_task(f"req_held_{i}", due=math.inf, deadline=0.05))
+        await store.add(new_task("req_behind", due=-1.0, deadline=LEAD + 0.3))
+        client = store.connection.client
+        await client.hset(RedisConnection.key(redis_name, "rounds"), {"hold": "9999999999"})
+        await anyio.sleep(0.4)
+        assert await store.expire(anyio.current_time()) == 0  # nothing ends while held
+        assert len(store) == 151
+        last = RedisConnection.key(redis_name, "last")
+        assert await client.zscore(last, "req_behind") is not None
+
+
 async def test_expire_times_out_with_context_and_last_error(
     redis_url: str, redis_name: str
 ) -> None:

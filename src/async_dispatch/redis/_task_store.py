@@ -15,8 +15,9 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      planned or under way)
     due              zset id -> next routine check; while claimed, the lease expiry
     last             zset id -> next *last* check (served before `due`); same rule
-    last_due         zset id -> last-check time, while its planned check is routine
-    deadlines        zset id -> deadline
+    deadlines        zset id -> the next time the expiry round looks at the task: its
+                     last-check time while its planned check is routine (the round then
+                     promotes it to a last check), else its deadline (lua/_task.lua)
     done             zset id -> until when it counts as finished (`finished_ttl`): late
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
     outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
@@ -129,6 +130,8 @@ _HOLD_BATCH: Final = 500
 #: Tasks per store_add_many.lua call, outcomes per store_ack.lua call: each call keeps
 #: Redis busy for a few milliseconds at most, and 100,000 ids cost 200 round trips.
 _ADD_BATCH: Final = 500
+#: store_add_many.lua calls under way at once: one runs in Redis while the next is encoded.
+_ADD_IN_FLIGHT: Final = 2
 _ACK_BATCH: Final = 500
 #: How long an acknowledgement in a burst may wait for others to go with it (seconds): the
 #: extra window in which a replica that dies or stalls has an outcome its application took
@@ -148,6 +151,40 @@ def _error_json(error: Exception | None) -> str:
     """An error as stored: its own class comes back out (`_error_codec`), so an outcome's
     error has the same type whichever replica, or store, carried it."""
     return "" if error is None else json.dumps(error_to_data(error))
+
+
+def _make_json_text() -> Callable[[Any], str]:
+    """`json.dumps` with its defaults, minus the encoder it builds at every call (most of
+    the cost of a small context, and `add_many` encodes one per task): the C encoder is
+    built once. Without it (another Python), plain `json.dumps`."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return json.dumps
+    # No circular check (markers=None): a circular value recurses instead, and the
+    # fallback below turns that into json.dumps's own ValueError.
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+
+    def json_text(value: Any) -> str:
+        try:
+            return "".join(encode(value, 0))
+        except (RecursionError, TypeError, ValueError):
+            return json.dumps(value)  # its error, or its text for what the fast path refused
+
+    return json_text
+
+
+#: The JSON text of a context, as `json.dumps(value)` writes it.
+_json_text: Final = _make_json_text()
 
 
 def _text(value: object) -> str:
@@ -284,7 +321,7 @@ class RedisStore:
         self._prefix = RedisConnection.key(name, "")
         key = self._key
         self._due, self._last, self._deadlines = key("due"), key("last"), key("deadlines")
-        self._last_due, self._done = key("last_due"), key("done")
+        self._done = key("done")
         self._stream, self._intents = key("outcomes"), key("intents")
         self._dead_letters = key("deadletter")
         self._intent_started, self._parked = key("intent_started"), key("parked")
@@ -433,21 +470,9 @@ class RedisStore:
 
     # -- tracking -----------------------------------------------------------------------
 
-    def _add_args(self, task: TrackedTask, contexts: dict[int, str] | None = None) -> list[Any]:
-        """store_add.lua's six arguments for `task`. `contexts` caches the JSON of the
-        contexts seen (by identity) across one batch: `track_many` gives every id the
-        same context object, encoded once."""
-        context = contexts.get(id(task.context)) if contexts is not None else None
-        if context is None:
-            try:
-                context = json.dumps(task.context)
-            except (TypeError, ValueError) as exc:
-                raise UsageError(
-                    f"a fleet's task context must be JSON-serialisable: {exc} "
-                    f"(request id {task.request_id!r})"
-                ) from exc
-            if contexts is not None:
-                contexts[id(task.context)] = context
+    def _add_args(self, task: TrackedTask) -> list[Any]:
+        """store_add.lua's six arguments for `task`."""
+        context = self._context_json(task)
         # repr(): every digit, and "inf" as the scripts expect; cheaper than a format.
         offset = self._offset
         return [
@@ -460,6 +485,18 @@ class RedisStore:
             repr(task.deadline - self._lead + offset),
         ]
 
+    @staticmethod
+    def _context_json(task: TrackedTask) -> str:
+        """The task's context as stored (JSON text, kept byte for byte: outcomes carry it
+        as it is); `UsageError` if it is not JSON-serialisable."""
+        try:
+            return _json_text(task.context)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"a fleet's task context must be JSON-serialisable: {exc} "
+                f"(request id {task.request_id!r})"
+            ) from exc
+
     def _add_keys(self) -> list[str]:
         return [
             self._tasks,
@@ -471,7 +508,6 @@ class RedisStore:
             self._parked_data,
             self._parked,
             self._done,
-            self._last_due,
             self._intent_sent,
         ]
 
@@ -488,27 +524,78 @@ class RedisStore:
         return bool(reply[0])
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
-        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua)."""
-        batch = list(tasks)
-        added: list[TrackedTask] = []
-        contexts: dict[int, str] = {}
-        keys = [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due]
-        for chunk in _chunks(batch):
-            # One trace context per call: `track_many` gives every task the same one.
-            args: list[Any] = [trace_text(chunk[0].trace)]
-            for task in chunk:
-                args += self._add_args(task, contexts)
-                args.append(_spec_json(task))
-            reply = await self._script("store_add_many.lua", keys, args)
-            new = [task for task, flag in zip(chunk, reply, strict=True) if int(flag)]
+        """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua), each chunk
+        sent as one JSON argument (per-argument work in the client and the server was
+        most of the cost of tracking many ids), and the next chunk encoded while Redis
+        runs the one before: `_ADD_IN_FLIGHT` calls at most are under way.
+
+        Repeats of an id are dropped here, so chunks are independent of each other and
+        may run in any order: the first task given with an id is the one tracked.
+        """
+        batch: list[TrackedTask] = []
+        seen: set[str] = set()
+        for task in tasks:
+            if task.request_id not in seen:
+                seen.add(task.request_id)
+                batch.append(task)
+        added: dict[int, list[TrackedTask]] = {}
+        failures: list[BaseException] = []
+        keys = [self._tasks, self._last, self._due, self._deadlines, self._done]
+        in_flight = anyio.Semaphore(_ADD_IN_FLIGHT)
+
+        async def send(index: int, chunk: list[TrackedTask], args: list[Any]) -> None:
+            try:
+                reply = await self._script("store_add_many.lua", keys, args)
+            except Exception as exc:  # raised by add_many once the others are done
+                failures.append(exc)
+                return
+            finally:
+                in_flight.release()
+            flags = _text(reply[0])
+            new = [task for task, flag in zip(chunk, flags, strict=True) if flag == "1"]
+            added[index] = new
             if new:
-                added += new
                 self._tracked += len(new)
                 due = min(task.due for task in new)
                 deadline = min(task.deadline for task in new)
                 self._hint_due = min(self._hint_due, self._to_server(due))
                 self._hint_deadline = min(self._hint_deadline, self._to_server(deadline))
-        return added
+
+        async with anyio.create_task_group() as tg:
+            for index, chunk in enumerate(_chunks(batch)):
+                args = self._add_many_args(chunk)
+                await in_flight.acquire()
+                if failures:
+                    in_flight.release()
+                    break
+                tg.start_soon(send, index, chunk, args)
+        if failures:
+            raise failures[0]
+        return [task for index in sorted(added) for task in added[index]]
+
+    def _add_many_args(self, chunk: list[TrackedTask]) -> list[Any]:
+        """store_add_many.lua's arguments for `chunk` (tasks sharing one trace context)."""
+        offset, lead, inf = self._offset, self._lead, math.inf
+        contexts: dict[int, str] = {}  # `track_many` gives every id the same context
+        rows = []
+        for task in chunk:
+            context = contexts.get(id(task.context))
+            if context is None:
+                context = contexts[id(task.context)] = self._context_json(task)
+            due = task.due
+            rows.append(
+                (
+                    task.request_id,
+                    context,
+                    task.started + offset,
+                    task.deadline + offset,
+                    None if due == inf else due + offset,
+                    task.deadline - lead + offset,
+                    _spec_json(task),
+                )
+            )
+        # One trace context per call: `track_many` gives every task the same one.
+        return [trace_text(chunk[0].trace), json.dumps(rows)]
 
     async def get(self, request_id: str) -> LeasedTask | None:
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
@@ -645,7 +732,7 @@ class RedisStore:
         args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
         reply = await self._script(
             "store_resubmitted.lua",
-            [self._tasks, self._last, self._due, self._deadlines, self._done, self._last_due],
+            [self._tasks, self._last, self._due, self._deadlines, self._done],
             [
                 task.request_id,
                 _token(task),
@@ -688,7 +775,6 @@ class RedisStore:
                 self._stream,
                 self._intents,
                 self._intent_started,
-                self._last_due,
                 self._done,
                 self._tasks,
                 self._parked_data,

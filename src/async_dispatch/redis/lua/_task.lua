@@ -20,6 +20,14 @@
 --   ph phase: 'wait' (the attempt failed: resubmitted at its next check) or 'sending'
 --      (a resubmission under way, store_begin_resubmit.lua); absent = '' (none)
 
+-- The `deadlines` zset holds every tracked task (its ZCARD is the tracked count). Its score
+-- is the next time store_expire.lua must look at the task: the task's last-check time
+-- ('ld') while its planned check is a routine one and that time is still ahead (then the
+-- round promotes the waiting check to a last check and re-scores the entry by 'd'), else
+-- its deadline 'd'. A score below the record's 'd' therefore marks a pending promotion:
+-- one entry per task serves both, where a second zset of last-check times cost ~136 B per
+-- task.
+
 local function task_load(tasks, rid)
   local raw = redis.call('HGET', tasks, rid)
   if not raw then

@@ -91,11 +91,28 @@ for _, started in ipairs(redis.call('HVALS', KEYS[6])) do
   end
 end
 
+-- The next deadline: the deadlines zset is scored by the next time the expiry round looks
+-- at a task (_task.lua), at most its deadline; walk it from the front until no later
+-- entry can have an earlier deadline (a score is never above the record's deadline).
+local next_deadline
+local entries = redis.call('ZRANGE', KEYS[1], 0, limit - 1, 'WITHSCORES')
+for i = 1, #entries, 2 do
+  if next_deadline and tonumber(entries[i + 1]) >= next_deadline then
+    break
+  end
+  local task = task_load(KEYS[9], entries[i])
+  local deadline = task and task.d or tonumber(entries[i + 1])
+  if not next_deadline or deadline < next_deadline then
+    next_deadline = deadline
+  end
+end
+
 local bucket = redis.call('HMGET', KEYS[8], 'tat', 'paused_until')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 return {stamp, redis.call('ZCARD', KEYS[1]), due, redis.call('ZCARD', KEYS[2]), next_due,
-        first_score(KEYS[1]) or '', inspected, truncated, leased, stale, claimers, outcomes, pending,
+        next_deadline and seconds(next_deadline) or '', inspected, truncated, leased, stale,
+        claimers, outcomes, pending,
         consumers, redis.call('ZCARD', KEYS[5]), oldest, redis.call('ZCARD', KEYS[7]),
         string.format('%d', now_us), bucket[1] or '', bucket[2] or '',
         redis.call('EXISTS', unpack(KEYS))}

@@ -5,9 +5,9 @@
 -- KEYS[1]  tasks (hash: id -> record)          KEYS[5]  intents (zset: id -> expiry)
 -- KEYS[2]  last checks (zset: id -> due)        KEYS[6]  intent start times (hash)
 -- KEYS[3]  routine checks (zset: id -> due)     KEYS[7]  parked webhooks (hash: id -> payload)
--- KEYS[4]  deadlines (zset: id -> deadline)     KEYS[8]  parked ids (zset: id -> expiry)
--- KEYS[9]  finished ids (zset: id -> expiry)  KEYS[10] last-check times (zset: id -> time)
--- KEYS[11] sent intents (hash: id -> what a SUBMIT_UNCERTAIN would say)
+-- KEYS[4]  deadlines (zset, _task.lua)         KEYS[8]  parked ids (zset: id -> expiry)
+-- KEYS[9]  finished ids (zset: id -> expiry)
+-- KEYS[10] sent intents (hash: id -> what a SUBMIT_UNCERTAIN would say)
 -- ARGV[1]  request id, or '' when a submit failed (then only the intent is dropped)
 -- ARGV[2]  context (JSON)   ARGV[3] started   ARGV[4] deadline   (server seconds)
 -- ARGV[5]  first check (server seconds, or 'inf')
@@ -26,7 +26,7 @@
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('HDEL', KEYS[6], ARGV[7])
-  redis.call('HDEL', KEYS[11], ARGV[7])
+  redis.call('HDEL', KEYS[10], ARGV[7])
 end
 local rid = ARGV[1]
 if rid == '' then
@@ -50,14 +50,13 @@ end
 task_save(KEYS[1], rid, {c = ARGV[2], s = tonumber(ARGV[3]), d = tonumber(ARGV[4]),
                          ld = tonumber(ARGV[6]), tr = text_or_nil(ARGV[8]),
                          sp = text_or_nil(ARGV[9])})
-redis.call('ZADD', KEYS[4], ARGV[4], rid)
+local last = true
 if ARGV[5] ~= 'inf' then
-  local last = tonumber(ARGV[5]) >= tonumber(ARGV[6])
+  last = tonumber(ARGV[5]) >= tonumber(ARGV[6])
   redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[5], rid)
-  -- From its last-check time on, a routine check still waiting is served as the last one
-  -- (store_expire.lua promotes it): a short budget must not starve a task's last check.
-  if not last then
-    redis.call('ZADD', KEYS[10], ARGV[6], rid)
-  end
 end
+-- From its last-check time on, a routine check still waiting is served as the last one
+-- (store_expire.lua promotes it when the deadlines entry, scored by that time, comes up):
+-- a short budget must not starve a task's last check.
+redis.call('ZADD', KEYS[4], last and ARGV[4] or ARGV[6], rid)
 return {1, parked}

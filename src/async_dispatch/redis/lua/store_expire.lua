@@ -1,21 +1,21 @@
 -- The store's periodic round (run by every replica's reaper, a few times a second):
---   1. resolve every task whose deadline has passed as TIMED_OUT (server clock), with the
---      outcome built here from the task's hash;
+--   1. walk the deadlines zset up to now (its score: _task.lua): promote to a last check
+--      every routine check still waiting at its task's last-check time (so that the last
+--      checks of a short budget are served first), and resolve every task whose deadline
+--      has passed as TIMED_OUT (server clock), with the outcome built here from the record;
 --   2. turn every submit intent past its expiry (its replica stopped renewing it) into a
 --      SUBMIT_UNCERTAIN outcome if the submit was sent, or drop it if it never was;
---   3. promote to a last check every routine check still waiting at its task's last-check
---      time (so that the last checks of a short budget are served first);
---   4. forget the finished ids whose time is up (store_resolve.lua says why a zset), and
+--   3. forget the finished ids whose time is up (store_resolve.lua says why a zset), and
 --      the parked webhooks whose time is up (store_park.lua);
---   5. report what the replicas use as hints: tracked count, next deadline, next check.
+--   4. report what the replicas use as hints: tracked count, next deadline, next check.
 --
 -- KEYS[1] deadlines   KEYS[2] last checks   KEYS[3] routine checks   KEYS[4] outcome stream
 -- KEYS[5] intents (zset: id -> expiry)   KEYS[6] intent start times (hash)
--- KEYS[7] last-check times (zset: id -> time)   KEYS[8] finished ids (zset: id -> expiry)
--- KEYS[9] tasks (hash, _task.lua)   KEYS[10] parked payloads (hash)
--- KEYS[11] parked ids (zset: id -> expiry)
--- KEYS[12] sent intents (hash: id -> the SUBMIT_UNCERTAIN outcome's error and context)
--- KEYS[13] rounds (hash: last, when the last round ran; hold, endings held until then)
+-- KEYS[7] finished ids (zset: id -> expiry)
+-- KEYS[8] tasks (hash, _task.lua)   KEYS[9] parked payloads (hash)
+-- KEYS[10] parked ids (zset: id -> expiry)
+-- KEYS[11] sent intents (hash: id -> the SUBMIT_UNCERTAIN outcome's error and context)
+-- KEYS[12] rounds (hash: last, when the last round ran; hold, endings held until then)
 -- ARGV[1] most endings per call   ARGV[2] seconds to remember a finished id
 -- ARGV[3] seconds to hold endings after a gap   ARGV[4] the gap (s)
 --
@@ -37,8 +37,8 @@ local ended = 0
 -- with noeviction: HSET is denied, deletes are not). The round then fails before it ends
 -- anything: a fleet whose checks cannot be recorded must not time its tasks out, nor
 -- report its submits uncertain (issue #20 item 5).
-local round = redis.call('HMGET', KEYS[13], 'last', 'hold', 'gap_from', 'gap_to')
-redis.call('HSET', KEYS[13], 'last', stamp)
+local round = redis.call('HMGET', KEYS[12], 'last', 'hold', 'gap_from', 'gap_to')
+redis.call('HSET', KEYS[12], 'last', stamp)
 -- No round for longer than ARGV[4] (Redis stopped or unreachable, out of memory, or no
 -- replica alive): nobody could check tasks or renew intents meanwhile. Hold the endings
 -- for ARGV[3] seconds, so the replicas renew their intents and run the overdue last checks
@@ -48,7 +48,7 @@ local gap_from, gap_to = tonumber(round[3]), tonumber(round[4])
 if round[1] and now - tonumber(round[1]) > tonumber(ARGV[4]) then
   hold = now + tonumber(ARGV[3])
   gap_from, gap_to = tonumber(round[1]), now
-  redis.call('HSET', KEYS[13], 'hold', string.format('%.6f', hold), 'gap_from', round[1],
+  redis.call('HSET', KEYS[12], 'hold', string.format('%.6f', hold), 'gap_from', round[1],
              'gap_to', stamp)
 end
 local ending = now >= hold
@@ -69,18 +69,13 @@ local function nullable(value)
   return value
 end
 
-local due_to_end = {}
-if ending then
-  due_to_end = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', 0, limit)
-end
-for _, rid in ipairs(due_to_end) do
-  local task = task_load(KEYS[9], rid)
+local function time_out(rid, task)
   redis.call('ZREM', KEYS[1], rid)
   redis.call('ZREM', KEYS[2], rid)
   redis.call('ZREM', KEYS[3], rid)
   if task then
-    redis.call('HDEL', KEYS[9], rid)
-    redis.call('ZADD', KEYS[8], now + tonumber(ttl), rid)
+    redis.call('HDEL', KEYS[8], rid)
+    redis.call('ZADD', KEYS[7], now + tonumber(ttl), rid)
     -- A resubmitted task's outcome lists every attempt (the spec keeps the earlier ones).
     local attempts = ''
     if task.sp and task.sp ~= '' then
@@ -108,16 +103,68 @@ for _, rid in ipairs(due_to_end) do
   end
 end
 
+-- A task whose last-check time came: its routine check, if waiting (not claimed: its
+-- score is not a lease), moves to the last checks; a claimed one becomes a last check
+-- when its check ends (store_end_check.lua). From now on the entry waits for the deadline.
+local function promote(rid, task)
+  local due = redis.call('ZSCORE', KEYS[3], rid)
+  if due and (task.l or 0) == 0 then
+    redis.call('ZREM', KEYS[3], rid)
+    redis.call('ZADD', KEYS[2], due, rid)
+  end
+  redis.call('ZADD', KEYS[1], task.d, rid)
+end
+
+-- One pass over the entries due by now, `limit` at a time. Each entry up to now is
+-- promoted (its score goes up to its deadline) or timed out (it goes), so nothing stays
+-- at the front: no cursor, and thousands of tasks sharing one deadline cannot stall it.
+-- While endings are held, the deadlines passed stay where they are; the walk then pages
+-- past them (from the last one kept, by rank), at most ten pages a round, so promotions
+-- go on behind them.
+local start, pages = 0, ending and 1 or 10
+for _ = 1, pages do
+  local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'WITHSCORES', 'LIMIT',
+                          start, limit)
+  local kept
+  for i = 1, #rows, 2 do
+    local rid, score = rows[i], tonumber(rows[i + 1])
+    local task = task_load(KEYS[8], rid)
+    if not task then
+      -- Forgotten or ended elsewhere half-way: nothing to end, no entry to keep.
+      redis.call('ZREM', KEYS[1], rid)
+      redis.call('ZREM', KEYS[2], rid)
+      redis.call('ZREM', KEYS[3], rid)
+    else
+      if score < task.d then
+        promote(rid, task)
+      end
+      if task.d <= now then
+        if ending then
+          time_out(rid, task)
+        else
+          kept = rid
+        end
+      end
+    end
+  end
+  if #rows < 2 * limit then
+    break
+  end
+  if kept then
+    start = redis.call('ZRANK', KEYS[1], kept) + 1
+  end
+end
+
 local stale_intents = {}
 if ending then
   stale_intents = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', stamp, 'LIMIT', 0, limit)
 end
 for _, id in ipairs(stale_intents) do
   local started = tonumber(redis.call('HGET', KEYS[6], id)) or now
-  local sent = redis.call('HGET', KEYS[12], id)
+  local sent = redis.call('HGET', KEYS[11], id)
   redis.call('ZREM', KEYS[5], id)
   redis.call('HDEL', KEYS[6], id)
-  redis.call('HDEL', KEYS[12], id)
+  redis.call('HDEL', KEYS[11], id)
   -- Only a submit that went on the wire may have created a task (store_send_intent.lua);
   -- its intent carries the error and context members. No request id is known: none is
   -- made up.
@@ -130,22 +177,10 @@ for _, id in ipairs(stale_intents) do
   end
 end
 
-for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', stamp, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', KEYS[7], rid)
-  -- Only a routine check that is waiting (not claimed: its score is not a lease) moves;
-  -- a claimed one becomes a last check when its check ends (store_end_check.lua).
-  local due = redis.call('ZSCORE', KEYS[3], rid)
-  local task = due and task_load(KEYS[9], rid)
-  if task and (task.l or 0) == 0 then
-    redis.call('ZREM', KEYS[3], rid)
-    redis.call('ZADD', KEYS[2], due, rid)
-  end
-end
-
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', stamp)
-for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', stamp, 'LIMIT', 0, limit)) do
-  redis.call('HDEL', KEYS[10], rid)
-  redis.call('ZREM', KEYS[11], rid)
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', stamp)
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', stamp, 'LIMIT', 0, limit)) do
+  redis.call('HDEL', KEYS[9], rid)
+  redis.call('ZREM', KEYS[10], rid)
 end
 
 local function first_score(zset)

@@ -5,8 +5,7 @@
 -- planned.
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2] last checks   KEYS[3] routine checks
--- KEYS[4]  deadlines   KEYS[5] finished ids (zset: id -> expiry)
--- KEYS[6]  last-check times (zset: id -> time)
+-- KEYS[4]  deadlines (zset, _task.lua)   KEYS[5] finished ids (zset: id -> expiry)
 -- ARGV[1]  old request id   ARGV[2] fencing token of the claim   ARGV[3] seconds to
 --          remember the old id as finished
 -- ARGV[4]  new request id   ARGV[5] context (JSON)   ARGV[6] started   ARGV[7] deadline
@@ -32,18 +31,15 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 for i = 2, 4 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
-redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
 -- A new record: polls, errors, token, lease and phase start at their defaults (_task.lua).
 task_save(KEYS[1], rid, {c = ARGV[5], s = tonumber(ARGV[6]), d = tonumber(ARGV[7]),
                          ld = tonumber(ARGV[9]), tr = text_or_nil(ARGV[11]),
                          sp = text_or_nil(ARGV[10])})
-redis.call('ZADD', KEYS[4], ARGV[7], rid)
+local last = true
 if ARGV[8] ~= 'inf' then
-  local last = tonumber(ARGV[8]) >= tonumber(ARGV[9])
+  last = tonumber(ARGV[8]) >= tonumber(ARGV[9])
   redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[8], rid)
-  if not last then
-    redis.call('ZADD', KEYS[6], ARGV[9], rid)
-  end
 end
+redis.call('ZADD', KEYS[4], last and ARGV[7] or ARGV[9], rid)
 return {1}
