@@ -163,7 +163,7 @@ async def test_a_resubmitted_task_stays_one_trace_and_counts_its_attempts(
 
 @pytest.mark.virtual_clock
 async def test_a_restored_snapshot_goes_on_with_each_tasks_trace(traced: Traced) -> None:
-    durations = Durations.fixed(5.0)
+    durations = Durations.fixed(1.0)  # outlives the first poller: it forgets at once
     async with (
         simulator(seed=4, durations=durations, outcomes=OutcomeMix.only("success")) as sim,
         sim.client(hooks=[traced.hook]) as client,
