@@ -175,6 +175,17 @@ class TaskSpec:
         """The stored options, for a resubmission (secrets are the caller's to add)."""
         return SubmitOptions(**self.options)
 
+    def stored_json(self, *, request_id: str, store: str) -> str:
+        """`to_json()` for a store that keeps the spec as text (a fleet's Redis, a SQLite
+        file): options that are not JSON are the caller's mistake, said as one."""
+        try:
+            return self.to_json()
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"{store}'s task options must be JSON-serialisable: {exc} "
+                f"(request id {request_id!r})"
+            ) from exc
+
     def to_json(self) -> str:
         return json.dumps(
             {

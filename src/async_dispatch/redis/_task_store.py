@@ -234,13 +234,7 @@ def _spec_json(task: TrackedTask) -> str:
     """The task's spec as stored ('' for none); `UsageError` if its options are not JSON."""
     if task.spec is None:
         return ""
-    try:
-        return task.spec.to_json()
-    except (TypeError, ValueError) as exc:
-        raise UsageError(
-            f"a fleet's task options must be JSON-serialisable: {exc} "
-            f"(request id {task.request_id!r})"
-        ) from exc
+    return task.spec.stored_json(request_id=task.request_id, store="a fleet")
 
 
 class RedisStore:

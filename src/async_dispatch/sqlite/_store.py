@@ -464,13 +464,7 @@ class SQLiteStore(TaskStore):
     def _spec_text(task: TrackedTask) -> str | None:
         if task.spec is None:
             return None
-        try:
-            return task.spec.to_json()
-        except (TypeError, ValueError) as exc:
-            raise UsageError(
-                f"a SQLiteStore task's options must be JSON-serialisable: {exc} "
-                f"(request id {task.request_id!r})"
-            ) from exc
+        return task.spec.stored_json(request_id=task.request_id, store="a SQLiteStore")
 
     def _record(self, task: TrackedTask) -> tuple[Any, ...]:
         return (

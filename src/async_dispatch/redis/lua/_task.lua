@@ -60,3 +60,21 @@ local function task_reply(task)
           task.e or 0, task.i or '', task.st or '', task.er or '', task.tr or '',
           task.sp or '', task.ph or ''}
 end
+
+-- Track a new task: its record (only what is not a default, see above) and its first
+-- check, a last one if it falls due at or after the last-check time. From its last-check
+-- time on, a routine check still waiting is served as the last one (store_expire.lua
+-- promotes it when the deadlines entry, scored by that time, comes up): a short budget
+-- must not starve a task's last check. `first_due` is server seconds or 'inf' (none).
+-- Used by store_add.lua and store_resubmitted.lua, whose KEYS[1..4] are these four.
+local function task_start(keys, rid, ctx, started, deadline, first_due, last_check, trace, spec)
+  task_save(keys[1], rid, {c = ctx, s = tonumber(started), d = tonumber(deadline),
+                           ld = tonumber(last_check), tr = text_or_nil(trace),
+                           sp = text_or_nil(spec)})
+  local last = true
+  if first_due ~= 'inf' then
+    last = tonumber(first_due) >= tonumber(last_check)
+    redis.call('ZADD', last and keys[2] or keys[3], first_due, rid)
+  end
+  redis.call('ZADD', keys[4], last and deadline or last_check, rid)
+end

@@ -45,18 +45,6 @@ end
 if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[9], rid) then
   return {0, parked}
 end
--- Only what is not a default is stored (_task.lua): polls, errors, token, lease are 0,
--- the phase is '' (no resubmission planned), and an empty spec is none.
-task_save(KEYS[1], rid, {c = ARGV[2], s = tonumber(ARGV[3]), d = tonumber(ARGV[4]),
-                         ld = tonumber(ARGV[6]), tr = text_or_nil(ARGV[8]),
-                         sp = text_or_nil(ARGV[9])})
-local last = true
-if ARGV[5] ~= 'inf' then
-  last = tonumber(ARGV[5]) >= tonumber(ARGV[6])
-  redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[5], rid)
-end
--- From its last-check time on, a routine check still waiting is served as the last one
--- (store_expire.lua promotes it when the deadlines entry, scored by that time, comes up):
--- a short budget must not starve a task's last check.
-redis.call('ZADD', KEYS[4], last and ARGV[4] or ARGV[6], rid)
+-- Polls, errors, token and lease start at 0, the phase at '' (no resubmission planned).
+task_start(KEYS, rid, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[8], ARGV[9])
 return {1, parked}

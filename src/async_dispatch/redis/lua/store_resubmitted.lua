@@ -32,14 +32,6 @@ for i = 2, 4 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
--- A new record: polls, errors, token, lease and phase start at their defaults (_task.lua).
-task_save(KEYS[1], rid, {c = ARGV[5], s = tonumber(ARGV[6]), d = tonumber(ARGV[7]),
-                         ld = tonumber(ARGV[9]), tr = text_or_nil(ARGV[11]),
-                         sp = text_or_nil(ARGV[10])})
-local last = true
-if ARGV[8] ~= 'inf' then
-  last = tonumber(ARGV[8]) >= tonumber(ARGV[9])
-  redis.call('ZADD', last and KEYS[2] or KEYS[3], ARGV[8], rid)
-end
-redis.call('ZADD', KEYS[4], last and ARGV[7] or ARGV[9], rid)
+-- A new record: polls, errors, token, lease and phase start at their defaults.
+task_start(KEYS, rid, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[11], ARGV[10])
 return {1}
