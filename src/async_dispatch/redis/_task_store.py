@@ -42,7 +42,15 @@ script stays whole while that slot migrates (``RedisConnection`` follows MOVED a
 A claim leases the check: its score becomes the lease expiry, so a dead replica's checks
 come due again for the others once `lease` runs out, and the fencing token makes a late
 write from a replica that lost its lease a no-op. A background job renews the leases of
-the checks this process runs, every ``lease / 3``.
+the checks this process runs that have used a sixth of their lease (it runs every
+``lease / 3``): most checks end well before, and cost no renewal.
+
+The check path, under load, is one script per check: with a `RedisTokenBucket` on the
+same Redis the claim also reserves the check's token (`claim_with_token`: only when it
+claims a check; the lease then runs from the token's slot, and the poller takes no token
+of its own), and it first writes the ends of the checks this replica finished since its
+last claim (`end_check` only queues them; `store_end_check.lua` takes what no claim
+carried within a moment). A final reading is its own script (store_resolve.lua).
 
 Clocks: scripts use the Redis server's clock (``TIME``); scores are server seconds. The
 `TaskStore` protocol speaks the poller's loop clock, so the store keeps ``offset =
