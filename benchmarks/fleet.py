@@ -504,6 +504,11 @@ def table(results: dict[str, Any]) -> str:
             f"({r['check_path_round_trips_per_check'] or '-'}) "
             f"| {r.get('cpu_ms_per_check', '-')} |"
         )
+    kept = results.get("kept_from", {})
+    if kept:
+        rows += ["", "Kept from an earlier run (`--parts`): " + ", ".join(
+            f"{part} ({date or 'date not recorded'})" for part, date in sorted(kept.items())
+        ) + "."]  # fmt: skip
     t = results.get("takeover", {"error": "not run"})
     rows.append("")
     if "error" in t:
