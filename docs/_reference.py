@@ -91,6 +91,9 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "task_record_integrity_failed": "Fleet mode with a fleet secret: a task's record (its "
     "context, trace context or spec) was changed in Redis by something without the secret. "
     "The task ends FAILED with `FleetIntegrityError` and no context, once.",
+    "parked_webhook_integrity_failed": "Fleet mode with a fleet secret: a webhook reading "
+    "held in Redis for a submit in flight was not written by a replica. Ignored: the task "
+    "is tracked and checked as usual.",
     "outcome_dead_lettered": "Fleet mode: an outcome no replica could read after three "
     "deliveries, or whose `on_outcome` handler failed at each of three deliveries, or that "
     "failed the fleet secret's check, moved to the fleet's dead-letter stream (`stream`, "

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from _logs import capture_logs
@@ -276,3 +277,55 @@ async def test_a_signed_fleet_runs_a_poller_end_to_end(redis_url: str, redis_nam
     # Input requests (signed notifications) come too, in the simulator's mix of outcomes.
     assert sorted(o.request_id for o in got if o.final) == sorted(ids)
     assert all(o.status is None or o.status.response != {"text": "forged"} for o in got)
+
+
+async def test_only_a_replica_can_make_a_task_resubmit(redis_url: str, redis_name: str) -> None:
+    """A 'wait' phase makes the next claim resubmit the task (a new run at the service):
+    one a replica set is honoured, one written in Redis ends the task instead."""
+    fleet = Fleet(redis_url, redis_name, secret=SECRET)
+    async with fleet.connection, fleet.attached():
+        store = fleet.store
+        assert await store.add(_task("req_failed"))
+        task = await store.claim(anyio.current_time())
+        assert task is not None
+        await store.end_check(task, CheckEnd(due=anyio.current_time(), resubmit=True))
+        again = await store.claim(anyio.current_time())
+        assert again is not None
+        assert again.phase == "wait"
+        assert await store.add(_task("req_running"))
+        await fleet.rewrite("req_running", "ph", "wait")
+        with capture_logs() as logs:
+            assert await store.claim(anyio.current_time()) is None
+            (outcome,) = await fleet.wait_for(1)
+    assert (outcome.request_id, outcome.kind) == ("req_running", OutcomeKind.FAILED)
+    assert isinstance(outcome.error, FleetIntegrityError)
+    assert [e["request_id"] for e in logs if e.get("event") == "task_record_integrity_failed"] == [
+        "req_running"
+    ]
+
+
+async def test_an_early_webhook_reading_written_in_redis_is_ignored(
+    redis_url: str, redis_name: str
+) -> None:
+    """A webhook that beats its submit's answer is held in Redis and becomes the task's
+    first reading: a reading put there by a writer without the secret is dropped."""
+    fleet = Fleet(redis_url, redis_name, secret=SECRET)
+    done = parse_status_payload("req_early", {"status": "success", "response": {"text": "ok"}})
+    async with fleet.connection, fleet.attached():
+        store = fleet.store
+        for rid in ("req_early", "req_forged"):
+            ticket = await store.begin_submit()
+            assert await store.park(rid, attrs.evolve(done, request_id=rid))
+            if rid == "req_forged":
+                forged = json.dumps({"requestId": rid, "status": "success"})
+                await fleet.connection.client.hset(
+                    fleet.key("parked_data"), {rid: "0" * 32 + forged}
+                )
+            with capture_logs() as logs:
+                parked = await store.end_submit(ticket, _task(rid))
+            if rid == "req_early":
+                assert parked is not None
+                assert parked.raw_status == "success"
+            else:
+                assert parked is None
+                assert [e["event"] for e in logs] == ["parked_webhook_integrity_failed"]

@@ -11,7 +11,9 @@ thing a replica writes that ends up in an outcome carries an HMAC-SHA256 (128 bi
   task is tracked (record field ``m``) and checked whenever a replica reads the record
   (to check it, or to resolve it from a webhook), so a context changed in Redis is never
   signed into an outcome;
-- a check's reading and error (``sm``, ``em``), bound to the task's id.
+- a check's reading and error (``sm``, ``em``), and the phase that makes the next claim
+  resubmit the task (``pm``), bound to the task's id; an early webhook's reading held
+  for a submit in flight (its MAC before the payload).
 
 Two outcomes are built inside Redis, because Redis's clock decides them: TIMED_OUT and
 SUBMIT_UNCERTAIN. They cannot be signed there (the secret would have to travel to Redis),
@@ -42,11 +44,12 @@ from typing import Any, Final
 
 from .._errors import UsageError
 
-__all__ = ["MIN_SECRET_BYTES", "FleetSigner", "IntegrityError", "canonical_json"]
+__all__ = ["MAC_CHARS", "MIN_SECRET_BYTES", "FleetSigner", "IntegrityError", "canonical_json"]
 
 #: The shortest secret accepted: 128 bits, what the MACs are cut to.
 MIN_SECRET_BYTES: Final = 16
-_MAC_HEX: Final = 32  # 128 bits
+#: How long a MAC is, as text: 128 bits in hex.
+MAC_CHARS: Final = 32
 
 
 class IntegrityError(ValueError):
@@ -95,7 +98,7 @@ class FleetSigner:
             message.append(data)
         mac = self._hmac.copy()
         mac.update(b"".join(message))
-        return mac.hexdigest()[:_MAC_HEX]
+        return mac.hexdigest()[:MAC_CHARS]
 
     @staticmethod
     def _same(expected: str, given: object) -> bool:
@@ -116,7 +119,9 @@ class FleetSigner:
         return self._mac(b"record", request_id, context, trace, spec)
 
     def reading(self, request_id: str, field: str, text: str) -> str:
-        """The MAC of a check's stored reading (``field`` "st") or error ("er")."""
+        """The MAC of what a replica stores for a task beside its record: its last
+        reading (``field`` "st"), error ("er"), a 'wait' phase ("ph": resubmit at the next
+        claim), or an early webhook's reading ("parked")."""
         return self._mac(b"reading", request_id, field, text)
 
     def intent(self, members: dict[str, Any]) -> str:
@@ -130,6 +135,10 @@ class FleetSigner:
             raise IntegrityError(
                 "its record has no valid MAC" if mac else "its record is not signed"
             )
+
+    def check_reading(self, request_id: str, field: str, text: str, mac: str) -> None:
+        if not self._same(self.reading(request_id, field, text), mac):
+            raise IntegrityError(f"its {field!r} field is not signed")
 
     def check_entry(self, text: str, mac: str, proof: str) -> None:
         """Check an outcome entry: its text, its MAC (``m``) and its proof (``p``).

@@ -114,7 +114,7 @@ from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask, make
 from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
 from ._errors import CoordinationError, FleetIntegrityError, FleetStateLost
-from ._integrity import FleetSigner, IntegrityError
+from ._integrity import MAC_CHARS, FleetSigner, IntegrityError
 
 __all__ = ["RedisStore", "status_payload"]
 
@@ -657,8 +657,8 @@ class RedisStore:
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
-        err, trace, spec, phase, MAC] as stored (an older script's reply, without the last
-        ones, too).
+        err, trace, spec, phase, MAC, phase MAC] as stored (an older script's reply, without
+        the last ones, too).
 
         Raises:
             IntegrityError: With a fleet secret, the record's MAC does not hold.
@@ -671,6 +671,10 @@ class RedisStore:
                 _text(f[10]) if len(f) > 10 else "",
                 _text(f[12]) if len(f) > 12 else "",
             )
+            if len(f) > 11 and _text(f[11]) == "wait":
+                self._signer.check_reading(
+                    request_id, "ph", "wait", _text(f[13]) if len(f) > 13 else ""
+                )
         task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
@@ -741,12 +745,15 @@ class RedisStore:
         status = end.status
         status_json = json.dumps(status_payload(status)) if status is not None else ""
         error_json = _error_json(end.error)
-        macs = ["", ""]
+        macs = ["", "", ""]
         if self._signer is not None:
-            rid = task.request_id
+            rid, signer = task.request_id, self._signer
             macs = [
-                self._signer.reading(rid, "st", status_json) if status_json else "",
-                self._signer.reading(rid, "er", error_json) if error_json else "",
+                signer.reading(rid, "st", status_json) if status_json else "",
+                signer.reading(rid, "er", error_json) if error_json else "",
+                # 'wait' makes the next claim resubmit the task: a side effect at the
+                # service, so only a replica may set it.
+                signer.reading(rid, "ph", "wait") if end.resubmit else "",
             ]
         await self._script(
             "store_end_check.lua",
@@ -1020,15 +1027,31 @@ class RedisStore:
             self._hint_due = min(self._hint_due, self._to_server(task.due))
             self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
         parked = _text(reply[1])
+        if parked and self._signer is not None:
+            mac, parked = parked[:MAC_CHARS], parked[MAC_CHARS:]
+            if mac != self._signer.reading(task.request_id, "parked", parked):
+                logger.error(
+                    "parked_webhook_integrity_failed",
+                    request_id=task.request_id,
+                    store=self.name,
+                    hint="a webhook reading held in Redis was not written by a replica: "
+                    "ignored (the task is checked as usual); find who writes to the "
+                    "fleet's keys",
+                )
+                return None
         return parse_status_payload(task.request_id, json.loads(parked)) if parked else None
 
     async def park(self, request_id: str, status: TaskStatus) -> bool:
+        payload = json.dumps(status_payload(status))
+        if self._signer is not None:
+            # The MAC first (fixed length): a parked reading becomes the task's first one.
+            payload = self._signer.reading(request_id, "parked", payload) + payload
         reply = await self._script(
             "store_park.lua",
             [self._intents, self._parked_data, self._parked],
             [
                 request_id,
-                json.dumps(status_payload(status)),
+                payload,
                 str(self.park_ttl),
                 str(self.max_parked),
             ],

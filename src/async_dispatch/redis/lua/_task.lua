@@ -19,7 +19,8 @@
 --      secret; it lists the earlier attempts' ids)
 --   ph phase: 'wait' (the attempt failed: resubmitted at its next check) or 'sending'
 --      (a resubmission under way, store_begin_resubmit.lua); absent = '' (none)
---   m  the fleet secret's MAC over id, c, tr and sp; sm, em the MACs of st and er
+--   m  the fleet secret's MAC over id, c, tr and sp; sm, em, pm the MACs of st, er and
+--      of a 'wait' phase
 --      (only with a fleet secret: redis/_integrity.py; Lua copies them, never makes them)
 
 -- The `deadlines` zset holds every tracked task (its ZCARD is the tracked count). Its score
@@ -60,7 +61,7 @@ end
 local function task_reply(task)
   return {task.t or 0, task.c or '', seconds(task.s), seconds(task.d), task.p or 0,
           task.e or 0, task.i or '', task.st or '', task.er or '', task.tr or '',
-          task.sp or '', task.ph or '', task.m or ''}
+          task.sp or '', task.ph or '', task.m or '', task.pm or ''}
 end
 
 -- Track a new task: its record (only what is not a default, see above) and its first
