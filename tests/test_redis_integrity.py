@@ -14,7 +14,7 @@ store (`tests/test_store_contract.py`, store "signed").
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import attrs
@@ -329,3 +329,51 @@ async def test_an_early_webhook_reading_written_in_redis_is_ignored(
             else:
                 assert parked is None
                 assert [e["event"] for e in logs] == ["parked_webhook_integrity_failed"]
+
+
+# Contexts and readings whose JSON texts a reader could re-encode differently: what
+# Redis copies into a TIMED_OUT must still check, byte for byte or value for value.
+_AWKWARD: Final = [
+    None,
+    {},
+    [],
+    {"b": 1, "a": [1.5e-7, -0.0, 10**30, True, None]},
+    {"text": 'caf\u00e9 \u2028 \U0001f680 "quoted" back\\slash /slash/ \t tab'},
+    {"nested": {"deep": [[[{"x": "\u00ff"}]]]}},
+    "a plain string",
+    12345678901234567890,
+    3.141592653589793,
+]
+
+
+async def test_timed_out_outcomes_of_awkward_contexts_and_readings_all_check(
+    redis_url: str, redis_name: str
+) -> None:
+    fleet = Fleet(redis_url, redis_name, secret=SECRET)
+    async with fleet.connection, fleet.attached():
+        store = fleet.store
+        for i, context in enumerate(_AWKWARD):
+            assert await store.add(_task(f"req_{i}/+=", seconds=1.5, context=context))
+        for _ in _AWKWARD:
+            task = await store.claim(anyio.current_time())
+            assert task is not None
+            i = int(task.request_id[4:].split("/")[0])
+            reading = {"status": "pending", "response": {"text": _AWKWARD[i]}}
+            status = parse_status_payload(task.request_id, reading)
+            error = TimeoutError("caf\u00e9 \U0001f680 timed out")
+            await store.end_check(
+                task, CheckEnd(due=anyio.current_time() + 60, status=status, error=error, errors=1)
+            )
+        with capture_logs() as logs, anyio.fail_after(10):
+            while len(fleet.received) < len(_AWKWARD):
+                await store.expire(anyio.current_time())
+                await anyio.sleep(0.1)
+    assert not [e for e in logs if e.get("event") == "outcome_integrity_failed"]
+    got = {o.request_id: o for o in fleet.received}
+    for i, context in enumerate(_AWKWARD):
+        outcome = got[f"req_{i}/+="]
+        assert outcome.kind == OutcomeKind.TIMED_OUT
+        assert outcome.context == context
+        assert outcome.status is not None
+        assert outcome.status.response == {"text": context}
+        assert "timed out" in str(outcome.error)
