@@ -333,7 +333,7 @@ async def test_an_early_webhook_reading_written_in_redis_is_ignored(
 
 # Contexts and readings whose JSON texts a reader could re-encode differently: what
 # Redis copies into a TIMED_OUT must still check, byte for byte or value for value.
-_AWKWARD: Final = [
+_AWKWARD: Final[list[Any]] = [
     None,
     {},
     [],
