@@ -106,6 +106,10 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(e.get("event") == event for e in logs)
+
+
 def _task(request_id: str, seconds: float = 30.0, context: Any = None) -> TrackedTask:
     now = anyio.current_time()
     task = TrackedTask(request_id, started=now, deadline=now + seconds, context=context)
@@ -149,6 +153,9 @@ async def test_a_forged_or_altered_entry_is_dead_lettered_and_genuine_ones_arriv
             timed_out = {"request_id": "req_real", "kind": "timed-out", "context": None}
             proof = {"m": "0" * 32, "c": "null"}
             await fleet.forge(o=json.dumps(timed_out), p=json.dumps(proof))
+            with anyio.fail_after(10):
+                while len(await fleet.entries("deadletter")) < 4:
+                    await anyio.sleep(0.05)
             received = await fleet.settle()
         dead = await fleet.entries("deadletter")
     assert [(o.request_id, o.kind, o.context) for o in received] == [
@@ -212,8 +219,8 @@ async def test_a_timed_out_outcome_carries_only_signed_readings(
         forged = {"requestId": "req_changed", "status": "success", "response": {"text": "x"}}
         await fleet.rewrite("req_changed", "st", json.dumps(forged))
         with capture_logs() as logs:
-            with anyio.fail_after(8):  # the poller's reaper, run by hand
-                while not fleet.received:
+            with anyio.fail_after(10):  # the poller's reaper, run by hand, until both ended
+                while not (fleet.received and _logged(logs, "outcome_integrity_failed")):
                     await store.expire(anyio.current_time())
                     await anyio.sleep(0.1)
             received = await fleet.settle()
