@@ -154,7 +154,7 @@ async def test_a_forged_or_altered_entry_is_dead_lettered_and_genuine_ones_arriv
             proof = {"m": "0" * 32, "c": "null"}
             await fleet.forge(o=json.dumps(timed_out), p=json.dumps(proof))
             with anyio.fail_after(10):
-                while len(await fleet.entries("deadletter")) < 4:
+                while len(await fleet.entries("deadletter")) < 4:  # noqa: ASYNC110 - polls Redis
                     await anyio.sleep(0.05)
             received = await fleet.settle()
         dead = await fleet.entries("deadletter")
