@@ -6,7 +6,8 @@
 -- KEYS[4]  deadlines (zset, _task.lua)   KEYS[5]  finished ids (zset: id -> expiry)
 -- ARGV[1]  the trace context every task of this call gets (store_add.lua's ARGV[8]), or ''
 -- ARGV[2]  the tasks, one JSON array: per task [request id, context (JSON text), started,
---          deadline, first check (null: none), last-check time, spec (JSON text or '')],
+--          deadline, first check (null: none), last-check time, spec (JSON text or ''),
+--          and, with a fleet secret, the record's MAC (redis/_integrity.py)],
 --          times in server seconds (see store_add.lua)
 --
 -- The chunk travels as one argument and is written with one command per key (HMGET and
@@ -50,7 +51,8 @@ for i = 1, n do
     local due, last_due = row[5], row[6]
     records[#records + 1] = rid
     records[#records + 1] = cmsgpack.pack({c = row[2], s = row[3], d = row[4], ld = last_due,
-                                           tr = trace, sp = text_or_nil(row[7])})
+                                           tr = trace, sp = text_or_nil(row[7]),
+                                           m = text_or_nil(row[8])})
     local is_last = true
     if due ~= cjson.null then
       is_last = due >= last_due

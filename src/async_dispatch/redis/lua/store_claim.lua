@@ -9,7 +9,7 @@
 --          check's token, in the same step: only when a check is claimed (nothing due
 --          takes no token), and the lease then runs from the reserved slot, so it covers
 --          the wait for it.
--- ARGV[5..] the ends of checks this replica still owes, 8 arguments each (_end_check.lua):
+-- ARGV[5..] the ends of checks this replica still owes, 11 arguments each (_end_check.lua):
 --          written first, so the claim sees them (and may claim one of those tasks again).
 --
 -- A claim leases the check: its score becomes the lease expiry (so if this replica dies,
@@ -20,7 +20,7 @@
 --
 -- Returns, in server seconds:
 --   {1, now, tracked, request id, token, ctx, started, deadline, polls, errors,
---    last_input, status, err, trace, spec, phase}                       a claim;
+--    last_input, status, err, trace, spec, phase, MAC, phase MAC}       a claim;
 --   the same followed by {wait, now, paused_until, tat} (microseconds, gcra_reserve's
 --   reply) when the claim took a token;
 --   {0, now, tracked, next due or ''}                                   nothing due.

@@ -3,7 +3,7 @@
 -- claimed again elsewhere writes nothing: its late write is a no-op).
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks (zset)   KEYS[3]  routine checks
--- ARGV     one or more ends, 8 arguments each (see _end_check.lua)
+-- ARGV     one or more ends, 11 arguments each (see _end_check.lua)
 --
 -- Returns {how many were written}. A replica sends its ends here only when no claim of
 -- its own carried them soon enough (store_claim.lua carries them too).
