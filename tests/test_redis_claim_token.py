@@ -10,6 +10,7 @@ leases are read in the Redis server's clock, so the checks are exact.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -17,13 +18,14 @@ from typing import Any
 import anyio
 import pytest
 
-from async_dispatch import CheckEnd, Poller, TokenBucket
+from async_dispatch import CheckEnd, OutcomeKind, Poller, TokenBucket
 from async_dispatch.redis import RedisConnection, RedisStore, RedisTokenBucket
 from async_dispatch.redis._connection import ScriptArg
 from async_dispatch.testing import simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import redis_command
 from test_redis_bucket import assert_within_limit
+from test_redis_integrity import SECRET, Fleet
 from test_redis_store import attached, new_task
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -286,3 +288,26 @@ async def test_a_poller_takes_its_check_tokens_with_its_claims(
     assert sorted(o.request_id for o in outcomes) == sorted(ids)
     assert "store_claim.lua" in calls
     assert "token_bucket_acquire.lua" not in calls
+
+
+async def test_a_signed_claim_whose_record_was_changed_hands_its_token_back(
+    redis_url: str, redis_name: str
+) -> None:
+    """With a fleet secret, a claimed record that fails the check ends FAILED: the token
+    the claim reserved for its check is handed back, and a sound record is claimed."""
+    fleet = Fleet(redis_url, redis_name, secret=SECRET)
+    bucket = RedisTokenBucket(fleet.connection, name=redis_name, rate=2)
+    async with fleet.connection, fleet.attached():
+        store = fleet.store
+        assert await store.add(new_task("req_changed"))
+        await fleet.rewrite("req_changed", "c", json.dumps({"who": "someone else"}))
+        await bucket.acquire()
+        before = bucket_field(redis_url, redis_name, "tat")
+        assert await store.claim_with_token(anyio.current_time(), bucket) is None
+        assert bucket_field(redis_url, redis_name, "tat") == before
+        (failed,) = await fleet.wait_for(1)
+        assert failed.kind is OutcomeKind.FAILED
+        assert await store.add(new_task("req_sound", context={"ok": 1}))
+        task = await store.claim_with_token(anyio.current_time(), bucket)
+        assert task is not None
+        assert task.context == {"ok": 1}
