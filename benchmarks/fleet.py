@@ -609,7 +609,10 @@ if __name__ == "__main__":
         for part in {*VARIANTS, "takeover"} - set(options.parts):
             if part in kept:
                 outcome[part] = kept[part]
-                outcome.setdefault("kept_from", {})[part] = kept.get("meta", {}).get("date")
+                # The date of the run that measured it (kept once already: that one's).
+                dates = kept.get("kept_from", {})
+                date = dates[part] if part in dates else kept.get("meta", {}).get("date")
+                outcome.setdefault("kept_from", {})[part] = date
     outcome["meta"] = _run_meta(quick=options.quick)
     options.out.write_text(json.dumps(outcome, indent=1) + "\n")
     print(table(outcome))
