@@ -834,8 +834,9 @@ class RedisStore:
 
     async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
         """Finish a claimed check: its end is written with this replica's next claim
-        (store_claim.lua carries it), or on its own `_END_DELAY` after it at the latest
-        (`_send_ends`): under load the end of a check costs no round trip of its own.
+        (store_claim.lua carries it), or on its own `_END_MAX_DELAY` after it at the
+        latest (`_send_ends`): under load the end of a check costs no round trip of its
+        own.
 
         Until then the claim stays this replica's, renewed with the others; should the
         replica die first, the lease runs out and the check is made again elsewhere (the
