@@ -117,6 +117,7 @@ async def _replica(args: argparse.Namespace) -> None:
             while not os.path.exists(args.go):  # noqa: ASYNC110, ASYNC240 (start when all are ready)
                 await anyio.sleep(0.01)
             cpu, sent = time.process_time(), sum(counts.values())
+            profile = _start_profile()
 
             async def submit() -> None:
                 for index in range(args.tasks):
@@ -138,6 +139,10 @@ async def _replica(args: argparse.Namespace) -> None:
                             deliveries=outcome.deliveries,
                         )
             stats = poller.stats
+            if profile is not None:
+                profile.disable()
+                where = Path(os.environ[_PROFILE_ENV])
+                profile.dump_stats(where / f"{args.limiter}-{args.store}-{os.getpid()}.prof")
             _say(
                 summary=True,
                 polls_sent=stats.polls_sent,
@@ -146,6 +151,21 @@ async def _replica(args: argparse.Namespace) -> None:
                 round_trips=sum(counts.values()) - sent,
                 by_purpose=dict(counts),
             )
+
+
+#: Set by ``--profile DIR``: each replica profiles its measured window into DIR.
+_PROFILE_ENV = "ASYNC_DISPATCH_BENCH_PROFILE"
+
+
+def _start_profile() -> Any:
+    """A running `cProfile.Profile` when ``--profile`` asked for one, else None."""
+    if not os.environ.get(_PROFILE_ENV):
+        return None
+    import cProfile
+
+    profile = cProfile.Profile(time.process_time)  # CPU, not wall time (a busy machine)
+    profile.enable()
+    return profile
 
 
 class _Process:
@@ -429,6 +449,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "replicas": 4,
     }
     for key, (limiter, store) in VARIANTS.items():
+        if key not in args.parts:
+            continue
         results[key] = await _reported(
             run_store_variant(
                 limiter,
@@ -440,9 +462,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 redis_url=args.redis_url,
             )
         )
-    results["takeover"] = await _reported(
-        run_takeover(lease=args.lease, tasks=args.takeover_tasks, redis_url=args.redis_url)
-    )
+    if "takeover" in args.parts:
+        results["takeover"] = await _reported(
+            run_takeover(lease=args.lease, tasks=args.takeover_tasks, redis_url=args.redis_url)
+        )
     return results
 
 
@@ -468,7 +491,7 @@ def table(results: dict[str, Any]) -> str:
         ("redis", "RedisTokenBucket + MemoryStore each"),
         ("store", "RedisTokenBucket + RedisStore"),
     ):
-        r = results[key]
+        r = results.get(key, {"error": "not run"})
         if "error" in r:
             rows.append(f"| {label} | failed: {r['error'][:60]} | | | | |")
             continue
@@ -481,7 +504,12 @@ def table(results: dict[str, Any]) -> str:
             f"({r['check_path_round_trips_per_check'] or '-'}) "
             f"| {r.get('cpu_ms_per_check', '-')} |"
         )
-    t = results["takeover"]
+    kept = results.get("kept_from", {})
+    if kept:
+        rows += ["", "Kept from an earlier run (`--parts`): " + ", ".join(
+            f"{part} ({date or 'date not recorded'})" for part, date in sorted(kept.items())
+        ) + "."]  # fmt: skip
+    t = results.get("takeover", {"error": "not run"})
     rows.append("")
     if "error" in t:
         rows.append(f"Takeover after kill -9: failed: {t['error']}")
@@ -508,7 +536,26 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--parts",
+        type=lambda text: text.split(","),
+        default=[*VARIANTS, "takeover"],
+        help="comma-separated parts to run (default all: local,redis,store,takeover); the "
+        "parts left out keep their figures from the results file already at --out",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="each replica writes a cProfile of its measured window into this directory "
+        "(the figures then include the profiler's overhead: do not record them)",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ[_PROFILE_ENV] = str(args.profile.resolve())
+    unknown = set(args.parts) - {*VARIANTS, "takeover"}
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     if args.quick:
         args.duration, args.tasks = 5.0, 10
     return args
@@ -556,6 +603,16 @@ if __name__ == "__main__":
     options = parse(sys.argv[1:])
     outcome = anyio.run(main, options, backend="asyncio")
     options.out.parent.mkdir(parents=True, exist_ok=True)
+    if options.out.exists() and "skipped" not in outcome:
+        # The parts not run this time keep their last figures (and say when they ran).
+        kept = json.loads(options.out.read_text())
+        for part in {*VARIANTS, "takeover"} - set(options.parts):
+            if part in kept:
+                outcome[part] = kept[part]
+                # The date of the run that measured it (kept once already: that one's).
+                dates = kept.get("kept_from", {})
+                date = dates[part] if part in dates else kept.get("meta", {}).get("date")
+                outcome.setdefault("kept_from", {})[part] = date
     outcome["meta"] = _run_meta(quick=options.quick)
     options.out.write_text(json.dumps(outcome, indent=1) + "\n")
     print(table(outcome))

@@ -75,6 +75,7 @@ EXPORTS: dict[str, list[str]] = {
         "TaskStore",
         "TimeoutCause",
         "TokenBucket",
+        "TokenClaimingStore",
         "TrackedTask",
         "TransportError",
         "UploadError",

@@ -216,6 +216,9 @@ async def test_a_timed_out_outcome_carries_only_signed_readings(
             assert task is not None
             status = parse_status_payload(task.request_id, {"status": "pending"})
             await store.end_check(task, CheckEnd(due=anyio.current_time() + 60, status=status))
+        # An end goes with the replica's next claim, or a moment later: `get()` writes it
+        # now, so that the rewrite below comes after it.
+        assert await store.get("req_changed") is not None
         forged = {"requestId": "req_changed", "status": "success", "response": {"text": "x"}}
         await fleet.rewrite("req_changed", "st", json.dumps(forged))
         with capture_logs() as logs:

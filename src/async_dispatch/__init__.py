@@ -61,6 +61,7 @@ from ._store import (
     StoreCapabilities,
     SubmitSendingStore,
     TaskStore,
+    TokenClaimingStore,
     TrackedTask,
     make_outcome,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "TaskStore",
     "TimeoutCause",
     "TokenBucket",
+    "TokenClaimingStore",
     "TrackedTask",
     "TransportError",
     "UploadError",

@@ -73,6 +73,7 @@ from ._store import (
     RedeliveringStore,
     SubmitSendingStore,
     TaskStore,
+    TokenClaimingStore,
     TrackedTask,
     make_outcome,
 )
@@ -232,6 +233,9 @@ class Poller:
         self._now: Callable[[], float] = anyio.current_time
         self._dispatch_lock: anyio.Lock | None = None
         self._token_in_hand = False
+        #: The store, when its claims take the check's token of `bucket` in the same step
+        #: (`TokenClaimingStore`, known once both are open).
+        self._token_claims: TokenClaimingStore | None = None
         self._dispatcher = Alarm()
         self._reaper = Alarm()
         #: Submits whose end the store did not record (it was unreachable): (ticket,
@@ -292,6 +296,7 @@ class Poller:
                     last_check_lead=self.cadence.lead,
                 )
             )
+            self._token_claims = self._claims_tokens()
 
         def start(task_group: anyio.abc.TaskGroup) -> None:
             task_group.start_soon(self._reap, name="async_dispatch.reaper")
@@ -309,6 +314,13 @@ class Poller:
         tb: TracebackType | None,
     ) -> None:
         await self._service.close(exc_type, exc, tb)
+
+    def _claims_tokens(self) -> TokenClaimingStore | None:
+        store = self.store
+        if not store.capabilities.claim_with_token:
+            return None
+        claiming: TokenClaimingStore = store  # type: ignore[assignment]
+        return claiming if claiming.claims_tokens_of(self.bucket) else None
 
     def _check_open(self) -> None:
         self._service.check_open("use it inside `async with Poller(client) as poller:`")
@@ -875,9 +887,11 @@ class Poller:
         In this process's memory, the token comes first and the task second, so a token
         is never spent on a check that became less urgent while it waited. A store shared
         by a fleet claims first instead: another replica may take the due check, and a
-        token taken for nothing would leave its slot of the shared budget unused.
+        token taken for nothing would leave its slot of the shared budget unused. A store
+        that can take the token with the claim (`TokenClaimingStore`) does both in one
+        step, and takes a token only for a check it claimed.
         """
-        store = self.store
+        store, with_token = self.store, self._token_claims
         claim_first = not store.capabilities.local
         while True:
             due = store.next_due()
@@ -885,13 +899,20 @@ class Poller:
                 await self._dispatcher.sleep_until(due if self._fatal is None else math.inf)
                 continue
             if claim_first:
-                task = await store.claim(self._now())
+                asked = self._now()
+                if with_token is not None:
+                    task = await with_token.claim_with_token(asked, self.bucket)
+                else:
+                    task = await store.claim(asked)
                 if task is None:  # another replica took it: look again at the fresh hint
                     await self._dispatcher.sleep_until(
                         max(store.next_due(), self._now() + _CLAIM_RETRY)
                     )
                     continue
-                await self._take_token()
+                if with_token is None:
+                    await self._take_token()
+                elif self._wants_token_waits:
+                    self._instrumentation.emit(TokenWaited(seconds=self._now() - asked))
                 self._note_lag(self._now() - due)
                 return task
             if not self._token_in_hand:

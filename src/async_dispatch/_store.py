@@ -40,6 +40,7 @@ from ._models import TaskStatus
 from ._outcome import Outcome, OutcomeKind, Via
 
 if TYPE_CHECKING:
+    from ._limiter import Limiter
     from ._resubmit import TaskSpec
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "StoreCapabilities",
     "SubmitSendingStore",
     "TaskStore",
+    "TokenClaimingStore",
     "TrackedTask",
     "make_outcome",
 ]
@@ -87,6 +89,12 @@ class StoreCapabilities:
     #: prompt (`SubmitSendingStore.submit_sending`): a fleet's intents are reported
     #: SUBMIT_UNCERTAIN only once sent, and then say what the caller needs to act.
     submit_sending: bool = False
+    #: The store can claim a check and take its token in one step
+    #: (`TokenClaimingStore.claim_with_token`), for the limiters it names
+    #: (`TokenClaimingStore.claims_tokens_of`): a fleet's claim reserves the token of a
+    #: `RedisTokenBucket` in the same script, one round trip instead of two, and only
+    #: when a check is claimed. The poller then skips its own `Limiter.acquire()`.
+    claim_with_token: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -417,6 +425,29 @@ class SubmitSendingStore(TaskStore, Protocol):
     async def submit_sending(self, ticket: Any, context: Any, prompt: str) -> None:
         """The submit of `ticket` goes on the wire now. `prompt` is the caller's: keep no
         more of it than a digest (it may hold secrets)."""
+        ...
+
+
+class TokenClaimingStore(TaskStore, Protocol):
+    """A `TaskStore` that declares ``capabilities.claim_with_token``.
+
+    A store shared by a fleet claims first and takes the token second (`TaskStore.claim`,
+    then `Limiter.acquire`): two round trips per check when both live in Redis. This
+    store can do both at once for some limiters; the poller asks which, once, and then
+    calls `claim_with_token` instead of the pair.
+    """
+
+    def claims_tokens_of(self, limiter: Limiter) -> bool:
+        """Whether `claim_with_token` can take `limiter`'s tokens (a fleet's store: a
+        `RedisTokenBucket` on the same Redis, and on a cluster in the same slot)."""
+        ...
+
+    async def claim_with_token(self, now: float, limiter: Limiter) -> TrackedTask | None:
+        """`TaskStore.claim`, and with a claimed check one token of `limiter`, taken in
+        the same step; returns once that token may be spent (it waited for its slot, and
+        for any pause of the limiter). Nothing claimed takes no token. The claim holds at
+        least until the token's slot plus its usual lease; a token whose check is
+        cancelled while it waits is handed back when the limiter can take it back."""
         ...
 
 

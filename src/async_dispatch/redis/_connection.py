@@ -190,6 +190,11 @@ class RedisConnection:
             )
         return self._client
 
+    def same_server(self, other: RedisConnection) -> bool:
+        """Whether `other` is this connection or one to the same URL: then one script may
+        touch keys of both (the bucket's and the store's, `RedisStore.claims_tokens_of`)."""
+        return other is self or other._url == self._url
+
     @staticmethod
     def key(name: str, suffix: str) -> str:
         """The key `suffix` of fleet `name`: ``async_dispatch:{name}:suffix``."""

@@ -46,7 +46,15 @@ script stays whole while that slot migrates (``RedisConnection`` follows MOVED a
 A claim leases the check: its score becomes the lease expiry, so a dead replica's checks
 come due again for the others once `lease` runs out, and the fencing token makes a late
 write from a replica that lost its lease a no-op. A background job renews the leases of
-the checks this process runs, every ``lease / 3``.
+the checks this process runs that have used a sixth of their lease (it runs every
+``lease / 3``): most checks end well before, and cost no renewal.
+
+The check path, under load, is one script per check: with a `RedisTokenBucket` on the
+same Redis the claim also reserves the check's token (`claim_with_token`: only when it
+claims a check; the lease then runs from the token's slot, and the poller takes no token
+of its own), and it first writes the ends of the checks this replica finished since its
+last claim (`end_check` only queues them; `store_end_check.lua` takes what no claim
+carried within a moment). A final reading is its own script (store_resolve.lua).
 
 Clocks: scripts use the Redis server's clock (``TIME``); scores are server seconds. The
 `TaskStore` protocol speaks the poller's loop clock, so the store keeps ``offset =
@@ -104,6 +112,7 @@ import anyio.abc
 
 from .._error_codec import error_from_data, error_to_data
 from .._errors import DispatchError, LifecycleError, UsageError
+from .._limiter import Limiter
 from .._log import logger
 from .._models import TaskStatus
 from .._outage import Outage
@@ -115,6 +124,7 @@ from .._wire import parse_status_payload
 from ._connection import RedisConnection, check_fleet_name
 from ._errors import CoordinationError, FleetIntegrityError, FleetStateLost
 from ._integrity import MAC_CHARS, FleetSigner, IntegrityError
+from ._token_bucket import RedisTokenBucket, reservation
 
 __all__ = ["RedisStore", "status_payload"]
 
@@ -142,6 +152,23 @@ _ACK_BATCH: Final = 500
 #: extra window in which a replica that dies or stalls has an outcome its application took
 #: delivered again (a lone one is paid at once: `RedisStore.ack`).
 _ACK_DELAY: Final = 0.02
+#: How many fields of store_claim.lua's reply describe the claimed task (a token
+#: reservation follows, when the claim took one).
+_CLAIM_FIELDS: Final = 18
+#: A lease is renewed (the job runs every ``lease / 3``) once less than this share of it
+#: is left: a check shorter than a sixth of the lease costs no renewal, and every lease is
+#: renewed with at least half of it left.
+_RENEW_AT: Final = 5 / 6
+#: How long the end of a check waits for this replica's next claim to carry it
+#: (store_claim.lua) before it goes on its own (store_end_check.lua), in seconds: at least
+#: `_END_DELAY`, longer (up to `_END_MAX_DELAY`) while the dispatcher waits for the slot
+#: of a claim's token, after which it claims again at once (`_END_SLACK` after the slot).
+#: Under load the dispatcher always waits for one, so ends cost no round trip of their own.
+_END_DELAY: Final = 0.05
+_END_SLACK: Final = 0.05
+_END_MAX_DELAY: Final = 0.5
+#: Ends per store_end_check.lua call, and most carried by one claim.
+_END_BATCH: Final = 100
 #: How often a replica at its read-ahead bound looks whether its application took some.
 _FULL_WAIT: Final = 0.05
 #: Deliveries after which an outcome no replica can read, or whose handler failed each
@@ -340,7 +367,9 @@ class RedisStore:
         self._clock: Callable[[], float] = anyio.current_time
         self._lead = 0.0  # the attached poller's `Cadence.lead`
         self._offset = 0.0
-        self._held: dict[str, int] = {}  # id -> token of the checks this replica runs
+        #: The checks this replica runs: id -> (fencing token, loop time its lease ends
+        #: as last set, by the claim or a renewal).
+        self._held: dict[str, tuple[int, float]] = {}
         #: Intent ids of this replica's submits in flight, renewed by `_maintain`.
         self._submitting: set[str] = set()
         #: Entry ids of the outcomes handed to the poller and not acknowledged yet.
@@ -358,6 +387,13 @@ class RedisStore:
         #: (batched by `_send_acks`, or met an unreachable Redis).
         self._acks_owed: set[str] = set()
         self._acks_wanted = anyio.Event()
+        #: Ends of checks not written yet, by request id: store_end_check.lua's arguments
+        #: for each (`end_check`), carried by the next claim or sent by `_send_ends`.
+        self._ends_owed: dict[str, list[str]] = {}
+        self._ends_wanted = anyio.Event()
+        #: Loop time at which the dispatcher's next claim is expected: the slot of the
+        #: token it waits for (`claim_with_token`).
+        self._next_claim = -math.inf
         self._last_ack = -math.inf  # loop time of the last `ack()`
         self._tracked = 0
         self._hint_due = 0.0  # server seconds
@@ -377,7 +413,7 @@ class RedisStore:
     #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
     #: and there is nothing to snapshot (a new replica resumes them).
     capabilities: Final = StoreCapabilities(
-        local=False, snapshot=False, redeliver=True, submit_sending=True
+        local=False, snapshot=False, redeliver=True, submit_sending=True, claim_with_token=True
     )
 
     def __len__(self) -> int:
@@ -466,10 +502,12 @@ class RedisStore:
                     jobs.start_soon(self._read_outcomes, name="async_dispatch.redis.outcomes")
                     jobs.start_soon(self._maintain, name="async_dispatch.redis.leases")
                     jobs.start_soon(self._send_acks, name="async_dispatch.redis.acks")
+                    jobs.start_soon(self._send_ends, name="async_dispatch.redis.ends")
                     try:
                         yield
                     finally:
                         jobs.cancel_scope.cancel()
+                await self._last_ends()
                 await self._last_acks()
             finally:
                 self._sink = self._wake = None
@@ -480,6 +518,7 @@ class RedisStore:
                 self._given_back.clear()
                 self._acks_owed.clear()
                 self._rejected.clear()
+                self._ends_owed.clear()
 
     async def _ensure_group(self) -> None:
         await self._script("store_group.lua", [self._stream], [GROUP])
@@ -626,6 +665,8 @@ class RedisStore:
         return [trace, json.dumps(rows)]
 
     async def get(self, request_id: str) -> LeasedTask | None:
+        if request_id in self._ends_owed:
+            await self._pay_ends()  # its record as this replica last wrote it
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
         if not reply[0]:
             return None
@@ -704,6 +745,7 @@ class RedisStore:
             [request_id],
         )
         self._held.pop(request_id, None)
+        self._ends_owed.pop(request_id, None)
         return bool(reply[0])
 
     # -- checks -------------------------------------------------------------------------
@@ -715,11 +757,62 @@ class RedisStore:
         return None  # a claim is a round trip to Redis: see `claim()`
 
     async def claim(self, now: float) -> LeasedTask | None:
-        reply = await self._script(
-            "store_claim.lua",
-            [self._last, self._due, self._deadlines, self._tasks],
-            [_seconds(self.lease), self.consumer],
-        )
+        keys = [self._last, self._due, self._deadlines, self._tasks]
+        reply = await self._claim(keys, [_seconds(self.lease), self.consumer, "", ""])
+        return await self._claimed(reply)
+
+    def claims_tokens_of(self, limiter: Limiter) -> bool:
+        """Whether `claim_with_token` can take `limiter`'s tokens: a `RedisTokenBucket`
+        on the same Redis (the same connection, or one to the same URL) and, on a Redis
+        Cluster, of the same name as this store (its key then shares the fleet's slot,
+        which one script needs)."""
+        if not isinstance(limiter, RedisTokenBucket):
+            return False
+        ours = self._connection
+        if not ours.same_server(limiter.connection):
+            return False
+        return limiter.name == self.name or not (ours.cluster or limiter.connection.cluster)
+
+    async def claim_with_token(self, now: float, limiter: Limiter) -> LeasedTask | None:
+        """Claim the most urgent due check and reserve its token of `limiter` (a
+        `RedisTokenBucket`: `claims_tokens_of`) in one script, then wait for the token's
+        slot. Nothing due reserves nothing; the lease runs from the slot on."""
+        assert isinstance(limiter, RedisTokenBucket)
+        bucket_key, gcra = limiter._gcra_arguments()
+        keys = [self._last, self._due, self._deadlines, self._tasks, bucket_key]
+        reply = await self._claim(keys, [_seconds(self.lease), self.consumer, *gcra])
+        task = await self._claimed(reply)
+        if not reply[0]:
+            return None  # nothing was due: no token was taken
+        reserved = reservation(reply[_CLAIM_FIELDS:])
+        if task is None:  # claimed, and ended FAILED (its record failed the secret's check)
+            await limiter._refund(reserved[3])
+            return None
+        self._next_claim = self._clock() + reserved[0] / 1e6
+        # The lease runs from the slot on (store_claim.lua).
+        self._held[task.request_id] = (task.lease, self._next_claim + self.lease)
+        if not await limiter._await_slot(*reserved):
+            # A pause heard of while waiting covers the slot: a token after the pause.
+            await limiter.acquire()
+        return task
+
+    async def _claim(self, keys: list[str], args: list[str]) -> list[Any]:
+        """Run store_claim.lua, carrying the ends of checks this replica owes."""
+        owed = self._take_ends()
+        if not owed:
+            return await self._script("store_claim.lua", keys, args)
+        try:
+            reply = await self._script(
+                "store_claim.lua", keys, [*args, *(arg for end in owed.values() for arg in end)]
+            )
+        except BaseException:
+            self._owe_again(owed)
+            raise
+        self._ends_paid(owed)
+        return reply
+
+    async def _claimed(self, reply: list[Any]) -> LeasedTask | None:
+        """The task store_claim.lua claimed, or None; the hints of its reply noted."""
         server_now = float(_text(reply[1]))
         self._tracked = int(reply[2])
         self._refreshed = self._clock()
@@ -731,16 +824,25 @@ class RedisStore:
         self._hint_due = server_now
         request_id, token = _text(reply[3]), int(reply[4])
         try:
-            task = self._task(request_id, [token, *reply[5:]])
+            task = self._task(request_id, [token, *reply[5:_CLAIM_FIELDS]])
         except IntegrityError as exc:
             await self._reject_record(request_id, token, exc)
             return None
         task.due = math.inf
-        self._held[request_id] = token
+        self._held[request_id] = (token, self._clock() + self.lease)
         return task
 
     async def end_check(self, task: TrackedTask, end: CheckEnd) -> None:
-        self._held.pop(task.request_id, None)
+        """Finish a claimed check: its end is written with this replica's next claim
+        (store_claim.lua carries it), or on its own `_END_MAX_DELAY` after it at the
+        latest (`_send_ends`): under load the end of a check costs no round trip of its
+        own.
+
+        Until then the claim stays this replica's, renewed with the others; should the
+        replica die first, the lease runs out and the check is made again elsewhere (the
+        same as a check whose end could not be written). `get()` from this replica sees
+        the end at once; other replicas, once it is written.
+        """
         due = self._to_server(end.due)
         status = end.status
         status_json = json.dumps(status_payload(status)) if status is not None else ""
@@ -755,27 +857,95 @@ class RedisStore:
                 # service, so only a replica may set it.
                 signer.reading(rid, "ph", "wait") if end.resubmit else "",
             ]
-        await self._script(
-            "store_end_check.lua",
-            [self._tasks, self._last, self._due],
-            [
-                task.request_id,
-                _token(task),
-                str(task.polls),
-                str(end.errors),
-                error_json,
-                status_json,
-                _seconds(due),
-                "wait" if end.resubmit else "",
-                *macs,
-            ],
-        )
-        # This process's copy of the record, as the script wrote it.
+        self._ends_owed[task.request_id] = [
+            task.request_id,
+            _token(task),
+            str(task.polls),
+            str(end.errors),
+            error_json,
+            status_json,
+            _seconds(due),
+            "wait" if end.resubmit else "",
+            *macs,
+        ]
+        self._ends_wanted.set()
+        # This process's copy of the record, as the script will write it.
         task.due, task.errors, task.last_error = end.due, end.errors, end.error
         task.phase = "wait" if end.resubmit else ""
         if status is not None:
             task.last_status = status
         self._hint_due = min(self._hint_due, due)
+
+    def _take_ends(self) -> dict[str, list[str]]:
+        """The ends owed, `_END_BATCH` at most, no longer owed (`_owe_again` if their
+        script fails)."""
+        owed = self._ends_owed
+        if len(owed) <= _END_BATCH:
+            self._ends_owed = {}
+            return owed
+        taken = dict(list(owed.items())[:_END_BATCH])
+        for request_id in taken:
+            del owed[request_id]
+        return taken
+
+    def _owe_again(self, ends: dict[str, list[str]]) -> None:
+        """Ends whose script failed: owed again, unless a newer end of the task is."""
+        for request_id, end in ends.items():
+            self._ends_owed.setdefault(request_id, end)
+        self._ends_wanted.set()
+
+    def _ends_paid(self, ends: dict[str, list[str]]) -> None:
+        """Ends written: their claims are no longer this replica's to renew."""
+        held = self._held
+        for request_id, end in ends.items():
+            mine = held.get(request_id)
+            if mine is not None and str(mine[0]) == end[1]:  # not claimed again since
+                del held[request_id]
+
+    async def _pay_ends(self) -> None:
+        """Write every end owed now (store_end_check.lua, `_END_BATCH` per call)."""
+        while self._ends_owed:
+            owed = self._take_ends()
+            try:
+                await self._script(
+                    "store_end_check.lua",
+                    [self._tasks, self._last, self._due],
+                    [arg for end in owed.values() for arg in end],
+                )
+            except BaseException:
+                self._owe_again(owed)
+                raise
+            self._ends_paid(owed)
+
+    async def _send_ends(self) -> None:
+        """Write the ends no claim carried in time (see `_END_DELAY`)."""
+        backoff = 0.1
+        while True:
+            await self._ends_wanted.wait()
+            self._ends_wanted = anyio.Event()
+            first = self._clock()
+            while self._ends_owed:
+                wake = max(first + _END_DELAY, self._next_claim + _END_SLACK)
+                wake = min(wake, first + _END_MAX_DELAY)
+                if self._clock() >= wake:
+                    break
+                await anyio.sleep(wake - self._clock())
+            try:
+                await self._pay_ends()
+                backoff = 0.1
+            except CoordinationError:
+                # Still owed; the leases of their claims run out if Redis stays away.
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _last_ends(self) -> None:
+        """On detach, write the ends owed (briefly, shielded): else their checks would be
+        made again once their leases ran out."""
+        if not self._ends_owed:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationError):
+            with anyio.move_on_after(self._connection_timeout()):
+                await self._pay_ends()
 
     # -- endings ------------------------------------------------------------------------
 
@@ -1103,18 +1273,34 @@ class RedisStore:
         last_sync = self._clock()
         while True:
             try:
-                if self._held:
+                # Only leases with less than `_RENEW_AT` of them left: most checks end
+                # well before, and cost no renewal.
+                asked = self._clock()
+                held = {
+                    request_id: token
+                    for request_id, (token, until) in self._held.items()
+                    if until - asked < self.lease * _RENEW_AT
+                }
+                if held:
                     args: list[Any] = [_seconds(self.lease)]
-                    held = dict(self._held)
                     for request_id, token in held.items():
                         args += [request_id, str(token)]
-                    lost = await self._script(
-                        "store_renew.lua", [self._last, self._due, self._tasks], args
+                    lost = set(
+                        map(
+                            _text,
+                            await self._script(
+                                "store_renew.lua", [self._last, self._due, self._tasks], args
+                            ),
+                        )
                     )
-                    for request_id in map(_text, lost):
-                        # Unless it was claimed again meanwhile, under a new token.
-                        if self._held.get(request_id) == held.get(request_id):
-                            self._held.pop(request_id, None)
+                    for request_id, token in held.items():
+                        mine = self._held.get(request_id)
+                        if mine is None or mine[0] != token:
+                            continue  # ended, or claimed again meanwhile under a new token
+                        if request_id in lost:
+                            del self._held[request_id]
+                        else:
+                            self._held[request_id] = (token, asked + self.lease)
                 if self._submitting:
                     # A live replica's submits are its own to finish: their intents never
                     # expire while it renews them, however long they queue for a token.

@@ -161,20 +161,30 @@ class RedisTokenBucket:
             CoordinationError: Redis could not be reached or failed; no token was taken.
         """
         while True:
-            wait_us, now_us, paused_until_us, tat = await self._reserve()
-            received = anyio.current_time()
-            self._learn_pause(received, now_us, paused_until_us)
-            slot = received + wait_us / 1e6
-            if wait_us > 0:
-                try:
-                    await anyio.sleep(wait_us / 1e6)
-                except anyio.get_cancelled_exc_class():
-                    await self._refund(tat)
-                    raise
-            # A pause learned of while asleep (from another caller's reply) covers this
-            # slot: sending now would meet a 429. Reserve again, after the pause.
-            if self._paused_until <= slot + _SLACK:
+            if await self._await_slot(*await self._reserve()):
                 return
+
+    async def _await_slot(
+        self, wait_us: int, now_us: int, paused_until_us: int, tat: bytes
+    ) -> bool:
+        """Sleep until the slot a reservation answered (token_bucket_acquire.lua, or a
+        claim that took its token: `RedisStore.claim_with_token`); False if a pause
+        learned of meanwhile covers it (the caller reserves again, after the pause).
+
+        Cancelled while asleep, the slot is handed back when nobody reserved after it.
+        """
+        received = anyio.current_time()
+        self._learn_pause(received, now_us, paused_until_us)
+        slot = received + wait_us / 1e6
+        if wait_us > 0:
+            try:
+                await anyio.sleep(wait_us / 1e6)
+            except anyio.get_cancelled_exc_class():
+                await self._refund(tat)
+                raise
+        # A pause learned of while asleep (from another caller's reply) covers this
+        # slot: sending now would meet a 429.
+        return self._paused_until <= slot + _SLACK
 
     async def pause(self, seconds: float) -> None:
         """Hold every acquirer of the fleet back for `seconds` (a 429's ``Retry-After``).
@@ -203,15 +213,14 @@ class RedisTokenBucket:
         return max(0.0, self._paused_until - anyio.current_time())
 
     async def _reserve(self) -> tuple[int, int, int, bytes]:
-        reply = await self._connection.run_script(
-            "token_bucket_acquire.lua",
-            [self._key],
-            [_fmt(self._interval_us), _fmt(self._tolerance_us)],
-        )
-        wait_us, now_us, paused_until_us, tat = reply
-        if not isinstance(tat, bytes):  # pragma: no cover - the script answers a string
-            raise CoordinationError(f"token_bucket_acquire.lua answered tat={tat!r}")
-        return _int(wait_us), _int(now_us), _int(paused_until_us), tat
+        key, args = self._gcra_arguments()
+        reply = await self._connection.run_script("token_bucket_acquire.lua", [key], args)
+        return reservation(reply)
+
+    def _gcra_arguments(self) -> tuple[str, list[str]]:
+        """The bucket's key and the arguments of a reservation (_gcra.lua): what a script
+        that takes a token of this bucket needs."""
+        return self._key, [_fmt(self._interval_us), _fmt(self._tolerance_us)]
 
     async def _refund(self, tat: bytes) -> None:
         """Hand back the slot that left the bucket at `tat`, if nobody reserved after it."""
@@ -232,6 +241,15 @@ class RedisTokenBucket:
         if paused_until_us > now_us:
             until = local_now + (paused_until_us - now_us) / 1e6
             self._paused_until = max(self._paused_until, until)
+
+
+def reservation(reply: list[object]) -> tuple[int, int, int, bytes]:
+    """A reservation as _gcra.lua's `gcra_reserve` answers it: (wait, now, paused until,
+    tat), microseconds of the server's clock and the new `tat` as text."""
+    wait_us, now_us, paused_until_us, tat = reply
+    if not isinstance(tat, bytes):  # pragma: no cover - the script answers a string
+        raise CoordinationError(f"a token reservation answered tat={tat!r}")
+    return _int(wait_us), _int(now_us), _int(paused_until_us), tat
 
 
 def _fmt(value: float) -> str:

@@ -5,7 +5,8 @@
 --
 -- A lease is renewed only while the claim is still the caller's (same token) and still
 -- running (a lease in the record: an end_check that got there first already planned the
--- next check, which must not be pushed back). Returns the ids whose claim was lost.
+-- next check, which must not be pushed back), and never made shorter. Returns the ids
+-- whose claim was lost.
 
 -- @include _task.lua
 
@@ -18,7 +19,8 @@ for i = 2, #ARGV, 2 do
   local task = task_load(KEYS[3], rid)
   if not task or tostring(task.t or 0) ~= token or (task.l or 0) == 0 then
     lost[#lost + 1] = rid
-  else
+  elseif task.l < expiry then
+    -- Never shortened: a claim that took its token holds from its slot on (store_claim.lua).
     task.l = expiry
     task_save(KEYS[3], rid, task)
     if redis.call('ZSCORE', KEYS[1], rid) then
