@@ -108,6 +108,7 @@ from .._outcome_codec import decode_outcome, encode_outcome, status_payload, tra
 from .._resubmit import TaskSpec
 from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
 from .._wire import parse_status_payload
+from . import _msgpack
 from ._connection import RedisConnection, check_fleet_name
 from ._errors import CoordinationError, FleetStateLost
 
@@ -198,15 +199,9 @@ def _seconds(value: float) -> str:
 
 
 def _chunks(tasks: list[TrackedTask]) -> Iterator[list[TrackedTask]]:
-    """`tasks` in runs of at most `_ADD_BATCH` that share one trace context."""
-    chunk: list[TrackedTask] = []
-    for task in tasks:
-        if chunk and (len(chunk) >= _ADD_BATCH or task.trace != chunk[0].trace):
-            yield chunk
-            chunk = []
-        chunk.append(task)
-    if chunk:
-        yield chunk
+    """`tasks` in runs of at most `_ADD_BATCH`."""
+    for start in range(0, len(tasks), _ADD_BATCH):
+        yield tasks[start : start + _ADD_BATCH]
 
 
 class LeasedTask(TrackedTask):
@@ -519,9 +514,10 @@ class RedisStore:
 
     async def add_many(self, tasks: Iterable[TrackedTask]) -> list[TrackedTask]:
         """Track `tasks`, `_ADD_BATCH` per script call (store_add_many.lua), each chunk
-        sent as one JSON argument (per-argument work in the client and the server was
-        most of the cost of tracking many ids), and the next chunk encoded while Redis
-        runs the one before: `_ADD_IN_FLIGHT` calls at most are under way.
+        sent as one MessagePack argument holding the records ready to store (packing them
+        in Lua, and per-argument work on both sides, was most of the cost of tracking many
+        ids), and the next chunk encoded while Redis runs the one before:
+        `_ADD_IN_FLIGHT` calls at most are under way.
 
         Repeats of an id are dropped here, so chunks are independent of each other and
         may run in any order: the first task given with an id is the one tracked.
@@ -568,28 +564,43 @@ class RedisStore:
         return [task for index in sorted(added) for task in added[index]]
 
     def _add_many_args(self, chunk: list[TrackedTask]) -> list[Any]:
-        """store_add_many.lua's arguments for `chunk` (tasks sharing one trace context)."""
+        """store_add_many.lua's argument for `chunk`: each task's id, its record as
+        `task_start` would write it, and its sets and scores, in one MessagePack array
+        (`_msgpack`; the rules are store_add.lua's and lua/_task.lua's)."""
         offset, lead, inf = self._offset, self._lead, math.inf
-        contexts: dict[int, str] = {}  # `track_many` gives every id the same context
-        rows = []
+        # `track_many` gives every id the same context and trace context: a record's
+        # start is encoded once per chunk for them (unless the task has a spec).
+        heads: dict[tuple[int, int], bytes] = {}
+        text, record_head, tail = _msgpack.text, _msgpack.record_head, _msgpack.tail
+        items = [_msgpack.array_head(5 * len(chunk))]
+        add = items.append
         for task in chunk:
-            context = contexts.get(id(task.context))
-            if context is None:
-                context = contexts[id(task.context)] = self._context_json(task)
-            due = task.due
-            rows.append(
-                (
-                    task.request_id,
-                    context,
-                    task.started + offset,
-                    task.deadline + offset,
-                    None if due == inf else due + offset,
-                    task.deadline - lead + offset,
-                    _spec_json(task),
+            key = (id(task.context), id(task.trace))
+            head = heads.get(key) if task.spec is None else None
+            if head is None:
+                head = record_head(
+                    self._context_json(task).encode(),
+                    trace_text(task.trace).encode() if task.trace else b"",
+                    _spec_json(task).encode() if task.spec is not None else b"",
                 )
-            )
-        # One trace context per call: `track_many` gives every task the same one.
-        return [trace_text(chunk[0].trace), json.dumps(rows)]
+                if task.spec is None:
+                    heads[key] = head
+            add(text(task.request_id.encode()))
+            add(head)
+            started, deadline = task.started + offset, task.deadline + offset
+            last_check = task.deadline - lead + offset
+            due = task.due
+            if due == inf:
+                add(tail(started, deadline, last_check, _msgpack.NO_CHECK, 0.0, deadline))
+                continue
+            due += offset
+            # A check due at or after the last-check time is the last one; a routine one
+            # is scored in deadlines by the last-check time (lua/_task.lua).
+            if due >= last_check:
+                add(tail(started, deadline, last_check, _msgpack.LAST_CHECK, due, deadline))
+            else:
+                add(tail(started, deadline, last_check, _msgpack.ROUTINE_CHECK, due, last_check))
+        return [b"".join(items)]
 
     async def get(self, request_id: str) -> LeasedTask | None:
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
