@@ -202,10 +202,11 @@ async def test_the_fleet_listing_finds_the_fleets_every_master_holds(
 ) -> None:
     """SCAN walks one node's keys: `fleet_names` (behind ``async-dispatch fleet``'s answer
     to a name that holds nothing) scans every primary, so three fleets whose slots three
-    different masters own are all listed, whichever node the URL names."""
+    different masters own are all listed, whichever node the URL names. (Their names sort
+    before the other tests' fleets: the command line shows the first ten.)"""
     by_owner: dict[int, str] = {}
     while len(by_owner) < len(cluster.servers):
-        name = unique_name("listed")
+        name = unique_name("0listed")
         by_owner.setdefault(cluster.owner(fleet_slot(cluster, name)).port, name)
     for port, name in by_owner.items():
         redis_command(f"redis://127.0.0.1:{port}", "SET", RedisConnection.key(name, "epoch"), "1")

@@ -273,8 +273,9 @@ async def fleet_names(connection: RedisConnection, *, limit: int = 10) -> list[s
 
     A bounded SCAN (`_SCAN_CALLS` calls of `_SCAN_COUNT` keys at most per node, never a
     ``KEYS``): on a large database it may miss names, so the list is a hint, not an
-    inventory. On a Redis Cluster every primary is scanned: SCAN walks the keys of the one
-    node it is sent to, and a fleet's keys live on the node that owns its slot.
+    inventory. On a Redis Cluster every primary is scanned, each within that bound: SCAN
+    walks the keys of the one node it is sent to, and a fleet's keys live on the node that
+    owns its slot; the names are then the first `limit` of all the nodes', sorted.
 
     Raises:
         CoordinationError: Redis could not be reached or failed.
@@ -284,10 +285,10 @@ async def fleet_names(connection: RedisConnection, *, limit: int = 10) -> list[s
         client = connection.client
         if isinstance(client, coredis.RedisCluster):
             for node in client.primaries:
+                found: set[str] = set()
                 async with node:
-                    await _scan_names(node, names, limit)
-                if len(names) >= limit:
-                    break
+                    await _scan_names(node, found, limit)
+                names |= found
         else:
             await _scan_names(client, names, limit)
     return sorted(names)[:limit]
