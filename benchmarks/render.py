@@ -44,8 +44,9 @@ def load_results(directory: Path = RESULTS) -> Results:
     """latest.json, with fleet.json under ``"fleet"``, fleet_costs.json under
     ``"fleet_costs"``, run_resume.json (``python -m benchmarks.run_resume``) under
     ``"run_resume"``, stores.json (``python -m benchmarks.stores``) under ``"stores"`` and
-    tracing.json (``python -m benchmarks.tracing``) under ``"tracing"``, when those runs
-    wrote them."""
+    tracing.json (``python -m benchmarks.tracing``) under ``"tracing"`` and integrity.json
+    (``python -m benchmarks.integrity``) under ``"integrity"``, when those runs wrote
+    them."""
     results: Results = json.loads((directory / "latest.json").read_text())
     fleet = directory / "fleet.json"
     if "fleet" not in results and fleet.exists():
@@ -62,6 +63,9 @@ def load_results(directory: Path = RESULTS) -> Results:
     tracing = directory / "tracing.json"
     if "tracing" not in results and tracing.exists():
         results["tracing"] = json.loads(tracing.read_text())
+    integrity = directory / "integrity.json"
+    if "integrity" not in results and integrity.exists():
+        results["integrity"] = json.loads(integrity.read_text())
     return results
 
 
@@ -90,7 +94,7 @@ def _change(ratio: float, fewer: str, more: str) -> str:
 
 
 #: Not sections of the suite's run: its own meta, and a block with its own region.
-_APART: Final = ("meta", "fleet_costs", "run_resume", "stores", "tracing")
+_APART: Final = ("meta", "fleet_costs", "run_resume", "stores", "tracing", "integrity")
 
 
 def _run(meta: dict[str, Any] | None) -> str:
@@ -385,6 +389,15 @@ def bench_tracing(results: Results) -> list[str]:
     return table(tracing)
 
 
+def bench_integrity(results: Results) -> list[str]:
+    from .integrity import table
+
+    integrity = results.get("integrity")
+    if integrity is None:
+        return ["No fleet secret run recorded (`results/integrity.json` is missing)."]
+    return table(integrity)
+
+
 REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "readme-performance": readme_performance,
     "bench-machine": bench_machine,
@@ -396,6 +409,7 @@ REGIONS: Final[dict[str, Callable[[Results], list[str]]]] = {
     "bench-run-resume": bench_run_resume,
     "bench-stores": bench_stores,
     "bench-tracing": bench_tracing,
+    "bench-integrity": bench_integrity,
 }
 
 

@@ -83,9 +83,21 @@ EVENT_NOTES: Final[dict[str, str]] = {
     "outcome_unreadable": "Fleet mode: an entry of the outcome stream could not be "
     "decoded here and is left for another replica (perhaps a newer version). A sign of "
     "a version mismatch between replicas.",
+    "outcome_integrity_failed": "Fleet mode with a fleet secret: an entry of the outcome "
+    "stream fails the secret's check (no MAC, a MAC of other text, a TIMED_OUT or "
+    "SUBMIT_UNCERTAIN whose signed pieces do not hold): written by something without the "
+    "secret. Not delivered; moved to the dead-letter stream with the `reason`. Find who "
+    "writes to the fleet's keys.",
+    "task_record_integrity_failed": "Fleet mode with a fleet secret: a task's record (its "
+    "context, trace context or spec) was changed in Redis by something without the secret. "
+    "The task ends FAILED with `FleetIntegrityError` and no context, once.",
+    "parked_webhook_integrity_failed": "Fleet mode with a fleet secret: a webhook reading "
+    "held in Redis for a submit in flight was not written by a replica. Ignored: the task "
+    "is tracked and checked as usual.",
     "outcome_dead_lettered": "Fleet mode: an outcome no replica could read after three "
-    "deliveries, or whose `on_outcome` handler failed at each of three deliveries, moved "
-    "to the fleet's dead-letter stream (`stream`, with the reason), so that it is kept "
+    "deliveries, or whose `on_outcome` handler failed at each of three deliveries, or that "
+    "failed the fleet secret's check, moved to the fleet's dead-letter stream (`stream`, "
+    "with the `reason`), so that it is kept "
     "and finite iterators can end. Inspect it with `XRANGE`; `async-dispatch fleet` "
     "counts them.",
     "fleet_state_lost": "Fleet mode: Redis lost the fleet's state (a restart without "

@@ -53,6 +53,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "(`lease=`, 30 s by default",
         "after `outcome_idle` (60 s)",
         "`submit_timeout` (120 s by default; `timeout`, 30 s,",
+        "at least 16 bytes",  # the shortest fleet secret accepted (_integrity.py)
     ),
     "benchmarks/README.md": (
         "a quarter of an hour",

@@ -136,6 +136,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "async_dispatch.redis": [
         "CoordinationError",
+        "FleetIntegrityError",
         "FleetStateLost",
         "FleetView",
         "RedisConnection",

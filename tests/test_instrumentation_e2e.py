@@ -235,6 +235,9 @@ async def run_with_faults(scale: float, hooks: list[Any], *, seed: int) -> Run:
 # -- the numbers match what happened ------------------------------------------------------
 
 
+# The server's limit is in real seconds: on a loaded machine the submits may be too slow
+# to meet it, and the run would not have the 429s it checks. Alone, they always do.
+@pytest.mark.serial
 @pytest.mark.anyio
 async def test_metrics_match_the_poller_and_the_simulator(
     telemetry: Telemetry, scale: float

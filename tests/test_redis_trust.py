@@ -60,10 +60,14 @@ async def everything_stored(connection: RedisConnection, name: str) -> dict[byte
             return stored
 
 
-async def test_no_secret_and_no_prompt_reaches_redis(redis_url: str, redis_name: str) -> None:
+@pytest.mark.parametrize("fleet_secret", [None, "FLEET-SECRET-LEAK-0123456789"])
+async def test_no_secret_and_no_prompt_reaches_redis(
+    redis_url: str, redis_name: str, fleet_secret: str | None
+) -> None:
     connection = RedisConnection(redis_url)
     bucket = RedisTokenBucket(connection, name=redis_name, rate=50, burst=5)
-    store = RedisStore(connection, name=redis_name, lease=2.0)
+    # A fleet secret signs what is written (its MACs are kept), never itself.
+    store = RedisStore(connection, name=redis_name, lease=2.0, secret=fleet_secret)
     # Webhooks to a loopback port nobody listens on: the secrets travel with each submit.
     options = attrs.evolve(SECRET_OPTIONS, callback_url="http://127.0.0.1:9/hook")
     async with simulator(seed=4, durations=Durations.fixed(0.2)) as sim:  # noqa: SIM117

@@ -52,7 +52,10 @@ pytestmark = pytest.mark.anyio
 
 #: How long before its deadline a task's last check falls, in these cases.
 LEAD = 2.0
-STORES = ["memory", "redis", "list", "sqlite"]
+#: "signed" is `RedisStore` with a fleet secret: every case must hold the same with it.
+STORES = ["memory", "redis", "signed", "list", "sqlite"]
+#: A fleet secret for the "signed" store (a test value: real ones come from a vault).
+SECRET: Final = "contract-suite-fleet-secret-0123456789"
 
 Received = list[tuple[Outcome, Any]]
 
@@ -65,18 +68,25 @@ class Harness:
         self._request = request
         self._path = tmp_path / "tasks.db"
         self._same: TaskStore | None = None
-        if kind == "redis":
+        #: A fleet (RedisStore), signed or not: the cases wait the same for either.
+        self.fleet = kind in ("redis", "signed")
+        if self.fleet:
             self._url: str = request.getfixturevalue("redis_url")
             self._name: str = request.getfixturevalue("redis_name")
 
     def open(self) -> TaskStore:
         """A store over this case's backing: a new instance, as a restarted process has."""
-        if self.kind == "redis":
+        if self.fleet:
             from async_dispatch.redis import RedisStore
 
             # Short limits, so a "dead" replica's outcomes and intents come back quickly.
             return RedisStore(
-                self._url, name=self._name, lease=1.0, outcome_idle=0.5, submit_timeout=0.1
+                self._url,
+                name=self._name,
+                lease=1.0,
+                outcome_idle=0.5,
+                submit_timeout=0.1,
+                secret=SECRET if self.kind == "signed" else None,
             )
         if self.kind == "sqlite":
             return SQLiteStore(self._path)
@@ -93,15 +103,15 @@ class Harness:
             received.append((outcome, receipt))
 
         async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
-            yield Attached(store, received, self.kind)
+            yield Attached(store, received, self.kind, fleet=self.fleet)
 
 
 class Attached:
-    def __init__(self, store: TaskStore, received: Received, kind: str) -> None:
-        self.store, self.received, self.kind = store, received, kind
+    def __init__(self, store: TaskStore, received: Received, kind: str, *, fleet: bool) -> None:
+        self.store, self.received, self.kind, self.fleet = store, received, kind, fleet
         #: How long an outcome may take to arrive: a fleet's come through its stream
         #: reader (and a dead replica's after its idle limit); a local store's at once.
-        self.patience = 4.0 if kind == "redis" else 0.5
+        self.patience = 4.0 if fleet else 0.5
 
     async def wait_for(self, n: int) -> list[Outcome]:
         """The first `n` outcomes handed over."""
@@ -112,7 +122,7 @@ class Attached:
 
     async def settle(self) -> list[Outcome]:
         """Everything handed over once what is on its way has arrived."""
-        await anyio.sleep(0.3 if self.kind == "redis" else 0)
+        await anyio.sleep(0.3 if self.fleet else 0)
         return [outcome for outcome, _ in self.received]
 
 
@@ -320,7 +330,7 @@ async def test_expire_times_out_via_the_deadline_with_the_last_error(harness: Ha
     async with harness.attached() as a:
         store = a.store
         # Longer than a fleet's clock error (up to 1 s with coredis 6.9: issue #20 item 1).
-        deadline = 1.1 if a.kind == "redis" else 0.3
+        deadline = 1.1 if a.fleet else 0.3
         await store.add(new_task("req_t", deadline=deadline, context=[1, "two", {}]))
         await store.add(new_task("req_keep", due=math.inf))
         task = await store.claim(anyio.current_time())
@@ -391,7 +401,7 @@ async def test_an_outcome_is_held_until_acked(harness: Harness) -> None:
         assert (again.request_id, again.deliveries) == ("req_h", 2)
         await b.store.ack(b.received[0][1])
     async with harness.attached() as c:
-        await anyio.sleep(1.0 if harness.kind == "redis" else 0)  # past the idle limit
+        await anyio.sleep(1.0 if harness.fleet else 0)  # past the idle limit
         assert await c.settle() == []
 
 
@@ -517,7 +527,7 @@ async def test_a_submit_that_never_went_out_is_not_reported_uncertain(
         await a.store.begin_submit()
         # ...and the process died while the submit waited for its token.
     async with harness.attached() as b:
-        deadline = anyio.current_time() + (2.0 if b.kind == "redis" else 0.2)
+        deadline = anyio.current_time() + (2.0 if b.fleet else 0.2)
         while anyio.current_time() < deadline:
             await b.store.expire(anyio.current_time())
             await anyio.sleep(0.1)
@@ -532,7 +542,7 @@ async def test_a_live_process_keeps_its_waiting_submit_from_being_reported_uncer
     timeout and a lease, is still its process's own (the store renews it)."""
     async with harness.attached() as a:
         ticket = await a.store.begin_submit()
-        deadline = anyio.current_time() + (2.0 if a.kind == "redis" else 0.2)
+        deadline = anyio.current_time() + (2.0 if a.fleet else 0.2)
         while anyio.current_time() < deadline:
             await a.store.expire(anyio.current_time())
             await anyio.sleep(0.1)
@@ -661,7 +671,7 @@ async def test_a_resubmission_swaps_the_failed_attempt_for_the_new_one(harness: 
 
 async def test_a_resubmitted_task_that_times_out_lists_every_attempt(harness: Harness) -> None:
     async with harness.attached() as a:
-        deadline = 1.1 if a.kind == "redis" else 0.3
+        deadline = 1.1 if a.fleet else 0.3
         await a.store.add(spec_task("req_3", deadline=deadline, attempts=("req_1", "req_2")))
         with anyio.fail_after(a.patience + deadline):
             while not await a.store.expire(anyio.current_time()):  # noqa: ASYNC110 - polled

@@ -16,6 +16,7 @@ __all__ = [
     "DeadlineExceeded",
     "DispatchError",
     "EndpointError",
+    "FleetIntegrityError",
     "InvalidRequestIdError",
     "InvalidResponseError",
     "LifecycleError",
@@ -228,6 +229,19 @@ class SubmitNotTrackedError(CoordinationError):
             "Do not submit it again: it would run twice"
         )
         self.request_id = request_id
+
+
+class FleetIntegrityError(CoordinationError):
+    """What a replica read from the fleet's Redis fails the fleet secret's check.
+
+    Only with `RedisStore(secret=...)`: an outcome entry or a task record without a valid
+    MAC was written by something that does not hold the secret (another program with
+    write access to Redis, or a replica configured without it). Such an outcome is not
+    delivered (it goes to the dead-letter stream, logged as ``outcome_integrity_failed``);
+    a task whose record fails ends FAILED with this error and no context (its context
+    cannot be trusted), logged as ``task_record_integrity_failed``. Find who writes to
+    the fleet's keys: the README's fleet section says what Redis must keep out.
+    """
 
 
 class DeadlineExceeded(DispatchError, TimeoutError):

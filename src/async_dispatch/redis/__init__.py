@@ -21,13 +21,14 @@ instead of a URL. `read_fleet()` reads what a fleet is doing (``async-dispatch f
 from __future__ import annotations
 
 from ._connection import RedisConnection
-from ._errors import CoordinationError, FleetStateLost
+from ._errors import CoordinationError, FleetIntegrityError, FleetStateLost
 from ._fleet_view import FleetView, read_fleet
 from ._task_store import RedisStore
 from ._token_bucket import RedisTokenBucket
 
 __all__ = [
     "CoordinationError",
+    "FleetIntegrityError",
     "FleetStateLost",
     "FleetView",
     "RedisConnection",

@@ -254,6 +254,35 @@ class RedisConnection:
                 "API keys cannot share a fleet; pick another name for this key's fleet"
             )
 
+    async def bind_secret(self, name: str, fingerprint: str | None) -> None:
+        """Bind fleet `name` to one fleet secret (`FleetSigner.fingerprint`), or to none.
+
+        The first replica to attach binds it (``async_dispatch:{name}:integrity``, no
+        TTL); a replica with another secret, or without one where the fleet has one (or
+        the other way round), is refused before it touches a task: its outcomes would be
+        dead-lettered by the others, or theirs by it.
+
+        Raises:
+            UsageError: The fleet was bound to another secret, or to none.
+            CoordinationError: Redis could not be reached or failed.
+        """
+        given = fingerprint or "unsigned"
+        reply = await self.run_script("fleet_bind_key.lua", [self.key(name, "integrity")], [given])
+        if int(_decoded(reply[0])):
+            return
+        held = _decoded(reply[1])
+        if fingerprint is None:
+            problem = "signs its outcomes with a fleet secret and this replica has none"
+        elif held == "unsigned":
+            problem = "was started without a fleet secret and this replica has one"
+        else:
+            problem = "signs its outcomes with another fleet secret"
+        raise UsageError(
+            f"fleet {name!r} in Redis at {self.url} {problem}: give every replica of a "
+            "fleet the same `secret=`. To change it, drain the fleet and delete "
+            f"{self.key(name, 'integrity')!r}"
+        )
+
     async def warn_if_evicting(self, name: str) -> None:
         """Log a warning when the server may evict fleet `name`'s keys (a memory limit
         with a policy other than ``noeviction``): evicted keys are lost tasks and outcomes.

@@ -3,9 +3,9 @@ poller rides it out; `FleetStateLost` is not one, so that it ends the iteration.
 
 from __future__ import annotations
 
-from .._errors import CoordinationError, DispatchError
+from .._errors import CoordinationError, DispatchError, FleetIntegrityError
 
-__all__ = ["CoordinationError", "FleetStateLost"]
+__all__ = ["CoordinationError", "FleetIntegrityError", "FleetStateLost"]
 
 
 class FleetStateLost(DispatchError):

@@ -22,9 +22,8 @@ from typing import Final
 _SHORT: Final = tuple(bytes((0xA0 | n,)) if n < 32 else bytes((0xD9, n)) for n in range(256))
 _HEAD_16: Final = struct.Struct(">BH").pack
 _HEAD_32: Final = struct.Struct(">BI").pack
-#: A map of 4 fields (c, s, d, ld), then 5 (and tr or sp) and 6; then the key of `c`.
-_MAP_HEADS: Final = (b"\x84", b"\x85", b"\x86")
-_CONTEXT_KEY, _TRACE_KEY, _SPEC_KEY = b"\xa1c", b"\xa2tr", b"\xa2sp"
+#: The keys of a record's text fields (lua/_task.lua's names) as fixstr.
+_CONTEXT_KEY, _TRACE_KEY, _SPEC_KEY, _MAC_KEY = b"\xa1c", b"\xa2tr", b"\xa2sp", b"\xa1m"
 #: What `tail` writes: a record's three times (``s``, ``d``, ``ld``: float 64), which end
 #: it, then the next three items of the chunk (a positive fixint and two float 64).
 _TAIL: Final = struct.Struct(">3sd3sd4sdBBdBd")
@@ -58,22 +57,23 @@ def array_head(n: int) -> bytes:
     return _HEAD_32(0xDD, n)
 
 
-def record_head(context: bytes, trace: bytes, spec: bytes) -> bytes:
+def record_head(context: bytes, trace: bytes, spec: bytes, mac: bytes = b"") -> bytes:
     """The start of a new task's record, as a chunk item (a str whose bytes are the
     record), up to the times `tail` writes: `context` is its JSON text, `trace` and `spec`
-    likewise or ``b""`` for none (then absent, as `task_start` leaves them). Polls,
-    errors, token, lease and phase are absent: the defaults."""
-    if not trace and not spec:  # most tasks: the shortest way
+    likewise or ``b""`` for none, `mac` the fleet secret's MAC over them or ``b""`` (each
+    absent when empty, as `task_start` leaves them). Polls, errors, token, lease and phase
+    are absent: the defaults."""
+    if not (trace or spec or mac):  # most tasks: the shortest way
         n = len(context)
         head = _SHORT[n] if n < 0x100 else _str_head(n)
         size = 3 + len(head) + n + _TIMES_SIZE
         return (_SHORT[size] if size < 0x100 else _str_head(size)) + b"\x84\xa1c" + head + context
     fields = [_CONTEXT_KEY, text(context)]
-    if trace:
-        fields += [_TRACE_KEY, text(trace)]
-    if spec:
-        fields += [_SPEC_KEY, text(spec)]
-    packed = _MAP_HEADS[(trace != b"") + (spec != b"")] + b"".join(fields)
+    for key, value in ((_TRACE_KEY, trace), (_SPEC_KEY, spec), (_MAC_KEY, mac)):
+        if value:
+            fields += [key, text(value)]
+    # A map of these text fields and the three times.
+    packed = bytes((0x80 | (len(fields) // 2 + 3),)) + b"".join(fields)
     return _str_head(len(packed) + _TIMES_SIZE) + packed
 
 

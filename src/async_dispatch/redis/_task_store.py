@@ -20,7 +20,9 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
                      promotes it to a last check), else its deadline (lua/_task.lua)
     done             zset id -> until when it counts as finished (`finished_ttl`): late
                      webhooks are DUPLICATE; no TTL, so no `volatile-*` policy evicts it
-    outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``
+    outcomes         stream of outcomes (field ``o``: JSON), consumer group ``pollers``;
+                     with a fleet secret, ``m`` (the entry's MAC) or ``p`` (the signed
+                     pieces of an outcome Redis built: _integrity.py)
     deadletter       outcomes no replica could read, or whose handler failed at every
                      delivery (``o``, ``entry``, ``reason``)
     rounds           hash: when the last expiry round ran, and until when endings are
@@ -33,6 +35,8 @@ Keys (all under ``async_dispatch:{name}:``, one Redis Cluster slot)::
     key              the fingerprint of the one API key the fleet serves (no TTL)
     epoch            a random marker written at first attach: gone means the fleet's
                      state is gone (`FleetStateLost`)
+    integrity        the fingerprint of the fleet secret (``unsigned`` for none): every
+                     replica must have the same (no TTL)
 
 Every state change is one Lua script (``lua/store_*.lua``), so a change is atomic across
 the fleet. Every key a script touches is one of the fixed keys above, declared in its
@@ -103,14 +107,15 @@ from .._errors import DispatchError, LifecycleError, UsageError
 from .._log import logger
 from .._models import TaskStatus
 from .._outage import Outage
-from .._outcome import Outcome
+from .._outcome import Outcome, OutcomeKind
 from .._outcome_codec import decode_outcome, encode_outcome, status_payload, trace_of, trace_text
 from .._resubmit import TaskSpec
-from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask
+from .._store import CheckEnd, OutcomeSink, StoreCapabilities, TrackedTask, make_outcome
 from .._wire import parse_status_payload
 from . import _msgpack
 from ._connection import RedisConnection, check_fleet_name
-from ._errors import CoordinationError, FleetStateLost
+from ._errors import CoordinationError, FleetIntegrityError, FleetStateLost
+from ._integrity import MAC_CHARS, FleetSigner, IntegrityError
 
 __all__ = ["RedisStore", "status_payload"]
 
@@ -260,6 +265,12 @@ class RedisStore:
             application has taken them (the read-ahead bound): the rest stay in Redis
             for the other replicas, and in no process's memory.
         timeout: Seconds to wait for Redis (only with a URL).
+        secret: The fleet secret (at least 16 bytes; the same on every replica, kept like
+            the API key, never written to Redis): with it, every outcome and task record
+            a replica writes carries its MAC, and what fails the check is not delivered
+            (`FleetIntegrityError`; `_integrity.py` says what this does and does not
+            guard). A fleet is bound to its secret, or to having none, by its first
+            replica: a replica with another is refused with `UsageError`.
     """
 
     def __init__(
@@ -276,8 +287,11 @@ class RedisStore:
         resync: float = 10.0,
         timeout: float = 2.0,
         read_ahead: int = 1000,
+        secret: str | bytes | None = None,
     ) -> None:
         check_fleet_name(name)
+        #: Signs what this replica writes and checks what it reads (None: no secret).
+        self._signer = FleetSigner(secret, name) if secret is not None else None
         if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 1:
             raise UsageError(f"read_ahead must be an int >= 1, got {read_ahead!r}")
         for label, value in (
@@ -330,6 +344,9 @@ class RedisStore:
         self._holding: dict[str, float] = {}
         #: Entries a renewal found taken over by another replica (this one stalled).
         self._lost: set[str] = set()
+        #: Entries that failed the fleet secret's check: id -> (payload, why), to be
+        #: dead-lettered by the reader that met them.
+        self._rejected: dict[str, tuple[str, str]] = {}
         #: Entries given back after a handler failure (`redeliver`), due to come again.
         self._given_back: set[str] = set()
         #: Outcomes the application took whose acknowledgement Redis did not get yet
@@ -346,7 +363,11 @@ class RedisStore:
         self._epoch = ""  # the fleet's epoch when this store attached (store_epoch.lua)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._connection.url!r}, name={self.name!r}, lease={self.lease:g})"
+        signed = ", secret='***'" if self._signer is not None else ""
+        return (
+            f"RedisStore({self._connection.url!r}, name={self.name!r}, "
+            f"lease={self.lease:g}{signed})"
+        )
 
     #: Tasks live in Redis, shared by the fleet: hints are hints, claims need a round trip,
     #: and there is nothing to snapshot (a new replica resumes them).
@@ -425,6 +446,9 @@ class RedisStore:
             try:
                 if self._fingerprint is not None:
                     await self._connection.bind_key(self.name, self._fingerprint)
+                await self._connection.bind_secret(
+                    self.name, self._signer.fingerprint() if self._signer else None
+                )
                 await self._measure_offset(samples=3)
                 epoch = await self._script(
                     "store_epoch.lua", [self._key("epoch")], [uuid.uuid4().hex]
@@ -450,6 +474,7 @@ class RedisStore:
                 self._lost.clear()
                 self._given_back.clear()
                 self._acks_owed.clear()
+                self._rejected.clear()
 
     async def _ensure_group(self) -> None:
         await self._script("store_group.lua", [self._stream], [GROUP])
@@ -500,11 +525,18 @@ class RedisStore:
             self._intent_sent,
         ]
 
+    def _stored(self, task: TrackedTask) -> list[str]:
+        """The trace context, spec and (with a fleet secret) record MAC of `task`, as
+        store_add.lua's last arguments."""
+        trace, spec = trace_text(task.trace), _spec_json(task)
+        if self._signer is None:
+            return [trace, spec, ""]
+        context = self._context_json(task)
+        return [trace, spec, self._signer.record(task.request_id, context, trace, spec)]
+
     async def add(self, task: TrackedTask) -> bool:
         reply = await self._script(
-            "store_add.lua",
-            self._add_keys(),
-            [*self._add_args(task), "", trace_text(task.trace), _spec_json(task)],
+            "store_add.lua", self._add_keys(), [*self._add_args(task), "", *self._stored(task)]
         )
         if reply[0]:
             self._tracked += 1
@@ -565,25 +597,28 @@ class RedisStore:
 
     def _add_many_args(self, chunk: list[TrackedTask]) -> list[Any]:
         """store_add_many.lua's argument for `chunk`: each task's id, its record as
-        `task_start` would write it, and its sets and scores, in one MessagePack array
-        (`_msgpack`; the rules are store_add.lua's and lua/_task.lua's)."""
-        offset, lead, inf = self._offset, self._lead, math.inf
+        `task_start` would write it (with the fleet secret's MAC, if any), and its sets and
+        scores, in one MessagePack array (`_msgpack`; the rules are store_add.lua's and
+        lua/_task.lua's)."""
+        offset, lead, inf, signer = self._offset, self._lead, math.inf, self._signer
         # `track_many` gives every id the same context and trace context: a record's
-        # start is encoded once per chunk for them (unless the task has a spec).
+        # start is encoded once per chunk for them (unless the task has a spec, or the
+        # record a MAC, which covers its id).
         heads: dict[tuple[int, int], bytes] = {}
         text, record_head, tail = _msgpack.text, _msgpack.record_head, _msgpack.tail
         items = [_msgpack.array_head(5 * len(chunk))]
         add = items.append
         for task in chunk:
             key = (id(task.context), id(task.trace))
-            head = heads.get(key) if task.spec is None else None
+            shared = task.spec is None and signer is None
+            head = heads.get(key) if shared else None
             if head is None:
-                head = record_head(
-                    self._context_json(task).encode(),
-                    trace_text(task.trace).encode() if task.trace else b"",
-                    _spec_json(task).encode() if task.spec is not None else b"",
-                )
-                if task.spec is None:
+                context = self._context_json(task)
+                trace = trace_text(task.trace) if task.trace else ""
+                spec = _spec_json(task) if task.spec is not None else ""
+                mac = signer.record(task.request_id, context, trace, spec) if signer else ""
+                head = record_head(context.encode(), trace.encode(), spec.encode(), mac.encode())
+                if shared:
                     heads[key] = head
             add(text(task.request_id.encode()))
             add(head)
@@ -606,12 +641,52 @@ class RedisStore:
         reply = await self._script("store_get.lua", [self._tasks], [request_id])
         if not reply[0]:
             return None
-        return self._task(request_id, reply[1:])
+        try:
+            return self._task(request_id, reply[1:])
+        except IntegrityError as exc:
+            await self._reject_record(request_id, None, exc)
+            return None
+
+    async def _reject_record(self, request_id: str, token: int | None, why: Exception) -> None:
+        """End a task whose record fails the fleet secret's check: FAILED, without the
+        context (it cannot be trusted), so the application hears of it, once."""
+        logger.error(
+            "task_record_integrity_failed",
+            request_id=request_id,
+            store=self.name,
+            reason=str(why),
+            hint="something without the fleet secret wrote this task's record in Redis: "
+            "find who writes to the fleet's keys",
+        )
+        task = LeasedTask(request_id, started=0.0, deadline=0.0, context=None, lease=token or 0)
+        error = FleetIntegrityError(
+            f"task {request_id!r}: its record in fleet {self.name!r} failed the fleet "
+            f"secret's check ({why}), so it is no longer tracked: check the task at the "
+            "service, and find who writes to the fleet's keys"
+        )
+        outcome = make_outcome(task, OutcomeKind.FAILED, 0.0, error=error)
+        await self.resolve(task, outcome, fenced=token is not None)
 
     def _task(self, request_id: str, f: Any) -> LeasedTask:
         """A task from [token, ctx, started, deadline, polls, errors, last_input, status,
-        err, trace, spec, phase] as stored (an older script's reply, without the last ones,
-        too)."""
+        err, trace, spec, phase, MAC, phase MAC] as stored (an older script's reply, without
+        the last ones, too).
+
+        Raises:
+            IntegrityError: With a fleet secret, the record's MAC does not hold.
+        """
+        if self._signer is not None:
+            self._signer.check_record(
+                request_id,
+                _text(f[1]),
+                _text(f[9]) if len(f) > 9 else "",
+                _text(f[10]) if len(f) > 10 else "",
+                _text(f[12]) if len(f) > 12 else "",
+            )
+            if len(f) > 11 and _text(f[11]) == "wait":
+                self._signer.check_reading(
+                    request_id, "ph", "wait", _text(f[13]) if len(f) > 13 else ""
+                )
         task = LeasedTask(
             request_id,
             started=self._to_loop(float(_text(f[2]))),
@@ -667,7 +742,11 @@ class RedisStore:
         # Something was due: more may be. The next claim round says.
         self._hint_due = server_now
         request_id, token = _text(reply[3]), int(reply[4])
-        task = self._task(request_id, [token, *reply[5:]])
+        try:
+            task = self._task(request_id, [token, *reply[5:]])
+        except IntegrityError as exc:
+            await self._reject_record(request_id, token, exc)
+            return None
         task.due = math.inf
         self._held[request_id] = token
         return task
@@ -676,6 +755,18 @@ class RedisStore:
         self._held.pop(task.request_id, None)
         due = self._to_server(end.due)
         status = end.status
+        status_json = json.dumps(status_payload(status)) if status is not None else ""
+        error_json = _error_json(end.error)
+        macs = ["", "", ""]
+        if self._signer is not None:
+            rid, signer = task.request_id, self._signer
+            macs = [
+                signer.reading(rid, "st", status_json) if status_json else "",
+                signer.reading(rid, "er", error_json) if error_json else "",
+                # 'wait' makes the next claim resubmit the task: a side effect at the
+                # service, so only a replica may set it.
+                signer.reading(rid, "ph", "wait") if end.resubmit else "",
+            ]
         await self._script(
             "store_end_check.lua",
             [self._tasks, self._last, self._due],
@@ -684,10 +775,11 @@ class RedisStore:
                 _token(task),
                 str(task.polls),
                 str(end.errors),
-                _error_json(end.error),
-                json.dumps(status_payload(status)) if status is not None else "",
+                error_json,
+                status_json,
                 _seconds(due),
                 "wait" if end.resubmit else "",
+                *macs,
             ],
         )
         # This process's copy of the record, as the script wrote it.
@@ -699,9 +791,15 @@ class RedisStore:
 
     # -- endings ------------------------------------------------------------------------
 
+    def _signed(self, outcome: Outcome) -> tuple[str, str]:
+        """`outcome` as an entry's text, and its MAC ('' without a fleet secret)."""
+        text = encode_outcome(outcome)
+        return text, self._signer.outcome(text) if self._signer is not None else ""
+
     async def resolve(self, task: TrackedTask, outcome: Outcome, *, fenced: bool) -> bool:
         if fenced:
             self._held.pop(task.request_id, None)
+        text, mac = self._signed(outcome)
         reply = await self._script(
             "store_resolve.lua",
             [
@@ -716,8 +814,9 @@ class RedisStore:
                 task.request_id,
                 "1" if fenced else "0",
                 _token(task),
-                encode_outcome(outcome),
+                text,
                 str(self.finished_ttl),
+                mac,
             ],
         )
         if reply[0]:
@@ -735,6 +834,7 @@ class RedisStore:
 
     async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
         args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
+        trace, spec, mac = self._stored(new)
         reply = await self._script(
             "store_resubmitted.lua",
             [self._tasks, self._last, self._due, self._deadlines, self._done],
@@ -743,8 +843,9 @@ class RedisStore:
                 _token(task),
                 str(self.finished_ttl),
                 *args,
-                _spec_json(new),
-                trace_text(new.trace),
+                spec,
+                trace,
+                mac,
             ],
         )
         self._held.pop(task.request_id, None)
@@ -753,15 +854,14 @@ class RedisStore:
         return bool(reply[0])
 
     async def notify(self, task: TrackedTask, outcome: Outcome, input_key: str) -> None:
+        text, mac = self._signed(outcome)
         await self._script(
-            "store_notify.lua",
-            [self._tasks, self._stream],
-            [input_key, encode_outcome(outcome), task.request_id],
+            "store_notify.lua", [self._tasks, self._stream], [input_key, text, task.request_id, mac]
         )
         task.last_input = input_key
 
     async def reject(self, outcome: Outcome) -> None:
-        await self._script("store_reject.lua", [self._stream], [encode_outcome(outcome)])
+        await self._script("store_reject.lua", [self._stream], [*self._signed(outcome)])
 
     def next_deadline(self) -> float:
         return min(self._to_loop(self._hint_deadline), self._refreshed + REFRESH)
@@ -905,12 +1005,18 @@ class RedisStore:
             "being tracked: look for it there before resubmitting"
         )
         error = json.dumps({"type": "SubmitUncertainError", "message": message})
+        members = f'"error":{error},"context":{context_json}'
+        if self._signer is not None:
+            # Signed over the values (the outcome store_expire.lua builds is parsed before
+            # it is checked), bound to nothing else: no request id exists yet.
+            mac = self._signer.intent(json.loads("{" + members + "}"))
+            members += f',"mac":"{mac}"'
         await self._script(
             "store_send_intent.lua",
             [self._intents, self._intent_started, self._intent_sent],
             [
                 str(ticket),
-                f'"error":{error},"context":{context_json}',
+                members,
                 _seconds(self.submit_timeout + self.lease),
             ],
         )
@@ -925,7 +1031,7 @@ class RedisStore:
         reply = await self._script(
             "store_add.lua",
             self._add_keys(),
-            [*self._add_args(task), str(ticket), trace_text(task.trace), _spec_json(task)],
+            [*self._add_args(task), str(ticket), *self._stored(task)],
         )
         self._submitting.discard(ticket)
         if reply[0]:
@@ -933,15 +1039,31 @@ class RedisStore:
             self._hint_due = min(self._hint_due, self._to_server(task.due))
             self._hint_deadline = min(self._hint_deadline, self._to_server(task.deadline))
         parked = _text(reply[1])
+        if parked and self._signer is not None:
+            mac, parked = parked[:MAC_CHARS], parked[MAC_CHARS:]
+            if mac != self._signer.reading(task.request_id, "parked", parked):
+                logger.error(
+                    "parked_webhook_integrity_failed",
+                    request_id=task.request_id,
+                    store=self.name,
+                    hint="a webhook reading held in Redis was not written by a replica: "
+                    "ignored (the task is checked as usual); find who writes to the "
+                    "fleet's keys",
+                )
+                return None
         return parse_status_payload(task.request_id, json.loads(parked)) if parked else None
 
     async def park(self, request_id: str, status: TaskStatus) -> bool:
+        payload = json.dumps(status_payload(status))
+        if self._signer is not None:
+            # The MAC first (fixed length): a parked reading becomes the task's first one.
+            payload = self._signer.reading(request_id, "parked", payload) + payload
         reply = await self._script(
             "store_park.lua",
             [self._intents, self._parked_data, self._parked],
             [
                 request_id,
-                json.dumps(status_payload(status)),
+                payload,
                 str(self.park_ttl),
                 str(self.max_parked),
             ],
@@ -1064,8 +1186,16 @@ class RedisStore:
                     )
                 for entries in (reply or {}).values():
                     for entry in entries:
-                        payload = entry.field_values.get(b"o")
-                        self._hand(_text(entry.identifier), _text(payload), 1, asked)
+                        fields = entry.field_values
+                        self._hand(
+                            _text(entry.identifier),
+                            _text(fields.get(b"o")),
+                            1,
+                            asked,
+                            _text(fields.get(b"m")),
+                            _text(fields.get(b"p")),
+                        )
+                await self._dead_letter_rejected()
                 self._recovered("outcomes")
                 backoff = 0.1
             except CoordinationError as exc:
@@ -1090,8 +1220,9 @@ class RedisStore:
         )
         if int(reply[0]):
             logger.info("outcome_readers_forgotten", store=self.name, count=int(reply[0]))
-        for i in range(1, len(reply), 3):
-            entry_id, payload, count = _text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])
+        for i in range(1, len(reply), 5):
+            entry_id, payload = _text(reply[i]), _text(reply[i + 1])
+            mac, proof, count = _text(reply[i + 2]), _text(reply[i + 3]), int(reply[i + 4])
             if entry_id in self._holding:
                 # Ours, with the application already (renewed late: a stall), and ours
                 # again now.
@@ -1104,11 +1235,31 @@ class RedisStore:
                 logger.info("outcome_redelivered", entry=entry_id, deliveries=count)
             else:
                 logger.warning("outcome_taken_over", entry=entry_id, deliveries=count)
-            if not self._hand(entry_id, payload, count, asked) and count >= UNREADABLE_DELIVERIES:
-                await self._dead_letter(entry_id, payload, count)
+            handed = self._hand(entry_id, payload, count, asked, mac, proof)
+            if not handed and count >= UNREADABLE_DELIVERIES and entry_id not in self._rejected:
+                await self._dead_letter(entry_id, payload, f"unreadable after {count} deliveries")
+        await self._dead_letter_rejected()
 
-    async def _dead_letter(self, entry_id: str, payload: str, deliveries: int) -> None:
-        reason = f"unreadable after {deliveries} deliveries"
+    async def _dead_letter_rejected(self) -> None:
+        """Move the entries that failed the fleet secret's check to the dead letters."""
+        while self._rejected:
+            entry_id, (payload, why) = next(iter(self._rejected.items()))
+            await self._dead_letter(
+                entry_id,
+                payload,
+                f"failed the fleet secret's check: {why}",
+                hint="something without the fleet secret wrote this outcome: inspect it "
+                "with XRANGE and find who writes to the fleet's keys",
+            )
+            del self._rejected[entry_id]
+
+    async def _dead_letter(
+        self,
+        entry_id: str,
+        payload: str,
+        reason: str,
+        hint: str = "no replica could read this outcome: inspect it with XRANGE",
+    ) -> None:
         reply = await self._script(
             "store_dead_letter.lua",
             [self._stream, self._dead_letters],
@@ -1120,7 +1271,8 @@ class RedisStore:
                 entry=entry_id,
                 store=self.name,
                 stream=self._dead_letters,
-                hint="no replica could read this outcome: inspect it with XRANGE",
+                reason=reason,
+                hint=hint,
             )
 
     def _retry_delay(self) -> float:
@@ -1217,8 +1369,17 @@ class RedisStore:
         logger.info("outcome_taken_over_elsewhere", entry=receipt, store=self.name)
         return False
 
-    def _hand(self, entry_id: str, payload: str, deliveries: int, asked: float) -> bool:
-        """Hand an entry to the poller; False if this version cannot read it.
+    def _hand(
+        self,
+        entry_id: str,
+        payload: str,
+        deliveries: int,
+        asked: float,
+        mac: str = "",
+        proof: str = "",
+    ) -> bool:
+        """Hand an entry to the poller; False if this version cannot read it, or (with a
+        fleet secret) if it fails the check, which puts it in `_rejected`.
 
         An unreadable entry stays pending: after `outcome_idle` another replica (perhaps
         a newer version, during a rolling deploy) takes it over and tries. Once it has
@@ -1226,6 +1387,19 @@ class RedisStore:
         """
         sink = self._sink
         assert sink is not None
+        if self._signer is not None:
+            try:
+                self._signer.check_entry(payload, mac, proof)
+            except (IntegrityError, ValueError, TypeError, AttributeError) as exc:
+                logger.error(
+                    "outcome_integrity_failed",
+                    entry=entry_id,
+                    store=self.name,
+                    reason=str(exc)[:200],
+                    hint="not delivered: moved to the dead-letter stream",
+                )
+                self._rejected[entry_id] = (payload, str(exc)[:200])
+                return False
         try:
             outcome = decode_outcome(payload, deliveries)
         except (ValueError, KeyError, TypeError, DispatchError) as exc:

@@ -19,6 +19,9 @@
 --      secret; it lists the earlier attempts' ids)
 --   ph phase: 'wait' (the attempt failed: resubmitted at its next check) or 'sending'
 --      (a resubmission under way, store_begin_resubmit.lua); absent = '' (none)
+--   m  the fleet secret's MAC over id, c, tr and sp; sm, em, pm the MACs of st, er and
+--      of a 'wait' phase
+--      (only with a fleet secret: redis/_integrity.py; Lua copies them, never makes them)
 
 -- The `deadlines` zset holds every tracked task (its ZCARD is the tracked count). Its score
 -- is the next time store_expire.lua must look at the task: the task's last-check time
@@ -58,7 +61,7 @@ end
 local function task_reply(task)
   return {task.t or 0, task.c or '', seconds(task.s), seconds(task.d), task.p or 0,
           task.e or 0, task.i or '', task.st or '', task.er or '', task.tr or '',
-          task.sp or '', task.ph or ''}
+          task.sp or '', task.ph or '', task.m or '', task.pm or ''}
 end
 
 -- Track a new task: its record (only what is not a default, see above) and its first
@@ -67,10 +70,11 @@ end
 -- promotes it when the deadlines entry, scored by that time, comes up): a short budget
 -- must not starve a task's last check. `first_due` is server seconds or 'inf' (none).
 -- Used by store_add.lua and store_resubmitted.lua, whose KEYS[1..4] are these four.
-local function task_start(keys, rid, ctx, started, deadline, first_due, last_check, trace, spec)
+local function task_start(keys, rid, ctx, started, deadline, first_due, last_check, trace, spec,
+                          mac)
   task_save(keys[1], rid, {c = ctx, s = tonumber(started), d = tonumber(deadline),
                            ld = tonumber(last_check), tr = text_or_nil(trace),
-                           sp = text_or_nil(spec)})
+                           sp = text_or_nil(spec), m = text_or_nil(mac)})
   local last = true
   if first_due ~= 'inf' then
     last = tonumber(first_due) >= tonumber(last_check)

@@ -18,6 +18,7 @@
 --          '' or absent: none
 -- ARGV[9]  the task's spec (`TaskSpec.to_json()`: what a resubmission or a typed output
 --          needs, never a secret), or '' / absent for none
+-- ARGV[10] the record's MAC (redis/_integrity.py), or '' / absent without a fleet secret
 --
 -- Returns {added (0/1), parked payload or ''}.
 
@@ -46,5 +47,5 @@ if redis.call('HEXISTS', KEYS[1], rid) == 1 or redis.call('ZSCORE', KEYS[9], rid
   return {0, parked}
 end
 -- Polls, errors, token and lease start at 0, the phase at '' (no resubmission planned).
-task_start(KEYS, rid, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[8], ARGV[9])
+task_start(KEYS, rid, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[10])
 return {1, parked}

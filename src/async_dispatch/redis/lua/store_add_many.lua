@@ -5,7 +5,8 @@
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks   KEYS[3]  routine checks
 -- KEYS[4]  deadlines (zset, _task.lua)   KEYS[5]  finished ids (zset: id -> expiry)
 -- ARGV[1]  the tasks, one MessagePack array of five items per task: request id, record
---          (MessagePack, as task_start would write it: _task.lua), which check set
+--          (MessagePack, as task_start would write it, with the fleet secret's MAC 'm'
+--          when there is one: _task.lua, redis/_integrity.py), which check set
 --          (0 none, 1 last checks, 2 routine checks), the check's score (server seconds;
 --          ignored with 0), the task's score in deadlines (_task.lua's rule)
 --

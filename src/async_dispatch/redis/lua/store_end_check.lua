@@ -8,6 +8,8 @@
 -- ARGV[7]  next check (server seconds, or 'inf': none, the deadline decides)
 -- ARGV[8]  the task's phase from now on: '' (checked), or 'wait' (the attempt failed: at
 --          the next check's time the task is resubmitted instead); absent means ''
+-- ARGV[9]  the status's MAC   ARGV[10] the error's MAC   ARGV[11] the 'wait' phase's MAC
+--          (redis/_integrity.py): '' or absent without a fleet secret
 --
 -- Returns {1} if written, 0 if the token no longer matches (or the task is gone).
 
@@ -20,10 +22,13 @@ end
 task.p, task.e = tonumber(ARGV[3]), tonumber(ARGV[4])
 task.l, task.b = nil, nil  -- no longer claimed (absent means 0: _task.lua)
 task.er = ARGV[5] ~= '' and ARGV[5] or nil
+task.em = text_or_nil(ARGV[10])
 -- Absent means '' (_task.lua): a check that ends plainly clears a 'wait' left before.
 task.ph = (ARGV[8] or '') ~= '' and ARGV[8] or nil
+task.pm = text_or_nil(ARGV[11])
 if ARGV[6] ~= '' then
   task.st = ARGV[6]
+  task.sm = text_or_nil(ARGV[9])
 end
 task_save(KEYS[1], ARGV[1], task)
 redis.call('ZREM', KEYS[2], ARGV[1])

@@ -86,19 +86,27 @@ local function time_out(rid, task)
         attempts = ',"attempts":' .. cjson.encode(earlier)
       end
     end
-    local err = nullable(task.er)
+    local err, gap = nullable(task.er), ''
     if err == 'null' and gap_from and task.d >= gap_from
         and task.d <= gap_to + tonumber(ARGV[3]) then
-      err = gap_error
+      err, gap = gap_error, ',"gap":true'
     end
     local outcome = '{"request_id":' .. cjson.encode(rid) .. ',"kind":"timed-out"'
       .. ',"status":' .. nullable(task.st) .. ',"error":' .. err
       .. ',"context":' .. nullable(task.c) .. ',"polls":' .. (task.p or 0)
       .. ',"elapsed":' .. string.format('%.6f', now - task.s)
-      .. ',"final":true,"via":"deadline"' .. attempts
+      .. ',"final":true,"via":"deadline"' .. attempts .. gap
       -- The trace context goes out as a JSON string (what encode_outcome writes).
       .. ',"trace":' .. (task.tr and cjson.encode(task.tr) or 'null') .. '}'
-    redis.call('XADD', KEYS[4], '*', 'o', outcome)
+    if task.m then
+      -- A signed fleet (redis/_integrity.py): this outcome cannot be signed here, so it
+      -- carries the signed texts it was made of, for the reader to check.
+      redis.call('XADD', KEYS[4], '*', 'o', outcome, 'p', cjson.encode(
+        {m = task.m, c = task.c, tr = task.tr, sp = task.sp, st = task.st, sm = task.sm,
+         er = task.er, em = task.em}))
+    else
+      redis.call('XADD', KEYS[4], '*', 'o', outcome)
+    end
     ended = ended + 1
   end
 end

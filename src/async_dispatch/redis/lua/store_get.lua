@@ -2,7 +2,7 @@
 --
 -- KEYS[1] tasks (hash, _task.lua)   ARGV[1] request id
 -- Returns {1, token, ctx, started, deadline, polls, errors, last_input, status, err,
--- trace, spec, phase}, or {0} when the task is not tracked.
+-- trace, spec, phase, MAC, phase MAC}, or {0} when the task is not tracked.
 
 -- @include _task.lua
 

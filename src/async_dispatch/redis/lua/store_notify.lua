@@ -7,6 +7,7 @@
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  outcome stream
 -- ARGV[1]  identity of the input request   ARGV[2]  outcome (JSON)   ARGV[3]  request id
+-- ARGV[4]  the outcome's MAC (redis/_integrity.py), or '' / absent without a fleet secret
 --
 -- Returns {1} if delivered, 0 if the task is gone or this request was already reported.
 
@@ -28,5 +29,9 @@ end
 task.i = ARGV[1]
 task.ix = inputs
 task_save(KEYS[1], ARGV[3], task)
-redis.call('XADD', KEYS[2], '*', 'o', ARGV[2])
+if (ARGV[4] or '') ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'o', ARGV[2], 'm', ARGV[4])
+else
+  redis.call('XADD', KEYS[2], '*', 'o', ARGV[2])
+end
 return {1}

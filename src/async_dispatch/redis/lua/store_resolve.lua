@@ -12,6 +12,7 @@
 -- ARGV[1]  request id   ARGV[2] '1' if fenced (a poll: only under the caller's claim)
 -- ARGV[3]  fencing token of the claim (when fenced)   ARGV[4] outcome (JSON)
 -- ARGV[5]  seconds to remember the id as finished
+-- ARGV[6]  the outcome's MAC (redis/_integrity.py), or '' / absent without a fleet secret
 --
 -- Returns {1, entry id} if this call resolved the task, {0} otherwise.
 
@@ -30,5 +31,10 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[5]), ARGV[1])
-local entry = redis.call('XADD', KEYS[6], '*', 'o', ARGV[4])
+local entry
+if (ARGV[6] or '') ~= '' then
+  entry = redis.call('XADD', KEYS[6], '*', 'o', ARGV[4], 'm', ARGV[6])
+else
+  entry = redis.call('XADD', KEYS[6], '*', 'o', ARGV[4])
+end
 return {1, entry}

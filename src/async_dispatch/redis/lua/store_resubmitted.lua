@@ -12,6 +12,7 @@
 -- ARGV[8]  first check (server seconds, or 'inf')   ARGV[9] last-check time
 -- ARGV[10] the new spec (JSON)   ARGV[11] the trace context (JSON, as store_add.lua's
 --          ARGV[8]), or '' / absent: none
+-- ARGV[12] the new record's MAC (redis/_integrity.py), or '' / absent: no fleet secret
 --
 -- Returns {1} if swapped; {0} (nothing changed) if the claim was lost, the task is not
 -- being resubmitted, or the new id is tracked or finished already.
@@ -33,5 +34,5 @@ for i = 2, 4 do
 end
 redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[3]), ARGV[1])
 -- A new record: polls, errors, token, lease and phase start at their defaults.
-task_start(KEYS, rid, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[11], ARGV[10])
+task_start(KEYS, rid, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[11], ARGV[10], ARGV[12])
 return {1}

@@ -12,8 +12,9 @@
 -- KEYS[1] outcome stream   ARGV[1] group   ARGV[2] consumer   ARGV[3] min idle (ms)
 -- ARGV[4] most entries
 --
--- Returns {consumers forgotten, id, payload, times delivered (this one included), id,
--- payload, count, ...}.
+-- Returns {consumers forgotten, id, payload, MAC, proof, times delivered (this one
+-- included), id, payload, ...}: the MAC and proof (fields 'm' and 'p', '' when absent)
+-- are what redis/_integrity.py checks.
 
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
                            'COUNT', ARGV[4])
@@ -33,16 +34,18 @@ end
 local out = {forgotten}
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
-  local payload = ''
+  local got = {o = '', m = '', p = ''}
   for i = 1, #fields, 2 do
-    if fields[i] == 'o' then
-      payload = fields[i + 1]
+    if got[fields[i]] then
+      got[fields[i]] = fields[i + 1]
     end
   end
   local info = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   local count = (info[1] and info[1][4]) or 2
   out[#out + 1] = id
-  out[#out + 1] = payload
+  out[#out + 1] = got.o
+  out[#out + 1] = got.m
+  out[#out + 1] = got.p
   out[#out + 1] = count
 end
 return out
