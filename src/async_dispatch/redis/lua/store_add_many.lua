@@ -1,6 +1,6 @@
 -- Track many tasks in one call (RedisStore.add_many, behind Poller.track_many): the same
 -- rules as store_add.lua without a submit intent, for a chunk of tasks at once, so that
--- tracking 100,000 ids costs a few hundred round trips, not 100,000.
+-- tracking 100,000 ids costs a hundred round trips, not 100,000.
 --
 -- KEYS[1]  tasks (hash, _task.lua)   KEYS[2]  last checks   KEYS[3]  routine checks
 -- KEYS[4]  deadlines (zset, _task.lua)   KEYS[5]  finished ids (zset: id -> expiry)
