@@ -340,22 +340,35 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+#: The ids whose check ARGV[1] (a consumer name) holds under a live lease, read as the
+#: scripts read them (lua/_task.lua): every record is in the one `tasks` hash, its lease
+#: expiry in ``l`` (0 when not claimed) and its claimer in ``b``; times are the server's.
+_HELD_LEASES = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1e6
+local held = {}
+for _, checks in ipairs({KEYS[2], KEYS[3]}) do
+  for _, rid in ipairs(redis.call('ZRANGE', checks, 0, -1)) do
+    local raw = redis.call('HGET', KEYS[1], rid)
+    local task = raw and cmsgpack.unpack(raw)
+    if task and (task.l or 0) > now and task.b == ARGV[1] then
+      held[#held + 1] = rid
+    end
+  end
+end
+return held
+"""
+
+
 async def _victim_leases(redis_url: str, name: str, consumer: str) -> list[str]:
     """The ids whose check `consumer` holds under a live lease right now."""
     from async_dispatch.redis import RedisConnection
 
     async with RedisConnection(redis_url) as connection:
-        client = connection.client
-        now = (await client.time()).timestamp()
-        ids: list[str] = []
-        for zset in ("last", "due"):
-            for rid in await client.zrange(RedisConnection.key(name, zset), 0, -1):
-                rid_text = rid.decode() if isinstance(rid, bytes) else str(rid)
-                key = RedisConnection.key(name, f"task:{rid_text}")
-                lease, by = await client.hmget(key, ["lease", "by"])
-                if lease and float(lease) > now and by is not None and by.decode() == consumer:
-                    ids.append(rid_text)
-        return ids
+        keys = [RedisConnection.key(name, key) for key in ("tasks", "last", "due")]
+        held = await connection.client.eval(_HELD_LEASES, keys=keys, args=[consumer])
+        assert isinstance(held, list)
+        return [rid.decode() if isinstance(rid, bytes) else str(rid) for rid in held]
 
 
 async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str, Any]:
@@ -382,10 +395,12 @@ async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str,
         victim, survivors = processes[0], processes[1:]
         consumer = next(e["consumer"] for e in victim.events() if "ready" in e)
         held: list[str] = []
-        with anyio.fail_after(30):
+        with anyio.move_on_after(30):
             while not held:
                 held = await _victim_leases(redis_url, name, consumer)
                 await anyio.sleep(0.05)
+        if not held:
+            raise RuntimeError(f"replica {consumer} held no lease within 30 s: none to take over")
         victim.kill()
         killed_at = time.time()
 
@@ -414,6 +429,7 @@ async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str,
         "takeover_seconds": round(took, 2),
         "redelivered_outcomes": redelivered,
         "lost": 0,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 

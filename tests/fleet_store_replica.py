@@ -78,7 +78,7 @@ async def replica(args: argparse.Namespace) -> None:
         Poller(client, store=store, initial_interval=0.2, max_interval=0.5, deadline=60) as poller,
         anyio.create_task_group() as tasks,
     ):
-        say(ready=True)
+        say(ready=True, consumer=store.consumer)
 
         async def consume() -> None:
             async for outcome in poller.results(forever=True):

@@ -23,7 +23,8 @@ import pytest
 
 from async_dispatch import Poller
 from async_dispatch._outcome import Outcome
-from async_dispatch.redis import RedisStore
+from async_dispatch.redis import RedisConnection, RedisStore
+from async_dispatch.redis._fleet_view import read_fleet
 from async_dispatch.testing import SimulatorConfig, serve, simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import RedisServer
@@ -134,7 +135,17 @@ async def test_sigkill_of_a_replica_loses_nothing(
             victim, lambda ev: sum("submitted" in e for e in ev) == 12, timeout=20
         )
         submitted = {e["submitted"] for e in events if "submitted" in e}
-        await anyio.sleep(1.0)  # checks under way, some claimed by the victim
+        # Killed while it holds leases (checks under way), or nothing is taken over.
+        consumer = next(e["consumer"] for e in victim.events() if "ready" in e)
+        async with RedisConnection(redis_url) as connection:
+
+            async def victim_holds_a_lease() -> bool:
+                view = await read_fleet(connection, redis_name)
+                return view.leases_by_replica.get(consumer, 0) > 0
+
+            with anyio.fail_after(10):
+                while not await victim_holds_a_lease():  # noqa: ASYNC110 (it is Redis's state)
+                    await anyio.sleep(0.02)
         victim.kill()
         killed_at = time.monotonic()
 

@@ -13,6 +13,7 @@ Needs ``redis-server`` and ``redis-cli``: where they are installed the tests alw
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import shutil
@@ -23,9 +24,11 @@ import anyio
 import pytest
 
 from async_dispatch import Poller
+from async_dispatch._cli import ExitCode, run
 from async_dispatch._outcome import Outcome, OutcomeKind
 from async_dispatch.redis import CoordinationError, RedisConnection, RedisStore, RedisTokenBucket
 from async_dispatch.redis._connection import CLUSTER_ACL, FLEET_ACL
+from async_dispatch.redis._fleet_view import fleet_names
 from async_dispatch.testing import simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import REQUIRE_ENV, RedisClusterServers, RedisServer, redis_command, unique_name
@@ -192,3 +195,32 @@ async def test_a_user_confined_to_one_fleets_keys_runs_it_on_the_cluster(
     async with other.connection:
         with pytest.raises(CoordinationError, match="denied"):
             await other.get("x")
+
+
+async def test_the_fleet_listing_finds_the_fleets_every_master_holds(
+    cluster: RedisClusterServers,
+) -> None:
+    """SCAN walks one node's keys: `fleet_names` (behind ``async-dispatch fleet``'s answer
+    to a name that holds nothing) scans every primary, so three fleets whose slots three
+    different masters own are all listed, whichever node the URL names. (Their names sort
+    before the other tests' fleets: the command line shows the first ten.)"""
+    by_owner: dict[int, str] = {}
+    while len(by_owner) < len(cluster.servers):
+        name = unique_name("0listed")
+        by_owner.setdefault(cluster.owner(fleet_slot(cluster, name)).port, name)
+    for port, name in by_owner.items():
+        redis_command(f"redis://127.0.0.1:{port}", "SET", RedisConnection.key(name, "epoch"), "1")
+    for server in cluster.servers:
+        async with RedisConnection(url_of(server)) as connection:
+            assert connection.cluster
+            names = await fleet_names(connection, limit=10_000)
+        assert set(by_owner.values()) <= set(names)
+        out, err = io.StringIO(), io.StringIO()
+        typo = unique_name("typo")
+        code = await run(
+            ["fleet", "--name", typo], stdout=out, stderr=err, environ={"REDIS_URL": url_of(server)}
+        )
+        assert code == ExitCode.NO_SUCH_FLEET
+        hint = err.getvalue()
+        assert "fleets there: " in hint
+        assert all(name in hint for name in by_owner.values()), hint

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+import coredis
 
 from .._errors import UsageError
 from ._connection import KEY_PREFIX, RedisConnection
@@ -270,29 +271,43 @@ async def fleet_names(connection: RedisConnection, *, limit: int = 10) -> list[s
     """Up to `limit` fleet names that hold keys on this Redis, sorted: to suggest one when
     a name holds nothing.
 
-    A bounded SCAN (`_SCAN_CALLS` calls of `_SCAN_COUNT` keys at most, never a ``KEYS``):
-    on a large database it may miss names, so the list is a hint, not an inventory.
+    A bounded SCAN (`_SCAN_CALLS` calls of `_SCAN_COUNT` keys at most per node, never a
+    ``KEYS``): on a large database it may miss names, so the list is a hint, not an
+    inventory. On a Redis Cluster every primary is scanned, each within that bound: SCAN
+    walks the keys of the one node it is sent to, and a fleet's keys live on the node that
+    owns its slot; the names are then the first `limit` of all the nodes', sorted.
 
     Raises:
         CoordinationError: Redis could not be reached or failed.
     """
+    names: set[str] = set()
+    with connection.translate_errors("listing fleets"):
+        client = connection.client
+        if isinstance(client, coredis.RedisCluster):
+            for node in client.primaries:
+                found: set[str] = set()
+                async with node:
+                    await _scan_names(node, found, limit)
+                names |= found
+        else:
+            await _scan_names(client, names, limit)
+    return sorted(names)[:limit]
+
+
+async def _scan_names(node: coredis.Redis[bytes], names: set[str], limit: int) -> None:
+    """Add to `names` the fleet names of the keys `node` holds, until it has `limit`."""
     pattern = RedisConnection.key("*", "*")
     start = len(f"{KEY_PREFIX}:{{")  # where the name begins, after its opening brace
-    names: set[str] = set()
     cursor = 0
-    with connection.translate_errors("listing fleets"):
-        for _ in range(_SCAN_CALLS):
-            cursor, keys = await connection.client.scan(
-                cursor=cursor, match=pattern, count=_SCAN_COUNT
-            )
-            for key in keys:
-                text = _text(key)
-                end = text.find("}:", start)
-                if end > start:
-                    names.add(text[start:end])
-            if cursor == 0 or len(names) >= limit:
-                break
-    return sorted(names)[:limit]
+    for _ in range(_SCAN_CALLS):
+        cursor, keys = await node.scan(cursor=cursor, match=pattern, count=_SCAN_COUNT)
+        for key in keys:
+            text = _text(key)
+            end = text.find("}:", start)
+            if end > start:
+                names.add(text[start:end])
+        if cursor == 0 or len(names) >= limit:
+            return
 
 
 def _int(value: object) -> int:
