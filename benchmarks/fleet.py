@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ from urllib.parse import urlsplit
 import anyio
 
 from async_dispatch.testing import Durations, Faults, OutcomeMix, RateLimit, SimulatorConfig, serve
+
+from ._cpu_split import CpuSplit
 
 
 def rate_limited_share(rejected: int, requests: int) -> dict[str, float]:
@@ -89,6 +91,7 @@ async def _replica(args: argparse.Namespace) -> None:
     from async_dispatch.redis import RedisStore, RedisTokenBucket
 
     counts = _count_round_trips()
+    split = _split_cpu()
     shared = RedisTokenBucket(args.redis_url, name=args.name, rate=args.rate, burst=args.burst)
     # "local": each replica its own bucket, the mistake fleet mode exists to prevent.
     bucket: Limiter = shared if args.limiter == "redis" else TokenBucket(args.rate, args.burst)
@@ -117,6 +120,7 @@ async def _replica(args: argparse.Namespace) -> None:
             while not os.path.exists(args.go):  # noqa: ASYNC110, ASYNC240 (start when all are ready)
                 await anyio.sleep(0.01)
             cpu, sent = time.process_time(), sum(counts.values())
+            split_before = split.snapshot()
             profile = _start_profile()
 
             async def submit() -> None:
@@ -127,17 +131,20 @@ async def _replica(args: argparse.Namespace) -> None:
                         _say(submit_failed=type(exc).__name__)
                     await anyio.sleep(args.submit_every)
 
+            async def take_results() -> None:
+                async for outcome in poller.results(forever=True):
+                    _say(
+                        outcome=outcome.request_id,
+                        at=time.time(),
+                        kind=outcome.kind.value,
+                        final=outcome.final,
+                        deliveries=outcome.deliveries,
+                    )
+
             with anyio.move_on_after(args.duration):
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(submit)
-                    async for outcome in poller.results(forever=True):
-                        _say(
-                            outcome=outcome.request_id,
-                            at=time.time(),
-                            kind=outcome.kind.value,
-                            final=outcome.final,
-                            deliveries=outcome.deliveries,
-                        )
+                    tg.start_soon(lambda: split.charged_to("submits", submit()))
+                    tg.start_soon(lambda: split.charged_to("results", take_results()))
             stats = poller.stats
             if profile is not None:
                 profile.disable()
@@ -150,7 +157,35 @@ async def _replica(args: argparse.Namespace) -> None:
                 cpu=time.process_time() - cpu,
                 round_trips=sum(counts.values()) - sent,
                 by_purpose=dict(counts),
+                cpu_split=split.since(*split_before),
             )
+
+
+def _split_cpu() -> CpuSplit:
+    """Charge the CPU of a replica's long-lived coroutines to the part of the work they do
+    (`benchmarks._cpu_split`): the workers (claims, status reads, ends of checks) to the
+    check path; the reaper (expiry rounds), outcome reads and takeovers, lease renewals
+    and acks to the background; coredis's reader and writer tasks to "redis_io" (shared
+    by every command: `run_store_variant` splits it by the commands each part sent)."""
+    from coredis.connection._base import BaseConnection
+
+    from async_dispatch import Poller
+    from async_dispatch.redis import RedisStore
+
+    split = CpuSplit()
+    for owner, name, part in (
+        (Poller, "_work", "check_path"),
+        (RedisStore, "_send_ends", "check_path"),
+        (Poller, "_reap", "background"),
+        (RedisStore, "_read_outcomes", "background"),
+        (RedisStore, "_maintain", "background"),
+        (RedisStore, "_send_acks", "background"),
+        (Poller, "_settle", "submits"),
+        (BaseConnection, "_reader_task", "redis_io"),
+        (BaseConnection, "_writer_task", "redis_io"),
+    ):
+        split.patch(owner, name, part)
+    return split
 
 
 #: Set by ``--profile DIR``: each replica profiles its measured window into DIR.
@@ -304,6 +339,7 @@ async def run_store_variant(
     check_path = purposes["token_bucket_acquire"] - submits
     check_path += sum(purposes[n] for n in ("store_claim", "store_end_check", "store_resolve"))
     return {
+        "rate": rate,
         "requests": requests,
         "rate_limited": rate_limited_share(rejected, requests),
         "accepted_per_second": round(accepted / (window[1] - window[0]), 2),
@@ -322,7 +358,52 @@ async def run_store_variant(
         "cpu_ms_per_check": round(sum(s["cpu"] for s in summaries) / polls * 1000, 3)
         if polls
         else None,
+        "cpu_ms_per_check_by_part": _cpu_by_part(summaries, purposes, check_path, polls),
     }
+
+
+#: The commands a submit sends (besides its token): its intent, its end, the task's add.
+_SUBMIT_COMMANDS = ("store_begin_submit", "store_send_intent", "store_add", "store_add_many")
+
+
+def _cpu_by_part(
+    summaries: list[dict[str, Any]], purposes: Counter[str], check_path: int, polls: int
+) -> dict[str, float] | None:
+    """The replicas' CPU per status check, by part (`_split_cpu`): ``check_path``,
+    ``background``, ``submits``, ``results`` (outcomes to the application); they add up to
+    ``cpu_ms_per_check``. coredis's reader and writer tasks work for every command alike:
+    their CPU and steps go to the check path, submits and background by the share of the
+    commands each sent. What no part ran (the event loop between steps, tasks no part
+    names), ``loop_and_unclaimed``, is in the parts too, by the share of the steps each
+    had the loop run; it is also given alone."""
+    if not polls:
+        return None
+    seconds: defaultdict[str, float] = defaultdict(float)
+    steps: defaultdict[str, float] = defaultdict(float)
+    for summary in summaries:
+        for total, taken in ((seconds, "seconds"), (steps, "steps")):
+            for part, amount in summary["cpu_split"][taken].items():
+                total[part] += amount
+    trips = sum(purposes.values())
+    submits = sum(s["submits_sent"] for s in summaries)
+    submit_commands = submits + sum(purposes[name] for name in _SUBMIT_COMMANDS)
+    shares = {
+        "check_path": check_path,
+        "submits": submit_commands,
+        "background": trips - check_path - submit_commands,
+    }
+    for counter in (seconds, steps):
+        io = counter.pop("redis_io", 0.0)
+        for part, commands in shares.items():
+            counter[part] += io * commands / trips if trips else 0
+    unclaimed = sum(s["cpu"] for s in summaries) - sum(seconds.values())
+    parts = ("check_path", "background", "submits", "results")
+    total_steps = sum(steps[part] for part in parts) or 1
+    per_check = {
+        part: round((seconds[part] + unclaimed * steps[part] / total_steps) / polls * 1000, 3)
+        for part in parts
+    }
+    return {**per_check, "loop_and_unclaimed": round(unclaimed / polls * 1000, 3)}
 
 
 async def _delete_keys(redis_url: str, name: str) -> None:
@@ -441,6 +522,11 @@ def _victim_done(victim: _Process) -> set[str]:
 
 #: Result key -> (limiter, store) of the four replicas.
 VARIANTS = {"local": ("local", "memory"), "redis": ("redis", "memory"), "store": ("redis", "redis")}
+#: The two shared-bucket variants again at `FASTER` times the rate: the same background
+#: work per second, spread over that many times the checks.
+FASTER = 4
+FAST_VARIANTS = {f"{key}_{FASTER}x": key for key in ("redis", "store")}
+ALL_PARTS = (*VARIANTS, *FAST_VARIANTS, "takeover")
 
 
 def redis_unavailable(url: str) -> str | None:
@@ -464,14 +550,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "duration": args.duration,
         "replicas": 4,
     }
-    for key, (limiter, store) in VARIANTS.items():
+    runs = [(key, *VARIANTS[key], args.rate) for key in VARIANTS]
+    runs += [(key, *VARIANTS[of], args.rate * FASTER) for key, of in FAST_VARIANTS.items()]
+    for key, limiter, store, rate in runs:
         if key not in args.parts:
             continue
         results[key] = await _reported(
             run_store_variant(
                 limiter,
                 store,
-                rate=args.rate,
+                rate=rate,
                 server_burst=args.server_burst,
                 duration=args.duration,
                 tasks=args.tasks,
@@ -502,11 +590,7 @@ def table(results: dict[str, Any]) -> str:
         "| Redis round trips/check (check path) | CPU ms/check |",
         "|---|---|---|---|---|---|",
     ]
-    for key, label in (
-        ("local", "own TokenBucket + MemoryStore each"),
-        ("redis", "RedisTokenBucket + MemoryStore each"),
-        ("store", "RedisTokenBucket + RedisStore"),
-    ):
+    for key, label in _LABELS.items():
         r = results.get(key, {"error": "not run"})
         if "error" in r:
             rows.append(f"| {label} | failed: {r['error'][:60]} | | | | |")
@@ -520,6 +604,7 @@ def table(results: dict[str, Any]) -> str:
             f"({r['check_path_round_trips_per_check'] or '-'}) "
             f"| {r.get('cpu_ms_per_check', '-')} |"
         )
+    rows += ["", *cpu_table(results)]
     kept = results.get("kept_from", {})
     if kept:
         rows += ["", "Kept from an earlier run (`--parts`): " + ", ".join(
@@ -539,6 +624,42 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+_LABELS = {
+    "local": "own TokenBucket + MemoryStore each",
+    "redis": "RedisTokenBucket + MemoryStore each",
+    "store": "RedisTokenBucket + RedisStore",
+    f"redis_{FASTER}x": f"RedisTokenBucket + MemoryStore each at {FASTER}R",
+    f"store_{FASTER}x": f"RedisTokenBucket + RedisStore at {FASTER}R",
+}
+
+
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """Client CPU per check by part (`_cpu_by_part`), each shared-bucket variant run."""
+    rows = [
+        "| CPU ms/check by part | check path | background jobs | submits | outcomes to app "
+        "| (loop and unclaimed, in the parts) | check path vs MemoryStore |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    memory_at_faster = f"redis_{FASTER}x"
+    for key, memory in (
+        ("redis", "redis"),
+        ("store", "redis"),
+        (memory_at_faster, memory_at_faster),
+        (f"store_{FASTER}x", memory_at_faster),
+    ):
+        parts = results.get(key, {}).get("cpu_ms_per_check_by_part")
+        if not parts:
+            continue
+        base = results.get(memory, {}).get("cpu_ms_per_check_by_part")
+        ratio = f"{parts['check_path'] / base['check_path']:.2f}x" if base else "-"
+        rows.append(
+            f"| {_LABELS[key]} | {parts['check_path']} | {parts['background']} "
+            f"| {parts['submits']} | {parts['results']} | {parts['loop_and_unclaimed']} "
+            f"| {ratio} |"
+        )
+    return rows if len(rows) > 2 else []
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
@@ -555,8 +676,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--parts",
         type=lambda text: text.split(","),
-        default=[*VARIANTS, "takeover"],
-        help="comma-separated parts to run (default all: local,redis,store,takeover); the "
+        default=list(ALL_PARTS),
+        help=f"comma-separated parts to run (default all: {','.join(ALL_PARTS)}); the "
         "parts left out keep their figures from the results file already at --out",
     )
     parser.add_argument(
@@ -569,7 +690,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         os.environ[_PROFILE_ENV] = str(args.profile.resolve())
-    unknown = set(args.parts) - {*VARIANTS, "takeover"}
+    unknown = set(args.parts) - set(ALL_PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     if args.quick:
@@ -622,7 +743,7 @@ if __name__ == "__main__":
     if options.out.exists() and "skipped" not in outcome:
         # The parts not run this time keep their last figures (and say when they ran).
         kept = json.loads(options.out.read_text())
-        for part in {*VARIANTS, "takeover"} - set(options.parts):
+        for part in set(ALL_PARTS) - set(options.parts):
             if part in kept:
                 outcome[part] = kept[part]
                 # The date of the run that measured it (kept once already: that one's).

@@ -315,7 +315,32 @@ def bench_fleet_reading(results: Results) -> list[str]:
         f"against {redis['cpu_ms_per_check']} ms with each replica's own `MemoryStore`.",
         f"Latency p50 / p95: {store['latency_p50']} / {store['latency_p95']} s with the "
         f"store, {redis['latency_p50']} / {redis['latency_p95']} s with the bucket alone.",
+        *_fleet_cpu_reading(fleet),
     )
+
+
+def _fleet_cpu_reading(fleet: Results) -> list[str]:
+    """What issue #20 asks of the CPU: the check path's per check against the memory
+    store's, told apart from the background jobs and the submits (`_cpu_by_part`)."""
+    from .fleet import FASTER
+
+    lines = []
+    for suffix, rate in (("", "R"), (f"_{FASTER}x", f"{FASTER}R")):
+        store = fleet.get(f"store{suffix}", {}).get("cpu_ms_per_check_by_part")
+        memory = fleet.get(f"redis{suffix}", {}).get("cpu_ms_per_check_by_part")
+        if not store or not memory:
+            continue
+        total = fleet[f"store{suffix}"]["cpu_ms_per_check"]
+        in_all = total / fleet[f"redis{suffix}"]["cpu_ms_per_check"]
+        lines.append(
+            f"At {rate}, the check path's CPU with the shared store is {store['check_path']} ms "
+            f"per check against {memory['check_path']} ms with each replica's own "
+            f"`MemoryStore` ({store['check_path'] / memory['check_path']:.2f}x); of its "
+            f"{total} ms per check in all ({in_all:.2f}x `MemoryStore`'s), "
+            f"{store['background']} ms is background jobs and {store['submits']} ms submits "
+            f"({memory['submits']} ms with `MemoryStore`)."
+        )
+    return lines
 
 
 def bench_fleet_costs(results: Results) -> list[str]:
