@@ -1213,7 +1213,9 @@ class RedisStore:
         parked = _text(reply[1])
         if parked and self._signer is not None:
             mac, parked = parked[:MAC_CHARS], parked[MAC_CHARS:]
-            if mac != self._signer.reading(task.request_id, "parked", parked):
+            try:
+                self._signer.check_reading(task.request_id, "parked", parked, mac)
+            except IntegrityError:
                 logger.error(
                     "parked_webhook_integrity_failed",
                     request_id=task.request_id,
