@@ -566,18 +566,19 @@ class RedisStore:
             self._intent_sent,
         ]
 
-    def _stored(self, task: TrackedTask) -> list[str]:
-        """The trace context, spec and (with a fleet secret) record MAC of `task`, as
-        store_add.lua's last arguments."""
+    def _stored(self, task: TrackedTask, context: str) -> list[str]:
+        """The trace context, spec and (with a fleet secret) record MAC of `task`, whose
+        context is stored as `context` (`_add_args` made it), as store_add.lua's last
+        arguments."""
         trace, spec = trace_text(task.trace), _spec_json(task)
         if self._signer is None:
             return [trace, spec, ""]
-        context = self._context_json(task)
         return [trace, spec, self._signer.record(task.request_id, context, trace, spec)]
 
     async def add(self, task: TrackedTask) -> bool:
+        args = self._add_args(task)
         reply = await self._script(
-            "store_add.lua", self._add_keys(), [*self._add_args(task), "", *self._stored(task)]
+            "store_add.lua", self._add_keys(), [*args, "", *self._stored(task, args[1])]
         )
         if reply[0]:
             self._tracked += 1
@@ -1006,7 +1007,7 @@ class RedisStore:
 
     async def resubmitted(self, task: TrackedTask, new: TrackedTask) -> bool:
         args = self._add_args(new)  # [rid, ctx, started, deadline, due, last-check time]
-        trace, spec, mac = self._stored(new)
+        trace, spec, mac = self._stored(new, args[1])
         reply = await self._script(
             "store_resubmitted.lua",
             [self._tasks, self._last, self._due, self._deadlines, self._done],
@@ -1200,10 +1201,9 @@ class RedisStore:
             )
             self._submitting.discard(ticket)
             return None
+        args = self._add_args(task)
         reply = await self._script(
-            "store_add.lua",
-            self._add_keys(),
-            [*self._add_args(task), str(ticket), *self._stored(task)],
+            "store_add.lua", self._add_keys(), [*args, str(ticket), *self._stored(task, args[1])]
         )
         self._submitting.discard(ticket)
         if reply[0]:
