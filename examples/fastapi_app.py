@@ -248,8 +248,9 @@ class SharedBatches(Batches):
     One hash per batch, under the fleet's key prefix (so in the fleet's hash slot):
     ``items`` is the submitting worker's view (JSON), ``o:<index>`` the final outcome
     (written once: HSETNX) with ``n:<index>`` counting the final outcomes that arrived,
-    ``q:<index>`` the latest input request. Reading merges them, so an outcome recorded by
-    one worker before the submitting worker saved its view is never overwritten.
+    ``q:<index>`` the latest input request (``o:`` and ``n:`` in one transaction).
+    Reading merges them, so an outcome recorded by one worker before the submitting
+    worker saved its view is never overwritten.
     """
 
     TTL = 86_400
@@ -299,8 +300,11 @@ class SharedBatches(Batches):
         ])  # fmt: skip
         client, key = self._connection.client, self._key(batch_id)
         if outcome.final:
-            await client.hsetnx(key, f"o:{index}", value)
-            await client.hincrby(key, f"n:{index}", 1)
+            # One transaction: a reader between the two writes would see the outcome
+            # with no arrival counted.
+            async with client.pipeline(transaction=True) as both:
+                both.hsetnx(key, f"o:{index}", value)
+                both.hincrby(key, f"n:{index}", 1)
         else:
             await client.hset(key, {f"q:{index}": value})
 
