@@ -174,6 +174,7 @@ async def test_an_empty_fleet_reads_as_zeros(redis_url: str, redis_name: str) ->
         view = await read_fleet(connection, redis_name)
     data = view.as_dict()
     assert data["found"] is False  # nothing under this name: zeros, and it says so
+    assert data["signed"] is None  # no replica said whether it signs
     assert data["tasks"] == {
         "tracked": 0,
         "due_now": 0,
@@ -213,6 +214,7 @@ async def test_json_is_one_object_with_the_views_numbers(redis_url: str, scene: 
     (line,) = out.splitlines()
     data: dict[str, Any] = json.loads(line)
     assert data["name"] == scene.name
+    assert data["signed"] is False  # the scene's replicas have no fleet secret
     assert data["tasks"]["tracked"] == 5
     assert data["tasks"]["due_now"] == 2
     assert data["tasks"]["last_checks"] == 1
@@ -252,6 +254,20 @@ async def test_plain_lines_when_piped(redis_url: str, scene: Scene) -> None:
     assert "outcomes waiting: 1 (1 read, not yet acked)" in lines
     assert any(line.startswith("paused: ") and line.endswith("s left") for line in lines)
     assert f"replica {scene.a}: leases=1 outcomes_pending=1" in lines
+    assert "outcomes signed: no (no fleet secret: Redis is trusted)" in lines
+
+
+async def test_a_fleet_with_a_secret_reads_as_signed(redis_url: str, redis_name: str) -> None:
+    secret = "fleet-view-secret-0123456789abcdef"
+    async with RedisConnection(redis_url) as connection:
+        store = RedisStore(connection, name=redis_name, secret=secret)
+        sink = lambda outcome, receipt: None  # noqa: E731
+        async with store.attach(sink, anyio.current_time, lambda: None, last_check_lead=LEAD):
+            assert (await read_fleet(connection, redis_name)).signed is True
+    code, out, _ = await fleet_cli("--name", redis_name, env={"REDIS_URL": redis_url})
+    assert code == ExitCode.OK
+    assert "outcomes signed: yes (a fleet secret)" in out.splitlines()
+    assert secret not in out
 
 
 async def test_a_terminal_gets_a_live_view(redis_url: str, scene: Scene) -> None:

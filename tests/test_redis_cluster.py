@@ -28,7 +28,7 @@ from async_dispatch._cli import ExitCode, run
 from async_dispatch._outcome import Outcome, OutcomeKind
 from async_dispatch.redis import CoordinationError, RedisConnection, RedisStore, RedisTokenBucket
 from async_dispatch.redis._connection import CLUSTER_ACL, FLEET_ACL
-from async_dispatch.redis._fleet_view import fleet_names
+from async_dispatch.redis._fleet_view import fleet_names, read_fleet
 from async_dispatch.testing import simulator
 from async_dispatch.testing._config import Durations, OutcomeMix
 from redis_support import REQUIRE_ENV, RedisClusterServers, RedisServer, redis_command, unique_name
@@ -74,16 +74,18 @@ def fleet_slot(cluster: RedisClusterServers, name: str) -> int:
     return cluster.slot_of(RedisConnection.key(name, "tasks"))
 
 
+@pytest.mark.parametrize("secret", [None, "cluster-fleet-secret-0123456789"], ids=["", "signed"])
 async def test_a_url_to_a_node_without_the_fleets_slot_runs_the_fleet(
-    cluster: RedisClusterServers,
+    cluster: RedisClusterServers, secret: str | None
 ) -> None:
     """The URL names a master that does not own the slot: the connection finds it is a
-    cluster, and the store and bucket are served by the owner (20 of 20 SUCCESS)."""
+    cluster, and the store and bucket are served by the owner (20 of 20 SUCCESS), signed
+    with a fleet secret or not; the fleet's view, read through the same node, says which."""
     name = unique_name("cl")
     owner = cluster.owner(fleet_slot(cluster, name))
     connection = RedisConnection(url_of(others(cluster, owner)[0]))
     bucket = RedisTokenBucket(connection, name=name, rate=100, burst=10)
-    store = RedisStore(connection, name=name, lease=3.0)
+    store = RedisStore(connection, name=name, lease=3.0, secret=secret)
     seen: list[Outcome] = []
     mix = OutcomeMix.only("success")
     async with simulator(seed=12, durations=Durations.fixed(0.5), outcomes=mix) as sim:  # noqa: SIM117
@@ -97,8 +99,10 @@ async def test_a_url_to_a_node_without_the_fleets_slot_runs_the_fleet(
             with anyio.fail_after(30):
                 async for outcome in poller:
                     seen.append(outcome)
+            view = await read_fleet(connection, name)
     assert sorted(o.request_id for o in seen if o.final) == sorted(ids)
     assert {o.kind for o in seen} == {OutcomeKind.SUCCESS}
+    assert (view.found, view.tracked, view.signed) == (True, 0, secret is not None)
     # Every key of the fleet is on the owner, in the fleet's one slot.
     keys = redis_command(
         url_of(owner), "CLUSTER", "COUNTKEYSINSLOT", str(fleet_slot(cluster, name))

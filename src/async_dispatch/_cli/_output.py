@@ -517,7 +517,16 @@ def fleet_rows(view: FleetView) -> list[tuple[str, str]]:
         ("webhooks parked", str(view.parked_webhooks)),
         ("budget in use", _budget(view)),
         ("paused", f"{view.paused_for:.1f}s left" if view.paused_for > 0 else "no"),
+        ("outcomes signed", _SIGNED[view.signed]),
     ]
+
+
+#: `FleetView.signed`, as the view shows it.
+_SIGNED: Final = {
+    True: "yes (a fleet secret)",
+    False: "no (no fleet secret: Redis is trusted)",
+    None: "-",
+}
 
 
 def _replica_rows(view: FleetView) -> list[tuple[str, str, str]]:

@@ -108,6 +108,10 @@ class FleetView:
     #: everything of it is gone), which an all-zero view alone cannot tell from idleness.
     #: A store's outcome stream stays once created, so a fleet that ran stays found.
     found: bool = True
+    #: True when the fleet signs its outcomes with a fleet secret (`RedisStore(secret=)`),
+    #: False when its replicas run without one, None when no replica has said which (none
+    #: attached yet, or one of a version that predates the binding).
+    signed: bool | None = None
 
     @property
     def tokens_in_use(self) -> float | None:
@@ -124,6 +128,7 @@ class FleetView:
         return {
             "name": self.name,
             "found": self.found,
+            "signed": self.signed,
             "server_time": round(self.server_time, 6),
             "tasks": {
                 "tracked": self.tracked,
@@ -169,7 +174,8 @@ async def read_fleet(
     limit: int = INSPECT_LIMIT,
 ) -> FleetView:
     """Read fleet `name`'s state from Redis, in one round trip that writes nothing (and
-    one XLEN for the dead letters, which need no common instant with the rest).
+    one for the dead letters and the secret binding, which need no common instant with
+    the rest).
 
     Args:
         connection: An entered `RedisConnection`.
@@ -229,7 +235,10 @@ async def read_fleet(
         found,
     ) = reply
     with connection.translate_errors("counting dead letters"):
-        dead_letters = await connection.client.xlen(key("deadletter"))
+        async with connection.client.pipeline(transaction=False) as both:
+            counted = both.xlen(key("deadletter"))
+            bound = both.get(key("integrity"))  # `RedisConnection.bind_secret`
+        dead_letters, binding = await counted, _text(await bound)
     now = float(_text(stamp))
     now_micro = float(_text(now_us))
     tat = _float(tat_us)
@@ -264,6 +273,7 @@ async def read_fleet(
         paused_for=max(0.0, (sendable - now_micro) / 1e6),
         rate=rate,
         found=_int(found) > 0,
+        signed=None if not binding else binding != "unsigned",
     )
 
 
