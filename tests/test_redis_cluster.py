@@ -74,7 +74,9 @@ def fleet_slot(cluster: RedisClusterServers, name: str) -> int:
     return cluster.slot_of(RedisConnection.key(name, "tasks"))
 
 
-@pytest.mark.parametrize("secret", [None, "cluster-fleet-secret-0123456789"], ids=["", "signed"])
+@pytest.mark.parametrize(
+    "secret", [None, "cluster-fleet-secret-0123456789"], ids=["unsigned", "signed"]
+)
 async def test_a_url_to_a_node_without_the_fleets_slot_runs_the_fleet(
     cluster: RedisClusterServers, secret: str | None
 ) -> None:

@@ -234,7 +234,7 @@ async def read_fleet(
         paused_until_us,
         found,
     ) = reply
-    with connection.translate_errors("counting dead letters"):
+    with connection.translate_errors("reading the dead letters and the secret binding"):
         async with connection.client.pipeline(transaction=False) as both:
             counted = both.xlen(key("deadletter"))
             bound = both.get(key("integrity"))  # `RedisConnection.bind_secret`
