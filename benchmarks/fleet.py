@@ -97,8 +97,13 @@ async def _replica(args: argparse.Namespace) -> None:
     bucket: Limiter = shared if args.limiter == "redis" else TokenBucket(args.rate, args.burst)
     store = None
     if args.store == "redis":
+        # The store's own defaults unless told: what a fleet runs with. The takeover run
+        # sets both short, to time a takeover, at the cost of more background work.
+        timing = {"lease": args.lease, "outcome_idle": args.outcome_idle}
         store = RedisStore(
-            shared.connection, name=args.name, lease=args.lease, outcome_idle=args.lease
+            shared.connection,
+            name=args.name,
+            **{key: value for key, value in timing.items() if value is not None},
         )
     async with (
         shared.connection,
@@ -468,7 +473,7 @@ async def run_takeover(*, lease: float, tasks: int, redis_url: str) -> dict[str,
             redis_url,
             name,
             *("--rate", "100", "--burst", "20", "--store", "redis"),
-            *("--duration", "60", "--lease", repr(lease)),
+            *("--duration", "60", "--lease", repr(lease), "--outcome-idle", repr(lease)),
             *("--tasks", str(tasks), "--submit-every", "0"),
             ready_within=60,
         ) as processes,
@@ -668,7 +673,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--tasks", type=int, default=30, help="tasks per replica (store runs)")
     parser.add_argument("--takeover-tasks", type=int, default=8)
-    parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=2.0,
+        help="the takeover run's lease and outcome_idle (the other runs use the store's defaults)",
+    )
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     )
@@ -711,7 +721,10 @@ def parse_replica(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--submit-every", type=float, default=0.0)
-    parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument("--lease", type=float, help="RedisStore's lease (its default if unset)")
+    parser.add_argument(
+        "--outcome-idle", type=float, help="RedisStore's outcome_idle (its default if unset)"
+    )
     return parser.parse_args(argv)
 
 
